@@ -1,0 +1,3 @@
+from pastset.cli import main
+
+raise SystemExit(main())
