@@ -19,8 +19,11 @@ from .errors import (  # noqa: E402
     XFunctionError,
 )
 from .plugins import hookimpl  # noqa: E402
+from .server import Server  # noqa: E402
+from .client import ElementHandle, PastSet  # noqa: E402
 
 __all__ = [
     "ConnectError", "ElementDeleted", "Expired", "LaunchError", "PastSetError",
     "SettingsError", "Timeout", "XFunctionError", "hookimpl", "__version__",
+    "Server", "PastSet", "ElementHandle",
 ]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence
 
 from .errors import LaunchError
+from .transport import format_address
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +31,6 @@ ADDRESS_ENV = "PASTSET_ADDRESS"
 AUTHKEY_ENV = "PASTSET_AUTHKEY"
 RUN_ENV = "PASTSET_RUN"
 BIN_ENV = "PASTSET_BIN"
-
-
-def format_address(address: Sequence[Any]) -> str:
-    """``("10.0.0.1", 4242)`` -> ``"10.0.0.1:4242"`` (IPv6 hosts in brackets)."""
-    host, port = address[0], address[1]
-    if ":" in str(host):
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,309 @@
+"""The client API: ``PastSet`` connects to a run's tuple space; element handles use it.
+
+Arguments are checked here, before anything is sent, so a bad call raises
+TypeError/ValueError naming the bad value and leaves the connection as it was. Each
+thread gets its own connection, so a call blocked in one thread never holds up another.
+Tuples are pickled here and travel to the server as bytes; the server keeps them as they
+are, so classes defined in the program's ``__main__`` move and observe fine.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
+
+from . import transport
+from .errors import ConnectError, PastSetError
+from .launcher import ADDRESS_ENV, AUTHKEY_ENV
+from .server import SERVICE_ID
+from .space import check_module_name
+
+STRICT_ENV = "PASTSET_STRICT"
+
+_dumps = pickle.dumps
+_loads = pickle.loads
+_HIGHEST = pickle.HIGHEST_PROTOCOL
+
+_NO_RUN = ("no PastSet run to connect to: start your program with `python -m pastset run "
+           "app.py` (which sets PASTSET_ADDRESS and PASTSET_AUTHKEY), or pass "
+           "PastSet(address=(host, port), authkey=key) of a running pastset.Server")
+
+
+def _check_timeout(timeout: Any) -> None:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+        raise TypeError(f"timeout must be None or a number of seconds, not {timeout!r}")
+    if timeout is not None and not timeout >= 0:
+        raise ValueError(f"timeout must be >= 0 (0 = don't wait), not {timeout!r}")
+
+
+def _check_int(name: str, value: Any, lowest: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}: {value!r}")
+    if value < lowest:
+        raise ValueError(f"{name} must be >= {lowest}, not {value}")
+
+
+def check_template(template: Any) -> tuple:
+    """A template is a non-empty, hashable, picklable tuple; return it or raise."""
+    if not isinstance(template, tuple):
+        raise TypeError(f"a template must be a tuple such as ('name', int), not {type(template).__name__}: "
+                        f"{template!r}")
+    if not template:
+        raise ValueError("a template must not be empty: give at least a tag, e.g. ('name', int)")
+    try:
+        hash(template)
+    except TypeError as exc:
+        raise TypeError(f"template {template!r} is not hashable ({exc}); use tuples, not lists") from None
+    try:
+        _dumps(template, _HIGHEST)
+    except Exception as exc:
+        raise TypeError(f"template {template!r} cannot be pickled: {exc}") from None
+    return template
+
+
+def matches_template(data: Any, template: tuple) -> Optional[str]:
+    """Strict mode: why ``data`` does not fit ``template`` (None if it fits).
+
+    A type in the template accepts an instance of it (an int where float is asked);
+    any other entry must be equal.
+    """
+    if not isinstance(data, tuple) or len(data) != len(template):
+        return f"{data!r} is not a tuple of {len(template)} entries like {template!r}"
+    for position, (value, expected) in enumerate(zip(data, template)):
+        if isinstance(expected, type):
+            ok = isinstance(value, expected) or (expected is float and isinstance(value, int)
+                                                 and not isinstance(value, bool))
+            if not ok:
+                return f"entry {position} of {data!r} is not {expected.__name__}"
+        elif value != expected:
+            return f"entry {position} of {data!r} is not {expected!r}"
+    return None
+
+
+class Channel:
+    """Authenticated connections to one server, one per thread, made on first use."""
+
+    def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0):
+        self.address = address
+        self._authkey = authkey
+        self._connect_timeout = connect_timeout
+        self._local = threading.local()
+        self._all: List[transport.Connection] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self.closed = False
+
+    def _connection(self) -> transport.Connection:
+        if self._pid != os.getpid():  # forked: the parent's connections are not ours
+            self._local, self._all, self._pid = threading.local(), [], os.getpid()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self.closed:
+            raise PastSetError("this PastSet is closed; create a new pastset.PastSet()")
+        conn = transport.connect(self.address, self._authkey, self._connect_timeout)
+        try:
+            conn.send((None, "accept_connection", ("client",), {}))
+            kind, result = conn.recv()
+        except (OSError, EOFError) as exc:
+            conn.close()
+            raise ConnectError(f"the PastSet server at {self._where()} closed the connection: {exc!r}") from None
+        if kind != "#RETURN":
+            conn.close()
+            raise ConnectError(f"the PastSet server at {self._where()} refused the connection: {result}")
+        self._local.conn = conn
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Call ``method`` on the server's space service; raise what the server raised."""
+        conn = self._local.__dict__.get("conn") if self._pid == os.getpid() else None
+        if conn is None:
+            conn = self._connection()
+        try:
+            conn.send((SERVICE_ID, method, args, {}))
+            kind, result = conn.recv()
+        except (OSError, EOFError) as exc:
+            self._drop(conn)
+            raise ConnectError(f"lost the PastSet server at {self._where()} during {method}(): "
+                               f"{exc!r}") from None
+        except BaseException:
+            # interrupted mid-call (Ctrl-C): the answer may still come, so this
+            # connection is out of step; the server sees it close and undoes nothing
+            self._drop(conn)
+            raise
+        if kind == "#RETURN":
+            return result
+        if kind == "#ERROR":
+            raise result
+        raise PastSetError(f"the PastSet server failed in {method}(): {result}")
+
+    def _drop(self, conn: transport.Connection) -> None:
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        conn.close()
+
+    def close(self) -> None:
+        self.closed = True
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.close()
+            except OSError:
+                pass
+        self._local = threading.local()
+
+    def _where(self) -> str:
+        return transport.format_address(self.address)
+
+
+class ElementHandle:
+    """A program's handle on one element; its methods are the PastSet operations."""
+
+    __slots__ = ("_call", "_eid", "_template", "_strict")
+
+    def __init__(self, channel: Channel, eid: int, template: tuple, strict: bool = False):
+        self._call = channel.call
+        self._eid = eid
+        self._template = template
+        self._strict = strict
+
+    def move(self, data: Any, timeout: Optional[float] = None) -> bool:
+        """Append ``data``; blocks while the element is at its ``delta`` bound."""
+        if timeout is not None:
+            _check_timeout(timeout)
+        try:
+            payload = _dumps(data, _HIGHEST)
+        except Exception as exc:
+            raise TypeError(f"cannot move {data!r}: it cannot be pickled ({exc})") from None
+        if self._strict:
+            problem = matches_template(data, self._template)
+            if problem:
+                raise TypeError(f"strict mode: {problem}")
+        return self._call("move", self._eid, payload, timeout)
+
+    def observe(self, index: int = -1, timeout: Optional[float] = None) -> Any:
+        """Take the next unobserved tuple (``index=-1``), or read tuple ``index``."""
+        if index != -1:
+            _check_int("index", index, -1)
+        if timeout is not None:
+            _check_timeout(timeout)
+        return _loads(self._call("observe", self._eid, index, timeout))
+
+    def first(self) -> int:
+        """Number of the oldest tuple nobody has observed yet."""
+        return self._call("first", self._eid)
+
+    def last(self) -> int:
+        """Number of tuples moved so far."""
+        return self._call("last", self._eid)
+
+    def delta(self, value: Optional[int] = None) -> Optional[int]:
+        """Read (no argument), set (n >= 1) or remove (0) the bound on unobserved tuples."""
+        if value is not None:
+            _check_int("delta", value, 0)
+        return self._call("delta", self._eid, value)
+
+    def axe(self, index: int) -> None:
+        """Drop the observed tuples numbered below ``index``."""
+        _check_int("index", index, 0)
+        return self._call("axe", self._eid, index)
+
+    def template(self) -> tuple:
+        """The element's template (fails with ElementDeleted once it is deleted)."""
+        return self._call("template", self._eid)
+
+    def __repr__(self) -> str:
+        return f"<pastset element {self._template!r}>"
+
+
+class PastSet:
+    """A connection to a PastSet tuple space.
+
+    ``PastSet()`` inside a run finds it through PASTSET_ADDRESS / PASTSET_AUTHKEY;
+    elsewhere give ``address`` ("host:port" or (host, port)) and ``authkey``.
+    ``strict=True`` checks every move against the element's template (off by default,
+    as in the original; the PASTSET_STRICT environment variable turns it on for a run).
+    """
+
+    def __init__(self, address: Union[str, Tuple[str, int], None] = None, authkey: Optional[bytes] = None,
+                 *, connect_timeout: float = 10.0, strict: Optional[bool] = None):
+        if address is None:
+            address = os.environ.get(ADDRESS_ENV) or None
+            if address is None:
+                raise ConnectError(_NO_RUN)
+        address = transport.parse_address(address)
+        if authkey is None:
+            hex_key = os.environ.get(AUTHKEY_ENV)
+            if not hex_key:
+                raise ConnectError(f"no authkey for the PastSet server at {transport.format_address(address)}: "
+                                   f"pass authkey= or set {AUTHKEY_ENV}")
+            try:
+                authkey = bytes.fromhex(hex_key)
+            except ValueError:
+                raise ConnectError(f"{AUTHKEY_ENV} is not a hex string") from None
+        if not isinstance(authkey, (bytes, bytearray)):
+            raise TypeError(f"authkey must be bytes, not {type(authkey).__name__}")
+        if strict is None:
+            strict = os.environ.get(STRICT_ENV, "").lower() in ("1", "true", "yes", "on")
+        self.strict = strict
+        self._channel = Channel(address, bytes(authkey), connect_timeout)
+        self.server_info = self._channel.call("hello")
+
+    @property
+    def address(self) -> Tuple[str, int]:
+        return self._channel.address
+
+    def enter(self, template: tuple, xfunction: Optional[str] = None) -> ElementHandle:
+        """The element named by ``template`` (created empty if new).
+
+        ``xfunction`` names a module in the run's ``bin`` directory whose ``Element``
+        class implements the element (X-functions).
+        """
+        check_template(template)
+        if xfunction is not None:
+            check_module_name(xfunction)
+        eid = self._channel.call("enter", template, xfunction)
+        return ElementHandle(self._channel, eid, template, self.strict)
+
+    def delelement(self, element: Union[ElementHandle, tuple]) -> None:
+        """Remove an element (by handle or template); blocked calls on it fail."""
+        if isinstance(element, ElementHandle):
+            self._channel.call("delelement_id", element._eid)
+        else:
+            check_template(element)
+            self._channel.call("delelement", element)
+
+    def spawn(self, app: str, args: Union[str, Iterable[Any]] = ()) -> str:
+        """Queue a task: some worker runs ``python app args`` from the run's bin directory."""
+        if not isinstance(app, str) or not app.strip():
+            raise ValueError(f"spawn needs the application's file name, not {app!r}")
+        arglist: Sequence[Any] = [args] if isinstance(args, (str, bytes)) else list(args)
+        return self._channel.call("spawn", app, [str(a) for a in arglist])
+
+    def halt(self) -> None:
+        """Say that no more tasks will come; workers finish when the queue is empty."""
+        self._channel.call("halt")
+
+    def status(self) -> dict:
+        """Workers, tasks and elements of the run, as plain data."""
+        return self._channel.call("status")
+
+    def close(self) -> None:
+        """Close every connection of this PastSet (other PastSets are unaffected)."""
+        self._channel.close()
+
+    def __enter__(self) -> "PastSet":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<pastset.PastSet {transport.format_address(self.address)}>"

@@ -1,0 +1,240 @@
+"""The scheduler: spawned tasks go to the registered workers that ask for work.
+
+It lives in the server process beside the tuple space. A worker registers its specs,
+then keeps one ``next_task`` call outstanding; ``spawn`` hands a task to the waiting
+worker running the fewest tasks (or queues it until one asks). After ``halt`` a worker
+asking for work is told to finish; when the run ends (:meth:`Scheduler.stop`) every
+worker is told to stop at once. Every change is reported through ``on_event`` so the
+runner can print progress and failures.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Deque, Dict, List, Optional
+
+from .element import wait_within_call
+
+HALT = "halt"
+STOP = "stop"
+
+
+@dataclass
+class WorkerInfo:
+    """A registered worker and what it is doing."""
+
+    id: str
+    host: str = "?"
+    system: str = "?"
+    arch: str = "?"
+    cores: int = 0
+    memory_mb: int = 0
+    disk_mb: int = 0
+    benchmark: float = 0.0
+    pid: int = 0
+    registered: float = field(default_factory=time.time)
+    state: str = "idle"  # idle | busy | halted | lost
+    running: List[str] = field(default_factory=list)
+    done: int = 0
+    failed: int = 0
+
+
+@dataclass
+class TaskInfo:
+    """A spawned task and where it is."""
+
+    id: str
+    app: str
+    args: List[str]
+    state: str = "queued"  # queued | assigned | running | done | failed | lost
+    worker: Optional[str] = None
+    host: Optional[str] = None
+    pid: Optional[int] = None
+    returncode: Optional[int] = None
+    error: Optional[str] = None
+    spawned: float = field(default_factory=time.time)
+    started: Optional[float] = None
+    ended: Optional[float] = None
+
+
+Event = Callable[[str, Dict[str, Any]], None]
+
+
+class Scheduler:
+    """Task queue, worker registry and the hand-out policy between them."""
+
+    def __init__(self, on_event: Optional[Event] = None):
+        self.on_event: Event = on_event or (lambda kind, info: None)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._queue: Deque[TaskInfo] = deque()
+        self._assigned: Dict[str, Deque[TaskInfo]] = {}
+        self._waiting: Dict[str, float] = {}  # worker id -> when it started waiting
+        self.workers: Dict[str, WorkerInfo] = {}
+        self.tasks: Dict[str, TaskInfo] = {}
+        self._worker_ids = itertools.count(1)
+        self._task_ids = itertools.count(1)
+        self.halted = False
+        self.stopping = False
+
+    # -- the app's side ---------------------------------------------------------------
+    def spawn(self, app: str, args: List[str]) -> str:
+        """Queue ``python app args`` for some worker; return the task id."""
+        with self._lock:
+            task = TaskInfo(id=f"t{next(self._task_ids)}", app=app, args=list(args))
+            self.tasks[task.id] = task
+            worker_id = self._least_loaded_waiting()
+            if worker_id is None:
+                self._queue.append(task)
+            else:
+                self._assign(task, worker_id)
+            self._changed.notify_all()
+        self.on_event("spawned", {"task": task.id, "app": app, "args": list(args)})
+        return task.id
+
+    def halt(self) -> None:
+        """No more tasks will come: workers finish once the queue is empty."""
+        with self._lock:
+            self.halted = True
+            self._changed.notify_all()
+        self.on_event("halted", {})
+
+    # -- the workers' side ------------------------------------------------------------
+    def register_worker(self, specs: Dict[str, Any]) -> str:
+        """Record a new worker's specs; return its id."""
+        known = {k: v for k, v in specs.items() if k in WorkerInfo.__dataclass_fields__ and k != "id"}
+        with self._lock:
+            worker = WorkerInfo(id=f"w{next(self._worker_ids)}", **known)
+            self.workers[worker.id] = worker
+            self._assigned[worker.id] = deque()
+            self._changed.notify_all()
+        self.on_event("registered", asdict(worker))
+        return worker.id
+
+    def next_task(self, worker_id: str) -> Any:
+        """Block until there is a task for this worker; or HALT / STOP.
+
+        Returns a dict with id, app and args. The caller's deadline and liveness come
+        from the call context (:func:`pastset.element.call_context`).
+        """
+        with self._lock:
+            worker = self._worker(worker_id)
+            self._waiting[worker_id] = time.monotonic()
+            try:
+                while True:
+                    if self.stopping:
+                        return STOP
+                    mine = self._assigned[worker_id]
+                    task = mine.popleft() if mine else (self._queue.popleft() if self._queue else None)
+                    if task is not None:
+                        task.state, task.worker, task.host = "assigned", worker_id, worker.host
+                        return {"id": task.id, "app": task.app, "args": task.args}
+                    if self.halted:
+                        worker.state = "halted"
+                        return HALT
+                    wait_within_call(self._changed)
+            finally:
+                self._waiting.pop(worker_id, None)
+
+    def task_started(self, worker_id: str, task_id: str, pid: int) -> None:
+        with self._lock:
+            task, worker = self.tasks[task_id], self._worker(worker_id)
+            task.state, task.pid, task.started = "running", pid, time.time()
+            worker.running.append(task_id)
+            worker.state = "busy"
+        self.on_event("started", {"task": task_id, "worker": worker_id, "host": worker.host, "pid": pid})
+
+    def task_finished(self, worker_id: str, task_id: str, returncode: Optional[int],
+                      error: Optional[str] = None) -> None:
+        """A task ended; ``error`` says why it could not run or was stopped."""
+        with self._lock:
+            task, worker = self.tasks[task_id], self._worker(worker_id)
+            failed = bool(error) or returncode != 0
+            task.state = "failed" if failed else "done"
+            task.returncode, task.error, task.ended = returncode, error, time.time()
+            if task_id in worker.running:
+                worker.running.remove(task_id)
+            worker.failed += failed
+            worker.done += not failed
+            if not worker.running and worker.state == "busy":
+                worker.state = "idle"
+            info = {"task": task_id, "app": task.app, "worker": worker_id, "host": worker.host,
+                    "returncode": returncode, "error": error, "stopping": self.stopping}
+        self.on_event("failed" if failed else "finished", info)
+
+    def worker_lost(self, worker_id: str, reason: str) -> None:
+        """The worker's connection dropped: it and its running tasks are gone."""
+        with self._lock:
+            worker = self.workers.get(worker_id)
+            if worker is None or worker.state == "lost":
+                return
+            previous = worker.state
+            worker.state = "lost"
+            lost = list(worker.running)
+            for task_id in lost:
+                self.tasks[task_id].state = "lost"
+            # tasks handed to it but not yet picked up go back to the queue
+            self._queue.extendleft(reversed(self._assigned.pop(worker_id, deque())))
+            self._changed.notify_all()
+            info = {"worker": worker_id, "host": worker.host, "tasks": lost, "reason": reason,
+                    "previous": previous, "stopping": self.stopping}
+        self.on_event("lost", info)
+
+    # -- the runner's side ------------------------------------------------------------
+    def stop(self) -> None:
+        """The run is ending: every worker asking for work is told to stop."""
+        with self._lock:
+            self.stopping = True
+            self._changed.notify_all()
+
+    def wait_for_workers(self, count: int, timeout: float,
+                         progress: Optional[Callable[[int], None]] = None,
+                         abort: Optional[Callable[[], Optional[str]]] = None) -> int:
+        """Wait until ``count`` workers registered, the timeout passes, or ``abort`` says why.
+
+        Returns how many registered. ``abort`` is polled (every 0.1 s) and returning a
+        message ends the wait early.
+        """
+        deadline = time.monotonic() + timeout
+        seen = -1
+        while True:
+            with self._lock:
+                have = len(self.workers)
+                if have < count and time.monotonic() < deadline:
+                    self._changed.wait(0.1)
+                    have = len(self.workers)
+            if have != seen and progress:
+                progress(have)
+            seen = have
+            if have >= count or time.monotonic() >= deadline or (abort and abort()):
+                return have
+
+    def snapshot(self) -> Dict[str, Any]:
+        """Plain data about workers and tasks, for ``pastset status``."""
+        with self._lock:
+            return {
+                "workers": [asdict(w) for w in self.workers.values()],
+                "tasks": [asdict(t) for t in self.tasks.values()],
+                "halted": self.halted,
+                "queued": len(self._queue),
+            }
+
+    # -- internals --------------------------------------------------------------------
+    def _worker(self, worker_id: str) -> WorkerInfo:
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            raise KeyError(f"unknown worker {worker_id!r}")
+        return worker
+
+    def _least_loaded_waiting(self) -> Optional[str]:
+        if not self._waiting:
+            return None
+        return min(self._waiting, key=lambda w: (len(self.workers[w].running)
+                                                 + len(self._assigned[w]), self._waiting[w]))
+
+    def _assign(self, task: TaskInfo, worker_id: str) -> None:
+        self._assigned[worker_id].append(task)
+        task.state = "assigned"
