@@ -37,13 +37,21 @@ class _CallContext(threading.local):
 _context = _CallContext()
 
 
+def set_call_context(timeout: Optional[float] = None,
+                     caller_alive: Optional[Callable[[], bool]] = None) -> None:
+    """Give the next calls of this thread a deadline ``timeout`` seconds away and a
+    liveness probe. Server threads set it before every call (a plain assignment: this
+    is on the hot path of every move and observe)."""
+    _context.deadline = None if timeout is None else time.monotonic() + timeout
+    _context.caller_alive = caller_alive
+
+
 @contextmanager
 def call_context(timeout: Optional[float] = None,
                  caller_alive: Optional[Callable[[], bool]] = None) -> Iterator[None]:
-    """Run the calls inside with a deadline ``timeout`` seconds away and a liveness probe."""
+    """Run the calls inside with a deadline and a liveness probe, then restore."""
     saved = (_context.deadline, _context.caller_alive)
-    _context.deadline = None if timeout is None else time.monotonic() + timeout
-    _context.caller_alive = caller_alive
+    set_call_context(timeout, caller_alive)
     try:
         yield
     finally:

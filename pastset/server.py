@@ -22,7 +22,7 @@ from multiprocessing import managers
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import transport
-from .element import CallerGone, Element, call_context
+from .element import CallerGone, Element, set_call_context
 from .errors import ElementDeleted, PastSetError, XFunctionError
 from .scheduler import Scheduler
 from .space import TupleSpace, check_module_name
@@ -90,21 +90,21 @@ class SpaceService:
         timeout = _check_timeout(timeout)
         if not isinstance(payload, bytes):
             raise TypeError("move payload must be the pickled tuple (bytes)")
-        with call_context(timeout, _caller_alive):
-            if type(element) is Element:
-                element.move(payload)
-            else:
-                _run_xfunction(element, "move", pickle.loads, payload)
+        set_call_context(timeout, _caller_alive)
+        if type(element) is Element:
+            element.move(payload)
+        else:
+            _run_xfunction(element, "move", pickle.loads, payload)
         return True
 
     def observe(self, eid: int, index: int = -1, timeout: Optional[float] = None) -> bytes:
         element = self.space.element(eid)
         timeout = _check_timeout(timeout)
         _check_index(index, allow_unindexed=True)
-        with call_context(timeout, _caller_alive):
-            if type(element) is Element:
-                return element.observe(index)
-            value = _run_xfunction(element, "observe", lambda i: i, index)
+        set_call_context(timeout, _caller_alive)
+        if type(element) is Element:
+            return element.observe(index)
+        value = _run_xfunction(element, "observe", lambda i: i, index)
         try:
             return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
@@ -157,8 +157,8 @@ class SpaceService:
         return worker_id
 
     def next_task(self, worker_id: str, timeout: Optional[float] = None) -> Any:
-        with call_context(_check_timeout(timeout), _caller_alive):
-            return self.scheduler.next_task(worker_id)
+        set_call_context(_check_timeout(timeout), _caller_alive)
+        return self.scheduler.next_task(worker_id)
 
     def task_started(self, worker_id: str, task_id: str, pid: int) -> None:
         self.scheduler.task_started(worker_id, task_id, pid)

@@ -16,6 +16,8 @@ leaner variant into it under the serializer name ``"pastset"``
 """
 from __future__ import annotations
 
+import io
+import os
 import pickle
 import select
 import socket
@@ -36,6 +38,9 @@ KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 3, 3
 USER_TIMEOUT_MS = 20_000
 
 _dumps = pickle.dumps
+_read = os.read
+_SIZE = struct.Struct("!i")
+_SIZE64 = struct.Struct("!Q")
 _loads = pickle.loads
 _HIGHEST = pickle.HIGHEST_PROTOCOL
 
@@ -95,7 +100,13 @@ def set_receive_timeout(fd: int, seconds: float) -> None:
 
 
 class Connection(mpc.Connection):
-    """A multiprocessing Connection that pickles with plain ``pickle.dumps``."""
+    """A multiprocessing Connection that pickles with plain ``pickle.dumps``.
+
+    Reads are buffered: one ``read`` usually brings a whole small message (header and
+    body), where the base class reads the header and the body separately.
+    """
+
+    _rbuf = b""
 
     def send(self, obj) -> None:
         self._check_closed()
@@ -103,7 +114,41 @@ class Connection(mpc.Connection):
 
     def recv(self):
         self._check_closed()
-        return _loads(self._recv_bytes().getbuffer())
+        return _loads(self._read_message(None))
+
+    def _recv_bytes(self, maxsize=None):
+        return io.BytesIO(self._read_message(maxsize))
+
+    def _read_message(self, maxsize: Optional[int]) -> bytes:
+        buf = self._rbuf
+        while len(buf) < 4:
+            buf += self._read_some(65536)
+        size = _SIZE.unpack_from(buf)[0]
+        start = 4
+        if size == -1:  # the base class's 64-bit length form
+            while len(buf) < 12:
+                buf += self._read_some(65536)
+            size = _SIZE64.unpack_from(buf, 4)[0]
+            start = 12
+        if size < 0 or (maxsize is not None and size > maxsize):
+            raise OSError(f"bad message length {size}")
+        end = start + size
+        if len(buf) < end:
+            parts = [buf]
+            have = len(buf)
+            while have < end:
+                chunk = self._read_some(max(65536, end - have))
+                parts.append(chunk)
+                have += len(chunk)
+            buf = b"".join(parts)
+        self._rbuf = buf[end:]
+        return buf[start:end]
+
+    def _read_some(self, n: int) -> bytes:
+        chunk = _read(self._handle, n)
+        if not chunk:
+            raise EOFError
+        return chunk
 
     def peer_gone(self) -> bool:
         """True if the peer closed or reset the connection (or sent unasked data).
