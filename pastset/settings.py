@@ -510,7 +510,7 @@ def _apply_toml(settings: Settings, path: str, text: str) -> None:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"config file {path!r} is not valid TOML: {exc}") from exc
+        raise SettingsError(f"config file {path!r} is not valid TOML: {exc}{_toml_hint(exc, text)}") from exc
     for key in data:
         if key != "pastset":
             raise SettingsError(f"unknown top-level key {key!r} in file {path}; "
@@ -520,7 +520,7 @@ def _apply_toml(settings: Settings, path: str, text: str) -> None:
         raise SettingsError(f"'pastset' in file {path} must be a table: [pastset]")
     source = f"file {path}"
     for key, value in table.items():
-        if key == _LAUNCHER_TABLE:
+        if key == _LAUNCHER_TABLE and isinstance(value, dict):
             _apply_launcher_tables(settings, path, value)
         elif key in SETTINGS:
             _check_toml_type(SETTINGS[key], value, source)
@@ -528,6 +528,14 @@ def _apply_toml(settings: Settings, path: str, text: str) -> None:
         else:
             raise SettingsError(f"unknown key {key!r} in [pastset] of file {path}; allowed keys: "
                                 f"{', '.join(SETTINGS)}, and [pastset.launcher.NAME] tables")
+
+
+def _toml_hint(exc: Exception, text: str) -> str:
+    """Explain the one TOML clash our own key names invite: ``launcher`` string and tables."""
+    if "Cannot overwrite" in str(exc) and re.search(r"^\s*\[\s*pastset\.launcher\.", text, re.MULTILINE):
+        return ('; with [pastset.launcher.NAME] tables, choose the launcher with name = "NAME" '
+                "in [pastset.launcher] instead of launcher = \"NAME\" in [pastset]")
+    return ""
 
 
 def _check_toml_type(spec: SettingSpec, value: Any, source: str) -> None:
@@ -539,13 +547,23 @@ def _check_toml_type(spec: SettingSpec, value: Any, source: str) -> None:
                             f"(a TOML {kinds} value)")
 
 
-def _apply_launcher_tables(settings: Settings, path: str, tables: Any) -> None:
-    """Keep each ``[pastset.launcher.NAME]`` table raw; the launcher validates its keys."""
-    if not isinstance(tables, dict) or not all(isinstance(table, dict) for table in tables.values()):
-        raise SettingsError(f"'launcher' in [pastset] of file {path} must hold tables: "
-                            "[pastset.launcher.NAME]")
-    for name, table in tables.items():
-        settings.set_launcher_options(name, table, f"file {path}")
+def _apply_launcher_tables(settings: Settings, path: str, tables: Mapping[str, Any]) -> None:
+    """Apply ``[pastset.launcher]``: ``NAME`` tables kept raw (the launcher checks their keys)
+    and ``name``, the ``launcher`` setting.
+
+    TOML cannot hold both ``launcher = "slurm"`` in ``[pastset]`` and a
+    ``[pastset.launcher.slurm]`` table, so a file with tables names its launcher here.
+    """
+    source = f"file {path}"
+    for key, value in tables.items():
+        if isinstance(value, dict):
+            settings.set_launcher_options(key, value, source)
+        elif key == "name":
+            _check_toml_type(SETTINGS["launcher"], value, source)
+            settings.set("launcher", value, source)
+        else:
+            raise SettingsError(f"unknown key {key!r} in [pastset.launcher] of file {path}; allowed: "
+                                "name = \"LAUNCHER\" and [pastset.launcher.NAME] tables")
 
 
 def _apply_ini(settings: Settings, path: str, text: str) -> None:
@@ -558,7 +576,7 @@ def _apply_ini(settings: Settings, path: str, text: str) -> None:
     try:
         parser.read_string(text, source=path)
     except configparser.Error as exc:
-        raise SettingsError(f"config file {path!r} is not a valid ini file: {exc}") from exc
+        raise SettingsError(f"config file {path!r} is not a valid ini file: {_ini_problem(exc)}") from exc
     if parser.sections():
         raise SettingsError(f"unknown section [{parser.sections()[0]}] in file {path}; "
                             "pastset reads only [DEFAULT]")
@@ -570,6 +588,15 @@ def _apply_ini(settings: Settings, path: str, text: str) -> None:
                                 f"allowed keys: {', '.join(_BY_ENV)}")
         if value.strip():
             settings.set(spec.name, value, source)
+
+
+def _ini_problem(exc: configparser.Error) -> str:
+    """configparser's complaint on one line, with the line number first."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"line {exc.lineno}: {exc.line.strip()!r} comes before the [DEFAULT] header"
+    if isinstance(exc, configparser.ParsingError):
+        return "; ".join(f"line {lineno}: cannot parse {line.strip()!r}" for lineno, line in exc.errors)
+    return " ".join(str(exc).split())
 
 
 def _files_to_read(config_file: Optional[str], environ: Mapping[str, str], cwd: Optional[str],
