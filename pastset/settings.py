@@ -409,7 +409,9 @@ class Settings:
         """PS* variables for every non-default setting, to hand settings to a child process.
 
         ``conf_help`` is left out: its effects are already in the other values, and running
-        it again in the child could override values that came from flags.
+        it again in the child could override values that came from flags. (A child that
+        calls :func:`load_settings` still reads the config files, and with them any
+        PSCONFHELP they hold; pass ``config_file=os.devnull`` to rely on these values alone.)
         """
         return {spec.env: _env_text(self._values[name])
                 for name, spec in SETTINGS.items()

@@ -159,6 +159,12 @@ def test_pastset_config_environment_names_the_file(load, tmp_path):
     assert load(environ={"PASTSET_CONFIG": ""}).files_read == [str(tmp_path / "pastset.toml")]
 
 
+def test_devnull_config_reads_nothing(load, tmp_path):
+    write(tmp_path / "pastset.toml", "[pastset]\nconf_help = 'helper.py'\n")
+    s = load(config_file=os.devnull, environ={"PSPROCS": "3"})
+    assert (s.procs, s.conf_help, s.files_read) == (3, "", [os.devnull])
+
+
 def test_given_config_file_missing(load, tmp_path):
     missing = str(tmp_path / "nope.toml")
     message = error_of(load, config_file=missing)
