@@ -28,7 +28,7 @@ def check_module_name(name: object) -> str:
     """Return ``name`` if it is a plain module name (``xtypecast``), else raise ValueError."""
     if not isinstance(name, str):
         raise TypeError(f"X-function module name must be a str, not {type(name).__name__}: {name!r}")
-    if not _MODULE_NAME.match(name):
+    if not _MODULE_NAME.fullmatch(name):  # match() lets "x\n" through ($ matches before \n)
         raise ValueError(f"X-function module name {name!r} is not a plain module name "
                          "(letters, digits and _; no dots, slashes or path)")
     return name
