@@ -20,7 +20,7 @@ import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Union
 
 from .errors import LaunchError
 from .transport import format_address
@@ -45,16 +45,20 @@ class WorkerLaunch:
     settings: Any = field(repr=False, default=None)  #: the run's :class:`pastset.settings.Settings`
     extra_env: Mapping[str, str] = field(default_factory=dict)  #: e.g. PYTHONPATH for workers
 
-    def worker_argv(self, python: Optional[str] = None, *, authkey_stdin: bool = False,
+    def worker_argv(self, python: Union[str, Sequence[str], None] = None, *, authkey_stdin: bool = False,
                     tunnel: Optional[str] = None, address: Optional[Sequence[Any]] = None) -> List[str]:
         """The command that starts one worker; holds no secret.
 
-        :param python: interpreter command (may hold options); default: this interpreter.
+        :param python: interpreter command (a string may hold options, or an argv list);
+            default: this interpreter.
         :param authkey_stdin: the worker reads the authkey from its first stdin line.
         :param tunnel: ``[user@]host[:port]`` of an sshd the worker tunnels through.
         :param address: override the (host, port) the worker connects to.
         """
-        argv = shlex.split(python) if python else [sys.executable]
+        if not python:
+            argv = [sys.executable]
+        else:
+            argv = shlex.split(python) if isinstance(python, str) else list(python)
         argv += ["-m", "pastset", "worker", "--address", format_address(address or self.address),
                  "--run", self.run_id, "--bin", self.bin_dir]
         if authkey_stdin:
@@ -89,6 +93,11 @@ class Launcher(abc.ABC):
     summary: ClassVar[str] = ""
     #: keys accepted in ``[pastset.launcher.NAME]`` with their defaults
     option_defaults: ClassVar[Dict[str, Any]] = {}
+    #: order in which ``launcher = "auto"`` asks :meth:`detect` (lower first); batch
+    #: systems come before ssh, which comes before local
+    auto_priority: ClassVar[int] = 100
+    #: True if workers run on other hosts (the server then binds beyond loopback)
+    remote: ClassVar[bool] = False
 
     def __init__(self, settings: Any, options: Optional[Mapping[str, Any]] = None):
         self.settings = settings
@@ -107,6 +116,10 @@ class Launcher(abc.ABC):
     def bind_host(self) -> str:
         """The address the server listens on so these workers can reach it."""
         return "127.0.0.1"
+
+    def advertised_host(self, bound_host: str) -> str:
+        """The server address workers are told to connect to (default: where it is bound)."""
+        return bound_host
 
     @abc.abstractmethod
     def start(self, launch: WorkerLaunch) -> None:

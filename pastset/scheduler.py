@@ -36,7 +36,7 @@ class WorkerInfo:
     benchmark: float = 0.0
     pid: int = 0
     registered: float = field(default_factory=time.time)
-    state: str = "idle"  # idle | busy | halted | lost
+    state: str = "idle"  # idle | busy | halted | exited | lost
     running: List[str] = field(default_factory=list)
     done: int = 0
     failed: int = 0
@@ -172,8 +172,12 @@ class Scheduler:
             if worker is None or worker.state == "lost":
                 return
             previous = worker.state
-            worker.state = "lost"
             lost = list(worker.running)
+            if previous == "halted" and not lost:
+                worker.state = "exited"  # finished normally after halt
+                self._changed.notify_all()
+                return
+            worker.state = "lost"
             for task_id in lost:
                 self.tasks[task_id].state = "lost"
             # tasks handed to it but not yet picked up go back to the queue
@@ -211,6 +215,17 @@ class Scheduler:
             seen = have
             if have >= count or time.monotonic() >= deadline or (abort and abort()):
                 return have
+
+    def counts(self) -> Dict[str, int]:
+        """Registered and still-connected workers, failed tasks and lost workers."""
+        with self._lock:
+            states = [w.state for w in self.workers.values()]
+            return {
+                "registered": len(states),
+                "connected": sum(s not in ("lost", "exited") for s in states),
+                "lost": states.count("lost"),
+                "failed_tasks": sum(t.state in ("failed", "lost") for t in self.tasks.values()),
+            }
 
     def snapshot(self) -> Dict[str, Any]:
         """Plain data about workers and tasks, for ``pastset status``."""

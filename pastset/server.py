@@ -62,6 +62,7 @@ class SpaceService:
         "hello", "enter", "move", "observe", "first", "last", "delta", "axe", "template",
         "delelement", "delelement_id", "spawn", "halt",
         "register_worker", "next_task", "task_started", "task_finished", "emit", "status",
+        "wait_workers", "run_state", "stop_run",
     )
 
     def __init__(self, space: TupleSpace, scheduler: Scheduler, run_id: str = "",
@@ -177,6 +178,19 @@ class SpaceService:
         snap["elements"] = [{"template": repr(t), **info} for t, info in self.space.templates().items()]
         snap.update(self.hello())
         return snap
+
+    # -- the runner's control calls ------------------------------------------------------
+    def wait_workers(self, count: int, timeout: float) -> int:
+        """Wait up to ``timeout`` s for ``count`` registrations; return how many came."""
+        return self.scheduler.wait_for_workers(count, timeout)
+
+    def run_state(self) -> Dict[str, int]:
+        """Counts the runner polls: registered, connected, failed tasks, lost workers."""
+        return self.scheduler.counts()
+
+    def stop_run(self) -> None:
+        """The run is ending: tell every worker to stop its tasks and exit."""
+        self.scheduler.stop()
 
     # -- connection bookkeeping -------------------------------------------------------
     def disconnected(self, conn: Any) -> None:

@@ -1,0 +1,153 @@
+"""The ``pastset`` command line: run, status, clean, config, launchers (and worker/server,
+which launchers start).
+
+Usage errors exit 2 (argparse); a failure prints one ``pastset: error: ...`` line and
+exits 1 — a traceback only with ``--log-level debug``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any, List, Optional
+
+from . import __version__
+from .errors import PastSetError
+
+log = logging.getLogger("pastset")
+
+DESCRIPTION = """\
+pastset runs PastSet programs: a tuple-space server, workers that run spawned tasks,
+and your application, on this machine or across a cluster (ssh, SLURM, Grid Engine, PBS).
+
+  python -m pastset run app.py ARGS      run app.py with its workers
+  python -m pastset status               show the workers and tasks of a live run
+  python -m pastset clean                remove what a crashed run left behind
+  python -m pastset config               show every setting, its value and its source
+  python -m pastset launchers            list the launchers and who provides them
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .settings import add_setting_flags
+
+    parser = argparse.ArgumentParser(prog="pastset", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"pastset {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    run = commands.add_parser(
+        "run", help="run a PastSet application with its workers",
+        description="Run APP (looked up in the bin directory, or a path) with `procs` workers. "
+                    "The application gets PASTSET_ADDRESS and PASTSET_AUTHKEY, so pastset.PastSet() "
+                    "connects to this run. The exit code is the application's.")
+    add_setting_flags(run)
+    run.add_argument("app", metavar="APP", help="the application, e.g. mcpiserver.py")
+    run.add_argument("app_args", metavar="ARGS", nargs=argparse.REMAINDER, help="arguments for APP")
+
+    status = commands.add_parser(
+        "status", help="show the workers (clients), tasks and elements of a live run",
+        description="Show a live run's registered workers (clients), spawned tasks and elements as "
+                    "tables; FILTER words keep only rows that contain all of them.")
+    status.add_argument("what", nargs="?", choices=("all", "clients", "tasks", "elements"), default="all")
+    status.add_argument("filters", nargs="*", metavar="FILTER")
+    status.add_argument("--run", metavar="ID", help="which run (an id or a prefix); needed when several are live")
+    status.add_argument("--list", action="store_true", help="list the live runs of this user and exit")
+    add_setting_flags(status)
+
+    clean = commands.add_parser(
+        "clean", help="remove processes and jobs left by crashed runs",
+        description="For every recorded run whose runner is gone, stop the processes and batch jobs it "
+                    "recorded (checked by PID and start time; nothing is killed by name) and delete the "
+                    "record.")
+    clean.add_argument("--run", metavar="ID", help="only this run")
+    clean.add_argument("--dry-run", action="store_true", help="say what would be done")
+
+    config = commands.add_parser("config", help="print every effective setting and where it came from")
+    add_setting_flags(config)
+
+    commands.add_parser("launchers", help="list the launchers and the distributions that provide them")
+
+    worker = commands.add_parser("worker", help="(started by launchers) serve tasks of a run")
+    worker.add_argument("--address", required=True, help="HOST:PORT of the run's server")
+    worker.add_argument("--run", required=True, help="the run's id")
+    worker.add_argument("--bin", required=True, help="directory the tasks run from")
+    worker.add_argument("--authkey-stdin", action="store_true", help="read the authkey from the first stdin line")
+    worker.add_argument("--tunnel", metavar="[USER@]HOST[:PORT]", help="reach the server through this sshd")
+    worker.add_argument("--python", help="interpreter command for tasks (default: this one)")
+    worker.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error", "critical"))
+    return parser
+
+
+def _load_settings(args: argparse.Namespace, pm: Any) -> Any:
+    from .plugins import launchers
+    from .settings import config_file_from_args, flags_from_args, load_settings
+
+    return load_settings(flags=flags_from_args(args), config_file=config_file_from_args(args),
+                         plugin_manager=pm, launcher_names=list(launchers(pm)))
+
+
+def _setup_logging(level: str, path: str = "") -> None:
+    handlers: List[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if path:
+        handlers.append(logging.FileHandler(path))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=handlers,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = getattr(args, "log_level", None) == "debug"
+    try:
+        return _dispatch(args)
+    except PastSetError as exc:
+        if debug:
+            raise
+        print(f"pastset: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "worker":
+        from . import worker
+
+        _setup_logging(args.log_level)
+        return worker.main(args.address, args.run, args.bin, args.authkey_stdin, args.tunnel, args.python)
+
+    from .plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    if args.command == "launchers":
+        return _launchers(pm)
+    if args.command == "clean":
+        from .commands import clean
+
+        return clean(args.run, args.dry_run, pm)
+    settings = _load_settings(args, pm)
+    _setup_logging(settings.log_level, settings.log_path)
+    if args.command == "config":
+        from .commands import show_config
+
+        return show_config(settings, pm)
+    if args.command == "status":
+        from .commands import status
+
+        return status(args.what, args.filters, args.run, args.list, settings)
+    from .run import run_app
+
+    return run_app(settings, args.app, args.app_args, pm)
+
+
+def _launchers(pm: Any) -> int:
+    from .plugins import launchers
+
+    rows = [(info.name, info.provider, info.cls.summary) for info in sorted(launchers(pm).values(),
+                                                                            key=lambda i: i.name)]
+    width = [max(len(r[i]) for r in rows) for i in range(2)] if rows else [0, 0]
+    for name, provider, summary in rows:
+        print(f"{name:<{width[0]}}  {provider:<{width[1]}}  {summary}")
+    return 0

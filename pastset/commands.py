@@ -1,0 +1,123 @@
+"""The small commands around a run: ``config``, ``status`` (the original psmanage), ``clean``."""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+from . import runrecord
+from .errors import PastSetError
+
+
+def show_config(settings: Any, pm: Any) -> int:
+    """Print every setting with its value and source, and which launcher a run would use."""
+    from .plugins import launchers
+    from .run import choose_launcher
+    from .settings import describe
+
+    print(describe(settings))
+    try:
+        info, why = choose_launcher(settings, launchers(pm))
+        print(f"\nlauncher in use: {info.name} ({why})")
+    except PastSetError as exc:
+        print(f"\nlauncher in use: none ({exc})")
+    return 0
+
+
+def table(rows: List[Dict[str, Any]], columns: Sequence[str]) -> str:
+    """Rows of dicts as an aligned text table with a header."""
+    cells = [[str(c).upper() for c in columns]] + [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and value > 1e9:  # a timestamp
+        return time.strftime("%H:%M:%S", time.localtime(value))
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "-"
+    return str(value)
+
+
+def _keep(rows: List[Dict[str, Any]], filters: Sequence[str]) -> List[Dict[str, Any]]:
+    return [r for r in rows if all(f in " ".join(_cell(v) for v in r.values()) for f in filters)]
+
+
+def status(what: str, filters: Sequence[str], run_id: Optional[str], list_runs: bool, settings: Any) -> int:
+    """Show a live run's workers, tasks and elements (``pastset status``)."""
+    from .client import PastSet
+    from .transport import parse_address
+
+    if list_runs:
+        runs = [r for r in runrecord.read_records() if runrecord.is_alive(r)]
+        rows = [{"run": r["run"], "app": r.get("app"), "launcher": r.get("launcher"),
+                 "address": r.get("address"), "started": r.get("started")} for r in runs]
+        print(table(rows, ("run", "app", "launcher", "address", "started")) if rows else "no live runs")
+        return 0
+    record = runrecord.find_run(run_id)
+    address = parse_address(record["address"])
+    closer = None
+    if settings is not None and settings.tunnel:
+        from .tunnel import open_tunnel, tunnel_spec
+
+        address, closer = open_tunnel(tunnel_spec(settings, address), address)
+    try:
+        with PastSet(address, authkey=bytes.fromhex(record["authkey"])) as pset:
+            snap = pset.status()
+    finally:
+        if closer:
+            closer()
+    print(f"run {record['run']}: {record.get('app')} via {record.get('launcher')} at {record['address']}"
+          f"{' (halted)' if snap['halted'] else ''}")
+    if what in ("all", "clients"):
+        print("\nclients:")
+        print(table(_keep(snap["workers"], filters),
+                    ("id", "host", "system", "arch", "cores", "memory_mb", "disk_mb", "benchmark", "state",
+                     "running", "done", "failed")))
+    if what in ("all", "tasks"):
+        print("\ntasks:")
+        print(table(_keep(snap["tasks"], filters),
+                    ("id", "app", "args", "state", "worker", "host", "pid", "returncode", "spawned", "error")))
+    if what in ("all", "elements"):
+        print("\nelements:")
+        print(table(_keep(snap["elements"], filters), ("id", "template", "first", "last", "delta", "xfunction")))
+    return 0
+
+
+def clean(run_id: Optional[str], dry_run: bool, pm: Any) -> int:
+    """Undo what crashed runs left: recorded processes and jobs; never by name."""
+    from .plugins import launchers
+    from .processes import is_same_process, kill_recorded
+
+    registry = launchers(pm)
+    records = runrecord.read_records()
+    if run_id:
+        records = [r for r in records if r["run"].startswith(run_id)]
+    cleaned = 0
+    for record in records:
+        if runrecord.is_alive(record):
+            if run_id:
+                print(f"run {record['run']} is still running (pid {record['runner']['pid']}); "
+                      "stop it with Ctrl-C or kill that pid")
+            continue
+        cleaned += 1
+        actions: List[str] = []
+        app = record.get("app_process")
+        if app and is_same_process(app):
+            actions.append(f"kill application pid {app['pid']}")
+            if not dry_run:
+                kill_recorded(app)
+        info = registry.get(record.get("launcher", ""))
+        if info is not None and record.get("launch"):
+            if dry_run:
+                actions.append(f"{info.name}: undo {record['launch']}")
+            else:
+                actions.extend(info.cls.clean(record["launch"]))
+        if not dry_run:
+            runrecord.remove_record(record["run"])
+        print(f"run {record['run']} ({record.get('app')}): "
+              + ("; ".join(actions) if actions else "nothing left running") + (" [dry run]" if dry_run else ""))
+    if not cleaned:
+        print("nothing to clean: no crashed runs recorded")
+    return 0

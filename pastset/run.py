@@ -1,0 +1,299 @@
+"""``pastset run``: one command from nothing to a finished PastSet program, and back to nothing.
+
+A run: choose the launcher, start the tuple-space server (here, or on ``master`` over
+ssh), record the run, start the workers through the launcher, wait for ``wait_procs``
+of them, run the application with PASTSET_ADDRESS/PASTSET_AUTHKEY in its environment,
+and when it ends — or on Ctrl-C/SIGTERM, or when something dies — tear everything down
+in order: tell workers to stop (they kill their tasks), stop the launcher's processes and
+jobs, stop the server, delete the record. The exit code is the application's.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+
+from . import runrecord
+from .client import STRICT_ENV, PastSet
+from .errors import LaunchError, PastSetError, SettingsError
+from .launcher import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, Launcher, WorkerLaunch
+from .plugins import LauncherInfo, launchers
+from .processes import process_identity, start_child, stop_child
+from .server import Server
+from .transport import format_address
+
+log = logging.getLogger("pastset.run")
+
+#: seconds workers get to stop their tasks and leave before the launcher kills them
+WORKER_STOP_GRACE = 3.0
+
+
+class RunInterrupted(Exception):
+    """SIGINT/SIGTERM/SIGHUP reached the runner."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def choose_launcher(settings: Any, registry: Dict[str, LauncherInfo],
+                    environ: Optional[Dict[str, str]] = None) -> Tuple[LauncherInfo, str]:
+    """The launcher to use and why: the ``launcher`` setting, or what ``auto`` detects."""
+    environ = dict(os.environ if environ is None else environ)
+    name = settings.launcher
+    if name != "auto":
+        if name not in registry:
+            raise SettingsError(f"launcher: {name!r} from {settings.source('launcher')} is not installed; "
+                                f"installed: {', '.join(sorted(registry))}")
+        return registry[name], f"launcher = {name!r} ({settings.source('launcher')})"
+    for info in sorted(registry.values(), key=lambda i: (i.cls.auto_priority, i.name)):
+        reason = info.cls.detect(environ, settings)
+        if reason:
+            return info, f"auto: {reason}"
+    if "local" not in registry:
+        raise SettingsError("launcher: auto found nothing that fits and the local launcher is not installed")
+    return registry["local"], "auto: no batch allocation and no hosts file, so workers run on this machine"
+
+
+def resolve_app(app: str, bin_dir: str) -> str:
+    """The application's path: ``bin/APP`` first, else APP as a path."""
+    in_bin = os.path.join(bin_dir, app)
+    if os.path.isfile(in_bin):
+        return os.path.abspath(in_bin)
+    if os.path.isfile(app):
+        return os.path.abspath(app)
+    raise SettingsError(f"application {app!r} not found: neither {in_bin} (the bin directory) nor {app!r} "
+                        "is a file")
+
+
+def pastset_pythonpath(environ: Dict[str, str]) -> str:
+    """PYTHONPATH that lets children import this very pastset (even from a checkout)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parts = [here] + [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != here]
+    return os.pathsep.join(parts)
+
+
+class EventReporter:
+    """Turns scheduler events into the lines a user sees on stderr."""
+
+    def __init__(self, stream: TextIO, verbose: bool = False):
+        self.stream = stream
+        self.verbose = verbose
+
+    def __call__(self, kind: str, info: Dict[str, Any]) -> None:
+        if info.get("stopping"):
+            return
+        line = None
+        if kind == "failed":
+            what = (info.get("error") or f"exited with code {info.get('returncode')}")
+            line = f"task {info['task']} ({info['app']}) on {info['host']} failed: {what}"
+        elif kind == "lost":
+            tasks = f", taking tasks {', '.join(info['tasks'])} with it" if info.get("tasks") else ""
+            line = f"worker {info['worker']} on {info['host']} was lost ({info['reason']}){tasks}"
+        elif self.verbose and kind == "registered":
+            line = f"worker {info['id']} registered from {info['host']}"
+        if line:
+            self.stream.write(f"pastset: {line}\n")
+            self.stream.flush()
+
+
+class Run:
+    """One ``pastset run``; :meth:`execute` returns the exit code."""
+
+    def __init__(self, settings: Any, app: str, app_args: Sequence[str], registry: Dict[str, LauncherInfo],
+                 stderr: TextIO = sys.stderr):
+        self.settings = settings
+        self.app = app
+        self.app_args = [str(a) for a in app_args]
+        self.registry = registry
+        self.stderr = stderr
+        self.run_id = runrecord.new_run_id()
+        self.authkey = secrets.token_bytes(32)
+        self.server: Optional[Server] = None
+        self.control: Optional[PastSet] = None
+        self.launcher: Optional[Launcher] = None
+        self.app_proc: Optional[subprocess.Popen] = None
+        self.record: Dict[str, Any] = {}
+        self.address: Tuple[str, int] = ("", 0)
+
+    # -- the whole run ----------------------------------------------------------------
+    def execute(self) -> int:
+        bin_dir = self.settings.bin_dir()
+        app_path = resolve_app(self.app, bin_dir)
+        info, why = choose_launcher(self.settings, self.registry)
+        log.info("launcher %s (%s)", info.name, why)
+        self.launcher = info.cls(self.settings, self.settings.launcher_options(info.name))
+        previous = self._install_signal_handlers()
+        try:
+            try:
+                self._start_server(bin_dir)
+                self._start_workers(bin_dir)
+                return self._run_app(app_path)
+            except RunInterrupted as exc:
+                self._say(f"interrupted by {exc}; stopping the run")
+                return 128 + exc.signum
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_IGN)  # teardown is bounded; let it finish
+            try:
+                self.teardown()
+            finally:
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+
+    # -- steps ------------------------------------------------------------------------
+    def _start_server(self, bin_dir: str) -> None:
+        assert self.launcher is not None
+        host = self.settings.bind or self.launcher.bind_host()
+        verbose = self.settings.log_level in ("debug", "info")
+        self.server = Server((host, self.settings.port), self.authkey, bin_dir, run_id=self.run_id,
+                             on_event=EventReporter(self.stderr, verbose))
+        self.server.start()
+        bound_host, port = self.server.address
+        self.address = (self.launcher.advertised_host(bound_host), port)
+        self.control = PastSet(("127.0.0.1", port) if bound_host in ("0.0.0.0", "::") else (bound_host, port),
+                               authkey=self.authkey)
+        self.record = {
+            "run": self.run_id, "app": self.app, "args": self.app_args, "started": time.time(),
+            "address": format_address(self.address), "authkey": self.authkey.hex(),
+            "runner": process_identity(os.getpid()), "launcher": self.launcher.name, "bin": bin_dir,
+        }
+        runrecord.write_record(self.record)
+
+    def _start_workers(self, bin_dir: str) -> None:
+        assert self.launcher is not None and self.control is not None
+        procs, wanted = self.settings.procs, self.settings.wait_procs
+        launch = WorkerLaunch(count=procs, run_id=self.run_id, address=self.address, authkey=self.authkey,
+                              bin_dir=bin_dir, settings=self.settings,
+                              extra_env={"PYTHONPATH": pastset_pythonpath(dict(os.environ))})
+        try:
+            self.launcher.start(launch)
+        finally:
+            self.record["launch"] = self.launcher.record()
+            runrecord.write_record(self.record)
+        if wanted == 0:
+            return
+        progress = Progress(self.stderr, wanted)
+        deadline = time.monotonic() + self.settings.wait_timeout
+        have = 0
+        try:
+            while True:
+                have = self.control._channel.call("wait_workers", wanted, 0.2)
+                progress.show(have)
+                if have >= wanted:
+                    return
+                problems = self.launcher.problems()
+                if problems:
+                    raise LaunchError("workers failed to start:\n  " + "\n  ".join(problems))
+                if time.monotonic() >= deadline:
+                    pending = self.launcher.pending()
+                    raise LaunchError(
+                        f"only {have} of {wanted} workers registered within {self.settings.wait_timeout:g} s "
+                        f"(wait_timeout)" + (f"; still waiting for: {', '.join(pending)}" if pending else ""))
+        finally:
+            progress.done()
+
+    def _run_app(self, app_path: str) -> int:
+        assert self.control is not None
+        env = dict(os.environ)
+        env.update({ADDRESS_ENV: format_address(self.address), AUTHKEY_ENV: self.authkey.hex(),
+                    RUN_ENV: self.run_id, BIN_ENV: self.settings.bin_dir(),
+                    "PYTHONPATH": pastset_pythonpath(env)})
+        if self.settings.strict:
+            env[STRICT_ENV] = "1"
+        argv = self.settings.python_argv() + [app_path] + self.app_args
+        try:
+            self.app_proc = start_child(argv, env=env)
+        except OSError as exc:
+            raise LaunchError(f"cannot start the application with {argv[0]!r}: {exc}") from None
+        self.record["app_process"] = process_identity(self.app_proc.pid)
+        runrecord.write_record(self.record)
+        abort = self.settings.on_failure == "abort"
+        while True:
+            try:
+                code = self.app_proc.wait(0.25)
+                return code if code >= 0 else 128 - code
+            except subprocess.TimeoutExpired:
+                pass
+            if abort:
+                state = self.control._channel.call("run_state")
+                if state["failed_tasks"] or state["lost"]:
+                    self._say("a task or worker failed and on_failure = abort: stopping the run")
+                    return 1
+
+    # -- teardown ---------------------------------------------------------------------
+    def teardown(self) -> None:
+        """Stop everything this run started, in order, each step bounded in time."""
+        if self.app_proc is not None:
+            stop_child(self.app_proc, grace=2.0)
+        if self.control is not None:
+            try:
+                self.control._channel.call("stop_run")
+                deadline = time.monotonic() + WORKER_STOP_GRACE
+                while time.monotonic() < deadline:
+                    if self.control._channel.call("run_state")["connected"] == 0:
+                        break
+                    time.sleep(0.05)
+            except PastSetError as exc:
+                log.debug("stopping workers through the server failed: %s", exc)
+            self.control.close()
+        if self.launcher is not None:
+            try:
+                self.launcher.stop(grace=2.0)
+            except Exception as exc:  # teardown goes on; the user must hear of it
+                self._say(f"stopping the {self.launcher.name} launcher failed: {exc}")
+        if self.server is not None:
+            self.server.close()
+        if self.record:
+            runrecord.remove_record(self.run_id)
+
+    # -- helpers ----------------------------------------------------------------------
+    def _install_signal_handlers(self) -> Dict[int, Any]:
+        def interrupted(signum: int, frame: Any) -> None:
+            raise RunInterrupted(signum)
+
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, interrupted)
+        return previous
+
+    def _say(self, text: str) -> None:
+        self.stderr.write(f"pastset: {text}\n")
+        self.stderr.flush()
+
+
+class Progress:
+    """A one-line "workers registered" progress display (only on a terminal)."""
+
+    def __init__(self, stream: TextIO, wanted: int):
+        self.stream = stream
+        self.wanted = wanted
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.shown = False
+        self.started = time.monotonic()
+        self.last = -1
+
+    def show(self, have: int) -> None:
+        changed = have != self.last
+        if changed:
+            self.last = have
+            log.info("%d of %d workers registered", have, self.wanted)
+        if self.tty and (changed or not self.shown) and time.monotonic() - self.started > 0.3:
+            self.stream.write(f"\rpastset: waiting for workers: {have}/{self.wanted} registered ")
+            self.stream.flush()
+            self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def run_app(settings: Any, app: str, app_args: List[str], pm: Any = None) -> int:
+    """Entry point used by the CLI."""
+    return Run(settings, app, app_args, launchers(pm)).execute()

@@ -1,0 +1,288 @@
+"""A worker: registers with the run, runs the tasks it is given, forwards their output.
+
+Started by a launcher as ``python -m pastset worker --address H:P --run ID --bin DIR``
+(the authkey comes from PASTSET_AUTHKEY, or from the first stdin line with
+``--authkey-stdin``). It keeps one ``next_task`` call outstanding; each task it gets runs
+as ``python APP ARGS`` from the bin directory, several at once, with every output line
+sent to the run's terminal. The server connection is a dead-man's switch: when it is
+lost — or the run says stop — the worker kills its tasks and exits, so no task survives
+its run.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from .client import PastSet
+from .errors import ConnectError, PastSetError
+from .launcher import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV
+from .processes import start_child, stop_child
+from .scheduler import HALT, STOP
+from .transport import format_address, parse_address
+
+log = logging.getLogger("pastset.worker")
+
+TASK_ENV = "PASTSET_TASK"
+WORKER_ENV = "PASTSET_WORKER"
+#: seconds a task gets between SIGTERM and SIGKILL when the run stops
+TASK_GRACE = 1.0
+
+
+def benchmark() -> float:
+    """A quick CPU score (loop iterations per microsecond), comparable across workers."""
+    start = time.perf_counter()
+    total = 0.0
+    for i in range(20000):
+        total += i * i / (i + 1.0)
+    return round(20000 / ((time.perf_counter() - start) * 1e6), 3)
+
+
+def specs(bin_dir: str, local_address: str = "") -> Dict[str, Any]:
+    """What this worker tells the scheduler about its host."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (ValueError, OSError, AttributeError):
+        memory = 0
+    try:
+        disk = shutil.disk_usage(bin_dir).free // 2**20
+    except OSError:
+        disk = 0
+    return {
+        "host": socket.gethostname() + (f" ({local_address})" if local_address else ""),
+        "system": platform.system(),
+        "arch": platform.machine(),
+        "cores": os.cpu_count() or 1,
+        "memory_mb": memory,
+        "disk_mb": disk,
+        "benchmark": benchmark(),
+        "pid": os.getpid(),
+    }
+
+
+class OutputForwarder:
+    """Sends task output lines to the run in batches, in the order they were read."""
+
+    def __init__(self, pset: PastSet):
+        self._pset = pset
+        self._lines: "queue.Queue[Optional[Tuple[str, str]]]" = queue.Queue()
+        self._thread = threading.Thread(target=self._send_loop, name="pastset-output", daemon=True)
+        self._thread.start()
+
+    def put(self, stream: str, text: str) -> None:
+        self._lines.put((stream, text))
+
+    def pump(self, pipe, stream: str) -> threading.Thread:
+        """Forward every line of ``pipe`` (a task's stdout/stderr) until it closes."""
+        def read() -> None:
+            with pipe:
+                for raw in iter(pipe.readline, b""):
+                    self.put(stream, raw.decode(errors="replace").rstrip("\n"))
+
+        thread = threading.Thread(target=read, name=f"pastset-{stream}", daemon=True)
+        thread.start()
+        return thread
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send what is queued, then stop."""
+        self._lines.put(None)
+        self._thread.join(timeout)
+
+    def _send_loop(self) -> None:
+        while True:
+            item = self._lines.get()
+            batch: List[Tuple[str, str]] = []
+            done = item is None
+            if item is not None:
+                batch.append(item)
+            while not done:
+                try:
+                    more = self._lines.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    done = True
+                else:
+                    batch.append(more)
+            if batch:
+                try:
+                    self._pset._channel.call("emit", batch)
+                except PastSetError:
+                    for stream, text in batch:  # the run is gone: keep the text anyway
+                        print(text, file=sys.stderr if stream == "err" else sys.stdout)
+            if done:
+                return
+
+
+class Worker:
+    """One worker process's life: register, run tasks, stop them all at the end."""
+
+    def __init__(self, pset: PastSet, bin_dir: str, python: List[str], task_env: Dict[str, str]):
+        self.pset = pset
+        self.bin_dir = bin_dir
+        self.python = python
+        self.task_env = task_env
+        self.output = OutputForwarder(pset)
+        self.tasks: Dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+        self.worker_id = ""
+
+    def serve(self) -> int:
+        """Run until halt (and our tasks are done), stop, or the loss of the server."""
+        call = self.pset._channel.call
+        self.worker_id = call("register_worker", specs(self.bin_dir, self._local_address()))
+        log.info("registered as %s", self.worker_id)
+        try:
+            while True:
+                task = call("next_task", self.worker_id, None)
+                if task == STOP:
+                    return 0
+                if task == HALT:
+                    return self._finish_after_halt()
+                self._start(task)
+        except ConnectError as exc:
+            print(f"pastset worker {self.worker_id}: lost the run's server, stopping my tasks ({exc})",
+                  file=sys.stderr)
+            return 1
+        finally:
+            self.stop_tasks()
+            self.output.close()
+
+    def _local_address(self) -> str:
+        """The address this host reaches the server from (nodes may share a hostname)."""
+        sock = socket.socket(fileno=self.pset._channel._connection().fileno())
+        try:
+            return str(sock.getsockname()[0])
+        except OSError:
+            return ""
+        finally:
+            sock.detach()
+
+    def _finish_after_halt(self) -> int:
+        """No more tasks will come: wait for ours to end, unless the run stops first."""
+        waiter = threading.Thread(target=self._wait_tasks, daemon=True)
+        waiter.start()
+        watch = threading.Thread(target=self._watch_for_stop, daemon=True)
+        watch.start()
+        while waiter.is_alive() and watch.is_alive():
+            waiter.join(0.2)
+        return 0
+
+    def _watch_for_stop(self) -> None:
+        try:
+            self.pset._channel.call("next_task", self.worker_id, None)
+        except PastSetError:
+            pass
+
+    def _wait_tasks(self) -> None:
+        while True:
+            with self._lock:
+                running = list(self.tasks.values())
+            if not running:
+                return
+            for proc in running:
+                proc.wait()
+
+    def _start(self, task: Dict[str, Any]) -> None:
+        task_id, app, args = task["id"], task["app"], task["args"]
+        path = app if os.path.isabs(app) else os.path.join(self.bin_dir, app)
+        call = self.pset._channel.call
+        if not os.path.isfile(path):
+            call("task_finished", self.worker_id, task_id, None,
+                 f"application {app!r} not found: no file {path}")
+            return
+        env = dict(self.task_env, **{TASK_ENV: task_id, WORKER_ENV: self.worker_id})
+        try:
+            proc = start_child(self.python + [path] + list(args), env=env, cwd=self.bin_dir,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as exc:
+            call("task_finished", self.worker_id, task_id, None, f"cannot start {app!r}: {exc}")
+            return
+        with self._lock:
+            self.tasks[task_id] = proc
+        call("task_started", self.worker_id, task_id, proc.pid)
+        pumps = [self.output.pump(proc.stdout, "out"), self.output.pump(proc.stderr, "err")]
+        threading.Thread(target=self._reap, args=(task_id, proc, pumps), daemon=True).start()
+
+    def _reap(self, task_id: str, proc: subprocess.Popen, pumps: List[threading.Thread]) -> None:
+        returncode = proc.wait()
+        for pump in pumps:
+            pump.join(5)
+        with self._lock:
+            stopped = self.tasks.pop(task_id, None) is None
+        if stopped:
+            return  # stop_tasks reports it
+        try:
+            self.pset._channel.call("task_finished", self.worker_id, task_id, returncode, None)
+        except PastSetError:
+            pass
+
+    def stop_tasks(self) -> None:
+        """Terminate every running task (its whole process group) and report it."""
+        with self._lock:
+            running, self.tasks = dict(self.tasks), {}
+        for proc in running.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        for task_id, proc in running.items():
+            code = stop_child(proc, TASK_GRACE)
+            try:
+                self.pset._channel.call("task_finished", self.worker_id, task_id, code, "stopped with the run")
+            except PastSetError:
+                pass
+
+
+def read_authkey(from_stdin: bool) -> bytes:
+    """The run's authkey: first stdin line with --authkey-stdin, else PASTSET_AUTHKEY."""
+    text = sys.stdin.readline().strip() if from_stdin else os.environ.get(AUTHKEY_ENV, "")
+    if not text:
+        where = "standard input" if from_stdin else AUTHKEY_ENV
+        raise ConnectError(f"no authkey on {where}")
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ConnectError("the authkey given to the worker is not hex") from None
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    """SIGTERM/SIGHUP end the worker through its normal path, which stops its tasks."""
+    raise SystemExit(128 + signum)
+
+
+def main(address: str, run_id: str, bin_dir: str, authkey_stdin: bool = False,
+         tunnel: Optional[str] = None, python: Optional[str] = None) -> int:
+    """Entry point of ``python -m pastset worker``."""
+    import shlex
+
+    authkey = read_authkey(authkey_stdin)
+    server = parse_address(address)
+    closer = None
+    if tunnel:
+        from .tunnel import open_tunnel
+
+        server, closer = open_tunnel(tunnel, server)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
+    try:
+        with PastSet(server, authkey=authkey) as pset:
+            task_env = dict(os.environ)
+            task_env.update({ADDRESS_ENV: format_address(server), AUTHKEY_ENV: authkey.hex(),
+                             RUN_ENV: run_id, BIN_ENV: bin_dir})
+            interpreter = shlex.split(python) if python else [sys.executable]
+            worker = Worker(pset, os.path.abspath(bin_dir), interpreter, task_env)
+            return worker.serve()
+    finally:
+        if closer is not None:
+            closer()
