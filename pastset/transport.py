@@ -22,6 +22,7 @@ import pickle
 import select
 import socket
 import struct
+import threading
 from multiprocessing import connection as mpc
 from multiprocessing import managers
 from typing import Any, Optional, Sequence, Tuple, Union
@@ -108,6 +109,18 @@ class Connection(mpc.Connection):
 
     _rbuf = b""
 
+    def __init__(self, handle: int, readable: bool = True, writable: bool = True):
+        super().__init__(handle, readable, writable)
+        # close() and shutdown() run in different threads (a serving thread ends its
+        # connection while Server.close() wakes them all); os.close releases the GIL
+        # before _handle is cleared, so unguarded, shutdown() could act on a closed
+        # (EBADF) or, worse, reused descriptor.
+        self._closing = threading.Lock()
+
+    def close(self) -> None:
+        with self._closing:
+            super().close()
+
     def send(self, obj) -> None:
         self._check_closed()
         self._send_bytes(_dumps(obj, _HIGHEST))
@@ -165,7 +178,9 @@ class Connection(mpc.Connection):
 
     def shutdown(self) -> None:
         """Wake a thread blocked reading this connection (it sees EOF); keep the fd."""
-        if self._handle is not None:
+        with self._closing:
+            if self._handle is None:
+                return
             sock = socket.socket(fileno=self._handle)
             try:
                 sock.shutdown(socket.SHUT_RDWR)
