@@ -1,0 +1,64 @@
+"""Shared fixtures: an in-process server, a client on it, a server in a child process."""
+from __future__ import annotations
+
+import pytest
+
+import pastset
+from pastset import transport
+
+from serverproc import ServerProcess, Worker, skip_or_fail, start, wait_until  # noqa: F401
+
+
+@pytest.fixture
+def bin_dir(tmp_path):
+    """An empty application (``bin``) directory for X-function modules."""
+    path = tmp_path / "bin"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def server(bin_dir):
+    """A pastset.Server in background threads of this process."""
+    with pastset.Server(bin_dir=str(bin_dir)) as srv:
+        yield srv
+
+
+@pytest.fixture
+def pset(server):
+    """A PastSet connected to :func:`server`."""
+    with pastset.PastSet(server.address, authkey=server.authkey) as client:
+        yield client
+
+
+@pytest.fixture
+def server_process(bin_dir):
+    """A pastset.Server in a child process (killed by PID at the end)."""
+    proc = ServerProcess(bin_dir=str(bin_dir))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+class SendCounter:
+    """Counts messages sent on any pastset connection (client and in-process server)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+@pytest.fixture
+def sends(monkeypatch):
+    """Count ``transport.Connection.send`` calls, to prove a bad call sends nothing."""
+    counter = SendCounter()
+    original = transport.Connection.send
+
+    def counting_send(self, obj):
+        counter.count += 1
+        return original(self, obj)
+
+    monkeypatch.setattr(transport.Connection, "send", counting_send)
+    return counter
+

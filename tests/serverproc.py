@@ -1,0 +1,162 @@
+"""Run a ``pastset.Server`` in a separate process, for tests that kill or isolate it.
+
+The authkey travels to the child on its stdin (never argv, which ``ps`` shows); the child
+prints ``host port pid`` once it serves, and serves until its stdin closes or it is
+killed. :class:`ServerProcess` stops it by its PID.
+
+Also the small helpers the tests share (threads with a bounded join, polling, skip-or-fail).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable, Optional, Sequence, Tuple
+
+import pytest
+
+_CHILD = r"""
+import os, sys
+import pastset
+key = bytes.fromhex(sys.stdin.readline().strip())
+host, bin_dir = sys.argv[1], sys.argv[2] or None
+with pastset.Server(address=(host, 0), authkey=key, bin_dir=bin_dir) as server:
+    print(server.address[0], server.address[1], os.getpid(), flush=True)
+    sys.stdin.read()  # serve until the parent closes our stdin (or kills us)
+"""
+
+
+class ServerProcess:
+    """A pastset server in a child process: ``.address``, ``.authkey``, ``.pid``, ``.kill()``."""
+
+    def __init__(self, host: str = "127.0.0.1", bin_dir: Optional[str] = None,
+                 prefix: Sequence[str] = (), env: Optional[dict] = None):
+        self.host = host
+        self.bin_dir = bin_dir
+        self.prefix = list(prefix)
+        self.env = env
+        self.authkey = secrets.token_bytes(32)
+        self.proc: Optional[subprocess.Popen] = None
+        self.address: Tuple[str, int] = ("", 0)
+        self.pid = 0
+
+    def start(self, timeout: float = 20.0) -> "ServerProcess":
+        env = dict(os.environ if self.env is None else self.env)
+        env.pop("PASTSET_AUTHKEY", None)
+        self.proc = subprocess.Popen(
+            self.prefix + [sys.executable, "-c", _CHILD, self.host, self.bin_dir or ""],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        try:
+            self.proc.stdin.write(self.authkey.hex().encode() + b"\n")
+            self.proc.stdin.flush()
+            ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+            line = self.proc.stdout.readline().decode() if ready else ""
+            if not line:
+                raise RuntimeError(f"the server process did not start within {timeout} s "
+                                   f"(exit code {self.proc.poll()})")
+            host, port, pid = line.split()
+            self.address, self.pid = (host, int(port)), int(pid)
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the child by PID and reap it."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        for pipe in (proc.stdin, proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the child to end (close its stdin); kill it if it does not."""
+        proc = self.proc
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.kill()
+
+    def __enter__(self) -> "ServerProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip a test whose component is missing; under CI=true that fails the run instead."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and a required component is missing: {reason}")
+    pytest.skip(reason)
+
+
+class Worker(threading.Thread):
+    """A daemon thread that records its function's result or exception."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, name: str = "test-worker"):
+        super().__init__(daemon=True, name=name)
+        self.fn, self.args = fn, args
+        self.result: Any = None
+        self.error: BaseException = None  # type: ignore[assignment]
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn(*self.args)
+        except BaseException as exc:  # recorded for the test to inspect
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def outcome(self, timeout: float = 10.0) -> Any:
+        """Join (bounded); return the result or raise what the thread raised."""
+        self.join(timeout)
+        assert not self.is_alive(), f"{self.name} still running after {timeout} s"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def start(fn: Callable[..., Any], *args: Any) -> Worker:
+    worker = Worker(fn, *args)
+    worker.start()
+    return worker
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.005) -> bool:
+    """Poll ``predicate`` until true or ``timeout``; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
