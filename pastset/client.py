@@ -190,7 +190,7 @@ class ElementHandle:
 
     def observe(self, index: int = -1, timeout: Optional[float] = None) -> Any:
         """Take the next unobserved tuple (``index=-1``), or read tuple ``index``."""
-        if index != -1:
+        if index != -1 or type(index) is not int:  # -1.0 == -1 but is no index
             _check_int("index", index, -1)
         if timeout is not None:
             _check_timeout(timeout)
