@@ -1,0 +1,67 @@
+"""Fixtures for integration tests: real sshd hosts, SLURM and Grid Engine, one each per session.
+
+Each fixture starts its cluster only when a test first asks for it and stops it at the end of
+the session.  Without root or the system packages (.ci/system-packages.sh) the tests that need
+a cluster are skipped -- or fail when ``CI=true``, so CI cannot go green without running them.
+Every test in this directory gets the ``integration`` marker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pytest
+
+from .clusters import (
+    SgeCluster,
+    SlurmCluster,
+    SshCluster,
+    require,
+    start_sge_cluster,
+    start_slurm_cluster,
+    start_ssh_cluster,
+)
+
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test below this directory ``integration`` (the hook sees all items)."""
+    for item in items:
+        if _HERE in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def _require_root_and(binaries: Sequence[str], what: str) -> None:
+    require(hasattr(os, "geteuid") and os.geteuid() == 0,
+            f"{what} needs root (network namespaces, daemons)")
+    for binary in binaries:
+        require(shutil.which(binary),
+                f"{what} needs {binary}: run .ci/system-packages.sh as root")
+
+
+@pytest.fixture(scope="session")
+def ssh_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshCluster]:
+    """sshd "hosts" in network namespaces (see :class:`clusters.SshCluster`)."""
+    _require_root_and(SshCluster.BINARIES, "the ssh cluster")
+    with start_ssh_cluster(tmp_path_factory.mktemp("ssh-cluster"), nodes=2) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    """A one-node SLURM cluster with a private config (see :class:`clusters.SlurmCluster`)."""
+    _require_root_and(SlurmCluster.BINARIES, "the SLURM cluster")
+    with start_slurm_cluster(tmp_path_factory.mktemp("slurm-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def sge_cluster() -> Iterator[SgeCluster]:
+    """A one-node Grid Engine with PE ``smp`` (see :class:`clusters.SgeCluster`)."""
+    _require_root_and(SgeCluster.BINARIES, "the Grid Engine cluster")
+    with start_sge_cluster() as cluster:
+        yield cluster
