@@ -1,0 +1,214 @@
+"""A Hypothesis state machine checks the real server against a simple in-memory model.
+
+Random sequences of enter / move / observe(timeout=0) / observe(i, timeout=0) / first /
+last / delta / axe / delelement (by handle and by template) / template run against ONE
+real server; every answer — values, Timeout where the model would block, Expired,
+ElementDeleted through old handles — must be what the model says.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Dict, List, Optional
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes, initialize, invariant,
+                                 rule, run_state_machine_as_test)
+
+import pastset
+from pastset import ElementDeleted, Expired, Timeout
+
+NAMES = ["a", "b", "c"]
+_runs = itertools.count()
+
+
+class ModelElement:
+    def __init__(self) -> None:
+        self.log: List[object] = []
+        self.first = 0
+        self.oldest = 0
+        self.bound: Optional[int] = None
+        self.deleted = False
+
+    @property
+    def last(self) -> int:
+        return len(self.log)
+
+
+class Handle:
+    def __init__(self, real: pastset.ElementHandle, model: ModelElement, template: tuple):
+        self.real, self.model, self.template = real, model, template
+
+
+class SpaceMachine(RuleBasedStateMachine):
+    pset: pastset.PastSet = None  # type: ignore[assignment]  (set by the test)
+
+    handles = Bundle("handles")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run = next(_runs)  # every example gets its own templates
+        self.elements: Dict[str, ModelElement] = {}
+        self.moved = itertools.count()
+
+    def template(self, name: str) -> tuple:
+        return ("model", self.run, name)
+
+    @initialize(target=handles, name=st.sampled_from(NAMES))
+    def first_enter(self, name):
+        return self.enter(name)
+
+    @rule(target=handles, name=st.sampled_from(NAMES))
+    def enter(self, name):
+        model = self.elements.get(name)
+        if model is None:
+            model = self.elements[name] = ModelElement()
+        real = self.pset.enter(self.template(name))
+        return Handle(real, model, self.template(name))
+
+    @rule(h=handles)
+    def move(self, h):
+        value = (h.template[2], next(self.moved))
+        m = h.model
+        if m.deleted:
+            with pytest.raises(ElementDeleted):
+                h.real.move(value, timeout=0)
+        elif m.bound is not None and m.last - m.first >= m.bound:
+            with pytest.raises(Timeout):
+                h.real.move(value, timeout=0)
+        else:
+            assert h.real.move(value, timeout=0) is True
+            m.log.append(value)
+
+    @rule(h=handles)
+    def observe(self, h):
+        m = h.model
+        if m.deleted:
+            with pytest.raises(ElementDeleted):
+                h.real.observe(timeout=0)
+        elif m.first >= m.last:
+            with pytest.raises(Timeout):
+                h.real.observe(timeout=0)
+        else:
+            assert h.real.observe(timeout=0) == m.log[m.first]
+            m.first += 1
+
+    @rule(h=handles, index=st.integers(min_value=0, max_value=12))
+    def observe_index(self, h, index):
+        m = h.model
+        if m.deleted:
+            with pytest.raises(ElementDeleted):
+                h.real.observe(index, timeout=0)
+        elif index < m.oldest:
+            with pytest.raises(Expired):
+                h.real.observe(index, timeout=0)
+        elif index >= m.last:
+            with pytest.raises(Timeout):
+                h.real.observe(index, timeout=0)
+        else:
+            assert h.real.observe(index, timeout=0) == m.log[index]
+
+    @rule(h=handles)
+    def pointers(self, h):
+        m = h.model
+        if m.deleted:
+            for call in (h.real.first, h.real.last, h.real.template):
+                with pytest.raises(ElementDeleted):
+                    call()
+        else:
+            assert (h.real.first(), h.real.last()) == (m.first, m.last)
+            assert h.real.template() == h.template
+
+    @rule(h=handles, value=st.one_of(st.none(), st.integers(min_value=0, max_value=3)))
+    def delta(self, h, value):
+        m = h.model
+        if m.deleted:
+            with pytest.raises(ElementDeleted):
+                h.real.delta(value)
+            return
+        if value is not None:
+            m.bound = value or None
+        assert h.real.delta(value) == m.bound
+
+    @rule(h=handles, index=st.integers(min_value=0, max_value=12))
+    def axe(self, h, index):
+        m = h.model
+        if m.deleted:
+            with pytest.raises(ElementDeleted):
+                h.real.axe(index)
+            return
+        h.real.axe(index)
+        m.oldest = max(m.oldest, min(index, m.first))
+
+    @rule(h=consumes(handles))
+    def delelement_by_handle(self, h):
+        m = h.model
+        if m.deleted:
+            with pytest.raises(ElementDeleted):
+                self.pset.delelement(h.real)
+            return
+        self.pset.delelement(h.real)
+        self._forget(h.template[2], m)
+
+    @rule(name=st.sampled_from(NAMES))
+    def delelement_by_template(self, name):
+        self.pset.delelement(self.template(name))  # no element is not an error
+        m = self.elements.get(name)
+        if m is not None:
+            self._forget(name, m)
+
+    def _forget(self, name: str, m: ModelElement) -> None:
+        m.deleted = True
+        if self.elements.get(name) is m:
+            del self.elements[name]
+
+    @invariant()
+    def model_is_sane(self):
+        for m in self.elements.values():
+            assert m.oldest <= m.first <= m.last
+
+    def teardown(self):
+        for name in list(self.elements):
+            self.pset.delelement(self.template(name))
+
+
+@pytest.fixture(scope="module")
+def shared_pset():
+    with pastset.Server() as server:
+        with pastset.PastSet(server.address, authkey=server.authkey) as pset:
+            yield pset
+
+
+def test_server_matches_model(shared_pset):
+    SpaceMachine.pset = shared_pset
+    try:
+        run_state_machine_as_test(
+            SpaceMachine,
+            settings=settings(max_examples=100, stateful_step_count=30, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow]))
+    finally:
+        SpaceMachine.pset = None  # type: ignore[assignment]
+
+
+def test_model_catches_a_wrong_answer(shared_pset, monkeypatch):
+    """The machine is not a tautology: a server off by one in first() is caught."""
+    from hypothesis.errors import Flaky
+
+    real_first = pastset.ElementHandle.first
+
+    def off_by_one(self):
+        value = real_first(self)
+        return value + 1 if value >= 1 else value
+
+    monkeypatch.setattr(pastset.ElementHandle, "first", off_by_one)
+    SpaceMachine.pset = shared_pset
+    try:
+        with pytest.raises((AssertionError, Flaky)):
+            run_state_machine_as_test(
+                SpaceMachine,
+                settings=settings(max_examples=200, stateful_step_count=30, deadline=None,
+                                  database=None, print_blob=False,
+                                  suppress_health_check=[HealthCheck.too_slow]))
+    finally:
+        SpaceMachine.pset = None  # type: ignore[assignment]
