@@ -1,0 +1,253 @@
+"""The ssh launcher: workers on the hosts of a hosts file, started with the OpenSSH client.
+
+One ``ssh HOST 'cd BIN && exec env PYTHONPATH=… PYTHON -m pastset worker … --authkey-stdin'``
+per worker, all started at once (hosts are used in file order, wrapping around when there
+are more workers than hosts). The authkey goes down ssh's standard input, never onto a
+command line; ssh's stdin then stays open, and the worker stops when it reaches EOF — so
+killing the local ssh clients ends the remote workers (and their tasks) too. The ssh
+clients are children of the runner that die with it (PR_SET_PDEATHSIG).
+
+``BatchMode=yes`` is always added (a password prompt becomes an error, not a hang) and a
+ConnectTimeout unless the ``ssh`` setting has one, so a dead host fails in seconds.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import shlex
+import socket
+import subprocess
+import threading
+from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import pastset
+from pastset.errors import LaunchError
+from pastset.launcher import Launcher, WorkerLaunch
+from pastset.processes import kill_recorded, process_identity, start_child, stop_child
+
+log = logging.getLogger("pastset.ssh")
+
+#: seconds ssh may take to connect when the ``ssh`` setting does not say (ConnectTimeout)
+CONNECT_TIMEOUT = 10
+#: lines of each ssh client's stderr kept for error messages
+STDERR_LINES = 20
+#: what a worker prints when it cannot reach the server (pastset.transport.connect)
+_UNREACHABLE = "cannot reach the PastSet server"
+
+
+def ssh_client_argv(ssh_command: Sequence[str]) -> List[str]:
+    """The ``ssh`` setting (as argv) made safe for unattended use.
+
+    ``BatchMode=yes`` goes first (ssh keeps the first value it sees for an option), so a
+    host that wants a password fails at once; ``ConnectTimeout`` is added unless set.
+    """
+    if not ssh_command:
+        raise LaunchError("ssh: the ssh setting is empty")
+    argv = [ssh_command[0], "-o", "BatchMode=yes"] + list(ssh_command[1:])
+    if not any("connecttimeout" in arg.lower() for arg in argv):
+        argv += ["-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
+    return argv
+
+
+def remote_command(argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> str:
+    """A POSIX shell command line that runs ``argv`` in ``cwd`` with ``env`` added.
+
+    ``PYTHONPATH`` is prepended to the node's own rather than replacing it. Values must not
+    be secrets: this text is on the ssh command line here and the shell's on the node.
+    """
+    assignments = []
+    for name, value in env.items():
+        if name == "PYTHONPATH":
+            assignments.append(f"PYTHONPATH={shlex.quote(value)}\"${{PYTHONPATH:+:$PYTHONPATH}}\"")
+        else:
+            assignments.append(f"{name}={shlex.quote(value)}")
+    return (f"cd {shlex.quote(cwd)} && exec env {' '.join(assignments)} "
+            + " ".join(shlex.quote(a) for a in argv))
+
+
+def source_address(host: str, port: int = 22) -> Optional[str]:
+    """The local address the kernel would use to reach ``host`` (None if it cannot say).
+
+    A UDP "connect" sends nothing; it only asks the routing table.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM)
+    except OSError:
+        return None
+    for family, kind, proto, _, address in infos:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.connect(address)
+                return str(probe.getsockname()[0])
+        except OSError:
+            continue
+    return None
+
+
+class SshClient:
+    """One local ssh client running one remote worker, with the tail of its stderr."""
+
+    def __init__(self, host: str, proc: subprocess.Popen):
+        self.host = host
+        self.proc = proc
+        self.stderr: Deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._reader = threading.Thread(target=self._read_stderr, name=f"pastset-ssh-{host}", daemon=True)
+        self._reader.start()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        with self.proc.stderr:
+            for raw in iter(self.proc.stderr.readline, b""):
+                line = raw.decode(errors="replace").rstrip()
+                if line:
+                    log.debug("%s: %s", self.host, line)
+                    self.stderr.append(line)
+
+    def error_text(self) -> str:
+        """The ssh client's stderr so far (after it exited: all of it, up to STDERR_LINES)."""
+        self._reader.join(2.0)
+        return "; ".join(self.stderr)
+
+    def close_stdin(self) -> None:
+        """EOF on the worker's stdin: it stops its tasks and exits."""
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+
+class SshLauncher(Launcher):
+    """``launcher = "ssh"``: one worker per host of the hosts file (wrapping around)."""
+
+    name = "ssh"
+    summary = "workers on the hosts of a hosts file, over ssh (OpenSSH client, BatchMode)"
+    auto_priority = 50  # after batch systems (their allocation wins), before local
+    remote = True
+
+    def __init__(self, settings: Any, options: Optional[Mapping[str, Any]] = None):
+        super().__init__(settings, options)
+        self.clients: List[SshClient] = []
+        self._hosts: Optional[List[str]] = None
+        self._sources: Dict[str, Optional[str]] = {}
+        self._wildcard = False  # the server listens on every address: tell each host its own
+
+    @classmethod
+    def detect(cls, environ: Mapping[str, str], settings: Any) -> Optional[str]:
+        if settings is not None and settings.hosts:
+            return f"hosts file {settings.hosts} ({settings.source('hosts')}), so workers start over ssh"
+        return None
+
+    # -- where things run -------------------------------------------------------------
+    def hosts(self) -> List[str]:
+        """The hosts file's hosts; ``localhost`` when there is none (as the original did)."""
+        if self._hosts is None:
+            hosts = self.settings.host_list()
+            if not hosts:
+                log.warning("No hosts file given (hosts, PSHOSTS, --hosts) - only using localhost")
+                hosts = ["localhost"]
+            bad = [h for h in hosts if h.startswith("-")]
+            if bad:
+                raise LaunchError(f"hosts: {bad[0]!r} is not a host name")
+            self._hosts = hosts
+        return self._hosts
+
+    def bind_host(self) -> str:
+        """The local address the hosts reach us by; any address if they use different ones."""
+        for host in self.hosts():
+            if host not in self._sources:
+                self._sources[host] = source_address(host)
+        found = {a for a in self._sources.values() if a}
+        if not found:
+            raise LaunchError(f"ssh: cannot tell which local address reaches {', '.join(self.hosts())} "
+                              "(do the names resolve?); set bind to this machine's address")
+        if len(found) == 1:
+            return found.pop()
+        return "0.0.0.0"
+
+    def advertised_host(self, bound_host: str) -> str:
+        if bound_host in ("0.0.0.0", "::"):
+            self._wildcard = True
+            for host in self.hosts():
+                if host not in self._sources:
+                    self._sources[host] = source_address(host)
+            return next((a for a in (self._sources.get(h) for h in self.hosts()) if a), socket.getfqdn())
+        return bound_host
+
+    # -- life cycle -------------------------------------------------------------------
+    def start(self, launch: WorkerLaunch) -> None:
+        hosts = self.hosts()
+        if launch.count > len(hosts):
+            log.warning("More workers (%d) than hosts (%d) - wrapping around", launch.count, len(hosts))
+        ssh = ssh_client_argv(self.settings.ssh_argv)
+        python = self.settings.python_argv(remote=True)
+        tunnel = self._tunnel(launch) if self.settings.tunnel else None
+        env = {"PYTHONPATH": launch.extra_env.get("PYTHONPATH", "")}
+        if self.settings.tunnel and self.settings.tunnel_key:
+            env["PASTSET_TUNNEL_KEY"] = self.settings.tunnel_key  # a path, not a secret
+        line = launch.authkey_line()
+        for i in range(launch.count):
+            host = hosts[i % len(hosts)]
+            address = None
+            if self._wildcard and not tunnel and self._sources.get(host):
+                address = (self._sources[host], launch.address[1])  # each host's own route to us
+            worker = launch.worker_argv(python, authkey_stdin=True, tunnel=tunnel, address=address)
+            command = remote_command(worker, launch.bin_dir, env)
+            try:
+                proc = start_child(ssh + [host, command], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+            except OSError as exc:
+                raise LaunchError(f"cannot start the ssh client {ssh[0]!r}: {exc}") from None
+            client = SshClient(host, proc)
+            self.clients.append(client)
+            try:  # the key fits in the pipe buffer: this never blocks
+                assert proc.stdin is not None
+                proc.stdin.write(line)
+                proc.stdin.flush()
+            except OSError:
+                pass  # ssh already died; problems() reports its stderr
+
+    def _tunnel(self, launch: WorkerLaunch) -> str:
+        from pastset.tunnel import tunnel_spec
+
+        return tunnel_spec(self.settings, tuple(launch.address))
+
+    def problems(self) -> List[str]:
+        found = []
+        for client in self.clients:
+            code = client.proc.poll()
+            if code is None or code == 0:
+                continue
+            text = client.error_text() or f"ssh exited with code {code} and printed nothing"
+            message = f"{client.host}: {text}"
+            if _UNREACHABLE in text and not self.settings.tunnel:
+                message += (f" -- {client.host} cannot reach the server's port; if its firewall lets only "
+                            "ssh through, set tunnel = true (PSTUNNEL=1, --tunnel) so workers tunnel over ssh")
+            found.append(message)
+        return found
+
+    def pending(self) -> List[str]:
+        return [f"{c.host} (ssh pid {c.proc.pid})" for c in self.clients if c.proc.poll() is None]
+
+    def stop(self, grace: float = 2.0) -> None:
+        for client in self.clients:
+            client.close_stdin()
+        for client in self.clients:
+            stop_child(client.proc, grace)
+
+    def record(self) -> Dict[str, Any]:
+        return {"clients": [dict(process_identity(c.proc.pid), host=c.host) for c in self.clients],
+                "hosts": sorted({c.host for c in self.clients})}
+
+    @classmethod
+    def clean(cls, record: Mapping[str, Any]) -> List[str]:
+        done = []
+        for identity in record.get("clients", []):
+            if kill_recorded(identity):
+                done.append(f"killed the ssh client (pid {identity['pid']}) of the worker on {identity.get('host')}")
+        return done
+
+
+@pastset.hookimpl
+def pastset_register_launchers(register):
+    register(SshLauncher)
