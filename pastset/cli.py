@@ -73,10 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--address", required=True, help="HOST:PORT of the run's server")
     worker.add_argument("--run", required=True, help="the run's id")
     worker.add_argument("--bin", required=True, help="directory the tasks run from")
-    worker.add_argument("--authkey-stdin", action="store_true", help="read the authkey from the first stdin line")
+    worker.add_argument("--authkey-stdin", action="store_true",
+                        help="read the authkey from the first stdin line; stop when stdin reaches EOF")
     worker.add_argument("--tunnel", metavar="[USER@]HOST[:PORT]", help="reach the server through this sshd")
     worker.add_argument("--python", help="interpreter command for tasks (default: this one)")
     worker.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error", "critical"))
+
+    server = commands.add_parser("server", help="(started over ssh for `master`) serve a run's tuple space")
+    server.add_argument("--bind", required=True, help="address to listen on")
+    server.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
+    server.add_argument("--bin", required=True, help="the run's application directory (X-function modules)")
+    server.add_argument("--run", required=True, help="the run's id")
+    server.add_argument("--authkey-stdin", action="store_true", required=True,
+                        help="read the authkey from the first stdin line; stop when stdin reaches EOF")
+    server.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error", "critical"))
     return parser
 
 
@@ -117,6 +127,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         _setup_logging(args.log_level)
         return worker.main(args.address, args.run, args.bin, args.authkey_stdin, args.tunnel, args.python)
+
+    if args.command == "server":
+        from .remote_server import serve
+
+        _setup_logging(args.log_level)
+        return serve(args.bind, args.port, args.bin, args.run, verbose=args.log_level in ("debug", "info"))
 
     from .plugins import get_plugin_manager
 

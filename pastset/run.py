@@ -114,7 +114,7 @@ class Run:
         self.stderr = stderr
         self.run_id = runrecord.new_run_id()
         self.authkey = secrets.token_bytes(32)
-        self.server: Optional[Server] = None
+        self.server: Any = None  # a Server, or a RemoteServer on `master`
         self.control: Optional[PastSet] = None
         self.launcher: Optional[Launcher] = None
         self.app_proc: Optional[subprocess.Popen] = None
@@ -149,10 +149,16 @@ class Run:
     # -- steps ------------------------------------------------------------------------
     def _start_server(self, bin_dir: str) -> None:
         assert self.launcher is not None
-        host = self.settings.bind or self.launcher.bind_host()
-        verbose = self.settings.log_level in ("debug", "info")
-        self.server = Server((host, self.settings.port), self.authkey, bin_dir, run_id=self.run_id,
-                             on_event=EventReporter(self.stderr, verbose))
+        from .remote_server import RemoteServer, is_this_host
+
+        if not is_this_host(self.settings.master):  # on `master`, over ssh
+            self.server = RemoteServer(self.settings, self.settings.master, self.authkey, bin_dir, self.run_id,
+                                       pastset_pythonpath(dict(os.environ)), stderr=self.stderr)
+        else:
+            host = self.settings.bind or self.launcher.bind_host()
+            verbose = self.settings.log_level in ("debug", "info")
+            self.server = Server((host, self.settings.port), self.authkey, bin_dir, run_id=self.run_id,
+                                 on_event=EventReporter(self.stderr, verbose))
         self.server.start()
         bound_host, port = self.server.address
         self.address = (self.launcher.advertised_host(bound_host), port)

@@ -257,8 +257,24 @@ def read_authkey(from_stdin: bool) -> bytes:
 
 
 def _exit_on_signal(signum: int, frame: Any) -> None:
-    """SIGTERM/SIGHUP end the worker through its normal path, which stops its tasks."""
+    """SIGTERM/SIGHUP end the worker through its normal path, which stops its tasks.
+
+    Only once: a second signal must not interrupt the task clean-up the first one started.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     raise SystemExit(128 + signum)
+
+
+def _stop_at_eof() -> None:
+    """With --authkey-stdin, EOF on stdin means "stop": the launcher (e.g. the ssh client
+    holding the other end) is gone, so leave through the normal path that kills the tasks."""
+    try:
+        while sys.stdin.readline():
+            pass
+    except (OSError, ValueError):
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(address: str, run_id: str, bin_dir: str, authkey_stdin: bool = False,
@@ -275,6 +291,8 @@ def main(address: str, run_id: str, bin_dir: str, authkey_stdin: bool = False,
         server, closer = open_tunnel(tunnel, server)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGHUP, _exit_on_signal)
+    if authkey_stdin:
+        threading.Thread(target=_stop_at_eof, name="pastset-stdin-eof", daemon=True).start()
     try:
         with PastSet(server, authkey=authkey) as pset:
             task_env = dict(os.environ)
