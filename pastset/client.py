@@ -127,6 +127,8 @@ class Channel:
             kind, result = conn.recv()
         except (OSError, EOFError) as exc:
             self._drop(conn)
+            if self.closed:
+                raise PastSetError(f"this PastSet was closed during {method}()") from None
             raise ConnectError(f"lost the PastSet server at {self._where()} during {method}(): "
                                f"{exc!r}") from None
         except BaseException:
@@ -154,6 +156,7 @@ class Channel:
             conns, self._all = self._all, []
         for conn in conns:
             try:
+                conn.shutdown()  # a call blocked in another thread wakes (EOF) and fails
                 conn.close()
             except OSError:
                 pass
