@@ -291,6 +291,22 @@ def test_handles_used_from_many_threads(pset):
     assert (e.first(), e.last()) == (400, 400)
 
 
+def test_close_fails_a_call_blocked_in_another_thread(server):
+    pset = pastset.PastSet(server.address, authkey=server.authkey)
+    e = pset.enter(("closing",))
+    blocked = start(e.observe)
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    pset.close()
+    with pytest.raises(PastSetError, match="closed"):
+        blocked.outcome(5)
+    assert time.monotonic() - t0 < 2
+    with pastset.PastSet(server.address, authkey=server.authkey) as other:
+        h = other.enter(("closing",))
+        h.move("kept")  # the closed caller took nothing
+        assert h.observe(timeout=5) == "kept"
+
+
 # -- values the server never needs to understand ------------------------------------
 
 MAIN_SCRIPT = textwrap.dedent("""
