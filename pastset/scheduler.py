@@ -127,6 +127,11 @@ class Scheduler:
                 while True:
                     if self.stopping:
                         return STOP
+                    if worker.state in ("halted", "exited", "lost"):
+                        # told to finish already (or gone): this call only waits for the run
+                        # to stop, so the worker can keep its tasks running until then
+                        wait_within_call(self._changed)
+                        continue
                     mine = self._assigned[worker_id]
                     task = mine.popleft() if mine else (self._queue.popleft() if self._queue else None)
                     if task is not None:
@@ -245,10 +250,11 @@ class Scheduler:
         return worker
 
     def _least_loaded_waiting(self) -> Optional[str]:
-        if not self._waiting:
+        waiting = [w for w in self._waiting if self.workers[w].state not in ("halted", "exited", "lost")]
+        if not waiting:
             return None
-        return min(self._waiting, key=lambda w: (len(self.workers[w].running)
-                                                 + len(self._assigned[w]), self._waiting[w]))
+        return min(waiting, key=lambda w: (len(self.workers[w].running)
+                                           + len(self._assigned[w]), self._waiting[w]))
 
     def _assign(self, task: TaskInfo, worker_id: str) -> None:
         self._assigned[worker_id].append(task)
