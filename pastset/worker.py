@@ -133,6 +133,7 @@ class Worker:
         self.task_env = task_env
         self.output = OutputForwarder(pset)
         self.tasks: Dict[str, subprocess.Popen] = {}
+        self._reapers: List[threading.Thread] = []  # each reports its task's end, then ends
         self._lock = threading.Lock()
         self.worker_id = ""
 
@@ -184,13 +185,14 @@ class Worker:
             pass
 
     def _wait_tasks(self) -> None:
+        """Return once every task has ended *and* its end has been reported to the run."""
         while True:
             with self._lock:
-                running = list(self.tasks.values())
-            if not running:
+                reapers = [r for r in self._reapers if r.is_alive()]
+            if not reapers:
                 return
-            for proc in running:
-                proc.wait()
+            for reaper in reapers:
+                reaper.join()
 
     def _start(self, task: Dict[str, Any]) -> None:
         task_id, app, args = task["id"], task["app"], task["args"]
@@ -211,7 +213,10 @@ class Worker:
             self.tasks[task_id] = proc
         call("task_started", self.worker_id, task_id, proc.pid)
         pumps = [self.output.pump(proc.stdout, "out"), self.output.pump(proc.stderr, "err")]
-        threading.Thread(target=self._reap, args=(task_id, proc, pumps), daemon=True).start()
+        reaper = threading.Thread(target=self._reap, args=(task_id, proc, pumps), daemon=True)
+        with self._lock:
+            self._reapers = [r for r in self._reapers if r.is_alive()] + [reaper]
+        reaper.start()
 
     def _reap(self, task_id: str, proc: subprocess.Popen, pumps: List[threading.Thread]) -> None:
         returncode = proc.wait()
