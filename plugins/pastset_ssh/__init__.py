@@ -218,13 +218,27 @@ class SshLauncher(Launcher):
             code = client.proc.poll()
             if code is None or code == 0:
                 continue
-            text = client.error_text() or f"ssh exited with code {code} and printed nothing"
-            message = f"{client.host}: {text}"
-            if _UNREACHABLE in text and not self.settings.tunnel:
-                message += (f" -- {client.host} cannot reach the server's port; if its firewall lets only "
-                            "ssh through, set tunnel = true (PSTUNNEL=1, --tunnel) so workers tunnel over ssh")
-            found.append(message)
+            found.append(f"{client.host}: {self._explain(client, code)}")
         return found
+
+    def _explain(self, client: SshClient, code: int) -> str:
+        """ssh's stderr, shortened to what matters, with a hint for the usual causes."""
+        client.error_text()  # waits for the last of its stderr
+        lines = list(client.stderr)
+        if not lines:
+            return f"ssh exited with code {code} and printed nothing"
+        if any(line.startswith("Traceback (most recent call last)") for line in lines):
+            lines = [lines[-1]]  # the exception itself; the frames are noise here
+        text = "; ".join(lines)
+        python = shlex.join(self.settings.python_argv(remote=True))
+        if _UNREACHABLE in text and not self.settings.tunnel:
+            text += (f" -- {client.host} cannot reach the server's port; if its firewall lets only ssh "
+                     "through, set tunnel = true (PSTUNNEL=1, --tunnel) so workers tunnel over ssh")
+        elif "No module named" in text:
+            text += f" -- is pastset installed for {python!r} on {client.host}? (python setting, PSPYTHON)"
+        elif code == 127 or "No such file or directory" in text or "not found" in text:
+            text += f" -- the remote interpreter is {python!r} (python setting, PSPYTHON)"
+        return text
 
     def pending(self) -> List[str]:
         return [f"{c.host} (ssh pid {c.proc.pid})" for c in self.clients if c.proc.poll() is None]
