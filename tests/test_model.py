@@ -182,11 +182,13 @@ def shared_pset():
 
 def test_server_matches_model(shared_pset):
     SpaceMachine.pset = shared_pset
+    before = next(_runs)
     try:
         run_state_machine_as_test(
             SpaceMachine,
             settings=settings(max_examples=100, stateful_step_count=30, deadline=None,
                               suppress_health_check=[HealthCheck.too_slow]))
+        assert next(_runs) - before >= 50, "the state machine hardly ran"
     finally:
         SpaceMachine.pset = None  # type: ignore[assignment]
 
