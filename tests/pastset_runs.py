@@ -1,0 +1,211 @@
+"""Helpers for tests that drive ``python -m pastset run`` as a subprocess.
+
+Every run started here is isolated (its own run-record directory, no config files, no
+PS* variables from the caller) and tagged: ``PASTSET_TEST_TAG`` in its environment is
+inherited by the runner, the app, the workers and the tasks, so a test can list every
+process of *its* run in ``/proc/*/environ`` (never by name) and prove none survived.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import Dict, List, Optional, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples")
+TAG_ENV = "PASTSET_TEST_TAG"
+
+
+def clean_env(runtime_dir: str, **extra: str) -> Dict[str, str]:
+    """The caller's environment minus PS*/PASTSET_* settings, with a private record dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PS", "PASTSET_"))}
+    env.update({
+        "PASTSET_RUNTIME_DIR": str(runtime_dir),
+        "PASTSET_CONFIG": os.devnull,          # no user/system/project config files
+        "PASTSET_DISABLE_PLUGIN_AUTOLOAD": "1",  # only the built-in launchers
+        "PYTHONPATH": os.pathsep.join([ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+        TAG_ENV: uuid.uuid4().hex,
+    })
+    env.update(extra)
+    return env
+
+
+def pastset_argv(*args: str) -> List[str]:
+    return [sys.executable, "-m", "pastset", *args]
+
+
+def run(args: Sequence[str], env: Dict[str, str], cwd: Optional[str] = None,
+        timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """``python -m pastset ARGS`` to completion (text output); asserts it ends in time."""
+    try:
+        return subprocess.run(pastset_argv(*args), env=env, cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        kill_tagged(env[TAG_ENV])
+        raise AssertionError(f"pastset {' '.join(args)} did not end within {timeout} s; "
+                             f"stdout={exc.stdout!r} stderr={exc.stderr!r}") from None
+
+
+class LiveRun:
+    """A ``python -m pastset run`` in the background; read its stdout line by line.
+
+    ``close()`` (or the ``with`` block) kills whatever of it is left, by PID and tag.
+    """
+
+    def __init__(self, args: Sequence[str], env: Dict[str, str], cwd: Optional[str] = None):
+        self.env = env
+        self.tag = env[TAG_ENV]
+        self.proc = subprocess.Popen(pastset_argv(*args), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines: List[str] = []
+        self._buffer = b""
+
+    def __enter__(self) -> "LiveRun":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def read_until(self, text: str, timeout: float = 20.0) -> str:
+        """Read stdout until a line containing ``text``; return that line (fail on timeout)."""
+        for line in self.lines:
+            if text in line:
+                return line
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], max(0.0, min(0.2, deadline - time.monotonic())))
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            self._buffer += chunk
+            while b"\n" in self._buffer:
+                raw, self._buffer = self._buffer.split(b"\n", 1)
+                line = raw.decode(errors="replace")
+                self.lines.append(line)
+                if text in line:
+                    return line
+        raise AssertionError(f"no line with {text!r} within {timeout} s; stdout so far: {self.lines!r}; "
+                             f"exit code {self.proc.poll()}")
+
+    def record(self, timeout: float = 10.0) -> dict:
+        """This run's record (address, authkey, pids) once the runner has written it."""
+        directory = self.env["PASTSET_RUNTIME_DIR"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name in os.listdir(directory):
+                if name.endswith(".json"):
+                    with open(os.path.join(directory, name)) as f:
+                        try:
+                            record = json.load(f)
+                        except ValueError:
+                            continue
+                    if record.get("runner", {}).get("pid") == self.proc.pid:
+                        return record
+            time.sleep(0.05)
+        raise AssertionError(f"run {self.proc.pid} wrote no record within {timeout} s")
+
+    def wait(self, timeout: float = 20.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the run did not end within {timeout} s; stdout={self.lines!r}") from None
+
+    def output(self) -> str:
+        """Remaining stdout after the run ended (lines already read are in ``self.lines``)."""
+        rest = self._buffer + self.proc.stdout.read()
+        self._buffer = b""
+        return rest.decode(errors="replace")
+
+    def stderr(self) -> str:
+        return self.proc.stderr.read().decode(errors="replace")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        kill_tagged(self.tag)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+def tagged_pids(tag: str) -> List[int]:
+    """Live processes whose environment has ``PASTSET_TEST_TAG=tag`` (zombies excluded)."""
+    needle = f"{TAG_ENV}={tag}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read()
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != b"Z" and needle in environ.split(b"\0"):
+            found.append(int(entry))
+    return found
+
+
+def pids_with_env(name: str, value: str) -> List[int]:
+    """Live processes whose environment has ``name=value`` (e.g. the run's PASTSET_RUN id)."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if needle in f.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def survivors(tag: str, timeout: float = 5.0) -> List[int]:
+    """Processes of the tagged run still alive after waiting up to ``timeout`` s for them to go."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = tagged_pids(tag)
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.05)
+
+
+def kill_tagged(tag: str) -> None:
+    """Last-resort cleanup of a test's own run: SIGKILL every process carrying its tag."""
+    for pid in tagged_pids(tag):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def describe(pids: Sequence[int]) -> str:
+    """``pid: command line`` for an assertion message."""
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace")
+            out.append(f"{pid}: {command}")
+        except OSError:
+            out.append(f"{pid}: (gone)")
+    return "; ".join(out)
+
+
+def write_app(directory, name: str, source: str) -> str:
+    """Write a small PastSet program into ``directory`` and return its path."""
+    path = os.path.join(str(directory), name)
+    with open(path, "w") as f:
+        f.write(source)
+    return path
