@@ -61,7 +61,7 @@ def status(what: str, filters: Sequence[str], run_id: Optional[str], list_runs: 
     if settings is not None and settings.tunnel:
         from .tunnel import open_tunnel, tunnel_spec
 
-        address, closer = open_tunnel(tunnel_spec(settings, address), address)
+        address, closer = open_tunnel(tunnel_spec(settings, address), address, key=settings.tunnel_key or None)
     try:
         with PastSet(address, authkey=bytes.fromhex(record["authkey"])) as pset:
             snap = pset.status()

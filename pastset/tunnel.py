@@ -73,12 +73,13 @@ def open_tunnel(spec: str, server_address: Tuple[str, int], key: Optional[str] =
     import sshtunnel  # slow to import: only here, never on the direct path
 
     quiet = logging.getLogger("pastset.tunnel.sshtunnel")  # ours: sshtunnel adds no handlers then
+    quiet.setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL)  # errors: ConnectError
     sshtunnel.SSHTunnelForwarder.daemon_forward_servers = True  # never keep a process alive
     sshtunnel.SSHTunnelForwarder.daemon_transport = True
     try:
         forwarder = sshtunnel.SSHTunnelForwarder(
             (host, port), ssh_username=user or getpass.getuser(), ssh_pkey=key,
-            remote_bind_address=tuple(server_address), local_bind_address=("127.0.0.1", 0),
+            remote_bind_address=tuple(server_address), local_bind_address=("127.0.0.1", 0), ssh_config_file=None,
             logger=quiet, set_keepalive=5.0)
         forwarder.start()
     except (sshtunnel.BaseSSHTunnelForwarderError, OSError, ValueError) as exc:
