@@ -185,8 +185,13 @@ class Scheduler:
             worker.state = "lost"
             for task_id in lost:
                 self.tasks[task_id].state = "lost"
-            # tasks handed to it but not yet picked up go back to the queue
-            self._queue.extendleft(reversed(self._assigned.pop(worker_id, deque())))
+            # tasks handed to it but not yet started (picked up or not) go back to the queue
+            requeue = [t for t in self.tasks.values()
+                       if t.state == "assigned" and t.worker == worker_id and t not in self._assigned[worker_id]]
+            requeue += list(self._assigned.pop(worker_id, deque()))
+            for task in requeue:
+                task.state, task.worker, task.host = "queued", None, None
+            self._queue.extendleft(reversed(requeue))
             self._changed.notify_all()
             info = {"worker": worker_id, "host": worker.host, "tasks": lost, "reason": reason,
                     "previous": previous, "stopping": self.stopping}
