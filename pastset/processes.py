@@ -94,7 +94,11 @@ def stop_child(proc: subprocess.Popen, grace: float = 2.0) -> Optional[int]:
 
 
 def process_start_time(pid: int) -> Optional[int]:
-    """Clock ticks since boot at which ``pid`` started (Linux), or None if it is gone."""
+    """Clock ticks since boot at which ``pid`` started (Linux), or None if it is gone.
+
+    A zombie counts as gone: it has exited and only waits to be reaped (an orphan's
+    reaping by init may take a while).
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -102,6 +106,8 @@ def process_start_time(pid: int) -> Optional[int]:
         return None
     # field 22, counted after the parenthesised command name (which may hold spaces)
     fields = stat[stat.rfind(b")") + 2 :].split()
+    if fields[0] == b"Z":
+        return None
     return int(fields[19])
 
 
