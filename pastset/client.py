@@ -81,6 +81,17 @@ def matches_template(data: Any, template: tuple) -> Optional[str]:
     return None
 
 
+def _server_failure(method: str, traceback_text: Any) -> str:
+    """One clear sentence from a server-side traceback (the call could not be handled)."""
+    last = str(traceback_text).strip().splitlines()[-1:] or ["(no detail)"]
+    text = f"the PastSet server could not handle {method}(): {last[0]}"
+    if "Can't get attribute" in text or "No module named" in text:
+        text += (" -- the server unpickles the call's arguments (templates included), so they may "
+                 "hold only builtin types and classes importable on the server, not classes from "
+                 "your program's __main__")
+    return text
+
+
 class Channel:
     """Authenticated connections to one server, one per thread, made on first use."""
 
@@ -140,7 +151,7 @@ class Channel:
             return result
         if kind == "#ERROR":
             raise result
-        raise PastSetError(f"the PastSet server failed in {method}(): {result}")
+        raise PastSetError(_server_failure(method, result))
 
     def _drop(self, conn: transport.Connection) -> None:
         if getattr(self._local, "conn", None) is conn:
