@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import threading
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -83,8 +84,11 @@ def matches_template(data: Any, template: tuple) -> Optional[str]:
 
 def _server_failure(method: str, traceback_text: Any) -> str:
     """One clear sentence from a server-side traceback (the call could not be handled)."""
-    last = str(traceback_text).strip().splitlines()[-1:] or ["(no detail)"]
-    text = f"the PastSet server could not handle {method}(): {last[0]}"
+    lines = str(traceback_text).strip().splitlines()
+    # the first exception raised is the cause; later ones arose while handling it
+    causes = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b.*:", line)]
+    detail = (causes or lines[-1:] or ["(no detail)"])[0]
+    text = f"the PastSet server could not handle {method}(): {detail}"
     if "Can't get attribute" in text or "No module named" in text:
         text += (" -- the server unpickles the call's arguments (templates included), so they may "
                  "hold only builtin types and classes importable on the server, not classes from "
