@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ClusterError",
+    "DaemonDied",
     "SgeCluster",
     "SlurmCluster",
     "SshCluster",
@@ -51,6 +52,10 @@ __all__ = [
 
 class ClusterError(RuntimeError):
     """A test cluster could not be started (the message carries command output / log tails)."""
+
+
+class DaemonDied(ClusterError):
+    """A daemon exited while we waited for it to come up: waiting longer cannot help."""
 
 
 def require(component: object, reason: str) -> object:
@@ -121,6 +126,8 @@ def _wait_for(predicate: Callable[[], object], *, timeout: float, what: str,
             result = predicate()
             if result:
                 return result
+        except DaemonDied:
+            raise
         except ClusterError as exc:
             last_error = exc
         if time.monotonic() >= deadline:
@@ -231,6 +238,26 @@ def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def _can_bind(host: str, port: int) -> bool:
+    """True when nothing holds host:port (a listener on the wildcard address counts)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _ssh_banner(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when an SSH server answers on host:port (its banner, not just any listener)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            return s.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
 # --------------------------------------------------------------------------------------------
 # SSH hosts in network namespaces
 
@@ -245,7 +272,9 @@ class SshCluster:
 
     - ``.1``  ``master_address``: the bridge, in the root namespace (where the tests and the
       pastset server run); an sshd listens on ``master_address:22`` only, for ssh port
-      forwarding back from the firewalled node;
+      forwarding back from the firewalled node (if a system sshd already holds ``*:22``, ours
+      listens on ``master_sshd_port`` and an nftables DNAT rule for our bridge address makes
+      it answer on ``master_address:22`` all the same);
     - ``.11``, ``.12``, ...  ``nodes``: normal nodes, sshd on port 22, root login by key;
     - ``.21``  ``firewalled``: like a node, but nftables inside its namespace let it open
       connections to the master only on TCP port 22 (other master ports: packets dropped, so a
@@ -280,6 +309,9 @@ class SshCluster:
         self.subnet: ipaddress.IPv4Network | None = None
         self.bridge: str = ""
         self.key_path: str = str(self.tmpdir / "id_ed25519")
+        #: where the master-side sshd really listens: 22, unless that was taken (see _start)
+        self.master_sshd_port: int = 22
+        self._nft_table: str = ""                   # root-namespace table, when we made one
         self._netns: dict[str, str] = {}            # node address -> namespace name
         self._sshd: dict[str, subprocess.Popen[bytes]] = {}   # address -> listening sshd
         self._host_links: list[str] = []            # veth ends in the root namespace
@@ -409,8 +441,17 @@ class SshCluster:
         self._make_keys()
         key_config = self._sshd_config("key", port_line="Port 22", key_auth=True)
         pw_config = self._sshd_config("password", port_line="Port 22", key_auth=False)
+        # A system sshd listening on *:22 (usual on a CI VM) makes master_address:22 unbindable;
+        # then our master sshd listens on a free port and nftables (in a table of our own,
+        # matching only our bridge address) sends master_address:22 there.
+        if _can_bind(self.master_address, 22):
+            self.master_sshd_port = 22
+        else:
+            self.master_sshd_port = _free_tcp_port(self.master_address)
+            self._redirect_master_ssh(tag, self.master_sshd_port)
         master_config = self._sshd_config(
-            "master", port_line=f"ListenAddress {self.master_address}:22", key_auth=True)
+            "master", port_line=f"ListenAddress {self.master_address}:{self.master_sshd_port}",
+            key_auth=True)
 
         self._firewall(self.firewalled)
         for ip in [*self.nodes, self.firewalled]:
@@ -423,9 +464,9 @@ class SshCluster:
             def ready(ip: str = ip, proc: subprocess.Popen[bytes] = proc,
                       logfile: Path = logfile) -> bool:
                 if proc.poll() is not None:
-                    raise ClusterError(f"sshd for {ip} exited with {proc.returncode}\n"
-                                       + _logs_report([logfile]))
-                return _port_open(ip, 22)
+                    raise DaemonDied(f"sshd for {ip} exited with {proc.returncode}\n"
+                                     + _logs_report([logfile]))
+                return _ssh_banner(ip, 22)
 
             _wait_for(ready, timeout=10, what=f"sshd on {ip}:22", logs=[logfile])
 
@@ -458,6 +499,11 @@ class SshCluster:
                 if proc.returncode != 0 and Path(f"/sys/class/net/{link}").exists():
                     errors.append(f"ip link del {link}: {proc.stderr.strip()}")
             self._host_links.remove(link)
+        if self._nft_table:
+            proc = _run(["nft", "delete", "table", "ip", self._nft_table], timeout=10, check=False)
+            if proc.returncode != 0:
+                errors.append(f"nft delete table ip {self._nft_table}: {proc.stderr.strip()}")
+            self._nft_table = ""
         if self.bridge and Path(f"/sys/class/net/{self.bridge}").exists():
             try:
                 _run(["ip", "link", "del", self.bridge], timeout=10)
@@ -503,6 +549,26 @@ class SshCluster:
             if not any(net.overlaps(u) for u in used):
                 return net
         raise ClusterError("no free /24 in 10.128.0.0/9")
+
+    def _redirect_master_ssh(self, tag: str, port: int) -> None:
+        """DNAT master_address:22 to master_address:port, for connections from our nodes
+        (prerouting, on our bridge) and from this namespace (output)."""
+        table = f"pastset_{tag}"
+        rules = self.tmpdir / "nft-master.conf"
+        m = self.master_address
+        rules.write_text(
+            f"table ip {table} {{\n"
+            "  chain prerouting {\n"
+            "    type nat hook prerouting priority dstnat; policy accept;\n"
+            f'    iifname "{self.bridge}" ip daddr {m} tcp dport 22 dnat to {m}:{port}\n'
+            "  }\n"
+            "  chain output {\n"
+            "    type nat hook output priority -100; policy accept;\n"
+            f"    ip daddr {m} tcp dport 22 dnat to {m}:{port}\n"
+            "  }\n"
+            "}\n")
+        _run(["nft", "-f", str(rules)])
+        self._nft_table = table
 
     def _add_node(self, ip: str, *, ns: str, veth: str) -> None:
         _run(["ip", "netns", "add", ns])
@@ -714,7 +780,7 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 
         def check() -> object:
             if proc.poll() is not None:
-                raise ClusterError(f"{name} exited with {proc.returncode}\n"
+                raise DaemonDied(f"{name} exited with {proc.returncode}\n"
                                    + _logs_report([*self.logs, self.dir / f"{name}.out"]))
             return ready()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .clusters import SgeCluster, SlurmCluster, SshCluster
+from .clusters import SgeCluster, SlurmCluster, SshCluster, require
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +30,18 @@ except socket.timeout:
 except OSError as exc:
     print("error", exc.errno)
 """
+
+
+def test_require_skips_locally_but_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        require(None, "component missing")
+    with pytest.raises(pytest.skip.Exception):
+        require("no-such-program-for-pastset-tests", "program missing")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception):
+        require(False, "component missing")
+    assert require("sh", "sh missing") == "sh"
 
 
 def _ssh(cluster: SshCluster, host: str, command: str,
