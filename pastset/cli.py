@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--bin", required=True, help="directory the tasks run from")
     worker.add_argument("--authkey-stdin", action="store_true",
                         help="read the authkey from the first stdin line; stop when stdin reaches EOF")
+    worker.add_argument("--authkey-file", metavar="PATH",
+                        help="read the authkey from this file (mode 0600; batch jobs on a shared file system)")
     worker.add_argument("--tunnel", metavar="[USER@]HOST[:PORT]", help="reach the server through this sshd")
     worker.add_argument("--python", help="interpreter command for tasks (default: this one)")
     worker.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error", "critical"))
@@ -126,7 +128,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from . import worker
 
         _setup_logging(args.log_level)
-        return worker.main(args.address, args.run, args.bin, args.authkey_stdin, args.tunnel, args.python)
+        return worker.main(args.address, args.run, args.bin, args.authkey_stdin, args.tunnel, args.python,
+                           authkey_file=args.authkey_file)
 
     if args.command == "server":
         from .remote_server import serve

@@ -249,11 +249,20 @@ class Worker:
                 pass
 
 
-def read_authkey(from_stdin: bool) -> bytes:
-    """The run's authkey: first stdin line with --authkey-stdin, else PASTSET_AUTHKEY."""
-    text = sys.stdin.readline().strip() if from_stdin else os.environ.get(AUTHKEY_ENV, "")
+def read_authkey(from_stdin: bool, from_file: Optional[str] = None) -> bytes:
+    """The run's authkey: first stdin line with --authkey-stdin, the file named by
+    --authkey-file (batch jobs, whose environment and script others may read), else
+    PASTSET_AUTHKEY."""
+    if from_file:
+        try:
+            with open(from_file) as f:
+                text = f.readline().strip()
+        except OSError as exc:
+            raise ConnectError(f"cannot read the authkey file {from_file}: {exc.strerror}") from None
+    else:
+        text = sys.stdin.readline().strip() if from_stdin else os.environ.get(AUTHKEY_ENV, "")
     if not text:
-        where = "standard input" if from_stdin else AUTHKEY_ENV
+        where = from_file or ("standard input" if from_stdin else AUTHKEY_ENV)
         raise ConnectError(f"no authkey on {where}")
     try:
         return bytes.fromhex(text)
@@ -283,11 +292,11 @@ def _stop_at_eof() -> None:
 
 
 def main(address: str, run_id: str, bin_dir: str, authkey_stdin: bool = False,
-         tunnel: Optional[str] = None, python: Optional[str] = None) -> int:
+         tunnel: Optional[str] = None, python: Optional[str] = None, authkey_file: Optional[str] = None) -> int:
     """Entry point of ``python -m pastset worker``."""
     import shlex
 
-    authkey = read_authkey(authkey_stdin)
+    authkey = read_authkey(authkey_stdin, authkey_file)
     server = parse_address(address)
     closer = None
     if tunnel:

@@ -1,0 +1,138 @@
+"""The PBS launcher (PBS Pro, OpenPBS, Torque): nodefile hosts inside a job, else ``qsub``.
+
+Inside a job (``PBS_NODEFILE`` set) the hosts are the nodefile's lines (one per slot,
+wrapping around when ``procs`` is larger). Workers start with ``pbsdsh -n INDEX`` when
+``pbsdsh`` exists (they read the authkey from a 0600 file in the run's job directory, as
+pbsdsh passes no input), else over ssh (the ``ssh`` setting, in BatchMode) with the authkey
+on ssh's standard input. Outside a job, a ``qsub`` job built from ``[pastset.launcher.pbs]``
+(queue, walltime, resources, extra) starts them the same way from inside; the run shows the
+job's state while it waits and ``qdel``s it at teardown.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+from typing import Any, List, Optional, Sequence
+
+import pastset
+from pastset.batch import (BatchLauncher, JobFiles, JobState, local_address_towards, option_text,
+                           read_host_file, shell_line, spread, this_host_address, with_environment)
+from pastset.launcher import WorkerLaunch, run_command
+
+#: job_state letters after which the job is over (Torque C, PBS Pro F with qstat -x)
+FINISHED = {"C", "F", "X"}
+LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
+class PbsLauncher(BatchLauncher):
+    """``launcher = "pbs"``: pbsdsh or ssh over PBS_NODEFILE in a job, else a qsub job (qdel at the end)."""
+
+    name = "pbs"
+    summary = "PBS/Torque: pbsdsh (else ssh) over PBS_NODEFILE inside a job, else a qsub job (qdel at the end)"
+    system = "PBS"
+    submit_command = ("qsub",)
+    cancel_command = ("qdel",)
+    job_id_pattern = r"^\s*(\d+(?:\[\d*\])?(?:\.\S+)?)"  # "123.server"
+    directive_prefix = "#PBS"
+    allocation_variables = ("PBS_NODEFILE", "PBS_JOBID")
+    option_defaults = {"queue": "", "walltime": "", "resources": "nodes={procs}", "extra": [], "workdir": ""}
+
+    def job_name(self, launch: WorkerLaunch) -> str:
+        # Torque allows 15 characters: "ps" + time + pid of the run id
+        return "ps" + launch.run_id.split("-", 1)[-1]
+
+    def header_options(self, launch: WorkerLaunch, files: JobFiles) -> List[str]:
+        options = [f"-N {self.job_name(launch)}", f"-o {files.output}", "-j oe"]
+        resources = option_text(self.options, "resources", self.name).replace("{procs}", str(launch.count))
+        if resources:
+            options.append(f"-l {resources}")
+        walltime = option_text(self.options, "walltime", self.name)
+        if walltime:
+            options.append(f"-l walltime={walltime}")
+        queue = option_text(self.options, "queue", self.name)
+        if queue:
+            options.append(f"-q {queue}")
+        return options + self.extra
+
+    def ssh_base(self) -> List[str]:
+        """The ``ssh`` setting plus BatchMode, so a password prompt is an error, not a hang."""
+        argv = list(self.settings.ssh_argv) if self.settings is not None else ["ssh"]
+        return argv + ["-o", "BatchMode=yes"]
+
+    def job_command(self, launch: WorkerLaunch, worker_argv: Sequence[str]) -> str:
+        remote = shlex.quote(shell_line(worker_argv))
+        ssh = shell_line(self.ssh_base())
+        return ("if command -v pbsdsh >/dev/null 2>&1; then "
+                f"pbsdsh -- {shell_line(worker_argv)}; "
+                f'else while read host; do {ssh} "$host" {remote} </dev/null & done < "$PBS_NODEFILE"; wait; fi')
+
+    def hosts(self) -> List[str]:
+        """One entry per slot of the job we run in (PBS_NODEFILE)."""
+        path = self.environ.get("PBS_NODEFILE")
+        if not path:
+            raise pastset.LaunchError("inside a PBS job (PBS_JOBID is set) but PBS_NODEFILE is not: "
+                                      "cannot tell which nodes the job has")
+        return read_host_file(path)
+
+    def bind_host(self) -> str:
+        """The local address that routes to the job's first other node (else this host's)."""
+        if self.inside():
+            for host in self.hosts():
+                if host not in LOCAL_NAMES:
+                    address = local_address_towards(host)
+                    if address:
+                        return address
+        return this_host_address()
+
+    def worker_python(self) -> Optional[List[str]]:
+        return self.settings.python_argv() if self.settings is not None else None
+
+    def pbsdsh_argv(self, launch: WorkerLaunch, index: int, files: JobFiles) -> List[str]:
+        argv = launch.worker_argv(self.worker_python()) + ["--authkey-file", files.authkey]
+        env = {k: v for k, v in launch.extra_env.items() if k == "PYTHONPATH"}
+        return ["pbsdsh", "-n", str(index), "--", *with_environment(argv, env)]
+
+    def ssh_worker_argv(self, launch: WorkerLaunch, host: str) -> List[str]:
+        """ssh HOST 'python -m pastset worker --authkey-stdin ...'; the authkey follows on stdin."""
+        argv = launch.worker_argv(self.worker_python(), authkey_stdin=True)
+        env = {k: v for k, v in launch.extra_env.items() if k == "PYTHONPATH"}
+        return self.ssh_base() + [host, shell_line(with_environment(argv, env))]
+
+    def start_inside(self, launch: WorkerLaunch) -> None:
+        hosts = self.hosts()
+        if shutil.which("pbsdsh"):
+            files = self.make_job_directory(launch)
+            for i, host in enumerate(spread(hosts, launch.count)):
+                self.start_child(f"pbsdsh on {host} (worker {i + 1})",
+                                 self.pbsdsh_argv(launch, i % len(hosts), files))
+            return
+        for i, host in enumerate(spread(hosts, launch.count)):
+            self.start_child(f"ssh {host} (worker {i + 1})", self.ssh_worker_argv(launch, host),
+                             stdin_line=launch.authkey_line())
+
+    def job_state(self, job_id: str) -> Optional[JobState]:
+        done = run_command(["qstat", "-f", job_id], check=False, timeout=30)
+        if done.returncode != 0:
+            err = done.stderr.decode(errors="replace")
+            if "Unknown Job" in err or "has finished" in err:
+                return None
+            raise pastset.LaunchError(f"qstat -f {job_id}: {err.strip()}")
+        return parse_qstat_f(done.stdout.decode(errors="replace"))
+
+
+def parse_qstat_f(text: str) -> Optional[JobState]:
+    """A JobState from ``qstat -f JOBID`` output (``job_state = Q``, ``comment = ...``)."""
+    match = re.search(r"^\s*job_state\s*=\s*(\S+)", text, re.MULTILINE)
+    if not match:
+        return None
+    state = match.group(1)
+    comment = re.search(r"^\s*comment\s*=\s*(.+)$", text, re.MULTILINE)
+    names = {"Q": "queued", "R": "running", "H": "held", "W": "waiting", "E": "exiting", "B": "array running"}
+    reason = comment.group(1).strip() if comment else names.get(state, "")
+    return JobState(state, reason, finished=state in FINISHED)
+
+
+@pastset.hookimpl
+def pastset_register_launchers(register: Any) -> None:
+    register(PbsLauncher)
