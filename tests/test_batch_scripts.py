@@ -1,0 +1,248 @@
+"""Batch launchers as pure functions: job scripts, command lines, state parsing and detect().
+
+Nothing here talks to a batch system; tests/integration/test_{slurm,sge,pbs}.py do.
+"""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from pastset.batch import (JobFiles, directives, extra_options, job_script, read_host_file, spread,
+                           with_environment)
+from pastset.errors import LaunchError
+from pastset.launcher import WorkerLaunch
+from pastset.settings import Settings
+from pastset_pbs import PbsLauncher, parse_qstat_f
+from pastset_sge import SgeLauncher, parse_qstat
+from pastset_slurm import SlurmLauncher, parse_squeue
+
+AUTHKEY = bytes(range(32))
+FILES = JobFiles("/shared/jobs/R1", "/shared/jobs/R1/job.sh", "/shared/jobs/R1/authkey", "/shared/jobs/R1/job.out")
+
+
+def launch(count=3):
+    return WorkerLaunch(count=count, run_id="20240101-120000-4242", address=("10.0.0.1", 5000), authkey=AUTHKEY,
+                        bin_dir="/home/u/app", settings=Settings(), extra_env={"PYTHONPATH": "/opt/pastset"})
+
+
+def make(cls, options=None, environ=None):
+    return cls(Settings(), options or {}, environ=environ or {})
+
+
+def assert_no_secret(text):
+    assert AUTHKEY.hex() not in text
+
+
+# --------------------------------------------------------------------------- slots
+
+
+def test_job_script_puts_the_slots_in_order():
+    text = job_script(shebang="#!/bin/bash", header=["#X -a"], prologue=["cd /x"], command="run",
+                      epilogue=["rm f"])
+    assert text == "#!/bin/bash\n#X -a\ncd /x\nrun\nrm f\n"
+
+
+def test_directives_prefix_each_option_and_drop_blanks():
+    assert directives("#SBATCH", ["--ntasks=2", " ", "--time=1:00 "]) == ["#SBATCH --ntasks=2", "#SBATCH --time=1:00"]
+
+
+def test_extra_must_be_strings():
+    assert extra_options("--mem=1G", "slurm") == ["--mem=1G"]
+    assert extra_options(["-a", "-b"], "slurm") == ["-a", "-b"]
+    with pytest.raises(LaunchError, match=r"\[pastset.launcher.slurm\] extra: 3"):
+        extra_options(3, "slurm")
+
+
+def test_unknown_table_key_is_named():
+    with pytest.raises(LaunchError, match="unknown key.*partitoin.*allowed: account, extra, partition"):
+        make(SlurmLauncher, {"partitoin": "x"})
+
+
+def test_host_files_and_wrap_around(tmp_path):
+    pe = tmp_path / "pe"
+    pe.write_text("n1 2 all.q@n1 UNDEFINED\nn2 1 all.q@n2 UNDEFINED\n")
+    assert read_host_file(str(pe), slots_column=1) == ["n1", "n1", "n2"]
+    nodefile = tmp_path / "nodes"
+    nodefile.write_text("a\na\n# comment\n\nb\n")
+    assert read_host_file(str(nodefile)) == ["a", "a", "b"]
+    assert spread(["a", "b"], 5) == ["a", "b", "a", "b", "a"]
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(LaunchError, match="lists no hosts"):
+        read_host_file(str(empty))
+
+
+def test_with_environment():
+    assert with_environment(["p", "x"], {"A": "1"}) == ["env", "A=1", "p", "x"]
+    assert with_environment(["p"], {}) == ["p"]
+
+
+# --------------------------------------------------------------------------- SLURM
+
+
+def test_sbatch_script():
+    slurm = make(SlurmLauncher, {"partition": "debug", "time": "00:10:00", "account": "proj",
+                                 "extra": ["--mem=1G"]})
+    text = slurm.script_text(launch(), FILES)
+    lines = text.splitlines()
+    assert lines[0] == "#!/bin/sh"
+    assert lines[1:8] == ["#SBATCH --job-name=pastset-20240101-120000-4242", "#SBATCH --ntasks=3",
+                          "#SBATCH --output=/shared/jobs/R1/job.out", "#SBATCH --partition=debug",
+                          "#SBATCH --time=00:10:00", "#SBATCH --account=proj", "#SBATCH --mem=1G"]
+    assert "cd /home/u/app || exit 1" in lines
+    command = [line for line in lines if line.startswith("srun ")]
+    assert command == [f"srun --ntasks=3 --kill-on-bad-exit=0 env PYTHONPATH=/opt/pastset {sys.executable} -m "
+                       "pastset worker --address 10.0.0.1:5000 --run 20240101-120000-4242 --bin /home/u/app "
+                       "--authkey-file /shared/jobs/R1/authkey"]
+    assert lines[-1] == "rm -f /shared/jobs/R1/authkey"
+    assert_no_secret(text)
+
+
+def test_sbatch_script_leaves_out_unset_options():
+    text = make(SlurmLauncher).script_text(launch(), FILES)
+    assert "--partition" not in text and "--time" not in text and "--account" not in text
+
+
+def test_srun_inside_an_allocation_keeps_the_key_in_the_environment_only():
+    slurm = make(SlurmLauncher, environ={"SLURM_JOB_ID": "7"})
+    argv = slurm.srun_argv(launch(2))
+    assert argv[:4] == ["srun", "--ntasks=2", "--job-name=pastset-20240101-120000-4242", "--kill-on-bad-exit=0"]
+    assert_no_secret(" ".join(argv))
+    assert launch().worker_env({})["PASTSET_AUTHKEY"] == AUTHKEY.hex()
+
+
+@pytest.mark.parametrize("line, state, reason, finished, hopeless", [
+    ("PENDING|Resources", "PENDING", "Resources", False, False),
+    ("PENDING|BadConstraints", "PENDING", "BadConstraints", False, True),
+    ("RUNNING|None", "RUNNING", "", False, False),
+    ("FAILED|NonZeroExitCode", "FAILED", "NonZeroExitCode", True, False),
+    ("CANCELLED|None", "CANCELLED", "", True, False),
+])
+def test_squeue_states(line, state, reason, finished, hopeless):
+    got = parse_squeue(line)
+    assert (got.state, got.reason, got.finished, got.hopeless) == (state, reason, finished, hopeless)
+    assert got.describe() == (f"{state} ({reason})" if reason else state)
+
+
+# --------------------------------------------------------------------------- Grid Engine
+
+
+def test_qsub_pe_script():
+    sge = make(SgeLauncher, {"pe": "mpi", "queue": "all.q", "extra": ["-l h_vmem=1G"]})
+    text = sge.script_text(launch(4), FILES)
+    lines = text.splitlines()
+    assert lines[1:8] == ["#$ -N pastset-20240101-120000-4242", "#$ -pe mpi 4", "#$ -o /shared/jobs/R1/job.out",
+                          "#$ -j y", "#$ -S /bin/sh", "#$ -q all.q", "#$ -l h_vmem=1G"]
+    command = [line for line in lines if "qrsh" in line][0]
+    assert 'qrsh -inherit -nostdin "$host" env PYTHONPATH=/opt/pastset' in command
+    assert '--authkey-file /shared/jobs/R1/authkey &' in command
+    assert command.endswith('done < "$PE_HOSTFILE"; wait')
+    assert_no_secret(text)
+
+
+def test_qsub_default_pe_is_smp():
+    assert "#$ -pe smp 3" in make(SgeLauncher).script_text(launch(), FILES)
+
+
+def test_qrsh_inherit_argv_reads_the_key_from_stdin(tmp_path):
+    hostfile = tmp_path / "pe_hostfile"
+    hostfile.write_text("nodeA 1 all.q@nodeA UNDEFINED\nnodeB 1 all.q@nodeB UNDEFINED\n")
+    sge = make(SgeLauncher, environ={"PE_HOSTFILE": str(hostfile)})
+    assert spread(sge.hosts(), 3) == ["nodeA", "nodeB", "nodeA"]
+    argv = sge.qrsh_argv(launch(), "nodeB")
+    assert argv[:3] == ["qrsh", "-inherit", "nodeB"]
+    assert "--authkey-stdin" in argv
+    assert_no_secret(" ".join(argv))
+
+
+QSTAT = """\
+job-ID  prior   name       user         state submit/start at     queue                          slots ja-task-ID
+-----------------------------------------------------------------------------------------------------------------
+     12 0.55500 pastset-20 root         r     01/01/2024 12:00:00 all.q@vm                           2
+     13 0.00000 pastset-20 root         qw    01/01/2024 12:00:01                                   20
+     14 0.00000 pastset-20 root         Eqw   01/01/2024 12:00:01                                    2
+"""
+
+
+def test_qstat_states():
+    assert parse_qstat(QSTAT, "12").describe() == "r (running)"
+    assert parse_qstat(QSTAT, "13").describe() == "qw (pending)"
+    assert parse_qstat(QSTAT, "14").hopeless
+    assert parse_qstat(QSTAT, "99") is None
+
+
+# --------------------------------------------------------------------------- PBS
+
+
+def test_pbs_script():
+    pbs = make(PbsLauncher, {"queue": "batch", "walltime": "00:30:00", "extra": ["-l mem=4gb"]})
+    text = pbs.script_text(launch(2), FILES)
+    lines = text.splitlines()
+    assert lines[1:8] == ["#PBS -N ps120000-4242", "#PBS -o /shared/jobs/R1/job.out", "#PBS -j oe",
+                          "#PBS -l nodes=2", "#PBS -l walltime=00:30:00", "#PBS -q batch", "#PBS -l mem=4gb"]
+    command = [line for line in lines if "pbsdsh" in line][0]
+    assert "then pbsdsh -- env PYTHONPATH=/opt/pastset" in command
+    assert "ssh -o BatchMode=yes \"$host\" '" in command
+    assert '< "$PBS_NODEFILE"; wait; fi' in command
+    assert_no_secret(text)
+
+
+def test_pbs_resources_template():
+    text = make(PbsLauncher, {"resources": "select={procs}:ncpus=1"}).script_text(launch(5), FILES)
+    assert "#PBS -l select=5:ncpus=1" in text
+
+
+def test_pbs_over_ssh_argv_reads_the_key_from_stdin(tmp_path):
+    nodefile = tmp_path / "nodes"
+    nodefile.write_text("n1\nn2\n")
+    settings = Settings()
+    settings.set("ssh", "ssh -p 2222", "test")
+    pbs = PbsLauncher(settings, {}, environ={"PBS_NODEFILE": str(nodefile), "PBS_JOBID": "9.srv"})
+    assert pbs.hosts() == ["n1", "n2"]
+    argv = pbs.ssh_worker_argv(launch(), "n2")
+    assert argv[:6] == ["ssh", "-p", "2222", "-o", "BatchMode=yes", "n2"]
+    assert argv[6].startswith(f"env PYTHONPATH=/opt/pastset {sys.executable} -m pastset worker")
+    assert argv[6].endswith("--authkey-stdin")
+    assert_no_secret(" ".join(argv))
+
+
+def test_pbs_job_without_nodefile_is_a_clear_error():
+    with pytest.raises(LaunchError, match="PBS_NODEFILE is not"):
+        make(PbsLauncher, environ={"PBS_JOBID": "1"}).hosts()
+
+
+def test_qstat_f_states():
+    assert parse_qstat_f("Job Id: 1.srv\n    job_state = Q\n    comment = Not Running: Insufficient resources\n"
+                         ).describe() == "Q (Not Running: Insufficient resources)"
+    assert parse_qstat_f("    job_state = R\n").describe() == "R (running)"
+    assert parse_qstat_f("    job_state = C\n").finished
+    assert parse_qstat_f("nothing") is None
+
+
+# --------------------------------------------------------------------------- auto
+
+
+@pytest.mark.parametrize("cls, environ, expected", [
+    (SlurmLauncher, {"SLURM_JOB_ID": "123"}, "SLURM_JOB_ID=123 is set: inside a SLURM allocation"),
+    (SgeLauncher, {"PE_HOSTFILE": "/var/spool/pe"}, "PE_HOSTFILE=/var/spool/pe is set: inside a Grid Engine allocation"),
+    (PbsLauncher, {"PBS_JOBID": "5.srv"}, "PBS_JOBID=5.srv is set: inside a PBS allocation"),
+    (PbsLauncher, {"PBS_NODEFILE": "/n", "PBS_JOBID": "5"}, "PBS_NODEFILE=/n is set: inside a PBS allocation"),
+])
+def test_detect_names_the_variable(cls, environ, expected):
+    assert cls.detect(environ, Settings()) == expected
+    assert cls.detect({"SLURM_JOB_ID": ""}, Settings()) is None  # empty counts as unset
+    assert cls.detect({}, Settings()) is None
+
+
+def test_auto_picks_the_allocation_it_is_in():
+    from pastset.plugins import launchers, make_plugin_manager
+    from pastset.run import choose_launcher
+
+    registry = launchers(make_plugin_manager(autoload=False))
+    info, why = choose_launcher(Settings(), registry, environ={"SLURM_JOB_ID": "42"})
+    assert (info.name, why) == ("slurm", "auto: SLURM_JOB_ID=42 is set: inside a SLURM allocation")
+    info, why = choose_launcher(Settings(), registry, environ={"PE_HOSTFILE": "/x", "JOB_ID": "3"})
+    assert info.name == "sge"
+    info, _ = choose_launcher(Settings(), registry, environ={"PBS_JOBID": "3"})
+    assert info.name == "pbs"
