@@ -25,6 +25,9 @@ TAG_ENV = "PASTSET_TEST_TAG"
 def clean_env(runtime_dir: str, **extra: str) -> Dict[str, str]:
     """The caller's environment minus PS*/PASTSET_* settings, with a private record dir."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PS", "PASTSET_"))}
+    # Unbuffered, print() writes the text and its newline in two calls, so a line the app
+    # prints can be split by a task's line the runner forwards to the same stdout.
+    env.pop("PYTHONUNBUFFERED", None)
     env.update({
         "PASTSET_RUNTIME_DIR": str(runtime_dir),
         "PASTSET_CONFIG": os.devnull,          # no user/system/project config files
