@@ -1,0 +1,165 @@
+"""Helpers for the batch-launcher integration tests: an app directory, runs, and leftovers.
+
+The app directory holds the Monte Carlo pi example (``examples/``) with a client wrapper
+that tags the node name with the batch job and the address it reached the server from,
+so a test can see *where* and *under which job* each task ran; plus ``hold.py``, an app
+that spawns sleeping tasks and never ends (for Ctrl-C / SIGKILL tests).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+CLIENT_WRAPPER = """\
+# mcpiclient.py with the node name tagged: host[job id]@address the server is reached from
+import os, runpy, socket
+_name = socket.gethostname()
+_job = os.environ.get("SLURM_JOB_ID") or os.environ.get("JOB_ID") or os.environ.get("PBS_JOBID") or "-"
+_host, _port = os.environ["PASTSET_ADDRESS"].rsplit(":", 1)
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as _s:
+    _s.connect((_host, int(_port)))
+    _addr = _s.getsockname()[0]
+socket.gethostname = lambda: f"{_name}[{_job}]@{_addr}"
+runpy.run_path(%r, run_name="__main__")
+"""
+
+HOLD = """\
+import sys, time, pastset
+pset = pastset.PastSet()
+for _ in range(int(sys.argv[1])):
+    pset.spawn("sleeper.py", "")
+print("app started", flush=True)
+time.sleep(600)
+"""
+
+SLEEPER = """\
+import time
+print("sleeper running", flush=True)
+time.sleep(600)
+"""
+
+
+def make_bin(tmp: Path) -> Path:
+    """An application directory with mcpiserver.py, the tagging mcpiclient.py, hold.py."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    shutil.copy(EXAMPLES / "mcpiserver.py", bin_dir / "mcpiserver.py")
+    shutil.copy(EXAMPLES / "mcpiclient.py", bin_dir / "mcpiclient_orig.py")
+    (bin_dir / "mcpiclient.py").write_text(CLIENT_WRAPPER % str(bin_dir / "mcpiclient_orig.py"))
+    (bin_dir / "hold.py").write_text(HOLD)
+    (bin_dir / "sleeper.py").write_text(SLEEPER)
+    return bin_dir
+
+
+def write_config(path: Path, launcher: str, table: Mapping[str, object], settings: Mapping[str, object] = ()) -> Path:
+    """A pastset.toml choosing ``launcher`` with its table (strings and string lists only)."""
+    def value(v: object) -> str:
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return str(v)
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = ["[pastset]"] + [f"{k} = {value(v)}" for k, v in dict(settings).items()]
+    lines += ["[pastset.launcher]", f'name = "{launcher}"', f"[pastset.launcher.{launcher}]"]
+    lines += [f"{k} = {value(v)}" for k, v in table.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def pastset_argv(*args: str) -> List[str]:
+    return [sys.executable, "-m", "pastset", *args]
+
+
+def run_env(base: Mapping[str, str], tmp: Path, **extra: str) -> Dict[str, str]:
+    """``base`` plus a private run-record directory; no PS* variables from outside."""
+    env = {k: v for k, v in base.items() if not k.startswith("PS") and not k.startswith("PASTSET_")}
+    records = tmp / "records"
+    records.mkdir(exist_ok=True)
+    env["PASTSET_RUNTIME_DIR"] = str(records)
+    env.update(extra)
+    return env
+
+
+def run(argv: Sequence[str], env: Mapping[str, str], timeout: float = 90,
+        cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), env=dict(env), capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, cwd=cwd)
+
+
+class Runner:
+    """A ``pastset run`` in the background, its output in a file, stopped by PID at the end."""
+
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], out: Path):
+        self.out = out
+        self._file = open(out, "wb")
+        self.proc = subprocess.Popen(list(argv), env=dict(env), stdout=self._file, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def text(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def wait_for(self, needle: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.text()
+            if needle in text:
+                return text
+            if self.proc.poll() is not None:
+                raise AssertionError(f"runner exited ({self.proc.returncode}) before {needle!r}:\n{self.text()}")
+            time.sleep(0.1)
+        raise AssertionError(f"no {needle!r} within {timeout} s:\n{self.text()}")
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+        self._file.close()
+
+
+def processes_mentioning(text: str) -> List[str]:
+    """Command lines of live processes that contain ``text`` (e.g. a test's bin directory)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except (OSError, IndexError):
+            continue
+        if text in cmd:
+            found.append(f"{entry}: {cmd}")
+    return found
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.25):
+    """Poll ``predicate`` until true or the deadline; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
