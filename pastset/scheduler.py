@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional
 
 from .element import wait_within_call
+from .errors import PastSetError
 
 HALT = "halt"
 STOP = "stop"
@@ -82,8 +83,15 @@ class Scheduler:
 
     # -- the app's side ---------------------------------------------------------------
     def spawn(self, app: str, args: List[str]) -> str:
-        """Queue ``python app args`` for some worker; return the task id."""
+        """Queue ``python app args`` for some worker; return the task id.
+
+        After :meth:`halt` workers finish and take no more tasks, so a spawn then would
+        wait forever: it is refused instead.
+        """
         with self._lock:
+            if self.halted:
+                raise PastSetError(f"cannot spawn {app!r}: halt() was called, so no worker takes "
+                                   "new tasks; spawn every task before halt()")
             task = TaskInfo(id=f"t{next(self._task_ids)}", app=app, args=list(args))
             self.tasks[task.id] = task
             worker_id = self._least_loaded_waiting()

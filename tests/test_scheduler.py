@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from pastset.errors import PastSetError
 from pastset.scheduler import HALT, STOP, Scheduler
 
 from serverproc import start, wait_until
@@ -107,10 +108,13 @@ def test_halted_workers_are_not_given_late_tasks(sched):
     assert sched.next_task(w1) == HALT
     again = start(sched.next_task, w1)
     assert waiting(sched, w1)
-    sched.spawn("late.py", [])  # after halt: nobody to take it, but not lost in a halted worker
+    with pytest.raises(PastSetError):  # after halt a task would wait forever: refused
+        sched.spawn("late.py", [])
     time.sleep(0.2)
     assert again.is_alive()
-    assert sched.snapshot()["queued"] == 1
+    assert sched.snapshot()["queued"] == 0
+    sched.stop()
+    again.join(5)
 
 
 def test_stop_wakes_every_waiting_worker(sched):
@@ -198,3 +202,11 @@ def test_wait_for_workers_counts_registrations(sched):
     t0 = time.monotonic()
     assert sched.wait_for_workers(3, 0.2) == 2  # times out with what came
     assert time.monotonic() - t0 < 2
+
+
+def test_spawn_after_halt_is_refused_with_a_reason():
+    scheduler = Scheduler()
+    scheduler.halt()
+    with pytest.raises(PastSetError, match="halt\\(\\) was called"):
+        scheduler.spawn("late.py", [])
+    assert scheduler.tasks == {}
