@@ -1,0 +1,197 @@
+"""A third-party launcher plugin, as its own distribution, installed by pip into a fresh venv.
+
+The distribution is built in tmp: a ``pyproject.toml`` declaring ``[project.entry-points.pastset]
+acme = "acme_pastset"`` and a module registering an ``AcmeLauncher`` (local workers with a
+marker in their environment, so the test sees the run really used it). It is installed with
+pip into a venv made with ``--system-site-packages`` (which sees this editable pastset), no
+network: the plugin carries a 40-line in-tree PEP 517 backend, so neither build isolation nor
+the ``wheel`` package is needed. Then: ``pastset launchers`` lists it with its distribution's
+name and version, ``--launcher acme`` runs on it, and ``PASTSET_DISABLE_PLUGIN_AUTOLOAD=1``
+hides it.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+PYPROJECT = """\
+[build-system]
+requires = []
+build-backend = "acme_build"
+backend-path = ["."]
+
+[project]
+name = "acme-pastset-launcher"
+version = "1.2"
+description = "An example pastset launcher plugin"
+requires-python = ">=3.9"
+dependencies = ["pastset"]
+
+[project.entry-points.pastset]
+acme = "acme_pastset"
+"""
+
+PLUGIN = '''\
+"""acme: pastset workers on this machine, marked ACME_LAUNCHER=1 (an example launcher plugin)."""
+import subprocess
+
+import pastset
+from pastset.launcher import Launcher
+from pastset.processes import kill_recorded, process_identity, start_child, stop_child
+
+
+class AcmeLauncher(Launcher):
+    name = "acme"
+    summary = "example: local workers marked ACME_LAUNCHER=1"
+    option_defaults = {"marker": "1"}
+
+    def __init__(self, settings, options=None):
+        super().__init__(settings, options)
+        self.procs = []
+
+    def start(self, launch):
+        env = launch.worker_env()                 # the authkey travels here, never in argv
+        env["ACME_LAUNCHER"] = str(self.options["marker"])
+        argv = launch.worker_argv(self.settings.python_argv())
+        for _ in range(launch.count):
+            self.procs.append(start_child(argv, env=env, stdin=subprocess.DEVNULL))
+
+    def problems(self):
+        return [f"acme worker {p.pid} exited with {p.returncode}" for p in self.procs
+                if p.poll() not in (None, 0)]
+
+    def pending(self):
+        return [f"acme worker {p.pid}" for p in self.procs if p.poll() is None]
+
+    def stop(self, grace=2.0):
+        for proc in self.procs:
+            stop_child(proc, grace)
+
+    def record(self):
+        return {"workers": [process_identity(p.pid) for p in self.procs]}
+
+    @classmethod
+    def clean(cls, record):
+        return [f"killed acme worker {w['pid']}" for w in record.get("workers", []) if kill_recorded(w)]
+
+
+@pastset.hookimpl
+def pastset_register_launchers(register):
+    register(AcmeLauncher)
+'''
+
+# A minimal PEP 517 backend: the wheel holds the module and a dist-info made from pyproject.toml.
+BACKEND = '''\
+import base64, hashlib, os, zipfile
+try:
+    import tomllib
+except ImportError:
+    import tomli as tomllib
+
+
+def _project():
+    with open("pyproject.toml", "rb") as f:
+        return tomllib.load(f)["project"]
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    project = _project()
+    dist = project["name"].replace("-", "_")
+    info = f"{dist}-{project['version']}.dist-info"
+    entry_points = "".join(f"[{group}]\\n" + "".join(f"{k} = {v}\\n" for k, v in eps.items())
+                           for group, eps in project.get("entry-points", {}).items())
+    files = {
+        "acme_pastset.py": open("acme_pastset.py", "rb").read(),
+        f"{info}/METADATA": (f"Metadata-Version: 2.1\\nName: {project['name']}\\nVersion: {project['version']}\\n"
+                             f"Summary: {project.get('description', '')}\\n").encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\\nGenerator: acme_build\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+        f"{info}/entry_points.txt": entry_points.encode(),
+    }
+    name = f"{dist}-{project['version']}-py3-none-any.whl"
+    record = []
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as whl:
+        for path, data in files.items():
+            whl.writestr(path, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append(f"{path},sha256={digest},{len(data)}")
+        record.append(f"{info}/RECORD,,")
+        whl.writestr(f"{info}/RECORD", "\\n".join(record) + "\\n")
+    return name
+'''
+
+APP = """\
+import pastset
+pset = pastset.PastSet()
+where = pset.enter(("launched-by", str))
+pset.spawn("task.py", "")
+print("task saw ACME_LAUNCHER=" + where.observe(timeout=30)[1], flush=True)
+pset.halt()
+"""
+
+TASK = """\
+import os, pastset
+pastset.PastSet().enter(("launched-by", str)).move(("launched-by", os.environ.get("ACME_LAUNCHER", "unset")))
+"""
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("third-party")
+    plugin = tmp / "acme-pastset-launcher"
+    plugin.mkdir()
+    (plugin / "pyproject.toml").write_text(PYPROJECT)
+    (plugin / "acme_pastset.py").write_text(PLUGIN)
+    (plugin / "acme_build.py").write_text(BACKEND)
+    env_dir = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(env_dir)], check=True, timeout=120)
+    python = env_dir / "bin" / "python"
+    done = subprocess.run([str(python), "-m", "pip", "install", "--no-index", "--no-build-isolation", "--no-deps",
+                           "--disable-pip-version-check", "-q", str(plugin)],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "app.py").write_text(APP)
+    (bin_dir / "task.py").write_text(TASK)
+    return python, bin_dir, tmp
+
+
+def pastset(python: Path, tmp: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PS", "PASTSET_"))}
+    base.update(PASTSET_RUNTIME_DIR=str(tmp / "records"), **env)
+    return subprocess.run([str(python), "-m", "pastset", *args], capture_output=True, text=True, timeout=60,
+                          env=base, stdin=subprocess.DEVNULL, cwd=str(tmp))
+
+
+def test_launchers_lists_the_plugin_with_its_distribution(venv):
+    python, bin_dir, tmp = venv
+    done = pastset(python, tmp, "launchers")
+    assert done.returncode == 0, done.stderr
+    line = [row for row in done.stdout.splitlines() if row.startswith("acme ")]
+    assert line and "acme-pastset-launcher 1.2" in line[0] and "ACME_LAUNCHER=1" in line[0], done.stdout
+    assert "slurm" in done.stdout  # the built-ins are still there
+
+
+def test_a_run_uses_the_plugin(venv):
+    python, bin_dir, tmp = venv
+    done = pastset(python, tmp, "run", "--config", os.devnull, "--launcher", "acme", "--procs", "2",
+                   "--bin", str(bin_dir), "app.py")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "task saw ACME_LAUNCHER=1" in done.stdout
+
+
+def test_disable_autoload_hides_the_plugin(venv):
+    python, bin_dir, tmp = venv
+    done = pastset(python, tmp, "launchers", PASTSET_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert done.returncode == 0 and "local" in done.stdout
+    assert "acme" not in done.stdout
+    done = pastset(python, tmp, "run", "--config", os.devnull, "--launcher", "acme", "--bin", str(bin_dir), "app.py",
+                   PASTSET_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert done.returncode == 1
+    assert "launcher: 'acme' from flag --launcher is not one of" in done.stderr, done.stderr
