@@ -20,6 +20,7 @@ their standard input (``qrsh -inherit``, ssh).
 """
 from __future__ import annotations
 
+import abc
 import collections
 import logging
 import os
@@ -271,21 +272,21 @@ class BatchLauncher(Launcher):
         return this_host_address()
 
     # -- what subclasses provide ------------------------------------------------------
+    @abc.abstractmethod
     def header_options(self, launch: WorkerLaunch, files: JobFiles) -> List[str]:
         """Directive options (without the prefix) for a job of ``launch.count`` workers."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def job_command(self, launch: WorkerLaunch, worker_argv: Sequence[str]) -> str:
         """The script line that starts ``launch.count`` copies of ``worker_argv`` in the job."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def job_state(self, job_id: str) -> Optional[JobState]:
         """The job's state, or None when the system no longer knows it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def start_inside(self, launch: WorkerLaunch) -> None:
         """Start the workers on the nodes of the allocation we run in."""
-        raise NotImplementedError
 
     # -- job scripts ------------------------------------------------------------------
     def job_name(self, launch: WorkerLaunch) -> str:

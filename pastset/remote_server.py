@@ -61,14 +61,14 @@ class RemoteServer:
     """A tuple-space server running on ``master``, driven over ssh (see the module doc)."""
 
     def __init__(self, settings: Any, master: str, authkey: bytes, bin_dir: str, run_id: str,
-                 pythonpath: str, stderr: TextIO = sys.stderr):
+                 pythonpath: str, stderr: Optional[TextIO] = None):
         self.settings = settings
         self.master = master
         self._authkey = authkey
         self.bin_dir = bin_dir
         self.run_id = run_id
         self.pythonpath = pythonpath
-        self.stderr = stderr
+        self.stderr = stderr if stderr is not None else sys.stderr
         self.proc: Optional[subprocess.Popen] = None
         self._address: Optional[Tuple[str, int]] = None
         self._errors: List[str] = []

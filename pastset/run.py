@@ -106,12 +106,12 @@ class Run:
     """One ``pastset run``; :meth:`execute` returns the exit code."""
 
     def __init__(self, settings: Any, app: str, app_args: Sequence[str], registry: Dict[str, LauncherInfo],
-                 stderr: TextIO = sys.stderr):
+                 stderr: Optional[TextIO] = None):
         self.settings = settings
         self.app = app
         self.app_args = [str(a) for a in app_args]
         self.registry = registry
-        self.stderr = stderr
+        self.stderr = stderr if stderr is not None else sys.stderr
         self.run_id = runrecord.new_run_id()
         self.authkey = secrets.token_bytes(32)
         self.server: Any = None  # a Server, or a RemoteServer on `master`
