@@ -21,7 +21,6 @@ their standard input (``qrsh -inherit``, ssh).
 from __future__ import annotations
 
 import abc
-import collections
 import logging
 import os
 import re
@@ -30,14 +29,14 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import LaunchError
 from .launcher import Launcher, WorkerLaunch, run_command
 from .processes import kill_recorded, process_identity, start_child, stop_child
+from .remote import Starter, shell_line, with_environment
 
 log = logging.getLogger(__name__)
 
@@ -89,19 +88,6 @@ def option_text(options: Mapping[str, Any], key: str, launcher: str) -> str:
     return value.strip()
 
 
-def shell_line(argv: Sequence[str]) -> str:
-    """``argv`` quoted for a POSIX shell (job scripts, ssh remote commands)."""
-    return " ".join(shlex.quote(str(a)) for a in argv)
-
-
-def with_environment(argv: Sequence[str], env: Mapping[str, str]) -> List[str]:
-    """``env NAME=VALUE ... argv``: for starters that do not carry our environment
-    (``qrsh -inherit``, ``pbsdsh``, ssh). Never use it for secrets: it is a command line."""
-    if not env:
-        return list(argv)
-    return ["env", *[f"{k}={v}" for k, v in env.items()], *argv]
-
-
 def read_host_file(path: str, *, slots_column: Optional[int] = None) -> List[str]:
     """Hosts from a nodefile, one entry per slot, in order.
 
@@ -136,22 +122,6 @@ def spread(hosts: Sequence[str], count: int) -> List[str]:
     return [hosts[i % len(hosts)] for i in range(count)]
 
 
-def local_address_towards(host: str) -> Optional[str]:
-    """The local address the kernel would use to reach ``host`` (no packet is sent)."""
-    try:
-        infos = socket.getaddrinfo(host, 22, socket.AF_INET, socket.SOCK_DGRAM)
-    except OSError:
-        return None
-    for family, kind, proto, _, address in infos:
-        try:
-            with socket.socket(family, kind, proto) as sock:
-                sock.connect(address)
-                return str(sock.getsockname()[0])
-        except OSError:
-            continue
-    return None
-
-
 def this_host_address() -> str:
     """An address of this host other nodes can use: what its name resolves to, else all."""
     try:
@@ -181,31 +151,6 @@ class JobFiles:
     script: str
     authkey: str
     output: str
-
-
-class _Child:
-    """A starter process (srun, qrsh, pbsdsh, ssh) and the tail of its stderr."""
-
-    def __init__(self, label: str, proc: subprocess.Popen):
-        self.label = label
-        self.proc = proc
-        self.tail: Deque[str] = collections.deque(maxlen=20)
-        self.reader = threading.Thread(target=self._read, name=f"pastset-{label}", daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        if self.proc.stderr is None:
-            return
-        with self.proc.stderr:
-            for raw in iter(self.proc.stderr.readline, b""):
-                line = raw.decode(errors="replace").rstrip()
-                if line:
-                    self.tail.append(line)
-                    log.debug("%s: %s", self.label, line)
-
-    def stderr(self) -> str:
-        self.reader.join(0.5)
-        return "\n    ".join(self.tail)
 
 
 # --------------------------------------------------------------------------- the base class
@@ -243,7 +188,7 @@ class BatchLauncher(Launcher):
         self.extra = extra_options(self.options.get("extra"), self.name)
         self.job_id: Optional[str] = None
         self.files: Optional[JobFiles] = None
-        self.children: List[_Child] = []
+        self.children: List[Starter] = []
         self.last_state: Optional[JobState] = None
         self._last_poll = 0.0
         self._shown = ""
@@ -369,13 +314,10 @@ class BatchLauncher(Launcher):
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         except OSError as exc:
             raise LaunchError(f"cannot start {argv[0]!r} for {label}: {exc.strerror}") from None
-        if stdin_line and proc.stdin is not None:
-            try:
-                proc.stdin.write(stdin_line)
-                proc.stdin.flush()
-            except OSError:
-                pass  # it died at once; problems() reports its stderr
-        self.children.append(_Child(label, proc))
+        starter = Starter(label, proc)
+        self.children.append(starter)
+        if stdin_line:
+            starter.write_line(stdin_line)
 
     # -- watching ---------------------------------------------------------------------
     def poll(self) -> Optional[JobState]:
@@ -406,8 +348,9 @@ class BatchLauncher(Launcher):
         for child in self.children:
             code = child.proc.poll()
             if code is not None and code != 0:
+                lines = child.stderr_lines(0.5)
                 found.append(f"{child.label} exited with code {code}"
-                             + (f":\n    {child.stderr()}" if child.tail else " (no error output)"))
+                             + (":\n    " + "\n    ".join(lines) if lines else " (no error output)"))
         state = self.poll()
         if state is not None and (state.finished or state.hopeless):
             what = "ended" if state.finished else "cannot start"
@@ -435,11 +378,7 @@ class BatchLauncher(Launcher):
     # -- stop -------------------------------------------------------------------------
     def stop(self, grace: float = 2.0) -> None:
         for child in self.children:
-            if child.proc.stdin is not None:
-                try:
-                    child.proc.stdin.close()  # EOF: a worker on --authkey-stdin leaves by itself
-                except OSError:
-                    pass
+            child.close_stdin()  # EOF: a worker on --authkey-stdin leaves by itself
             if child.proc.poll() is None:
                 child.proc.terminate()
         for child in self.children:

@@ -2,7 +2,7 @@
 
 Runner side, :class:`RemoteServer` stands in for :class:`pastset.server.Server` in a run:
 it starts ``python -m pastset server --bind HOST --port N --bin DIR --run ID --authkey-stdin``
-on the master with the ssh launcher's client command, writes the authkey down ssh's stdin
+on the master with the ssh client rules of :mod:`pastset.remote`, writes the authkey down ssh's stdin
 (never onto a command line), reads the bound address from the first stdout line, and then
 copies what the server prints (task output, events) to this terminal. Closing it closes
 ssh's stdin; the server takes EOF as "stop" — and so does a runner that was SIGKILLed,
@@ -23,6 +23,7 @@ from typing import Any, List, Optional, TextIO, Tuple
 
 from .errors import LaunchError
 from .processes import start_child, stop_child
+from .remote import remote_command, ssh_client_argv
 from .transport import format_address, parse_address
 
 log = logging.getLogger("pastset.remote_server")
@@ -82,8 +83,6 @@ class RemoteServer:
 
     def start(self) -> "RemoteServer":
         """Start the server on the master and wait (bounded) for its address."""
-        from pastset_ssh import remote_command, ssh_client_argv  # the ssh launcher's client rules
-
         bind = self.settings.bind or master_address(self.master)
         argv = self.settings.python_argv(remote=True) + [
             "-m", "pastset", "server", "--bind", bind, "--port", str(self.settings.port), "--bin", self.bin_dir,

@@ -183,7 +183,7 @@ def test_pbs_script():
                           "#PBS -l nodes=2", "#PBS -l walltime=00:30:00", "#PBS -q batch", "#PBS -l mem=4gb"]
     command = [line for line in lines if "pbsdsh" in line][0]
     assert "then pbsdsh -- env PYTHONPATH=/opt/pastset" in command
-    assert "ssh -o BatchMode=yes \"$host\" '" in command
+    assert "ssh -o BatchMode=yes -o ConnectTimeout=10 \"$host\" '" in command
     assert '< "$PBS_NODEFILE"; wait; fi' in command
     assert_no_secret(text)
 
@@ -201,9 +201,10 @@ def test_pbs_over_ssh_argv_reads_the_key_from_stdin(tmp_path):
     pbs = PbsLauncher(settings, {}, environ={"PBS_NODEFILE": str(nodefile), "PBS_JOBID": "9.srv"})
     assert pbs.hosts() == ["n1", "n2"]
     argv = pbs.ssh_worker_argv(launch(), "n2")
-    assert argv[:6] == ["ssh", "-p", "2222", "-o", "BatchMode=yes", "n2"]
-    assert argv[6].startswith(f"env PYTHONPATH=/opt/pastset {sys.executable} -m pastset worker")
-    assert argv[6].endswith("--authkey-stdin")
+    # BatchMode first (ssh keeps the first value it sees), a ConnectTimeout since none was set
+    assert argv[:8] == ["ssh", "-o", "BatchMode=yes", "-p", "2222", "-o", "ConnectTimeout=10", "n2"]
+    assert argv[8].startswith(f"env PYTHONPATH=/opt/pastset {sys.executable} -m pastset worker")
+    assert argv[8].endswith("--authkey-stdin")
     assert_no_secret(" ".join(argv))
 
 

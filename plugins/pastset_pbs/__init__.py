@@ -16,8 +16,9 @@ import shutil
 from typing import Any, List, Optional, Sequence
 
 import pastset
-from pastset.batch import (BatchLauncher, JobFiles, JobState, local_address_towards, option_text,
-                           read_host_file, shell_line, spread, this_host_address, with_environment)
+from pastset.batch import (BatchLauncher, JobFiles, JobState, option_text, read_host_file, spread,
+                           this_host_address)
+from pastset.remote import local_address_towards, shell_line, ssh_client_argv, with_environment
 from pastset.launcher import WorkerLaunch, run_command
 
 #: job_state letters after which the job is over (Torque C, PBS Pro F with qstat -x)
@@ -56,9 +57,8 @@ class PbsLauncher(BatchLauncher):
         return options + self.extra
 
     def ssh_base(self) -> List[str]:
-        """The ``ssh`` setting plus BatchMode, so a password prompt is an error, not a hang."""
-        argv = list(self.settings.ssh_argv) if self.settings is not None else ["ssh"]
-        return argv + ["-o", "BatchMode=yes"]
+        """The ``ssh`` setting made unattended: a password prompt is an error, not a hang."""
+        return ssh_client_argv(self.settings.ssh_argv if self.settings is not None else ["ssh"])
 
     def job_command(self, launch: WorkerLaunch, worker_argv: Sequence[str]) -> str:
         remote = shlex.quote(shell_line(worker_argv))

@@ -12,7 +12,7 @@ the server and exit, which ends the job script and so the job.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import pastset
 from pastset.batch import BatchLauncher, JobFiles, JobState, option_text, shell_line

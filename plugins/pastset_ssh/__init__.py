@@ -12,109 +12,22 @@ ConnectTimeout unless the ``ssh`` setting has one, so a dead host fails in secon
 """
 from __future__ import annotations
 
-import collections
 import logging
 import shlex
 import socket
 import subprocess
-import threading
-from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional
 
 import pastset
 from pastset.errors import LaunchError
 from pastset.launcher import Launcher, WorkerLaunch
 from pastset.processes import kill_recorded, process_identity, start_child, stop_child
+from pastset.remote import Starter, local_address_towards, remote_command, ssh_client_argv
 
 log = logging.getLogger("pastset.ssh")
 
-#: seconds ssh may take to connect when the ``ssh`` setting does not say (ConnectTimeout)
-CONNECT_TIMEOUT = 10
-#: lines of each ssh client's stderr kept for error messages
-STDERR_LINES = 20
 #: what a worker prints when it cannot reach the server (pastset.transport.connect)
 _UNREACHABLE = "cannot reach the PastSet server"
-
-
-def ssh_client_argv(ssh_command: Sequence[str]) -> List[str]:
-    """The ``ssh`` setting (as argv) made safe for unattended use.
-
-    ``BatchMode=yes`` goes first (ssh keeps the first value it sees for an option), so a
-    host that wants a password fails at once; ``ConnectTimeout`` is added unless set.
-    """
-    if not ssh_command:
-        raise LaunchError("ssh: the ssh setting is empty")
-    argv = [ssh_command[0], "-o", "BatchMode=yes"] + list(ssh_command[1:])
-    if not any("connecttimeout" in arg.lower() for arg in argv):
-        argv += ["-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
-    return argv
-
-
-def remote_command(argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> str:
-    """A POSIX shell command line that runs ``argv`` in ``cwd`` with ``env`` added.
-
-    ``PYTHONPATH`` is prepended to the node's own rather than replacing it. Values must not
-    be secrets: this text is on the ssh command line here and the shell's on the node.
-    """
-    assignments = []
-    for name, value in env.items():
-        if name == "PYTHONPATH":
-            assignments.append(f"PYTHONPATH={shlex.quote(value)}\"${{PYTHONPATH:+:$PYTHONPATH}}\"")
-        else:
-            assignments.append(f"{name}={shlex.quote(value)}")
-    return (f"cd {shlex.quote(cwd)} && exec env {' '.join(assignments)} "
-            + " ".join(shlex.quote(a) for a in argv))
-
-
-def source_address(host: str, port: int = 22) -> Optional[str]:
-    """The local address the kernel would use to reach ``host`` (None if it cannot say).
-
-    A UDP "connect" sends nothing; it only asks the routing table.
-    """
-    try:
-        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM)
-    except OSError:
-        return None
-    for family, kind, proto, _, address in infos:
-        try:
-            with socket.socket(family, kind, proto) as probe:
-                probe.connect(address)
-                return str(probe.getsockname()[0])
-        except OSError:
-            continue
-    return None
-
-
-class SshClient:
-    """One local ssh client running one remote worker, with the tail of its stderr."""
-
-    def __init__(self, host: str, proc: subprocess.Popen):
-        self.host = host
-        self.proc = proc
-        self.stderr: Deque[str] = collections.deque(maxlen=STDERR_LINES)
-        self._reader = threading.Thread(target=self._read_stderr, name=f"pastset-ssh-{host}", daemon=True)
-        self._reader.start()
-
-    def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        with self.proc.stderr:
-            for raw in iter(self.proc.stderr.readline, b""):
-                line = raw.decode(errors="replace").rstrip()
-                if line:
-                    log.debug("%s: %s", self.host, line)
-                    self.stderr.append(line)
-
-    def error_text(self) -> str:
-        """The ssh client's stderr so far (after it exited: all of it, up to STDERR_LINES)."""
-        self._reader.join(2.0)
-        return "; ".join(self.stderr)
-
-    def close_stdin(self) -> None:
-        """EOF on the worker's stdin: it stops its tasks and exits."""
-        if self.proc.stdin is not None:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
 
 
 class SshLauncher(Launcher):
@@ -127,7 +40,7 @@ class SshLauncher(Launcher):
 
     def __init__(self, settings: Any, options: Optional[Mapping[str, Any]] = None):
         super().__init__(settings, options)
-        self.clients: List[SshClient] = []
+        self.clients: List[Starter] = []
         self._hosts: Optional[List[str]] = None
         self._sources: Dict[str, Optional[str]] = {}
         self._wildcard = False  # the server listens on every address: tell each host its own
@@ -156,7 +69,7 @@ class SshLauncher(Launcher):
         """The local address the hosts reach us by; any address if they use different ones."""
         for host in self.hosts():
             if host not in self._sources:
-                self._sources[host] = source_address(host)
+                self._sources[host] = local_address_towards(host)
         found = {a for a in self._sources.values() if a}
         if not found:
             raise LaunchError(f"ssh: cannot tell which local address reaches {', '.join(self.hosts())} "
@@ -170,7 +83,7 @@ class SshLauncher(Launcher):
             self._wildcard = True
             for host in self.hosts():
                 if host not in self._sources:
-                    self._sources[host] = source_address(host)
+                    self._sources[host] = local_address_towards(host)
             return next((a for a in (self._sources.get(h) for h in self.hosts()) if a), socket.getfqdn())
         return bound_host
 
@@ -198,14 +111,9 @@ class SshLauncher(Launcher):
                                    stderr=subprocess.PIPE)
             except OSError as exc:
                 raise LaunchError(f"cannot start the ssh client {ssh[0]!r}: {exc}") from None
-            client = SshClient(host, proc)
+            client = Starter(host, proc)
             self.clients.append(client)
-            try:  # the key fits in the pipe buffer: this never blocks
-                assert proc.stdin is not None
-                proc.stdin.write(line)
-                proc.stdin.flush()
-            except OSError:
-                pass  # ssh already died; problems() reports its stderr
+            client.write_line(line)  # the key fits in the pipe buffer: this never blocks
 
     def _tunnel(self, launch: WorkerLaunch) -> str:
         from pastset.tunnel import tunnel_spec
@@ -218,13 +126,12 @@ class SshLauncher(Launcher):
             code = client.proc.poll()
             if code is None or code == 0:
                 continue
-            found.append(f"{client.host}: {self._explain(client, code)}")
+            found.append(f"{client.label}: {self._explain(client, code)}")
         return found
 
-    def _explain(self, client: SshClient, code: int) -> str:
+    def _explain(self, client: Starter, code: int) -> str:
         """ssh's stderr, shortened to what matters, with a hint for the usual causes."""
-        client.error_text()  # waits for the last of its stderr
-        lines = list(client.stderr)
+        lines = client.stderr_lines()
         if not lines:
             return f"ssh exited with code {code} and printed nothing"
         if any(line.startswith("Traceback (most recent call last)") for line in lines):
@@ -232,16 +139,16 @@ class SshLauncher(Launcher):
         text = "; ".join(lines)
         python = shlex.join(self.settings.python_argv(remote=True))
         if _UNREACHABLE in text and not self.settings.tunnel:
-            text += (f" -- {client.host} cannot reach the server's port; if its firewall lets only ssh "
+            text += (f" -- {client.label} cannot reach the server's port; if its firewall lets only ssh "
                      "through, set tunnel = true (PSTUNNEL=1, --tunnel) so workers tunnel over ssh")
         elif "No module named" in text:
-            text += f" -- is pastset installed for {python!r} on {client.host}? (python setting, PSPYTHON)"
+            text += f" -- is pastset installed for {python!r} on {client.label}? (python setting, PSPYTHON)"
         elif code == 127 or "No such file or directory" in text or "not found" in text:
             text += f" -- the remote interpreter is {python!r} (python setting, PSPYTHON)"
         return text
 
     def pending(self) -> List[str]:
-        return [f"{c.host} (ssh pid {c.proc.pid})" for c in self.clients if c.proc.poll() is None]
+        return [f"{c.label} (ssh pid {c.proc.pid})" for c in self.clients if c.proc.poll() is None]
 
     def stop(self, grace: float = 2.0) -> None:
         for client in self.clients:
@@ -250,8 +157,8 @@ class SshLauncher(Launcher):
             stop_child(client.proc, grace)
 
     def record(self) -> Dict[str, Any]:
-        return {"clients": [dict(process_identity(c.proc.pid), host=c.host) for c in self.clients],
-                "hosts": sorted({c.host for c in self.clients})}
+        return {"clients": [dict(process_identity(c.proc.pid), host=c.label) for c in self.clients],
+                "hosts": sorted({c.label for c in self.clients})}
 
     @classmethod
     def clean(cls, record: Mapping[str, Any]) -> List[str]:
