@@ -209,6 +209,28 @@ class BatchLauncher(Launcher):
             return None
         return f"{found[0]}={found[1]} is set: inside a {cls.system} allocation"
 
+    @classmethod
+    def allocated_slots(cls, environ: Mapping[str, str]) -> Optional[Tuple[int, str]]:
+        """How many workers the allocation we run in holds, and what said so; None if unknown.
+
+        Subclasses read their system's variable (SLURM_NTASKS, NSLOTS, the nodefile).
+        """
+        return None
+
+    @classmethod
+    def configure_procs(cls, settings: Any, environ: Optional[Mapping[str, str]] = None) -> None:
+        """The ``pastset_configure`` hook of a batch plugin: inside an allocation, ``procs``
+        defaults to the allocation's size, so ``salloc -n 8 pastset run app.py`` gets 8
+        workers. A value from a config file, the environment or a flag still wins."""
+        environ = os.environ if environ is None else environ
+        if settings.source("procs") != "default" or settings.launcher not in ("auto", cls.name):
+            return
+        if environ.get("PSLAUNCHER", "auto") not in ("", "auto", cls.name) or cls.allocation(environ) is None:
+            return
+        found = cls.allocated_slots(environ)
+        if found is not None and found[0] >= 1:
+            settings.set("procs", found[0], f"plugin {cls.name} ({found[1]})")
+
     def inside(self) -> bool:
         """True when the run is inside an allocation of this system (start there, not submit)."""
         return self.allocation(self.environ) is not None

@@ -247,3 +247,39 @@ def test_auto_picks_the_allocation_it_is_in():
     assert info.name == "sge"
     info, _ = choose_launcher(Settings(), registry, environ={"PBS_JOBID": "3"})
     assert info.name == "pbs"
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "6"}, (6, "plugin slurm (SLURM_NTASKS=6)")),
+    ({"PE_HOSTFILE": "/x", "NSLOTS": "3"}, (3, "plugin sge (NSLOTS=3)")),
+    ({}, (1, "default")),
+])
+def test_inside_an_allocation_procs_defaults_to_its_size(monkeypatch, environ, expected):
+    from pastset.plugins import make_plugin_manager
+    from pastset.settings import load_settings
+
+    for name in ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_NTASKS", "SLURM_NPROCS", "SLURM_JOB_NUM_NODES",
+                 "PE_HOSTFILE", "NSLOTS", "PBS_NODEFILE", "PBS_JOBID", "PSLAUNCHER", "PSPROCS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(environ=dict(environ), system_files=[], user_files=[], cwd="/nonexistent",
+                             plugin_manager=make_plugin_manager(autoload=False))
+    assert (settings.procs, settings.source("procs")) == expected
+
+
+def test_allocation_size_never_overrides_what_the_user_said(monkeypatch):
+    from pastset.plugins import make_plugin_manager
+    from pastset.settings import load_settings
+
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_NTASKS", "6")
+    environ = {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "6", "PSPROCS": "2"}
+    settings = load_settings(environ=environ, system_files=[], user_files=[], cwd="/nonexistent",
+                             plugin_manager=make_plugin_manager(autoload=False))
+    assert (settings.procs, settings.source("procs")) == (2, "environment PSPROCS")
+    monkeypatch.setenv("PSLAUNCHER", "local")  # another launcher asked for: not our allocation's business
+    environ = {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "6", "PSLAUNCHER": "local"}
+    settings = load_settings(environ=environ, system_files=[], user_files=[], cwd="/nonexistent",
+                             plugin_manager=make_plugin_manager(autoload=False))
+    assert (settings.procs, settings.source("procs"), settings.launcher) == (1, "default", "local")

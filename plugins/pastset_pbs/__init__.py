@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import pastset
 from pastset.batch import (BatchLauncher, JobFiles, JobState, option_text, read_host_file, spread,
@@ -38,6 +38,17 @@ class PbsLauncher(BatchLauncher):
     directive_prefix = "#PBS"
     allocation_variables = ("PBS_NODEFILE", "PBS_JOBID")
     option_defaults = {"queue": "", "walltime": "", "resources": "nodes={procs}", "extra": [], "workdir": ""}
+
+    @classmethod
+    def allocated_slots(cls, environ: Mapping[str, str]) -> Optional[Tuple[int, str]]:
+        path = environ.get("PBS_NODEFILE")
+        if not path:
+            return None
+        try:
+            slots = len(read_host_file(path))
+        except pastset.LaunchError:
+            return None
+        return slots, f"{slots} slots in PBS_NODEFILE"
 
     def job_name(self, launch: WorkerLaunch) -> str:
         # Torque allows 15 characters: "ps" + time + pid of the run id
@@ -136,3 +147,8 @@ def parse_qstat_f(text: str) -> Optional[JobState]:
 @pastset.hookimpl
 def pastset_register_launchers(register: Any) -> None:
     register(PbsLauncher)
+
+
+@pastset.hookimpl
+def pastset_configure(settings: Any) -> None:
+    PbsLauncher.configure_procs(settings)

@@ -10,7 +10,7 @@ outright, the workers lose the server and exit, which ends the job script and so
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import pastset
 from pastset.batch import (BatchLauncher, JobFiles, JobState, option_text, read_host_file, shell_line, spread,
@@ -33,6 +33,11 @@ class SgeLauncher(BatchLauncher):
     directive_prefix = "#$"
     allocation_variables = ("PE_HOSTFILE",)
     option_defaults = {"pe": "smp", "queue": "", "extra": [], "workdir": ""}
+
+    @classmethod
+    def allocated_slots(cls, environ: Mapping[str, str]) -> Optional[Tuple[int, str]]:
+        value = environ.get("NSLOTS", "")
+        return (int(value), f"NSLOTS={value}") if value.isdigit() else None
 
     def header_options(self, launch: WorkerLaunch, files: JobFiles) -> List[str]:
         pe = option_text(self.options, "pe", self.name) or "smp"
@@ -87,3 +92,8 @@ def parse_qstat(text: str, job_id: str) -> Optional[JobState]:
 @pastset.hookimpl
 def pastset_register_launchers(register: Any) -> None:
     register(SgeLauncher)
+
+
+@pastset.hookimpl
+def pastset_configure(settings: Any) -> None:
+    SgeLauncher.configure_procs(settings)

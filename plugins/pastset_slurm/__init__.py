@@ -12,7 +12,7 @@ the server and exit, which ends the job script and so the job.
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import pastset
 from pastset.batch import BatchLauncher, JobFiles, JobState, option_text, shell_line
@@ -38,6 +38,14 @@ class SlurmLauncher(BatchLauncher):
     directive_prefix = "#SBATCH"
     allocation_variables = ("SLURM_JOB_ID", "SLURM_JOBID")
     option_defaults = {"partition": "", "time": "", "account": "", "extra": [], "workdir": ""}
+
+    @classmethod
+    def allocated_slots(cls, environ: Mapping[str, str]) -> Optional[Tuple[int, str]]:
+        for variable in ("SLURM_NTASKS", "SLURM_NPROCS", "SLURM_JOB_NUM_NODES"):
+            value = environ.get(variable, "")
+            if value.isdigit():
+                return int(value), f"{variable}={value}"
+        return None
 
     def header_options(self, launch: WorkerLaunch, files: JobFiles) -> List[str]:
         options = [f"--job-name={self.job_name(launch)}", f"--ntasks={launch.count}",
@@ -85,3 +93,8 @@ def parse_squeue(line: str) -> JobState:
 @pastset.hookimpl
 def pastset_register_launchers(register: Any) -> None:
     register(SlurmLauncher)
+
+
+@pastset.hookimpl
+def pastset_configure(settings: Any) -> None:
+    SlurmLauncher.configure_procs(settings)

@@ -264,7 +264,39 @@ def _ssh_banner(host: str, port: int, timeout: float = 1.0) -> bool:
 _SSHD = "/usr/sbin/sshd"
 
 
-class SshCluster:
+class _Cluster:
+    """Life cycle shared by the clusters: ``start()`` once (tearing down whatever a failed
+    start left), ``stop()`` always; usable as a context manager. Subclasses implement
+    ``_start()`` (bring everything up, bounded) and ``stop()`` (idempotent)."""
+
+    _started = False
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self):
+        """Bring the cluster up; on any failure, tear down what exists and re-raise."""
+        if self._started:
+            return self
+        self._started = True
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class SshCluster(_Cluster):
     """N ssh "hosts" on one machine: network namespaces hanging off a private Linux bridge.
 
     Layout of the /24 subnet (unique per session: derived from the PID, checked against every
@@ -393,24 +425,6 @@ class SshCluster:
             time.sleep(0.1)
 
     # ----- lifecycle
-
-    def __enter__(self) -> SshCluster:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> SshCluster:
-        """Create bridge, namespaces, keys and sshds; on any failure tear down what exists."""
-        if self._started:
-            return self
-        self._started = True
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
     def _start(self) -> None:
         self.tmpdir.mkdir(parents=True, exist_ok=True)
@@ -654,7 +668,7 @@ def start_ssh_cluster(tmpdir: str | os.PathLike[str], nodes: int = 2) -> Iterato
 # --------------------------------------------------------------------------------------------
 # SLURM
 
-class SlurmCluster:
+class SlurmCluster(_Cluster):
     """A one-node SLURM cluster (munged + slurmctld + slurmd) with a private config.
 
     Everything lives under ``tmpdir``: munge key and socket, slurm.conf, state and spool
@@ -688,24 +702,6 @@ class SlurmCluster:
         """Ids of the jobs in squeue (pending, running, completing)."""
         out = _run(["squeue", "-h", "-o", "%i"], env=self.command_env(), timeout=15).stdout
         return out.split()
-
-    def __enter__(self) -> SlurmCluster:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> SlurmCluster:
-        """Start munged, slurmctld and slurmd; wait until the node is idle (bounded)."""
-        if self._started:
-            return self
-        self._started = True
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
     def _start(self) -> None:
         d = self.dir
@@ -909,7 +905,7 @@ h_vmem                INFINITY
 """
 
 
-class SgeCluster:
+class SgeCluster(_Cluster):
     """A one-node Son of Grid Engine (Debian's gridengine-* packages): qmaster + execd.
 
     Grid Engine's paths (SGE_ROOT=/var/lib/gridengine, spool under /var/spool/gridengine) and
@@ -966,24 +962,6 @@ class SgeCluster:
             if fields and fields[0].isdigit():
                 ids.append(fields[0])
         return ids
-
-    def __enter__(self) -> SgeCluster:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> SgeCluster:
-        """Start (or reuse) qmaster and execd, apply the configuration, wait for all.q."""
-        if self._started:
-            return self
-        self._started = True
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
     def _start(self) -> None:
         self._lock()
