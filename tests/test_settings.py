@@ -693,7 +693,12 @@ def test_example_file_tables_and_ini_form_parse(load, tmp_path):
     assert s.launcher == "slurm"
     assert s.launcher_options("slurm")["extra"] == ["--mem=4G", "--qos=short"]
     assert s.launcher_options("sge")["pe"] == "smp"
-    assert set(s.launcher_options("pbs")) == {"queue", "walltime", "extra"}
+    # every option each built-in batch launcher accepts is documented, and nothing else
+    from pastset.plugins import launchers, make_plugin_manager
+
+    registry = launchers(make_plugin_manager(autoload=False))
+    for name in ("slurm", "sge", "pbs"):
+        assert set(s.launcher_options(name)) == set(registry[name].cls.option_defaults), name
     ini = text[text.index("# [DEFAULT]"):]
     config = write(tmp_path / "example.conf", "\n".join(line[2:] for line in ini.splitlines()))
     s = load(config_file=config)
