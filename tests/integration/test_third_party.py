@@ -12,6 +12,7 @@ hides it.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,54 +38,14 @@ dependencies = ["pastset"]
 acme = "acme_pastset"
 """
 
-PLUGIN = '''\
-"""acme: pastset workers on this machine, marked ACME_LAUNCHER=1 (an example launcher plugin)."""
-import subprocess
-
-import pastset
-from pastset.launcher import Launcher
-from pastset.processes import kill_recorded, process_identity, start_child, stop_child
+def _readme_plugin() -> str:
+    """The launcher plugin example of the README, so the documented code is the tested code."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    return next(block for block in blocks if "class AcmeLauncher(Launcher)" in block)
 
 
-class AcmeLauncher(Launcher):
-    name = "acme"
-    summary = "example: local workers marked ACME_LAUNCHER=1"
-    option_defaults = {"marker": "1"}
-
-    def __init__(self, settings, options=None):
-        super().__init__(settings, options)
-        self.procs = []
-
-    def start(self, launch):
-        env = launch.worker_env()                 # the authkey travels here, never in argv
-        env["ACME_LAUNCHER"] = str(self.options["marker"])
-        argv = launch.worker_argv(self.settings.python_argv())
-        for _ in range(launch.count):
-            self.procs.append(start_child(argv, env=env, stdin=subprocess.DEVNULL))
-
-    def problems(self):
-        return [f"acme worker {p.pid} exited with {p.returncode}" for p in self.procs
-                if p.poll() not in (None, 0)]
-
-    def pending(self):
-        return [f"acme worker {p.pid}" for p in self.procs if p.poll() is None]
-
-    def stop(self, grace=2.0):
-        for proc in self.procs:
-            stop_child(proc, grace)
-
-    def record(self):
-        return {"workers": [process_identity(p.pid) for p in self.procs]}
-
-    @classmethod
-    def clean(cls, record):
-        return [f"killed acme worker {w['pid']}" for w in record.get("workers", []) if kill_recorded(w)]
-
-
-@pastset.hookimpl
-def pastset_register_launchers(register):
-    register(AcmeLauncher)
-'''
+PLUGIN = _readme_plugin()
 
 # A minimal PEP 517 backend: the wheel holds the module and a dist-info made from pyproject.toml.
 BACKEND = '''\
