@@ -18,9 +18,22 @@ from .errors import (  # noqa: E402
     Timeout,
     XFunctionError,
 )
-from .plugins import hookimpl  # noqa: E402
-from .server import Server  # noqa: E402
 from .client import ElementHandle, PastSet  # noqa: E402
+
+# Imported on first use: every task and worker imports pastset, and most never need the
+# server (BaseManager machinery) or the plugin manager (pluggy) — start-up time matters.
+_LAZY = {"Server": ".server", "hookimpl": ".plugins"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pastset' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "ConnectError", "ElementDeleted", "Expired", "LaunchError", "PastSetError",

@@ -15,12 +15,10 @@ import threading
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 from . import transport
+from .transport import SERVICE_ID
 from .errors import ConnectError, PastSetError
-from .launcher import ADDRESS_ENV, AUTHKEY_ENV
-from .server import SERVICE_ID
+from .runenv import ADDRESS_ENV, AUTHKEY_ENV, STRICT_ENV
 from .space import check_module_name
-
-STRICT_ENV = "PASTSET_STRICT"
 
 _dumps = pickle.dumps
 _loads = pickle.loads

@@ -27,10 +27,7 @@ from .transport import format_address
 
 log = logging.getLogger(__name__)
 
-ADDRESS_ENV = "PASTSET_ADDRESS"
-AUTHKEY_ENV = "PASTSET_AUTHKEY"
-RUN_ENV = "PASTSET_RUN"
-BIN_ENV = "PASTSET_BIN"
+from .runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV  # noqa: F401 (part of this API)
 
 
 @dataclass(frozen=True)

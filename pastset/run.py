@@ -19,11 +19,12 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from . import runrecord
-from .client import STRICT_ENV, PastSet
+from .client import PastSet
 from .errors import LaunchError, PastSetError, SettingsError
-from .launcher import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, Launcher, WorkerLaunch
+from .launcher import Launcher, WorkerLaunch
+from .runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_ENV
 from .plugins import LauncherInfo, launchers
-from .processes import process_identity, start_child, stop_child
+from .processes import process_identity, start_child, stop_child, wait_exit
 from .server import Server
 from .transport import format_address
 
@@ -221,11 +222,9 @@ class Run:
         runrecord.write_record(self.record)
         abort = self.settings.on_failure == "abort"
         while True:
-            try:
-                code = self.app_proc.wait(0.25)
+            code = wait_exit(self.app_proc, 0.25)
+            if code is not None:
                 return code if code >= 0 else 128 - code
-            except subprocess.TimeoutExpired:
-                pass
             if abort:
                 state = self.control._channel.call("run_state")
                 if state["failed_tasks"] or state["lost"]:
@@ -240,11 +239,7 @@ class Run:
         if self.control is not None:
             try:
                 self.control._channel.call("stop_run")
-                deadline = time.monotonic() + WORKER_STOP_GRACE
-                while time.monotonic() < deadline:
-                    if self.control._channel.call("run_state")["connected"] == 0:
-                        break
-                    time.sleep(0.05)
+                self.control._channel.call("wait_workers_gone", WORKER_STOP_GRACE)
             except PastSetError as exc:
                 log.debug("stopping workers through the server failed: %s", exc)
             self.control.close()

@@ -18,9 +18,8 @@ from typing import Any, Callable, Deque, Dict, List, Optional
 
 from .element import wait_within_call
 from .errors import PastSetError
+from .runenv import HALT, STOP
 
-HALT = "halt"
-STOP = "stop"
 
 
 @dataclass
@@ -233,6 +232,17 @@ class Scheduler:
             seen = have
             if have >= count or time.monotonic() >= deadline or (abort and abort()):
                 return have
+
+    def wait_for_disconnects(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s until every worker has left; return how many remain."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                connected = sum(w.state not in ("lost", "exited") for w in self.workers.values())
+                remaining = deadline - time.monotonic()
+                if connected == 0 or remaining <= 0:
+                    return connected
+                self._changed.wait(remaining)
 
     def counts(self) -> Dict[str, int]:
         """Registered and still-connected workers, failed tasks and lost workers."""

@@ -29,7 +29,8 @@ from .space import TupleSpace, check_module_name
 
 log = logging.getLogger(__name__)
 
-SERVICE_ID = "space"
+SERVICE_ID = transport.SERVICE_ID
+transport.register_serializer()
 
 _serving = threading.local()  # .conn: the connection the current server thread serves
 
@@ -62,7 +63,7 @@ class SpaceService:
         "hello", "enter", "move", "observe", "first", "last", "delta", "axe", "template",
         "delelement", "delelement_id", "spawn", "halt",
         "register_worker", "next_task", "task_started", "task_finished", "emit", "status",
-        "wait_workers", "run_state", "stop_run",
+        "wait_workers", "wait_workers_gone", "run_state", "stop_run",
     )
 
     def __init__(self, space: TupleSpace, scheduler: Scheduler, run_id: str = "",
@@ -183,6 +184,10 @@ class SpaceService:
     def wait_workers(self, count: int, timeout: float) -> int:
         """Wait up to ``timeout`` s for ``count`` registrations; return how many came."""
         return self.scheduler.wait_for_workers(count, timeout)
+
+    def wait_workers_gone(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s until no worker is connected; return how many still are."""
+        return self.scheduler.wait_for_disconnects(timeout)
 
     def run_state(self) -> Dict[str, int]:
         """Counts the runner polls: registered, connected, failed tasks, lost workers."""

@@ -24,12 +24,13 @@ import socket
 import struct
 import threading
 from multiprocessing import connection as mpc
-from multiprocessing import managers
 from typing import Any, Optional, Sequence, Tuple, Union
 
 from .errors import ConnectError
 
 SERIALIZER = "pastset"
+#: the id under which the server exposes the tuple space (BaseManager's object id)
+SERVICE_ID = "space"
 BACKLOG = 4096
 #: seconds an unauthenticated peer gets to complete the HMAC handshake
 HANDSHAKE_TIMEOUT = 10.0
@@ -273,4 +274,9 @@ def Client(address: Address, family=None, authkey: Optional[bytes] = None) -> Co
     return connect(tuple(address), authkey or b"")
 
 
-managers.listener_client[SERIALIZER] = (Listener, Client)
+def register_serializer() -> None:
+    """Make ``serializer="pastset"`` available to BaseManager (done by :mod:`pastset.server`;
+    clients do not need it, and ``multiprocessing.managers`` is slow to import)."""
+    from multiprocessing import managers
+
+    managers.listener_client[SERIALIZER] = (Listener, Client)

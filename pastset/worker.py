@@ -25,9 +25,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .client import PastSet
 from .errors import ConnectError, PastSetError
-from .launcher import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV
+from .runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, HALT, RUN_ENV, STOP
 from .processes import start_child, stop_child
-from .scheduler import HALT, STOP
 from .transport import format_address, parse_address
 
 log = logging.getLogger("pastset.worker")
@@ -316,5 +315,9 @@ def main(address: str, run_id: str, bin_dir: str, authkey_stdin: bool = False,
             worker = Worker(pset, os.path.abspath(bin_dir), interpreter, task_env)
             return worker.serve()
     finally:
+        # our tasks are stopped: a late SIGTERM now just ends us, rather than raising
+        # SystemExit into whatever interpreter shutdown is running (a weakref callback …)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
         if closer is not None:
             closer()

@@ -173,7 +173,9 @@ def test_sigkill_of_the_runner_leaves_nothing(apps, env):
         os.kill(live.proc.pid, signal.SIGKILL)
         assert live.wait() == -signal.SIGKILL
         assert_nothing_left(live.tag)
-        assert not any(alive(p) for p in tasks)
+        # a process in its last moments (memory gone, not yet a zombie) hides its environment
+        # from the scan above but still counts as alive for a moment: wait, bounded
+        assert pastset_wait(lambda: not any(alive(p) for p in tasks))
         # the record stays behind; `pastset clean` finds nothing left running and removes it
         done = run(["clean"], env)
         assert done.returncode == 0

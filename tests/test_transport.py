@@ -196,6 +196,8 @@ def test_connect_to_a_non_pastset_peer(listener):
 def test_client_factory_is_registered_for_basemanager():
     from multiprocessing import managers
 
+    import pastset.server  # noqa: F401 - the server registers the transport
+
     assert managers.listener_client[transport.SERIALIZER] == (transport.Listener, transport.Client)
 
 

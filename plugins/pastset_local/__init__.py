@@ -7,11 +7,15 @@ reaches it through its environment, never its command line.
 from __future__ import annotations
 
 import subprocess
+import time
 from typing import Any, Dict, List, Mapping
 
 import pastset
 from pastset.launcher import Launcher, WorkerLaunch
-from pastset.processes import kill_recorded, process_identity, start_child, stop_child
+from pastset.processes import kill_recorded, process_identity, start_child, stop_child, wait_exit
+
+#: seconds workers that were told to stop get to exit on their own before SIGTERM
+EXIT_PATIENCE = 0.5
 
 
 class LocalLauncher(Launcher):
@@ -39,6 +43,10 @@ class LocalLauncher(Launcher):
         return [f"local worker pid {p.pid}" for p in self.procs if p.poll() is None]
 
     def stop(self, grace: float = 2.0) -> None:
+        # by now the run has told the workers to stop: most are already on their way out
+        deadline = time.monotonic() + min(grace, EXIT_PATIENCE)
+        for proc in self.procs:
+            wait_exit(proc, max(0.0, deadline - time.monotonic()))
         for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
