@@ -113,10 +113,7 @@ def stop_child(proc: subprocess.Popen, grace: float = 2.0) -> Optional[int]:
     """
     if proc.poll() is None:
         signal_group(proc, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
+        wait_exit(proc, grace)
     signal_group(proc, signal.SIGKILL)
     try:
         return proc.wait(5)

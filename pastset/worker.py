@@ -169,12 +169,17 @@ class Worker:
 
     def _finish_after_halt(self) -> int:
         """No more tasks will come: wait for ours to end, unless the run stops first."""
-        waiter = threading.Thread(target=self._wait_tasks, daemon=True)
-        waiter.start()
-        watch = threading.Thread(target=self._watch_for_stop, daemon=True)
-        watch.start()
-        while waiter.is_alive() and watch.is_alive():
-            waiter.join(0.2)
+        over = threading.Event()
+
+        def then_over(step: Any) -> None:
+            try:
+                step()
+            finally:
+                over.set()
+
+        for step in (self._wait_tasks, self._watch_for_stop):
+            threading.Thread(target=then_over, args=(step,), daemon=True).start()
+        over.wait()  # whichever comes first; the run's teardown waits on this
         return 0
 
     def _watch_for_stop(self) -> None:
