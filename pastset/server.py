@@ -4,8 +4,9 @@
 authentication with the authkey before anything is unpickled) in background threads of
 the current process, over the lean transport of :mod:`pastset.transport`. The object it
 exposes, :class:`SpaceService`, is reached under the fixed id ``"space"``; clients speak
-BaseManager's request format ``(id, method, args, kwds)`` to it directly, and
-:class:`PastSetManager` gives BaseManager-style proxy access too.
+BaseManager's request format ``(id, method, args, kwds)`` to it directly, one connection
+per thread, without BaseManager's proxy reference counting (nothing here is created per
+client, so there is nothing to count).
 
 Values are opaque here: a tuple rests as the client pickled it. Only an element with an
 X-function sees values, so only for those does the server unpickle and re-pickle.
@@ -326,13 +327,6 @@ class ManagerServer(managers.Server):
             conn.shutdown()
         if self._accepter is not None:
             self._accepter.join(5)
-
-
-class PastSetManager(managers.BaseManager):
-    """BaseManager access to a pastset server: ``PastSetManager(addr, key).connect()``."""
-
-    def __init__(self, address=None, authkey=None):
-        super().__init__(address=address, authkey=authkey, serializer=transport.SERIALIZER)
 
 
 def _raise_fd_limit() -> None:
