@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .clusters import SshCluster
+from .clusters import SshCluster, require
 from .sshruns import EXAMPLES, BackgroundRun, command_lines, run, wait_gone, worker_nodes
 
 pytestmark = pytest.mark.slow
@@ -73,8 +73,8 @@ def test_password_host_is_an_error_not_a_prompt(ssh_cluster: SshCluster, tmp_pat
 @pytest.mark.parametrize("python", ["/nonexistent/python3", "/usr/bin/python3 -I"])
 def test_node_without_python_or_pastset_names_host_and_stderr(ssh_cluster: SshCluster, tmp_path: Path,
                                                               python: str) -> None:
-    if python.startswith("/usr/bin/python3") and not os.path.exists("/usr/bin/python3"):
-        pytest.skip("no system python3 to play a node without pastset")
+    if python.startswith("/usr/bin/python3"):
+        require(os.path.exists("/usr/bin/python3"), "no system python3 to play a node without pastset")
     node = ssh_cluster.nodes[0]
     result = run(ssh_cluster, tmp_path, [node], ["--bin", str(EXAMPLES), "mcpiserver.py", "1", "1", "100"],
                  PSPYTHON=python)
