@@ -6,7 +6,7 @@ import pytest
 import pastset
 from pastset import transport
 
-from serverproc import ServerProcess, Worker, skip_or_fail, start, wait_until  # noqa: F401
+from serverproc import ServerProcess
 
 
 @pytest.fixture

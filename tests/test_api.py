@@ -23,7 +23,7 @@ import pastset
 from pastset import (ConnectError, ElementDeleted, Expired, PastSetError, Timeout,
                      XFunctionError)
 
-from serverproc import start, wait_until
+from serverproc import start
 
 T = ("Test", int, float)
 
