@@ -265,7 +265,7 @@ class BatchLauncher(Launcher):
         # clusters share their software tree: empty `python` means this interpreter on the nodes too
         python = self.settings.python_argv() if self.settings is not None else None
         argv = launch.worker_argv(python) + ["--authkey-file", files.authkey]
-        return with_environment(argv, {k: v for k, v in launch.extra_env.items() if k == "PYTHONPATH"})
+        return with_environment(argv, launch.extra_env)
 
     def script_text(self, launch: WorkerLaunch, files: JobFiles) -> str:
         """The whole job script for ``launch`` (pure given the options; holds no secret)."""

@@ -40,7 +40,9 @@ class WorkerLaunch:
     authkey: bytes = field(repr=False)  #: the run's secret: env of a local child or stdin only
     bin_dir: str  #: the application directory tasks run from
     settings: Any = field(repr=False, default=None)  #: the run's :class:`pastset.settings.Settings`
-    extra_env: Mapping[str, str] = field(default_factory=dict)  #: e.g. PYTHONPATH for workers
+    #: non-secret environment every worker needs (PYTHONPATH, PASTSET_STRICT); launchers that
+    #: do not carry our environment put it on the remote command line
+    extra_env: Mapping[str, str] = field(default_factory=dict)
 
     def worker_argv(self, python: Union[str, Sequence[str], None] = None, *, authkey_stdin: bool = False,
                     tunnel: Optional[str] = None, address: Optional[Sequence[Any]] = None) -> List[str]:

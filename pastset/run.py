@@ -175,9 +175,11 @@ class Run:
     def _start_workers(self, bin_dir: str) -> None:
         assert self.launcher is not None and self.control is not None
         procs, wanted = self.settings.procs, self.settings.wait_procs
+        extra_env = {"PYTHONPATH": pastset_pythonpath(dict(os.environ))}
+        if self.settings.strict:
+            extra_env[STRICT_ENV] = "1"  # tasks check their moves too
         launch = WorkerLaunch(count=procs, run_id=self.run_id, address=self.address, authkey=self.authkey,
-                              bin_dir=bin_dir, settings=self.settings,
-                              extra_env={"PYTHONPATH": pastset_pythonpath(dict(os.environ))})
+                              bin_dir=bin_dir, settings=self.settings, extra_env=extra_env)
         try:
             self.launcher.start(launch)
         finally:

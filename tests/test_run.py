@@ -252,3 +252,41 @@ def test_wait_procs_timeout_names_what_never_came(apps, env):
     assert "pastset: error:" in done.stderr and "Traceback" not in done.stderr
     assert "worker" in done.stderr
     assert_nothing_left(env["PASTSET_TEST_TAG"])
+
+
+STRICT_APP = '''\
+"""Moves a tuple that does not fit its template, here and in a spawned task; reports both."""
+import pastset
+pset = pastset.PastSet()
+pset.spawn("strict_task.py", [])
+reports = pset.enter(("strict-report", str, str))
+try:
+    pset.enter(("point", int, int)).move(("point", "not an int"))
+    print("app: moved", flush=True)
+except TypeError:
+    print("app: refused", flush=True)
+print("task:", reports.observe(timeout=30)[2], flush=True)
+pset.halt()
+'''
+
+STRICT_TASK = '''\
+import pastset
+pset = pastset.PastSet()
+try:
+    pset.enter(("point", int, int)).move(("point", "not an int"))
+    outcome = "moved"
+except TypeError:
+    outcome = "refused"
+pset.enter(("strict-report", str, str)).move(("strict-report", "task", outcome))
+'''
+
+
+@pytest.mark.parametrize("flag, outcome", [("--strict", "refused"), ("--no-strict", "moved")])
+def test_strict_setting_reaches_the_app_and_its_tasks(tmp_path, env, flag, outcome):
+    directory = tmp_path / "strict"
+    directory.mkdir()
+    write_app(directory, "strict.py", STRICT_APP)
+    write_app(directory, "strict_task.py", STRICT_TASK)
+    done = run(["run", flag, "--bin", str(directory), "strict.py"], env)
+    assert done.returncode == 0, done.stderr
+    assert f"app: {outcome}" in done.stdout and f"task: {outcome}" in done.stdout, done.stdout

@@ -101,13 +101,13 @@ class PbsLauncher(BatchLauncher):
 
     def pbsdsh_argv(self, launch: WorkerLaunch, index: int, files: JobFiles) -> List[str]:
         argv = launch.worker_argv(self.worker_python()) + ["--authkey-file", files.authkey]
-        env = {k: v for k, v in launch.extra_env.items() if k == "PYTHONPATH"}
+        env = launch.extra_env
         return ["pbsdsh", "-n", str(index), "--", *with_environment(argv, env)]
 
     def ssh_worker_argv(self, launch: WorkerLaunch, host: str) -> List[str]:
         """ssh HOST 'python -m pastset worker --authkey-stdin ...'; the authkey follows on stdin."""
         argv = launch.worker_argv(self.worker_python(), authkey_stdin=True)
-        env = {k: v for k, v in launch.extra_env.items() if k == "PYTHONPATH"}
+        env = launch.extra_env
         return self.ssh_base() + [host, shell_line(with_environment(argv, env))]
 
     def start_inside(self, launch: WorkerLaunch) -> None:

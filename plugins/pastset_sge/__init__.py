@@ -62,7 +62,7 @@ class SgeLauncher(BatchLauncher):
         """qrsh -inherit for one worker; the authkey follows on its standard input."""
         python = self.settings.python_argv() if self.settings is not None else None
         argv = launch.worker_argv(python, authkey_stdin=True)
-        env = {k: v for k, v in launch.extra_env.items() if k == "PYTHONPATH"}
+        env = launch.extra_env
         return ["qrsh", "-inherit", host, *with_environment(argv, env)]
 
     def start_inside(self, launch: WorkerLaunch) -> None:

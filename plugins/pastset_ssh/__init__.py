@@ -95,7 +95,7 @@ class SshLauncher(Launcher):
         ssh = ssh_client_argv(self.settings.ssh_argv)
         python = self.settings.python_argv(remote=True)
         tunnel = self._tunnel(launch) if self.settings.tunnel else None
-        env = {"PYTHONPATH": launch.extra_env.get("PYTHONPATH", "")}
+        env = dict(launch.extra_env)
         if self.settings.tunnel and self.settings.tunnel_key:
             env["PASTSET_TUNNEL_KEY"] = self.settings.tunnel_key  # a path, not a secret
         line = launch.authkey_line()
