@@ -209,7 +209,8 @@ SETTINGS: Mapping[str, SettingSpec] = types.MappingProxyType({spec.name: spec fo
     _spec("ssh", "PSSSH", "ssh", "ssh client command with its options",
           "a command line (program and options, quotes balanced)", _command(False), _STR, "COMMAND"),
     _spec("python", "PSPYTHON", "",
-          "python command with its options; empty means this interpreter locally, python3 on remote nodes",
+          "python command with its options; empty means this interpreter (here and on batch-system "
+          "nodes), python3 on ssh hosts",
           "a command line (quotes balanced) or empty", _command(True), _STR, "COMMAND"),
     _spec("pkill", "PSPKILL", "pkill -9 -f", "unused: accepted for compatibility, pastset never kills by name",
           "any text", _text, _STR, flag=None),
