@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from .client import PastSet
 from .errors import ConnectError, PastSetError
@@ -69,16 +69,21 @@ def specs(bin_dir: str, local_address: str = "") -> Dict[str, Any]:
 
 
 class OutputForwarder:
-    """Sends task output lines to the run in batches, in the order they were read."""
+    """Sends task output lines to the run in batches, in the order they were read.
+
+    The queue holds ``(stream, text)`` lines, :class:`threading.Event` markers that
+    :meth:`flush` waits on (set once everything queued before them is sent), and ``None``,
+    which ends the sender.
+    """
 
     def __init__(self, pset: PastSet):
         self._pset = pset
-        self._lines: "queue.Queue[Optional[Tuple[str, str]]]" = queue.Queue()
+        self._queue: "queue.Queue[Any]" = queue.Queue()
         self._thread = threading.Thread(target=self._send_loop, name="pastset-output", daemon=True)
         self._thread.start()
 
     def put(self, stream: str, text: str) -> None:
-        self._lines.put((stream, text))
+        self._queue.put((stream, text))
 
     def pump(self, pipe, stream: str) -> threading.Thread:
         """Forward every line of ``pipe`` (a task's stdout/stderr) until it closes."""
@@ -91,35 +96,38 @@ class OutputForwarder:
         thread.start()
         return thread
 
+    def flush(self, timeout: float = 5.0) -> None:
+        """Return once every line queued so far has been sent (or ``timeout`` passed), so a
+        task's end is reported after its last line."""
+        sent = threading.Event()
+        self._queue.put(sent)
+        sent.wait(timeout)
+
     def close(self, timeout: float = 5.0) -> None:
         """Send what is queued, then stop."""
-        self._lines.put(None)
+        self._queue.put(None)
         self._thread.join(timeout)
 
     def _send_loop(self) -> None:
-        while True:
-            item = self._lines.get()
-            batch: List[Tuple[str, str]] = []
-            done = item is None
-            if item is not None:
-                batch.append(item)
-            while not done:
+        done = False
+        while not done:
+            items = [self._queue.get()]
+            while True:  # everything queued meanwhile goes in the same batch
                 try:
-                    more = self._lines.get_nowait()
+                    items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-                if more is None:
-                    done = True
-                else:
-                    batch.append(more)
+            batch = [item for item in items if isinstance(item, tuple)]
+            done = None in items
             if batch:
                 try:
                     self._pset._channel.call("emit", batch)
                 except PastSetError:
                     for stream, text in batch:  # the run is gone: keep the text anyway
                         print(text, file=sys.stderr if stream == "err" else sys.stdout)
-            if done:
-                return
+            for item in items:
+                if isinstance(item, threading.Event):
+                    item.set()
 
 
 class Worker:
@@ -226,6 +234,7 @@ class Worker:
         returncode = proc.wait()
         for pump in pumps:
             pump.join(5)
+        self.output.flush()  # its last lines reach the run before its end does
         with self._lock:
             stopped = self.tasks.pop(task_id, None) is None
         if stopped:

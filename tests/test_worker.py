@@ -185,6 +185,20 @@ def test_missing_and_crashing_tasks_are_reported_and_the_run_goes_on(apps, env):
     assert "RuntimeError: boom" in err  # the task's own traceback reaches the run's stderr
 
 
+def test_a_tasks_last_lines_reach_the_run_before_its_end_is_reported(apps, env):
+    write_app(apps, "chatty.py", "import time, pastset\npset = pastset.PastSet()\npset.spawn('loud.py', [])\n"
+                                 "deadline = time.time() + 30\n"
+                                 "while pset.status()['tasks'][0]['state'] != 'failed' and time.time() < deadline:\n"
+                                 "    time.sleep(0.05)\n")
+    write_app(apps, "loud.py", "import sys\n"
+                               "for i in range(3000):\n    print('line', i, file=sys.stderr)\n"
+                               "sys.exit(4)\n")
+    done = run_ok(["run", "--bin", str(apps), "chatty.py"], env)
+    err = done.stderr
+    assert "failed: exited with code 4" in err, err[-500:]
+    assert err.index("line 2999") < err.index("pastset: task t1 (loud.py)")
+
+
 SLEEPER = '''\
 import os, time, pastset
 pastset.PastSet().enter(("started", int)).move(("started", os.getpid()))
