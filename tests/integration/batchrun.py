@@ -163,3 +163,29 @@ def wait_until(predicate, timeout: float, interval: float = 0.25):
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+def job_config(tmp_path: Path, launcher: str, **table: object) -> Path:
+    """A config file selecting ``launcher`` with its table; job files go under ``tmp_path``."""
+    table.setdefault("workdir", str(tmp_path / "jobs"))
+    return write_config(tmp_path / "pastset.toml", launcher, table)
+
+
+def batch_setup(cluster, tmp_path: Path):
+    """Fixture body for a batch system's tests: (cluster, bin dir, env, tmp); afterwards
+    nothing of the test may stay behind, whatever happened."""
+    bin_dir = make_bin(tmp_path)
+    env = run_env(cluster.command_env(), tmp_path)
+    yield cluster, bin_dir, env, tmp_path
+    left = wait_until(lambda: not processes_mentioning(str(bin_dir)), 10)
+    assert left, processes_mentioning(str(bin_dir))
+
+
+def assert_pi_on_job(out: str, job: str, workers: int = 2) -> None:
+    """The Monte Carlo pi example ran, with every client on a node of batch job ``job``."""
+    import re
+
+    clients = re.findall(r"^mcpiclient on (\S+) ", out, re.MULTILINE)
+    assert len(clients) == workers, out
+    assert all(c.startswith(f"{os.uname().nodename}[{job}]") for c in clients), out
+    assert "Pi is found as 3." in out, out

@@ -7,7 +7,6 @@ no worker left, no job left in the queue.
 """
 from __future__ import annotations
 
-import os
 import re
 import signal
 import time
@@ -15,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from .batchrun import Runner, make_bin, pastset_argv, processes_mentioning, run, run_env, wait_until, write_config
+from .batchrun import (Runner, assert_pi_on_job, batch_setup, job_config, pastset_argv, processes_mentioning,
+                       run, wait_until)
 from .clusters import SgeCluster
 
 pytestmark = pytest.mark.slow
@@ -23,23 +23,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def setup(sge_cluster: SgeCluster, tmp_path: Path):
-    bin_dir = make_bin(tmp_path)
-    env = run_env(sge_cluster.command_env(), tmp_path)
-    yield sge_cluster, bin_dir, env, tmp_path
-    left = wait_until(lambda: not processes_mentioning(str(bin_dir)), 10)
-    assert left, processes_mentioning(str(bin_dir))
+    yield from batch_setup(sge_cluster, tmp_path)
 
 
 def config(tmp_path: Path, **table: object) -> Path:
-    table.setdefault("workdir", str(tmp_path / "jobs"))
-    return write_config(tmp_path / "pastset.toml", "sge", table)
-
-
-def assert_pi_on_job(out: str, job: str, workers: int = 2) -> None:
-    clients = re.findall(r"^mcpiclient on (\S+) ", out, re.MULTILINE)
-    assert len(clients) == workers, out
-    assert all(c.startswith(f"{os.uname().nodename}[{job}]") for c in clients), out
-    assert "Pi is found as 3." in out, out
+    return job_config(tmp_path, "sge", **table)
 
 
 def test_qsub_pe_outside_a_job(setup):

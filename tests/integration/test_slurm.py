@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from .batchrun import Runner, make_bin, pastset_argv, processes_mentioning, run, run_env, wait_until, write_config
+from .batchrun import (Runner, assert_pi_on_job, batch_setup, job_config, pastset_argv, processes_mentioning,
+                       run, wait_until)
 from .clusters import SlurmCluster
 
 pytestmark = pytest.mark.slow
@@ -23,24 +24,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def setup(slurm_cluster: SlurmCluster, tmp_path: Path):
-    bin_dir = make_bin(tmp_path)
-    env = run_env(slurm_cluster.command_env(), tmp_path)
-    yield slurm_cluster, bin_dir, env, tmp_path
-    # nothing of this test may stay behind, whatever happened
-    left = wait_until(lambda: not processes_mentioning(str(bin_dir)), 10)
-    assert left, processes_mentioning(str(bin_dir))
+    yield from batch_setup(slurm_cluster, tmp_path)
 
 
 def config(tmp_path: Path, **table: object) -> Path:
-    table.setdefault("workdir", str(tmp_path / "jobs"))
-    return write_config(tmp_path / "pastset.toml", "slurm", table)
-
-
-def assert_pi_on_job(out: str, job: str, workers: int = 2) -> None:
-    clients = re.findall(r"^mcpiclient on (\S+) ", out, re.MULTILINE)
-    assert len(clients) == workers, out
-    assert all(c.startswith(f"{os.uname().nodename}[{job}]") for c in clients), out
-    assert "Pi is found as 3." in out, out
+    return job_config(tmp_path, "slurm", **table)
 
 
 def test_sbatch_outside_an_allocation(setup):
