@@ -5,7 +5,9 @@ namespaces, ``tests/integration/clusters.py``) and tears it down at the end.
 
 1. Time from ``pastset run`` to all workers registered (the app's first line), for 1 and
    for 8 workers over ssh, 8 nodes. Workers start in parallel, so ``ratio=8/1`` should stay
-   near 1 (target <= 2).
+   near 1 (target <= 2). Beside it, the same ratio for bare ``ssh HOST true`` to 1 and to 8
+   hosts at once: the floor this machine sets (on 2 cores, 8 ssh logins at once are
+   CPU-bound whatever runs after them).
 2. A move+observe pair through an sshtunnel port forward (through the master-side sshd)
    against the same pair on a direct connection to the same server (``ratio=tunnel/direct``;
    target <= 1.5). Rounds interleave the two so noise hits both alike.
@@ -49,6 +51,18 @@ def time_to_registered(cluster: SshCluster, workdir: Path, workers: int) -> floa
     return float(done.stdout.split()[0]) - started
 
 
+def bare_ssh(cluster: SshCluster, hosts: int) -> float:
+    """Seconds for ``ssh HOST true`` to ``hosts`` hosts at once: the floor under a parallel start."""
+    import shlex
+
+    ssh = shlex.split(cluster.ssh_command)
+    started = time.monotonic()
+    clients = [subprocess.Popen(ssh + [host, "true"], stdout=subprocess.DEVNULL) for host in cluster.nodes[:hosts]]
+    for client in clients:
+        client.wait(60)
+    return time.monotonic() - started
+
+
 def pairs_per_second(pset: pastset.PastSet, pairs: int) -> float:
     """Seconds per move+observe pair on one connection."""
     element = pset.enter(("bench", int))
@@ -71,13 +85,18 @@ def main() -> None:
         (workdir / "stamp.py").write_text(STAMP_APP)
         with SshCluster(workdir / "cluster", nodes=8) as cluster:
             time_to_registered(cluster, workdir, 1)  # warm the page cache and sshd
-            one, eight = [], []
+            one, eight, bare_one, bare_eight = [], [], [], []
             for _ in range(args.rounds):
                 one.append(time_to_registered(cluster, workdir, 1))
                 eight.append(time_to_registered(cluster, workdir, 8))
+                bare_one.append(bare_ssh(cluster, 1))
+                bare_eight.append(bare_ssh(cluster, 8))
             t1, t8 = statistics.median(one), statistics.median(eight)
+            b1, b8 = statistics.median(bare_one), statistics.median(bare_eight)
             print(f"run to all registered over ssh: 1 worker {t1 * 1e3:.0f} ms, 8 workers on 8 hosts "
                   f"{t8 * 1e3:.0f} ms (median of {args.rounds}); ratio=8/1 {t8 / t1:.2f} (target <= 2)")
+            print(f"floor, bare `ssh HOST true`: 1 host {b1 * 1e3:.0f} ms, 8 hosts at once {b8 * 1e3:.0f} ms; "
+                  f"ratio=8/1 {b8 / b1:.2f}")
 
             with pastset.Server((cluster.master_address, 0)) as server:
                 local, close = open_tunnel(f"root@{cluster.master_address}:22", server.address,
