@@ -160,7 +160,13 @@ class Run:
             verbose = self.settings.log_level in ("debug", "info")
             self.server = Server((host, self.settings.port), self.authkey, bin_dir, run_id=self.run_id,
                                  on_event=EventReporter(self.stderr, verbose))
-        self.server.start()
+        try:
+            self.server.start()
+        except OSError as exc:  # the address is not ours, the port is taken ...
+            host = self.settings.bind or self.launcher.bind_host()
+            raise SettingsError(
+                f"cannot listen on {host}:{self.settings.port}: {exc.strerror or exc} "
+                f"(bind from {self.settings.source('bind')}, port from {self.settings.source('port')})") from None
         bound_host, port = self.server.address
         self.address = (self.launcher.advertised_host(bound_host), port)
         self.control = PastSet(("127.0.0.1", port) if bound_host in ("0.0.0.0", "::") else (bound_host, port),

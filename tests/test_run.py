@@ -231,6 +231,8 @@ def test_on_failure_abort_ends_the_run_when_a_task_fails(apps, env):
     (["run", "--procs", "0", "simple.py"], {}, ["procs", "0"]),
     (["run", "--launcher", "nosuch", "simple.py"], {}, ["launcher", "nosuch"]),
     (["run", "--bin", "/nonexistent/dir", "simple.py"], {}, ["bin", "/nonexistent/dir"]),
+    # an address this machine does not have (TEST-NET-1: binding sends nothing)
+    (["run", "--bind", "192.0.2.1", "crasher.py"], {}, ["cannot listen on 192.0.2.1", "flag --bind"]),
 ])
 def test_user_errors_are_one_clear_line(apps, env, tmp_path, args, extra_env, words):
     env = dict(env, **extra_env)
