@@ -292,3 +292,20 @@ def test_strict_setting_reaches_the_app_and_its_tasks(tmp_path, env, flag, outco
     done = run(["run", flag, "--bin", str(directory), "strict.py"], env)
     assert done.returncode == 0, done.stderr
     assert f"app: {outcome}" in done.stdout and f"task: {outcome}" in done.stdout, done.stdout
+
+
+def test_the_authkey_is_in_no_log_and_no_output(tmp_path, env):
+    """DESIGN section 6: the key reaches the app's environment, and nothing else we write."""
+    directory = tmp_path / "keyapp"
+    directory.mkdir()
+    key_file = tmp_path / "key"
+    write_app(directory, "keyapp.py", f"import os\nopen({str(key_file)!r}, 'w').write(os.environ['PASTSET_AUTHKEY'])\n")
+    log_file = tmp_path / "run.log"
+    done = run(["run", "--procs", "2", "--log-level", "debug", "--log-file", str(log_file),
+                "--bin", str(directory), "keyapp.py"], env)
+    assert done.returncode == 0, done.stderr
+    key = key_file.read_text()
+    assert len(key) == 64 and bytes.fromhex(key)
+    log = log_file.read_text()
+    assert "workers registered" in log  # the log did get written at debug level
+    assert key not in log and key not in done.stdout and key not in done.stderr
