@@ -3,7 +3,7 @@
 The distribution is built in tmp: a ``pyproject.toml`` declaring ``[project.entry-points.pastset]
 acme = "acme_pastset"`` and a module registering an ``AcmeLauncher`` (local workers with a
 marker in their environment, so the test sees the run really used it). It is installed with
-pip into a venv made with ``--system-site-packages`` (which sees this editable pastset), no
+pip into a fresh venv that also sees this interpreter's site-packages (so this editable pastset), no
 network: the plugin carries a 40-line in-tree PEP 517 backend, so neither build isolation nor
 the ``wheel`` package is needed. Then: ``pastset launchers`` lists it with its distribution's
 name and version, ``--launcher acme`` runs on it, and ``PASTSET_DISABLE_PLUGIN_AUTOLOAD=1``
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +102,19 @@ pastset.PastSet().enter(("launched-by", str)).move(("launched-by", os.environ.ge
 """
 
 
+def see_our_packages(python: Path) -> None:
+    """Let the new venv import what this interpreter has (pastset, tomli on old Pythons).
+
+    ``--system-site-packages`` would only show the *base* interpreter's packages, which is
+    not enough when the tests themselves run in a venv; ``site.addsitedir`` from a .pth
+    file also runs the .pth files there (an editable install's import hook among them)."""
+    ours = [p for p in site.getsitepackages() + [site.getusersitepackages()] if os.path.isdir(p)]
+    target = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                            capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    lines = [f"import site; site.addsitedir({p!r})" for p in ours]
+    Path(target, "pastset_tests_outer.pth").write_text("\n".join(lines) + "\n")
+
+
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("third-party")
@@ -110,8 +124,9 @@ def venv(tmp_path_factory):
     (plugin / "acme_pastset.py").write_text(PLUGIN)
     (plugin / "acme_build.py").write_text(BACKEND)
     env_dir = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(env_dir)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=120)
     python = env_dir / "bin" / "python"
+    see_our_packages(python)
     done = subprocess.run([str(python), "-m", "pip", "install", "--no-index", "--no-build-isolation", "--no-deps",
                            "--disable-pip-version-check", "-q", str(plugin)],
                           capture_output=True, text=True, timeout=180)
