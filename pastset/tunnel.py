@@ -6,6 +6,10 @@ sshd — the ``tunnel_via`` setting, else port 22 of the server's host — with 
 server address as the sshd sees it. sshtunnel and paramiko take a while to import, so
 they are imported only when a tunnel is opened. A tunnel closes with its worker and never
 holds up teardown: :func:`open_tunnel`'s closer gives up after a few seconds.
+
+The sshd's host key is checked against the known_hosts files plain ssh reads: a key on
+record must match (else the tunnel fails, as ssh would), and an sshd with no key on record
+is used with a warning that it was not verified.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import os
 import re
 import socket
 import threading
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 from .errors import ConnectError
 
@@ -27,6 +31,11 @@ KEY_ENV = "PASTSET_TUNNEL_KEY"
 CONNECT_TIMEOUT = 10.0
 #: seconds :func:`open_tunnel`'s closer waits for sshtunnel before leaving it behind
 CLOSE_TIMEOUT = 3.0
+#: where recorded host keys are looked up (OpenSSH's defaults)
+KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
+#: host key types in the order we prefer to check them
+_KEY_PREFERENCE = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+                   "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
 
 _SPEC = re.compile(r"(?:(?P<user>[^@\s]+)@)?(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^@\s:\[\]]+))(?::(?P<port>\d{1,5}))?")
 
@@ -48,16 +57,40 @@ def tunnel_spec(settings: Any, server_address: Tuple[str, int]) -> str:
     return f"[{host}]:22" if ":" in host else f"{host}:22"
 
 
+def known_host_key(host: str, port: int, files: Sequence[str] = KNOWN_HOSTS) -> Any:
+    """The host key on record for ``host`` (``[host]:port`` unless port 22) in known_hosts
+    ``files`` (hashed entries included), as a paramiko key; None if there is none."""
+    import paramiko
+
+    name = host if port == 22 else f"[{host}]:{port}"
+    for path in files:
+        path = os.path.expanduser(path)
+        if not os.path.isfile(path):
+            continue
+        try:
+            entry = paramiko.HostKeys(path).lookup(name)
+        except (OSError, paramiko.SSHException) as exc:
+            log.debug("cannot read %s: %s", path, exc)
+            continue
+        if entry:
+            kind = next((k for k in _KEY_PREFERENCE if k in entry), next(iter(entry)))
+            return entry[kind]
+    return None
+
+
 def open_tunnel(spec: str, server_address: Tuple[str, int], key: Optional[str] = None,
-                timeout: float = CONNECT_TIMEOUT) -> Tuple[Tuple[str, int], Callable[[], None]]:
+                timeout: float = CONNECT_TIMEOUT,
+                known_hosts: Sequence[str] = KNOWN_HOSTS) -> Tuple[Tuple[str, int], Callable[[], None]]:
     """Forward a local port to ``server_address`` through the sshd named by ``spec``.
 
     :param spec: ``[user@]host[:port]`` of the sshd (user: this user by default).
     :param server_address: the server's (host, port) as seen from that sshd.
     :param key: private key file; default: PASTSET_TUNNEL_KEY, else the ssh agent and
         ~/.ssh keys (what plain ``ssh`` would use).
+    :param known_hosts: files with recorded host keys; a recorded key must match.
     :returns: the local (host, port) to connect to, and a closer (idempotent, bounded).
-    :raises ConnectError: the sshd cannot be reached, refuses the login, or will not forward.
+    :raises ConnectError: the sshd cannot be reached, refuses the login, will not forward, or
+        shows a host key other than the one on record.
     """
     user, host, port = parse_spec(spec)
     key = key or os.environ.get(KEY_ENV) or None
@@ -76,16 +109,20 @@ def open_tunnel(spec: str, server_address: Tuple[str, int], key: Optional[str] =
     quiet.setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL)  # errors: ConnectError
     sshtunnel.SSHTunnelForwarder.daemon_forward_servers = True  # never keep a process alive
     sshtunnel.SSHTunnelForwarder.daemon_transport = True
+    host_key = known_host_key(host, port, known_hosts)
+    if host_key is None:
+        log.warning("tunnel via %s: its host key is in no known_hosts file, so it is not verified", where)
     try:
         forwarder = sshtunnel.SSHTunnelForwarder(
-            (host, port), ssh_username=user or getpass.getuser(), ssh_pkey=key,
+            (host, port), ssh_username=user or getpass.getuser(), ssh_pkey=key, ssh_host_key=host_key,
             remote_bind_address=tuple(server_address), local_bind_address=("127.0.0.1", 0), ssh_config_file=None,
             logger=quiet, set_keepalive=5.0)
         forwarder.start()
     except (sshtunnel.BaseSSHTunnelForwarderError, OSError, ValueError) as exc:
+        check = ", and does its host key match known_hosts?" if host_key is not None else "?"
         raise ConnectError(f"tunnel via {where} to {server_address[0]}:{server_address[1]} failed: "
-                           f"{exc or type(exc).__name__} (is the key authorised there, and "
-                           "AllowTcpForwarding on?)") from None
+                           f"{exc or type(exc).__name__} (is the key authorised there, is "
+                           f"AllowTcpForwarding on{check})") from None
     _no_delay(forwarder)
     local = ("127.0.0.1", int(forwarder.local_bind_port))
     log.info("tunnel %s:%s -> %s -> %s:%s", *local, where, *server_address)

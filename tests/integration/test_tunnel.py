@@ -59,3 +59,40 @@ def test_status_through_tunnel_and_interrupt_closes_it(ssh_cluster: SshCluster, 
         background.kill()
     assert not wait_gone(run_id, timeout=5.0)
     assert not ssh_cluster.wait_no_processes(node, timeout=5.0)
+
+
+def test_tunnel_checks_the_sshd_host_key_against_known_hosts(ssh_cluster: SshCluster, tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """A key on record must match (a different one fails, as with ssh); none on record: a warning."""
+    import logging
+
+    import pastset
+    from pastset.tunnel import open_tunnel
+
+    master = ssh_cluster.master_address
+    kind, real = (ssh_cluster.tmpdir / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True,
+                   timeout=30)
+    other = (tmp_path / "other.pub").read_text().split()[1]
+    (tmp_path / "good").write_text(f"{master} {kind} {real}\n")
+    (tmp_path / "bad").write_text(f"{master} {kind} {other}\n")
+
+    def tunnel(known_hosts: str):
+        return open_tunnel(f"root@{master}:22", server.address, key=ssh_cluster.key_path,
+                           known_hosts=[str(tmp_path / known_hosts)])
+
+    with pastset.Server((master, 0)) as server:
+        local, close = tunnel("good")
+        try:
+            with pastset.PastSet(local, authkey=server.authkey) as pset:
+                element = pset.enter(("host-key", int))
+                element.move((1,))
+                assert element.observe() == (1,)
+        finally:
+            close()
+        with pytest.raises(pastset.ConnectError, match="host key match known_hosts"):
+            tunnel("bad")
+        with caplog.at_level(logging.WARNING, logger="pastset.tunnel"):
+            _, close = tunnel("missing")
+            close()
+        assert "not verified" in caplog.text
