@@ -42,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run a PastSet application with its workers",
         description="Run APP (looked up in the bin directory, or a path) with `procs` workers. "
                     "The application gets PASTSET_ADDRESS and PASTSET_AUTHKEY, so pastset.PastSet() "
-                    "connects to this run. The exit code is the application's.")
+                    "connects to this run. The exit code is the application's.",
+        epilog="example: python -m pastset run --procs 4 --bin examples mcpiserver.py 4 40 200000\n"
+               "Settings also come from config files and PS* variables: `pastset config` shows "
+               "each value and its source.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_setting_flags(run)
     run.add_argument("app", metavar="APP", help="the application, e.g. mcpiserver.py")
     run.add_argument("app_args", metavar="ARGS", nargs=argparse.REMAINDER, help="arguments for APP")
