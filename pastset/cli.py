@@ -40,12 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run", help="run a PastSet application with its workers",
-        description="Run APP (looked up in the bin directory, or a path) with `procs` workers. "
-                    "The application gets PASTSET_ADDRESS and PASTSET_AUTHKEY, so pastset.PastSet() "
+        description="Run APP (looked up in the bin directory, or a path) with `procs` workers.\n"
+                    "The application gets PASTSET_ADDRESS and PASTSET_AUTHKEY, so pastset.PastSet()\n"
                     "connects to this run. The exit code is the application's.",
         epilog="example: python -m pastset run --procs 4 --bin examples mcpiserver.py 4 40 200000\n"
-               "Settings also come from config files and PS* variables: `pastset config` shows "
-               "each value and its source.",
+               "Settings also come from config files and PS* variables:\n"
+               "`pastset config` shows each value and its source.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_setting_flags(run)
     run.add_argument("app", metavar="APP", help="the application, e.g. mcpiserver.py")
