@@ -16,7 +16,6 @@ use an in-process server so they can see, rather than guess, that the victim is 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,7 +28,8 @@ import pytest
 import pastset
 from pastset import ConnectError, transport
 
-from serverproc import ServerProcess, skip_or_fail, start, wait_until
+from integration.clusters import require
+from serverproc import ServerProcess, start, wait_until
 
 CLIENT = r"""
 import os, sys
@@ -164,10 +164,9 @@ def _ip(*args: str) -> None:
 
 @pytest.mark.slow
 def test_silently_vanished_server_is_detected_within_30s():
-    if os.geteuid() != 0:
-        skip_or_fail("creating a network namespace needs root")
-    if not (shutil.which("ip") and shutil.which("nft")):
-        skip_or_fail("needs the ip and nft commands")
+    require(os.geteuid() == 0, "creating a network namespace needs root")
+    require("ip", "needs the ip command")
+    require("nft", "needs the nft command")
     tag = f"pst{os.getpid() % 100000}"
     ns, host_if, ns_if = tag, tag + "h", tag + "n"
     x = _free_subnet()
