@@ -62,6 +62,9 @@ class TaskInfo:
 
 Event = Callable[[str, Dict[str, Any]], None]
 
+#: worker states after which its process has left the run
+GONE = ("lost", "exited")
+
 
 class Scheduler:
     """Task queue, worker registry and the hand-out policy between them."""
@@ -238,7 +241,7 @@ class Scheduler:
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
-                connected = sum(w.state not in ("lost", "exited") for w in self.workers.values())
+                connected = self._connected()
                 remaining = deadline - time.monotonic()
                 if connected == 0 or remaining <= 0:
                     return connected
@@ -250,7 +253,7 @@ class Scheduler:
             states = [w.state for w in self.workers.values()]
             return {
                 "registered": len(states),
-                "connected": sum(s not in ("lost", "exited") for s in states),
+                "connected": self._connected(),
                 "lost": states.count("lost"),
                 "failed_tasks": sum(t.state in ("failed", "lost") for t in self.tasks.values()),
             }
@@ -271,6 +274,10 @@ class Scheduler:
         if worker is None:
             raise KeyError(f"unknown worker {worker_id!r}")
         return worker
+
+    def _connected(self) -> int:
+        """Workers still connected (held lock): neither lost nor exited after halt."""
+        return sum(w.state not in GONE for w in self.workers.values())
 
     def _least_loaded_waiting(self) -> Optional[str]:
         waiting = [w for w in self._waiting if self.workers[w].state not in ("halted", "exited", "lost")]
