@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
 import shlex
 import subprocess
 import sys
@@ -68,8 +69,6 @@ class WorkerLaunch:
 
     def worker_env(self, base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
         """Environment for a worker started as a local child: ``base`` plus the run's keys."""
-        import os
-
         env = dict(os.environ if base is None else base)
         env.update(self.extra_env)
         env[ADDRESS_ENV] = format_address(self.address)
