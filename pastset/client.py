@@ -14,11 +14,11 @@ import re
 import threading
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
-from . import transport
+from . import transport, validation
 from .transport import SERVICE_ID
 from .errors import ConnectError, PastSetError
 from .runenv import ADDRESS_ENV, AUTHKEY_ENV, STRICT_ENV
-from .space import check_module_name
+from .validation import check_app_name, check_delta, check_index, check_module_name, check_timeout
 
 _dumps = pickle.dumps
 _loads = pickle.loads
@@ -29,35 +29,13 @@ _NO_RUN = ("no PastSet run to connect to: start your program with `python -m pas
            "PastSet(address=(host, port), authkey=key) of a running pastset.Server")
 
 
-def _check_timeout(timeout: Any) -> None:
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
-        raise TypeError(f"timeout must be None or a number of seconds, not {timeout!r}")
-    if timeout is not None and not timeout >= 0:
-        raise ValueError(f"timeout must be >= 0 (0 = don't wait), not {timeout!r}")
-
-
-def _check_int(name: str, value: Any, lowest: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}: {value!r}")
-    if value < lowest:
-        raise ValueError(f"{name} must be >= {lowest}, not {value}")
-
-
 def check_template(template: Any) -> tuple:
-    """A template is a non-empty, hashable, picklable tuple; return it or raise."""
-    if not isinstance(template, tuple):
-        raise TypeError(f"a template must be a tuple such as ('name', int), not {type(template).__name__}: "
-                        f"{template!r}")
-    if not template:
-        raise ValueError("a template must not be empty: give at least a tag, e.g. ('name', int)")
-    try:
-        hash(template)
-    except TypeError as exc:
-        raise TypeError(f"template {template!r} is not hashable ({exc}); use tuples, not lists") from None
+    """A template the server will accept, and that can be pickled to send it; return it or raise."""
+    validation.check_template(template)
     try:
         _dumps(template, _HIGHEST)
     except Exception as exc:
-        raise TypeError(f"template {template!r} cannot be pickled: {exc}") from None
+        raise TypeError(f"template {validation.show(template)} cannot be pickled: {exc}") from None
     return template
 
 
@@ -107,7 +85,8 @@ class Channel:
         self._pid = os.getpid()
         self.closed = False
 
-    def _connection(self) -> transport.Connection:
+    def connection(self) -> transport.Connection:
+        """This thread's connection, made (and authenticated) on first use."""
         if self._pid != os.getpid():  # forked: the parent's connections are not ours
             self._local, self._all, self._pid = threading.local(), [], os.getpid()
         conn = getattr(self._local, "conn", None)
@@ -134,7 +113,7 @@ class Channel:
         """Call ``method`` on the server's space service; raise what the server raised."""
         conn = self._local.__dict__.get("conn") if self._pid == os.getpid() else None
         if conn is None:
-            conn = self._connection()
+            conn = self.connection()
         try:
             conn.send((SERVICE_ID, method, args, {}))
             kind, result = conn.recv()
@@ -193,7 +172,7 @@ class ElementHandle:
     def move(self, data: Any, timeout: Optional[float] = None) -> bool:
         """Append ``data``; blocks while the element is at its ``delta`` bound."""
         if timeout is not None:
-            _check_timeout(timeout)
+            timeout = check_timeout(timeout)
         try:
             payload = _dumps(data, _HIGHEST)
         except Exception as exc:
@@ -207,9 +186,9 @@ class ElementHandle:
     def observe(self, index: int = -1, timeout: Optional[float] = None) -> Any:
         """Take the next unobserved tuple (``index=-1``), or read tuple ``index``."""
         if index != -1 or type(index) is not int:  # -1.0 == -1 but is no index
-            _check_int("index", index, -1)
+            check_index(index, allow_unindexed=True)
         if timeout is not None:
-            _check_timeout(timeout)
+            timeout = check_timeout(timeout)
         return _loads(self._call("observe", self._eid, index, timeout))
 
     def first(self) -> int:
@@ -222,13 +201,12 @@ class ElementHandle:
 
     def delta(self, value: Optional[int] = None) -> Optional[int]:
         """Read (no argument), set (n >= 1) or remove (0) the bound on unobserved tuples."""
-        if value is not None:
-            _check_int("delta", value, 0)
+        check_delta(value)
         return self._call("delta", self._eid, value)
 
     def axe(self, index: int) -> None:
         """Drop the observed tuples numbered below ``index``."""
-        _check_int("index", index, 0)
+        check_index(index)
         return self._call("axe", self._eid, index)
 
     def template(self) -> tuple:
@@ -298,8 +276,7 @@ class PastSet:
 
     def spawn(self, app: str, args: Union[str, Iterable[Any]] = ()) -> str:
         """Queue a task: some worker runs ``python app args`` from the run's bin directory."""
-        if not isinstance(app, str) or not app.strip():
-            raise ValueError(f"spawn needs the application's file name, not {app!r}")
+        check_app_name(app)
         arglist: Sequence[Any] = [args] if isinstance(args, (str, bytes)) else list(args)
         return self._channel.call("spawn", app, [str(a) for a in arglist])
 

@@ -19,12 +19,12 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from . import runrecord
-from .client import PastSet
 from .errors import LaunchError, PastSetError, SettingsError
 from .launcher import Launcher, WorkerLaunch
 from .runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_ENV
 from .plugins import LauncherInfo, launchers
 from .processes import process_identity, start_child, stop_child, wait_exit
+from .protocol import RunControl
 from .server import Server
 from .transport import format_address
 
@@ -116,7 +116,7 @@ class Run:
         self.run_id = runrecord.new_run_id()
         self.authkey = secrets.token_bytes(32)
         self.server: Any = None  # a Server, or a RemoteServer on `master`
-        self.control: Optional[PastSet] = None
+        self.control: Optional[RunControl] = None
         self.launcher: Optional[Launcher] = None
         self.app_proc: Optional[subprocess.Popen] = None
         self.record: Dict[str, Any] = {}
@@ -169,8 +169,8 @@ class Run:
                 f"(bind from {self.settings.source('bind')}, port from {self.settings.source('port')})") from None
         bound_host, port = self.server.address
         self.address = (self.launcher.advertised_host(bound_host), port)
-        self.control = PastSet(("127.0.0.1", port) if bound_host in ("0.0.0.0", "::") else (bound_host, port),
-                               authkey=self.authkey)
+        self.control = RunControl(("127.0.0.1", port) if bound_host in ("0.0.0.0", "::") else (bound_host, port),
+                                  self.authkey)
         self.record = {
             "run": self.run_id, "app": self.app, "args": self.app_args, "started": time.time(),
             "address": format_address(self.address), "authkey": self.authkey.hex(),
@@ -198,7 +198,7 @@ class Run:
         have = 0
         try:
             while True:
-                have = self.control._channel.call("wait_workers", wanted, 0.2)
+                have = self.control.wait_workers(wanted, 0.2)
                 progress.show(have)
                 if have >= wanted:
                     return
@@ -234,7 +234,7 @@ class Run:
             if code is not None:
                 return code if code >= 0 else 128 - code
             if abort:
-                state = self.control._channel.call("run_state")
+                state = self.control.run_state()
                 if state["failed_tasks"] or state["lost"]:
                     self._say("a task or worker failed and on_failure = abort: stopping the run")
                     return 1
@@ -246,8 +246,8 @@ class Run:
             stop_child(self.app_proc, grace=2.0)
         if self.control is not None:
             try:
-                self.control._channel.call("stop_run")
-                self.control._channel.call("wait_workers_gone", WORKER_STOP_GRACE)
+                self.control.stop_run()
+                self.control.wait_workers_gone(WORKER_STOP_GRACE)
             except PastSetError as exc:
                 log.debug("stopping workers through the server failed: %s", exc)
             self.control.close()

@@ -26,7 +26,9 @@ from . import transport
 from .element import CallerGone, Element, set_call_context
 from .errors import ElementDeleted, PastSetError, XFunctionError
 from .scheduler import Scheduler
-from .space import TupleSpace, check_module_name
+from .space import TupleSpace
+from .validation import (check_app_args, check_app_name, check_count, check_delta, check_index,
+                         check_module_name, check_seconds, check_template, check_timeout)
 
 log = logging.getLogger(__name__)
 
@@ -45,52 +47,47 @@ def _caller_alive() -> bool:
     return conn is None or not conn.peer_gone()
 
 
-def _check_timeout(timeout: Any) -> Optional[float]:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-        raise ValueError(f"timeout must be None or a number >= 0, not {timeout!r}")
-    return float(timeout)
+def exposed(method: Callable) -> Callable:
+    """Mark a service method as callable by clients (everything else is not)."""
+    method.exposed = True  # type: ignore[attr-defined]
+    return method
 
 
-class SpaceService:
-    """What clients can call: the element operations, spawn/halt, and the worker protocol.
+def exposed_names(cls: type) -> Tuple[str, ...]:
+    """The names of ``cls``'s methods marked :func:`exposed`, in definition order."""
+    names: List[str] = []
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            if getattr(value, "exposed", False) is True and name not in names:
+                names.append(name)
+    return tuple(names)
 
-    Every method validates its arguments again (clients check first, but anyone with
-    the authkey can send anything).
-    """
 
-    exposed = (
-        "hello", "enter", "move", "observe", "first", "last", "delta", "axe", "template",
-        "delelement", "delelement_id", "spawn", "halt",
-        "register_worker", "next_task", "task_started", "task_finished", "emit", "status",
-        "wait_workers", "wait_workers_gone", "run_state", "stop_run",
-    )
+class ElementService:
+    """The element operations, spawn/halt and status: what a program calls."""
 
-    def __init__(self, space: TupleSpace, scheduler: Scheduler, run_id: str = "",
-                 output: Optional[Callable[[str, str], None]] = None):
-        self.space = space
-        self.scheduler = scheduler
-        self.run_id = run_id
-        self.output = output or _print_output
-        self._worker_by_conn: Dict[int, str] = {}
+    space: TupleSpace
+    scheduler: Scheduler
+    run_id: str
 
-    # -- elements ---------------------------------------------------------------------
+    @exposed
     def hello(self) -> Dict[str, Any]:
         from . import __version__
 
         return {"version": __version__, "run": self.run_id, "pid": os.getpid()}
 
+    @exposed
     def enter(self, template: tuple, xfunction: Optional[str] = None) -> int:
-        _check_template(template)
+        check_template(template)
         if xfunction is not None:
             check_module_name(xfunction)
         eid, _ = self.space.enter(template, xfunction)
         return eid
 
+    @exposed
     def move(self, eid: int, payload: bytes, timeout: Optional[float] = None) -> bool:
         element = self.space.element(eid)
-        timeout = _check_timeout(timeout)
+        timeout = check_timeout(timeout)
         if not isinstance(payload, bytes):
             raise TypeError("move payload must be the pickled tuple (bytes)")
         set_call_context(timeout, _caller_alive)
@@ -100,10 +97,11 @@ class SpaceService:
             _run_xfunction(element, "move", pickle.loads, payload)
         return True
 
+    @exposed
     def observe(self, eid: int, index: int = -1, timeout: Optional[float] = None) -> bytes:
         element = self.space.element(eid)
-        timeout = _check_timeout(timeout)
-        _check_index(index, allow_unindexed=True)
+        timeout = check_timeout(timeout)
+        check_index(index, allow_unindexed=True)
         set_call_context(timeout, _caller_alive)
         if type(element) is Element:
             return element.observe(index)
@@ -113,45 +111,63 @@ class SpaceService:
         except Exception as exc:
             raise XFunctionError(f"X-function observe returned a value that cannot be pickled: {exc!r}") from None
 
+    @exposed
     def first(self, eid: int) -> int:
         return self.space.element(eid).first()
 
+    @exposed
     def last(self, eid: int) -> int:
         return self.space.element(eid).last()
 
+    @exposed
     def delta(self, eid: int, value: Optional[int] = None) -> Optional[int]:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise ValueError(f"delta must be None or an int >= 0, not {value!r}")
+        check_delta(value)
         return self.space.element(eid).delta(value)
 
+    @exposed
     def axe(self, eid: int, index: int) -> None:
-        _check_index(index, allow_unindexed=False)
+        check_index(index)
         self.space.element(eid).axe(index)
 
+    @exposed
     def template(self, eid: int) -> tuple:
         return self.space.element(eid).template()
 
+    @exposed
     def delelement(self, template: tuple) -> bool:
-        _check_template(template)
+        check_template(template)
         return self.space.delelement(template)
 
+    @exposed
     def delelement_id(self, eid: int) -> bool:
         if not self.space.delete_by_id(eid):
             raise ElementDeleted(f"element #{eid} has already been deleted")
         return True
 
-    # -- tasks ------------------------------------------------------------------------
+    @exposed
     def spawn(self, app: str, args: List[str]) -> str:
-        if not isinstance(app, str) or not app:
-            raise ValueError(f"spawn needs an application name, not {app!r}")
-        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-            raise TypeError("spawn args must be a list of str")
-        return self.scheduler.spawn(app, args)
+        return self.scheduler.spawn(check_app_name(app), check_app_args(args))
 
+    @exposed
     def halt(self) -> None:
         self.scheduler.halt()
 
-    # -- workers ----------------------------------------------------------------------
+    @exposed
+    def status(self) -> Dict[str, Any]:
+        snap = self.scheduler.snapshot()
+        snap["elements"] = [{"template": repr(t), **info} for t, info in self.space.templates().items()]
+        snap.update(self.hello())
+        return snap
+
+
+class WorkerService:
+    """The worker protocol: a worker registers, takes tasks, reports them, sends output."""
+
+    scheduler: Scheduler
+    output: Callable[[str, str], None]
+    _worker_by_conn: Dict[int, str]
+
+    @exposed
     def register_worker(self, specs: Dict[str, Any]) -> str:
         worker_id = self.scheduler.register_worker(dict(specs))
         conn = _current_connection()
@@ -159,50 +175,76 @@ class SpaceService:
             self._worker_by_conn[id(conn)] = worker_id
         return worker_id
 
+    @exposed
     def next_task(self, worker_id: str, timeout: Optional[float] = None) -> Any:
-        set_call_context(_check_timeout(timeout), _caller_alive)
+        set_call_context(check_timeout(timeout), _caller_alive)
         return self.scheduler.next_task(worker_id)
 
+    @exposed
     def task_started(self, worker_id: str, task_id: str, pid: int) -> None:
         self.scheduler.task_started(worker_id, task_id, pid)
 
+    @exposed
     def task_finished(self, worker_id: str, task_id: str, returncode: Optional[int],
                       error: Optional[str] = None) -> None:
         self.scheduler.task_finished(worker_id, task_id, returncode, error)
 
+    @exposed
     def emit(self, lines: List[Tuple[str, str]]) -> None:
         """Print task output lines (stream "out"/"err", text) on the run's terminal."""
         for stream, text in lines:
             self.output(stream, text)
 
-    def status(self) -> Dict[str, Any]:
-        snap = self.scheduler.snapshot()
-        snap["elements"] = [{"template": repr(t), **info} for t, info in self.space.templates().items()]
-        snap.update(self.hello())
-        return snap
+    def disconnected(self, conn: Any) -> None:
+        """A connection closed: a worker registered on it is lost."""
+        worker_id = self._worker_by_conn.pop(id(conn), None)
+        if worker_id is not None:
+            self.scheduler.worker_lost(worker_id, "its connection to the server closed")
 
-    # -- the runner's control calls ------------------------------------------------------
+
+class RunControlService:
+    """The runner's control calls: wait for workers, poll the run, stop it."""
+
+    scheduler: Scheduler
+
+    @exposed
     def wait_workers(self, count: int, timeout: float) -> int:
         """Wait up to ``timeout`` s for ``count`` registrations; return how many came."""
-        return self.scheduler.wait_for_workers(count, timeout)
+        return self.scheduler.wait_for_workers(check_count(count, lowest=0), check_seconds("timeout", timeout))
 
+    @exposed
     def wait_workers_gone(self, timeout: float) -> int:
         """Wait up to ``timeout`` s until no worker is connected; return how many still are."""
-        return self.scheduler.wait_for_disconnects(timeout)
+        return self.scheduler.wait_for_disconnects(check_seconds("timeout", timeout))
 
+    @exposed
     def run_state(self) -> Dict[str, int]:
         """Counts the runner polls: registered, connected, failed tasks, lost workers."""
         return self.scheduler.counts()
 
+    @exposed
     def stop_run(self) -> None:
         """The run is ending: tell every worker to stop its tasks and exit."""
         self.scheduler.stop()
 
-    # -- connection bookkeeping -------------------------------------------------------
-    def disconnected(self, conn: Any) -> None:
-        worker_id = self._worker_by_conn.pop(id(conn), None)
-        if worker_id is not None:
-            self.scheduler.worker_lost(worker_id, "its connection to the server closed")
+
+class SpaceService(ElementService, WorkerService, RunControlService):
+    """What clients can call: exactly the methods marked :func:`exposed` in its parts.
+
+    Every method validates its arguments again (clients check first, but anyone with
+    the authkey can send anything).
+    """
+
+    def __init__(self, space: TupleSpace, scheduler: Scheduler, run_id: str = "",
+                 output: Optional[Callable[[str, str], None]] = None):
+        self.space = space
+        self.scheduler = scheduler
+        self.run_id = run_id
+        self.output = output or _print_output
+        self._worker_by_conn: Dict[int, str] = {}
+
+
+SpaceService.exposed = exposed_names(SpaceService)  # type: ignore[attr-defined]
 
 
 def _print_output(stream: str, text: str) -> None:
@@ -211,23 +253,6 @@ def _print_output(stream: str, text: str) -> None:
     target = sys.stderr if stream == "err" else sys.stdout
     target.write(text if text.endswith("\n") else text + "\n")
     target.flush()
-
-
-def _check_template(template: Any) -> None:
-    if not isinstance(template, tuple) or not template:
-        raise TypeError(f"a template must be a non-empty tuple, not {template!r}")
-    try:
-        hash(template)
-    except TypeError as exc:
-        raise TypeError(f"template {template!r} is not hashable: {exc}") from None
-
-
-def _check_index(index: Any, allow_unindexed: bool) -> None:
-    lowest = -1 if allow_unindexed else 0
-    if isinstance(index, bool) or not isinstance(index, int):
-        raise TypeError(f"index must be an int, not {type(index).__name__}: {index!r}")
-    if index < lowest:
-        raise ValueError(f"index must be >= {lowest}, not {index}")
 
 
 def _run_xfunction(element: Element, method: str, convert: Callable[[Any], Any], arg: Any) -> Any:
@@ -250,7 +275,7 @@ def _run_xfunction(element: Element, method: str, convert: Callable[[Any], Any],
 class ManagerServer(managers.Server):
     """BaseManager's server, hardened: time-limited handshake, clean stop, no stray threads."""
 
-    public = ["accept_connection", "dummy"]
+    public = ["accept_connection"]
 
     def __init__(self, service: SpaceService, address: Tuple[str, int], authkey: bytes):
         super().__init__({}, address, authkey, transport.SERIALIZER)

@@ -23,11 +23,12 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
-from .client import PastSet
 from .errors import ConnectError, PastSetError
+from .protocol import WorkerSession
 from .runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, HALT, RUN_ENV, STOP
 from .processes import start_child, stop_child
 from .transport import format_address, parse_address
+from .validation import check_app_name
 
 log = logging.getLogger("pastset.worker")
 
@@ -76,8 +77,8 @@ class OutputForwarder:
     which ends the sender.
     """
 
-    def __init__(self, pset: PastSet):
-        self._pset = pset
+    def __init__(self, session: WorkerSession):
+        self._session = session
         self._queue: "queue.Queue[Any]" = queue.Queue()
         self._thread = threading.Thread(target=self._send_loop, name="pastset-output", daemon=True)
         self._thread.start()
@@ -121,7 +122,7 @@ class OutputForwarder:
             done = None in items
             if batch:
                 try:
-                    self._pset._channel.call("emit", batch)
+                    self._session.emit(batch)
                 except PastSetError:
                     for stream, text in batch:  # the run is gone: keep the text anyway
                         print(text, file=sys.stderr if stream == "err" else sys.stdout)
@@ -133,25 +134,27 @@ class OutputForwarder:
 class Worker:
     """One worker process's life: register, run tasks, stop them all at the end."""
 
-    def __init__(self, pset: PastSet, bin_dir: str, python: List[str], task_env: Dict[str, str]):
-        self.pset = pset
+    def __init__(self, session: WorkerSession, bin_dir: str, python: List[str], task_env: Dict[str, str]):
+        self.session = session
         self.bin_dir = bin_dir
         self.python = python
         self.task_env = task_env
-        self.output = OutputForwarder(pset)
+        self.output = OutputForwarder(session)
         self.tasks: Dict[str, subprocess.Popen] = {}
         self._reapers: List[threading.Thread] = []  # each reports its task's end, then ends
         self._lock = threading.Lock()
-        self.worker_id = ""
+
+    @property
+    def worker_id(self) -> str:
+        return self.session.worker_id
 
     def serve(self) -> int:
         """Run until halt (and our tasks are done), stop, or the loss of the server."""
-        call = self.pset._channel.call
-        self.worker_id = call("register_worker", specs(self.bin_dir, self._local_address()))
+        self.session.register(specs(self.bin_dir, self.session.local_address()))
         log.info("registered as %s", self.worker_id)
         try:
             while True:
-                task = call("next_task", self.worker_id, None)
+                task = self.session.next_task()
                 if task == STOP:
                     return 0
                 if task == HALT:
@@ -164,16 +167,6 @@ class Worker:
         finally:
             self.stop_tasks()
             self.output.close()
-
-    def _local_address(self) -> str:
-        """The address this host reaches the server from (nodes may share a hostname)."""
-        sock = socket.socket(fileno=self.pset._channel._connection().fileno())
-        try:
-            return str(sock.getsockname()[0])
-        except OSError:
-            return ""
-        finally:
-            sock.detach()
 
     def _finish_after_halt(self) -> int:
         """No more tasks will come: wait for ours to end, unless the run stops first."""
@@ -192,7 +185,7 @@ class Worker:
 
     def _watch_for_stop(self) -> None:
         try:
-            self.pset._channel.call("next_task", self.worker_id, None)
+            self.session.next_task()
         except PastSetError:
             pass
 
@@ -208,22 +201,24 @@ class Worker:
 
     def _start(self, task: Dict[str, Any]) -> None:
         task_id, app, args = task["id"], task["app"], task["args"]
-        path = app if os.path.isabs(app) else os.path.join(self.bin_dir, app)
-        call = self.pset._channel.call
+        try:
+            path = os.path.join(self.bin_dir, check_app_name(app))
+        except ValueError as exc:
+            self.session.task_finished(task_id, None, str(exc))
+            return
         if not os.path.isfile(path):
-            call("task_finished", self.worker_id, task_id, None,
-                 f"application {app!r} not found: no file {path}")
+            self.session.task_finished(task_id, None, f"application {app!r} not found: no file {path}")
             return
         env = dict(self.task_env, **{TASK_ENV: task_id, WORKER_ENV: self.worker_id})
         try:
             proc = start_child(self.python + [path] + list(args), env=env, cwd=self.bin_dir,
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as exc:
-            call("task_finished", self.worker_id, task_id, None, f"cannot start {app!r}: {exc}")
+            self.session.task_finished(task_id, None, f"cannot start {app!r}: {exc}")
             return
         with self._lock:
             self.tasks[task_id] = proc
-        call("task_started", self.worker_id, task_id, proc.pid)
+        self.session.task_started(task_id, proc.pid)
         pumps = [self.output.pump(proc.stdout, "out"), self.output.pump(proc.stderr, "err")]
         reaper = threading.Thread(target=self._reap, args=(task_id, proc, pumps), daemon=True)
         with self._lock:
@@ -240,7 +235,7 @@ class Worker:
         if stopped:
             return  # stop_tasks reports it
         try:
-            self.pset._channel.call("task_finished", self.worker_id, task_id, returncode, None)
+            self.session.task_finished(task_id, returncode)
         except PastSetError:
             pass
 
@@ -257,7 +252,7 @@ class Worker:
         for task_id, proc in running.items():
             code = stop_child(proc, TASK_GRACE)
             try:
-                self.pset._channel.call("task_finished", self.worker_id, task_id, code, "stopped with the run")
+                self.session.task_finished(task_id, code, "stopped with the run")
             except PastSetError:
                 pass
 
@@ -321,12 +316,12 @@ def main(address: str, run_id: str, bin_dir: str, authkey_stdin: bool = False,
     if authkey_stdin:
         threading.Thread(target=_stop_at_eof, name="pastset-stdin-eof", daemon=True).start()
     try:
-        with PastSet(server, authkey=authkey) as pset:
+        with WorkerSession(server, authkey) as session:
             task_env = dict(os.environ)
             task_env.update({ADDRESS_ENV: format_address(server), AUTHKEY_ENV: authkey.hex(),
                              RUN_ENV: run_id, BIN_ENV: bin_dir})
             interpreter = shlex.split(python) if python else [sys.executable]
-            worker = Worker(pset, os.path.abspath(bin_dir), interpreter, task_env)
+            worker = Worker(session, os.path.abspath(bin_dir), interpreter, task_env)
             return worker.serve()
     finally:
         # our tasks are stopped: a late SIGTERM now just ends us, rather than raising

@@ -171,15 +171,15 @@ def test_bad_authkey_type(server):
 
 @pytest.mark.parametrize("method, args, error", [
     ("enter", (["list"], None), TypeError),
-    ("enter", ((), None), TypeError),
+    ("enter", ((), None), ValueError),
     ("enter", (("t",), "../x"), ValueError),
     ("move", (1, "not bytes", None), TypeError),
     ("move", (1, b"x", -1), ValueError),
     ("observe", (1, -2, None), ValueError),
     ("observe", (1, "0", None), TypeError),
-    ("observe", (1, -1, "soon"), ValueError),
+    ("observe", (1, -1, "soon"), TypeError),
     ("delta", (1, -1), ValueError),
-    ("delta", (1, True), ValueError),
+    ("delta", (1, True), TypeError),
     ("axe", (1, -1), ValueError),
     ("delelement_id", (999,), ElementDeleted),
     ("spawn", ("", []), ValueError),

@@ -18,6 +18,7 @@ import pytest
 
 import pastset
 from pastset import worker as worker_module
+from pastset.protocol import RunControl
 from pastset_runs import LiveRun, clean_env, describe, pastset_argv, run, survivors, write_app
 
 from serverproc import ServerProcess, wait_until
@@ -219,8 +220,9 @@ def test_worker_stops_its_tasks_when_it_loses_the_server_or_is_terminated(tmp_pa
                                          "--bin", str(apps)),
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
+        with RunControl(server.address, server.authkey) as control:
+            assert control.wait_workers(1, 20) == 1
         with pastset.PastSet(server.address, authkey=server.authkey) as pset:
-            assert pset._channel.call("wait_workers", 1, 20) == 1
             pset.spawn("sleeper.py", [])
             task = pset.enter(("started", int)).observe(timeout=20)[1]
         if how == "server killed":

@@ -1,0 +1,145 @@
+"""Argument checks shared by the client and the server, so both refuse the same things alike.
+
+The client checks before sending, so a bad call raises TypeError/ValueError naming the
+bad value and nothing goes on the wire. The server runs the same checks again, because
+anyone holding the authkey can send any request: a check here must therefore be safe on
+hostile values too (a template nested a million deep must be refused before anything
+hashes or prints it, since both recurse in C).
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import reprlib
+from typing import Any, List, Optional
+
+#: deepest nesting of tuples/frozensets a template may have; hashing recurses once per level
+MAX_TEMPLATE_DEPTH = 64
+#: most entries (counted through all nesting levels) a template may have
+MAX_TEMPLATE_ENTRIES = 10_000
+
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+_short = reprlib.Repr()
+_short.maxlevel = 6
+_short.maxtuple = _short.maxlist = _short.maxset = _short.maxfrozenset = 20
+_short.maxdict = 10
+_short.maxstring = _short.maxother = 200
+
+
+def show(value: Any) -> str:
+    """``repr(value)``, cut short: safe on huge or deeply nested values from a peer."""
+    try:
+        return _short.repr(value)
+    except Exception:  # a hostile __repr__
+        return f"<{type(value).__name__} object>"
+
+
+def check_int(name: str, value: Any, lowest: int) -> int:
+    """Return ``value`` if it is an int (not a bool) >= ``lowest``, else raise naming it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}: {show(value)}")
+    if value < lowest:
+        raise ValueError(f"{name} must be >= {lowest}, not {value}")
+    return value
+
+
+def check_index(index: Any, allow_unindexed: bool = False) -> int:
+    """A tuple number: >= 0, or -1 ("the next unobserved one") where ``allow_unindexed``."""
+    return check_int("index", index, -1 if allow_unindexed else 0)
+
+
+def check_count(count: Any, name: str = "count", lowest: int = 1) -> int:
+    """How many of something a call asks for: an int >= ``lowest``."""
+    return check_int(name, count, lowest)
+
+
+def check_delta(value: Any) -> Optional[int]:
+    """An element's bound: None (read it), 0 (remove it) or n >= 1 (set it)."""
+    if value is None:
+        return None
+    return check_int("delta", value, 0)
+
+
+def check_timeout(timeout: Any) -> Optional[float]:
+    """Seconds a call may wait: None or ``inf`` = wait for ever (returned as None),
+    0 = don't wait, else a number > 0. NaN and negative numbers are refused."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be None or a number of seconds, not {show(timeout)}")
+    if not timeout >= 0:  # also refuses NaN, which compares false with everything
+        raise ValueError(f"timeout must be >= 0 (0 = don't wait, None or inf = wait for ever), "
+                         f"not {timeout!r}")
+    return None if math.isinf(timeout) else float(timeout)
+
+
+def check_seconds(name: str, value: Any) -> float:
+    """A finite, non-negative number of seconds (a wait that must end)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {show(value)}")
+    if not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
+    return float(value)
+
+
+def check_template(template: Any) -> tuple:
+    """A template is a non-empty, hashable tuple, nested at most ``MAX_TEMPLATE_DEPTH``
+    deep with at most ``MAX_TEMPLATE_ENTRIES`` entries; return it or raise.
+
+    The shape is walked without recursion before anything hashes the template: hashing a
+    tuple recurses in C, and a deep enough one crashes the process.
+    """
+    if not isinstance(template, tuple):
+        raise TypeError(f"a template must be a tuple such as ('name', int), not "
+                        f"{type(template).__name__}: {show(template)}")
+    if not template:
+        raise ValueError("a template must not be empty: give at least a tag, e.g. ('name', int)")
+    entries = 0
+    pending = [(template, 1)]
+    while pending:
+        container, depth = pending.pop()
+        if depth > MAX_TEMPLATE_DEPTH:
+            raise ValueError(f"template {show(template)} nests deeper than {MAX_TEMPLATE_DEPTH} levels")
+        entries += len(container)
+        if entries > MAX_TEMPLATE_ENTRIES:
+            raise ValueError(f"template {show(template)} has more than {MAX_TEMPLATE_ENTRIES} entries")
+        pending.extend((item, depth + 1) for item in container if isinstance(item, (tuple, frozenset)))
+    try:
+        hash(template)
+    except TypeError as exc:
+        raise TypeError(f"template {show(template)} is not hashable ({exc}); use tuples, not lists") from None
+    return template
+
+
+def check_module_name(name: Any) -> str:
+    """Return ``name`` if it is a plain module name (``xtypecast``), else raise."""
+    if not isinstance(name, str):
+        raise TypeError(f"X-function module name must be a str, not {type(name).__name__}: {show(name)}")
+    if not _MODULE_NAME.fullmatch(name):  # match() lets "x\n" through ($ matches before \n)
+        raise ValueError(f"X-function module name {show(name)} is not a plain module name "
+                         "(letters, digits and _; no dots, slashes or path)")
+    return name
+
+
+def check_app_name(app: Any) -> str:
+    """A spawned application: a relative path to a file inside the run's bin directory.
+
+    No absolute path and no ``..`` component, so a task can only run what the run's bin
+    directory holds.
+    """
+    if not isinstance(app, str) or not app.strip():
+        raise ValueError(f"spawn needs the application's file name, not {show(app)}")
+    parts = app.replace(os.sep, "/").split("/")
+    if os.path.isabs(app) or app.startswith("/") or ".." in parts or "\0" in app:
+        raise ValueError(f"application {show(app)} must be a file inside the run's bin directory "
+                         "(a relative path without '..')")
+    return app
+
+
+def check_app_args(args: Any) -> List[str]:
+    """A spawned application's arguments: a list of str."""
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise TypeError(f"spawn args must be a list of str, not {show(args)}")
+    return args
