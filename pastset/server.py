@@ -27,8 +27,8 @@ from .element import CallerGone, Element, set_call_context
 from .errors import ElementDeleted, PastSetError, XFunctionError
 from .scheduler import Scheduler
 from .space import TupleSpace
-from .validation import (check_app_args, check_app_name, check_count, check_delta, check_index,
-                         check_module_name, check_seconds, check_template, check_timeout)
+from .validation import (check_app_args, check_app_name, check_count, check_delta, check_id, check_index,
+                         check_int, check_module_name, check_seconds, check_template, check_timeout, show)
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,9 @@ class WorkerService:
 
     @exposed
     def register_worker(self, specs: Dict[str, Any]) -> str:
-        worker_id = self.scheduler.register_worker(dict(specs))
+        if type(specs) is not dict:
+            raise TypeError(f"worker specs must be a dict, not {show(specs)}")
+        worker_id = self.scheduler.register_worker(specs)
         conn = _current_connection()
         if conn is not None:
             self._worker_by_conn[id(conn)] = worker_id
@@ -178,16 +180,22 @@ class WorkerService:
     @exposed
     def next_task(self, worker_id: str, timeout: Optional[float] = None) -> Any:
         set_call_context(check_timeout(timeout), _caller_alive)
-        return self.scheduler.next_task(worker_id)
+        return self.scheduler.next_task(check_id("worker id", worker_id))
 
     @exposed
     def task_started(self, worker_id: str, task_id: str, pid: int) -> None:
-        self.scheduler.task_started(worker_id, task_id, pid)
+        self.scheduler.task_started(check_id("worker id", worker_id), check_id("task id", task_id),
+                                    check_int("pid", pid, 1))
 
     @exposed
     def task_finished(self, worker_id: str, task_id: str, returncode: Optional[int],
                       error: Optional[str] = None) -> None:
-        self.scheduler.task_finished(worker_id, task_id, returncode, error)
+        if returncode is not None:
+            check_int("returncode", returncode, -255)
+        if error is not None and not isinstance(error, str):
+            raise TypeError(f"error must be None or a str, not {show(error)}")
+        self.scheduler.task_finished(check_id("worker id", worker_id), check_id("task id", task_id),
+                                     returncode, error)
 
     @exposed
     def emit(self, lines: List[Tuple[str, str]]) -> None:

@@ -6,32 +6,32 @@ template again gives a new, empty element under a new id.
 
 X-function modules are plain module names imported from the run's ``bin`` directory
 only, never from ``sys.path``: whoever can enter an element must not be able to make the
-server import arbitrary installed modules.
+server import arbitrary installed modules. A module is read before it is run, and runs
+only if it defines ``class Element`` at top level, so naming the application itself (or
+any other file in ``bin``) runs none of its code in the server.
 """
 from __future__ import annotations
 
+import ast
 import importlib.util
 import itertools
 import os
-import re
 import sys
 import threading
 from typing import Dict, Optional, Tuple
 
 from .element import Element
 from .errors import ElementDeleted, XFunctionError
+from .validation import check_element_id, check_module_name
 
-_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+def defines_element_class(source: bytes) -> bool:
+    """Whether module text has a top-level ``class Element`` statement (read, not run).
 
-def check_module_name(name: object) -> str:
-    """Return ``name`` if it is a plain module name (``xtypecast``), else raise ValueError."""
-    if not isinstance(name, str):
-        raise TypeError(f"X-function module name must be a str, not {type(name).__name__}: {name!r}")
-    if not _MODULE_NAME.fullmatch(name):  # match() lets "x\n" through ($ matches before \n)
-        raise ValueError(f"X-function module name {name!r} is not a plain module name "
-                         "(letters, digits and _; no dots, slashes or path)")
-    return name
+    Raises SyntaxError/ValueError if it is not Python.
+    """
+    tree = ast.parse(source)
+    return any(isinstance(node, ast.ClassDef) and node.name == "Element" for node in tree.body)
 
 
 class XFunctionLoader:
@@ -57,6 +57,14 @@ class XFunctionLoader:
         path = os.path.join(self.bin_dir, name + ".py")
         if not os.path.isfile(path):
             raise XFunctionError(f"X-function module {name!r} not found: no file {path}")
+        must = f"X-function module {name!r} ({path}) must define class Element(pastset.element.Element)"
+        try:
+            with open(path, "rb") as f:
+                defined = defines_element_class(f.read())  # checked before running any of its code
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise XFunctionError(f"X-function module {name!r} failed to import: {exc!r}") from None
+        if not defined:
+            raise XFunctionError(must)
         spec = importlib.util.spec_from_file_location(f"pastset_xfunction_{name}", path)
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         try:
@@ -66,8 +74,7 @@ class XFunctionLoader:
         sys.modules.setdefault(spec.name, module)  # so its instances can be pickled by reference
         cls = getattr(module, "Element", None)
         if not (isinstance(cls, type) and issubclass(cls, Element)):
-            raise XFunctionError(
-                f"X-function module {name!r} ({path}) must define class Element(pastset.element.Element)")
+            raise XFunctionError(must)
         return cls
 
 
@@ -106,7 +113,7 @@ class TupleSpace:
 
     def element(self, eid: int) -> Element:
         """The element with id ``eid``; ElementDeleted if it was deleted."""
-        element = self._by_id.get(eid)
+        element = self._by_id.get(check_element_id(eid))
         if element is None:
             raise ElementDeleted(f"element #{eid} has been deleted")
         return element
@@ -124,6 +131,7 @@ class TupleSpace:
 
     def delete_by_id(self, eid: int) -> bool:
         """Remove the element with id ``eid`` (a handle's delelement)."""
+        check_element_id(eid)
         with self._lock:
             element = self._by_id.pop(eid, None)
             if element is None:

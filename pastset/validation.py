@@ -55,6 +55,21 @@ def check_count(count: Any, name: str = "count", lowest: int = 1) -> int:
     return check_int(name, count, lowest)
 
 
+def check_element_id(eid: Any) -> int:
+    """An element id as the server handed it out (checked before it is looked up, as
+    looking up a hostile value would hash it)."""
+    if type(eid) is not int:
+        raise TypeError(f"element id must be an int, not {type(eid).__name__}: {show(eid)}")
+    return eid
+
+
+def check_id(name: str, value: Any) -> str:
+    """A worker or task id: a short str (checked before it is looked up)."""
+    if type(value) is not str or len(value) > 200:
+        raise TypeError(f"{name} must be a worker/task id (a short str), not {show(value)}")
+    return value
+
+
 def check_delta(value: Any) -> Optional[int]:
     """An element's bound: None (read it), 0 (remove it) or n >= 1 (set it)."""
     if value is None:

@@ -128,7 +128,7 @@ def test_no_bin_dir_means_no_xfunctions():
 
 
 @pytest.mark.parametrize("source, problem", [
-    ("raise RuntimeError('boom in import')", "failed to import"),
+    ("raise RuntimeError('boom in import')\nclass Element:\n    pass", "failed to import"),
     ("def f(:\n", "failed to import"),
     ("x = 1", "must define class Element"),
     ("class Element:\n    pass", "must define class Element"),
