@@ -185,7 +185,7 @@ class Run:
         if self.settings.strict:
             extra_env[STRICT_ENV] = "1"  # tasks check their moves too
         launch = WorkerLaunch(count=procs, run_id=self.run_id, address=self.address, authkey=self.authkey,
-                              bin_dir=bin_dir, settings=self.settings, extra_env=extra_env)
+                              bin_dir=bin_dir, extra_env=extra_env)
         try:
             self.launcher.start(launch)
         finally:

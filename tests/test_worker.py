@@ -265,3 +265,34 @@ def test_python_setting_is_used_for_tasks(apps, env):
     write_app(apps, "spawner.py", SPAWN_AND_WAIT)
     done = run_ok(["run", "--python", sys.executable, "--bin", str(apps), "spawner.py", "which.py"], env)
     assert done.stdout.strip() == sys.executable
+
+
+class RecordingSession:
+    """A worker session that records what the worker reports (no server)."""
+
+    worker_id = "w1"
+
+    def __init__(self):
+        self.finished = []
+
+    def task_finished(self, task_id, returncode, error=None):
+        self.finished.append((task_id, returncode, error))
+
+    def emit(self, lines):
+        pass
+
+
+@pytest.mark.parametrize("app", ["../outside.py", "/bin/sh"])
+def test_worker_runs_only_apps_inside_bin(tmp_path, app):
+    apps = tmp_path / "bin"
+    apps.mkdir()
+    (tmp_path / "outside.py").write_text("raise SystemExit('must not run')\n")
+    session = RecordingSession()
+    worker = worker_module.Worker(session, str(apps), [sys.executable], {})
+    try:
+        worker._start({"id": "t1", "app": app, "args": []})
+    finally:
+        worker.output.close()
+    assert worker.tasks == {}
+    (task_id, returncode, error), = session.finished
+    assert task_id == "t1" and returncode is None and "inside the run's bin" in error and repr(app) in error
