@@ -12,8 +12,9 @@ import shutil
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from pastset_runs import outside_env, pastset_argv  # noqa: F401  (pastset_argv: for the tests)
 from procs import processes_mentioning  # noqa: F401  (for the tests)
@@ -165,3 +166,34 @@ def assert_pi_on_job(out: str, job: str, workers: int = 2) -> None:
     assert len(clients) == workers, out
     assert all(c.startswith(f"{os.uname().nodename}[{job}]") for c in clients), out
     assert "Pi is found as 3." in out, out
+
+
+@dataclass(frozen=True)
+class BatchSystem:
+    """What differs between SLURM and Grid Engine in the tests they share (``test_batch.py``)."""
+
+    launcher: str                     #: the launcher's name and config table
+    fixture: str                      #: the session fixture that starts the cluster
+    title: str                        #: how pastset names the system's jobs ("SLURM job 12")
+    table: Mapping[str, object]       #: launcher table for a run that submits its own job
+    rejected: Mapping[str, object]    #: a launcher table the system rejects ...
+    rejected_reason: str              #: ... and the system's words for that
+    wait: int                         #: --wait-timeout (s) for runs that must work
+    submit_script: Callable[[Path, Path], List[str]]  #: argv submitting SCRIPT (2 slots) with output to OUT
+    job_id: Callable[[str], str]      #: the job id from the submit command's stdout
+
+    def __str__(self) -> str:
+        return self.launcher
+
+
+SLURM = BatchSystem(
+    launcher="slurm", fixture="slurm_cluster", title="SLURM", table={"time": "00:05:00"},
+    rejected={"partition": "nosuch"}, rejected_reason="Invalid partition name specified", wait=40,
+    submit_script=lambda script, out: ["sbatch", "--parsable", "--ntasks=2", f"--output={out}", str(script)],
+    job_id=lambda stdout: stdout.strip().split(";")[0])
+SGE = BatchSystem(
+    launcher="sge", fixture="sge_cluster", title="Grid Engine", table={"pe": "smp", "queue": "all.q"},
+    rejected={"pe": "nosuch"}, rejected_reason='the requested parallel environment "nosuch" does not exist', wait=60,
+    submit_script=lambda script, out: ["qsub", "-terse", "-V", "-S", "/bin/sh", "-pe", "smp", "2", "-j", "y",
+                                       "-o", str(out), str(script)],
+    job_id=lambda stdout: stdout.strip())
