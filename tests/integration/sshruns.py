@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 from pastset_runs import outside_env
 from pastset_runs import pastset_argv as base_argv
-from procs import processes_mentioning
+from procs import command_lines, processes_mentioning  # noqa: F401  (command_lines: for the tests)
 from serverproc import wait_empty
 
 from .clusters import SshCluster
