@@ -1,7 +1,7 @@
 """Benchmark: starting workers over ssh (1 vs 8, in parallel) and the tunnel's per-call cost.
 
 Needs root: it brings up the integration tests' ssh cluster (sshd "hosts" in network
-namespaces, ``tests/integration/clusters.py``) and tears it down at the end.
+namespaces, ``tests/integration/clusters/``) and tears it down at the end.
 
 1. Time from ``pastset run`` to all workers registered (the app's first line), for 1 and
    for 8 workers over ssh, 8 nodes. Workers start in parallel, so ``ratio=8/1`` should stay
@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the tests' own modules, as pytest sees them
 
-from tests.integration.clusters import SshCluster  # noqa: E402
+from integration.clusters import SshCluster  # noqa: E402
 
 import pastset  # noqa: E402
 from pastset.tunnel import open_tunnel  # noqa: E402

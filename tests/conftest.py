@@ -1,4 +1,5 @@
-"""Shared fixtures: an in-process server, a client on it, a server in a child process."""
+"""Shared fixtures: an in-process server, a client on it, a server in a child process, and the
+clean environment for ``python -m pastset`` runs."""
 from __future__ import annotations
 
 import pytest
@@ -6,6 +7,7 @@ import pytest
 import pastset
 from pastset import transport
 
+from pastset_runs import clean_env
 from serverproc import ServerProcess
 
 
@@ -15,6 +17,15 @@ def bin_dir(tmp_path):
     path = tmp_path / "bin"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def env(tmp_path):
+    """The environment for a ``python -m pastset`` run of this test: no PS*/PASTSET_* settings
+    or config files from outside, a private run-record directory, a tag on every process."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    return clean_env(runtime)
 
 
 @pytest.fixture

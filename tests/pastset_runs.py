@@ -15,16 +15,24 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from procs import describe, pids_with_env  # noqa: F401  (describe: for the tests that import it here)
+from serverproc import wait_empty
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 TAG_ENV = "PASTSET_TEST_TAG"
 
 
+def outside_env(base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """``base`` (default: this process's environment) without any PS*/PASTSET_* setting."""
+    return {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith(("PS", "PASTSET_"))}
+
+
 def clean_env(runtime_dir: str, **extra: str) -> Dict[str, str]:
     """The caller's environment minus PS*/PASTSET_* settings, with a private record dir."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PS", "PASTSET_"))}
+    env = outside_env()
     # Unbuffered, print() writes the text and its newline in two calls, so a line the app
     # prints can be split by a task's line the runner forwards to the same stdout.
     env.pop("PYTHONUNBUFFERED", None)
@@ -40,6 +48,7 @@ def clean_env(runtime_dir: str, **extra: str) -> Dict[str, str]:
 
 
 def pastset_argv(*args: str) -> List[str]:
+    """The command line of ``python -m pastset ARGS`` with this interpreter."""
     return [sys.executable, "-m", "pastset", *args]
 
 
@@ -142,46 +151,12 @@ class LiveRun:
 
 def tagged_pids(tag: str) -> List[int]:
     """Live processes whose environment has ``PASTSET_TEST_TAG=tag`` (zombies excluded)."""
-    needle = f"{TAG_ENV}={tag}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                environ = f.read()
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != b"Z" and needle in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
-
-
-def pids_with_env(name: str, value: str) -> List[int]:
-    """Live processes whose environment has ``name=value`` (e.g. the run's PASTSET_RUN id)."""
-    needle = f"{name}={value}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    if needle in f.read().split(b"\0"):
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
+    return pids_with_env(TAG_ENV, tag)
 
 
 def survivors(tag: str, timeout: float = 5.0) -> List[int]:
     """Processes of the tagged run still alive after waiting up to ``timeout`` s for them to go."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = tagged_pids(tag)
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(0.05)
+    return wait_empty(lambda: tagged_pids(tag), timeout)
 
 
 def kill_tagged(tag: str) -> None:
@@ -191,19 +166,6 @@ def kill_tagged(tag: str) -> None:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-
-
-def describe(pids: Sequence[int]) -> str:
-    """``pid: command line`` for an assertion message."""
-    out = []
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                command = f.read().replace(b"\0", b" ").decode(errors="replace")
-            out.append(f"{pid}: {command}")
-        except OSError:
-            out.append(f"{pid}: (gone)")
-    return "; ".join(out)
 
 
 def write_app(directory, name: str, source: str) -> str:

@@ -143,12 +143,24 @@ def start(fn: Callable[..., Any], *args: Any) -> Worker:
     return worker
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.005) -> bool:
-    """Poll ``predicate`` until true or ``timeout``; return its last value."""
+def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.005) -> Any:
+    """Poll ``predicate`` until it returns a true value or ``timeout`` passes; return its last value."""
     deadline = time.monotonic() + timeout
     while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
         time.sleep(interval)
+
+
+def wait_empty(listing: Callable[[], Sequence[Any]], timeout: float = 5.0, interval: float = 0.05) -> list:
+    """Poll ``listing`` (processes left, jobs queued ...) until it is empty or ``timeout`` passes;
+    return its last value as a list (empty: all gone)."""
+    left: list = []
+
+    def empty() -> bool:
+        left[:] = listing()
+        return not left
+
+    wait_until(empty, timeout, interval)
+    return left

@@ -7,16 +7,9 @@ import sys
 
 import pytest
 
-from pastset_runs import clean_env, pastset_argv, run
+from pastset_runs import pastset_argv, run
 
 COMMANDS = ["run", "status", "clean", "config", "launchers", "worker"]
-
-
-@pytest.fixture
-def env(tmp_path):
-    runtime = tmp_path / "runtime"
-    runtime.mkdir()
-    return clean_env(runtime)
 
 
 def test_top_level_help_lists_every_user_command(env):

@@ -11,12 +11,7 @@ import re
 
 import pytest
 
-from pastset_runs import EXAMPLES, clean_env, describe, run, survivors
-
-
-@pytest.fixture
-def env(tmp_path):
-    return clean_env(tmp_path / "runtime")
+from pastset_runs import EXAMPLES, describe, run, survivors
 
 
 def run_example(env, tmp_path, *args, procs=2, timeout=60.0):

@@ -13,8 +13,9 @@ import signal
 import pytest
 
 import pastset
-from pastset.processes import process_start_time
-from pastset_runs import LiveRun, clean_env, describe, pids_with_env, run, survivors, write_app
+from pastset_runs import LiveRun, describe, pids_with_env, run, survivors, write_app
+from procs import alive
+from procs import parent as parent_pid
 
 WAITER = '''\
 """Spawns N tasks that loop forever, says "ready", exits with the code moved into ("go", int)."""
@@ -68,13 +69,6 @@ def apps(tmp_path):
     return directory
 
 
-@pytest.fixture
-def env(tmp_path):
-    runtime = tmp_path / "runtime"
-    runtime.mkdir()
-    return clean_env(runtime)
-
-
 def go(record, code=0):
     """Tell the waiter app to exit with ``code`` (through the run's own server)."""
     with pastset.PastSet(record["address"], authkey=bytes.fromhex(record["authkey"])) as pset:
@@ -95,23 +89,6 @@ def task_pids(ready_line):
 def assert_nothing_left(tag, timeout=5.0):
     left = survivors(tag, timeout)
     assert not left, f"processes of the run survived: {describe(left)}"
-
-
-def alive(pid):
-    return process_start_time(pid) is not None and not _zombie(pid)
-
-
-def parent_pid(pid):
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        return int(f.read().rsplit(b")", 1)[1].split()[1])
-
-
-def _zombie(pid):
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except OSError:
-        return False
 
 
 # -- exit codes ------------------------------------------------------------------------

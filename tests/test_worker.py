@@ -21,6 +21,7 @@ from pastset import worker as worker_module
 from pastset.protocol import RunControl
 from pastset_runs import LiveRun, clean_env, describe, pastset_argv, run, survivors, write_app
 
+from procs import alive
 from serverproc import ServerProcess, wait_until
 
 
@@ -29,13 +30,6 @@ def apps(tmp_path):
     directory = tmp_path / "apps"
     directory.mkdir()
     return directory
-
-
-@pytest.fixture
-def env(tmp_path):
-    runtime = tmp_path / "runtime"
-    runtime.mkdir()
-    return clean_env(runtime)
 
 
 def run_ok(args, env, cwd=None, timeout=60):
@@ -231,7 +225,7 @@ def test_worker_stops_its_tasks_when_it_loses_the_server_or_is_terminated(tmp_pa
             proc.send_signal(signal.SIGTERM)
         code = proc.wait(10)
         assert code != 0
-        assert wait_until(lambda: not _alive(task), 5, 0.05), f"task {task} survived its worker"
+        assert wait_until(lambda: not alive(task), 5, 0.05), f"task {task} survived its worker"
         if how == "server killed":
             assert "lost the run's server, stopping my tasks" in proc.stderr.read().decode()
         assert not survivors(env["PASTSET_TEST_TAG"], 2)
@@ -242,14 +236,6 @@ def test_worker_stops_its_tasks_when_it_loses_the_server_or_is_terminated(tmp_pa
         proc.stdout.close()
         proc.stderr.close()
         server.stop()
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return False
 
 
 def test_worker_without_authkey_is_one_clear_line(tmp_path):

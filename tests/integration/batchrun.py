@@ -11,10 +11,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+from pastset_runs import outside_env, pastset_argv  # noqa: F401  (pastset_argv: for the tests)
+from procs import processes_mentioning  # noqa: F401  (for the tests)
+from serverproc import wait_empty
+from serverproc import wait_until as poll_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -77,13 +82,9 @@ def write_config(path: Path, launcher: str, table: Mapping[str, object], setting
     return path
 
 
-def pastset_argv(*args: str) -> List[str]:
-    return [sys.executable, "-m", "pastset", *args]
-
-
 def run_env(base: Mapping[str, str], tmp: Path, **extra: str) -> Dict[str, str]:
     """``base`` plus a private run-record directory; no PS* variables from outside."""
-    env = {k: v for k, v in base.items() if not k.startswith("PS") and not k.startswith("PASTSET_")}
+    env = outside_env(base)
     records = tmp / "records"
     records.mkdir(exist_ok=True)
     env["PASTSET_RUNTIME_DIR"] = str(records)
@@ -136,33 +137,9 @@ class Runner:
         self._file.close()
 
 
-def processes_mentioning(text: str) -> List[str]:
-    """Command lines of live processes that contain ``text`` (e.g. a test's bin directory)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{entry}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-        except (OSError, IndexError):
-            continue
-        if text in cmd:
-            found.append(f"{entry}: {cmd}")
-    return found
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.25):
-    """Poll ``predicate`` until true or the deadline; return its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
+    """:func:`serverproc.wait_until`, polling less often: the predicates here run batch commands."""
+    return poll_until(predicate, timeout, interval)
 
 
 def job_config(tmp_path: Path, launcher: str, **table: object) -> Path:
@@ -177,8 +154,8 @@ def batch_setup(cluster, tmp_path: Path):
     bin_dir = make_bin(tmp_path)
     env = run_env(cluster.command_env(), tmp_path)
     yield cluster, bin_dir, env, tmp_path
-    left = wait_until(lambda: not processes_mentioning(str(bin_dir)), 10)
-    assert left, processes_mentioning(str(bin_dir))
+    left = wait_empty(lambda: processes_mentioning(str(bin_dir)), 10, 0.25)
+    assert not left, left
 
 
 def assert_pi_on_job(out: str, job: str, workers: int = 2) -> None:
@@ -189,3 +166,34 @@ def assert_pi_on_job(out: str, job: str, workers: int = 2) -> None:
     assert len(clients) == workers, out
     assert all(c.startswith(f"{os.uname().nodename}[{job}]") for c in clients), out
     assert "Pi is found as 3." in out, out
+
+
+@dataclass(frozen=True)
+class BatchSystem:
+    """What differs between SLURM and Grid Engine in the tests they share (``test_batch.py``)."""
+
+    launcher: str                     #: the launcher's name and config table
+    fixture: str                      #: the session fixture that starts the cluster
+    title: str                        #: how pastset names the system's jobs ("SLURM job 12")
+    table: Mapping[str, object]       #: launcher table for a run that submits its own job
+    rejected: Mapping[str, object]    #: a launcher table the system rejects ...
+    rejected_reason: str              #: ... and the system's words for that
+    wait: int                         #: --wait-timeout (s) for runs that must work
+    submit_script: Callable[[Path, Path], List[str]]  #: argv submitting SCRIPT (2 slots) with output to OUT
+    job_id: Callable[[str], str]      #: the job id from the submit command's stdout
+
+    def __str__(self) -> str:
+        return self.launcher
+
+
+SLURM = BatchSystem(
+    launcher="slurm", fixture="slurm_cluster", title="SLURM", table={"time": "00:05:00"},
+    rejected={"partition": "nosuch"}, rejected_reason="Invalid partition name specified", wait=40,
+    submit_script=lambda script, out: ["sbatch", "--parsable", "--ntasks=2", f"--output={out}", str(script)],
+    job_id=lambda stdout: stdout.strip().split(";")[0])
+SGE = BatchSystem(
+    launcher="sge", fixture="sge_cluster", title="Grid Engine", table={"pe": "smp", "queue": "all.q"},
+    rejected={"pe": "nosuch"}, rejected_reason='the requested parallel environment "nosuch" does not exist', wait=60,
+    submit_script=lambda script, out: ["qsub", "-terse", "-V", "-S", "/bin/sh", "-pe", "smp", "2", "-j", "y",
+                                       "-o", str(out), str(script)],
+    job_id=lambda stdout: stdout.strip())

@@ -15,6 +15,7 @@ from typing import Iterator, Sequence
 
 import pytest
 
+from .batchrun import SGE, SLURM, BatchSystem, batch_setup
 from .clusters import (
     SgeCluster,
     SlurmCluster,
@@ -65,3 +66,17 @@ def sge_cluster() -> Iterator[SgeCluster]:
     _require_root_and(SgeCluster.BINARIES, "the Grid Engine cluster")
     with start_sge_cluster() as cluster:
         yield cluster
+
+
+@pytest.fixture(params=[SLURM, SGE], ids=str)
+def system(request: pytest.FixtureRequest) -> BatchSystem:
+    """The batch system a test runs on: both by default; a test module of one system narrows
+    it with ``parametrize("system", [SLURM], indirect=True)``."""
+    return request.param
+
+
+@pytest.fixture
+def setup(system: BatchSystem, request: pytest.FixtureRequest, tmp_path: Path):
+    """(cluster, bin dir, env, tmp) for a run on ``system``; afterwards nothing of the test may
+    stay behind (see :func:`batchrun.batch_setup`)."""
+    yield from batch_setup(request.getfixturevalue(system.fixture), tmp_path)

@@ -11,11 +11,15 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+
+from pastset_runs import outside_env
+from pastset_runs import pastset_argv as base_argv
+from procs import command_lines, processes_mentioning  # noqa: F401  (command_lines: for the tests)
+from serverproc import wait_empty
 
 from .clusters import SshCluster
 
@@ -44,14 +48,15 @@ time.sleep(300)
 
 def run_env(cluster: SshCluster, runtime_dir: Path, **settings: str) -> Dict[str, str]:
     """os.environ without PS* settings, plus the cluster's ssh/python and ``settings`` (PS* names)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PS") and not k.startswith("PASTSET_")}
+    env = outside_env()
     env.update(PSSSH=cluster.ssh_command, PSPYTHON=cluster.python, PASTSET_RUNTIME_DIR=str(runtime_dir))
     env.update(settings)
     return env
 
 
 def pastset_argv(command: str, *args: str) -> List[str]:
-    return [sys.executable, "-m", "pastset", command, "--config", os.devnull, *args]
+    """``python -m pastset COMMAND --config /dev/null ARGS``: no config file reaches these runs."""
+    return base_argv(command, "--config", os.devnull, *args)
 
 
 def run(cluster: SshCluster, tmp_path: Path, hosts: Sequence[str], args: Sequence[str], *,
@@ -140,29 +145,10 @@ class BackgroundRun:
                 pipe.close()
 
     def clean(self) -> str:
-        done = subprocess.run([sys.executable, "-m", "pastset", "clean"], env=self.env, capture_output=True, text=True, timeout=30)
+        done = subprocess.run(base_argv("clean"), env=self.env, capture_output=True, text=True, timeout=30)
         return done.stdout + done.stderr
-
-
-def command_lines() -> Dict[int, str]:
-    """pid -> command line of every process on this machine (network namespaces share /proc)."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    found[int(entry)] = f.read().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                pass
-    return found
 
 
 def wait_gone(text: str, timeout: float = 5.0) -> List[str]:
     """Wait until no process's command line holds ``text``; return those left at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [f"{pid}: {line}" for pid, line in command_lines().items()
-                if text in line and pid != os.getpid()]
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(0.1)
+    return wait_empty(lambda: processes_mentioning(text), timeout, 0.1)

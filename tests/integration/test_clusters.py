@@ -1,7 +1,7 @@
 """Smoke tests proving the cluster fixtures are real: ssh hosts, firewall, SLURM, Grid Engine.
 
 If these fail, the launcher integration tests built on the fixtures cannot be trusted; each
-test checks one promise of ``clusters.py`` with the real client programs and bounded waits.
+test checks one promise of ``clusters`` with the real client programs and bounded waits.
 """
 
 from __future__ import annotations

@@ -14,9 +14,10 @@ import signal
 from pathlib import Path
 
 import pytest
+from procs import command_lines
 
 from .clusters import SshCluster, require
-from .sshruns import EXAMPLES, BackgroundRun, command_lines, run, wait_gone, worker_nodes
+from .sshruns import EXAMPLES, BackgroundRun, run, wait_gone, worker_nodes
 
 pytestmark = pytest.mark.slow
 
