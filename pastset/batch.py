@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import LaunchError
-from .launcher import Launcher, WorkerLaunch, run_command
+from .launcher import Launcher, WorkerLaunch, lines_option, run_command, text_option
 from .processes import kill_recorded, process_identity, start_child, stop_child
 from .remote import Starter, shell_line, with_environment
 
@@ -179,7 +179,9 @@ class BatchLauncher(Launcher):
 
     remote = True
     auto_priority = 10
-    option_defaults: ClassVar[Dict[str, Any]] = {"extra": [], "workdir": ""}
+    option_specs = (lines_option("extra", "extra job-script directive lines, e.g. [\"--mem=4G\"]"),
+                    text_option("workdir", "parent of the per-run job directories (shared with the nodes); "
+                                "empty means " + DEFAULT_WORKDIR))
 
     def __init__(self, settings: Any, options: Optional[Mapping[str, Any]] = None,
                  environ: Optional[Mapping[str, str]] = None):
