@@ -104,7 +104,7 @@ class Launcher(abc.ABC):
     def __init__(self, settings: Any, options: Optional[Mapping[str, Any]] = None):
         self.settings = settings
         given, problems = option_values(self.option_specs, options or {}, f"[pastset.launcher.{self.name}]",
-                                        "the launcher's options")
+                                        "the run's settings")
         if problems:
             raise LaunchError("\n".join(problems))
         #: every option's value: its default unless given

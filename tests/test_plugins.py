@@ -14,7 +14,7 @@ import pluggy
 import pytest
 
 import pastset
-from pastset.launcher import Launcher, WorkerLaunch
+from pastset.launcher import Launcher, WorkerLaunch, text_option
 from pastset.plugins import launchers, make_plugin_manager
 from pastset.processes import start_child, stop_child
 from pastset.run import Run, choose_launcher
@@ -27,7 +27,7 @@ class InlineLauncher(Launcher):
 
     name = "inline"
     summary = "test launcher registered inline"
-    option_defaults = {"label": "none"}
+    option_specs = (text_option("label", "a word the diary shows", "none"),)
     calls: List[str] = []
 
     def __init__(self, settings, options=None):
