@@ -209,7 +209,8 @@ def _parse(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> argpar
     if extra:
         sub.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "run" and args.app is None:
-        sub.error("which application? give it after the options: pastset run [OPTIONS] APP [ARGS ...]")
+        sub.error("which application? name it after the options, then its own arguments, "
+                  "e.g. pastset run --procs 4 app.py 10")
     if args.command == "status":
         words = list(args.words)
         if words and words[0] not in STATUS_TABLES:

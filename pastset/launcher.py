@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import LaunchError
+from .processes import is_same_process
 from .settingspecs import SettingSpec, lines_option, option_defaults, option_values, text_option
 from .transport import format_address
 
@@ -153,7 +154,8 @@ class Launcher(abc.ABC):
         """What :meth:`clean` would do, in words, for ``pastset clean --dry-run``.
 
         The default reads the usual record keys: lists of process identities (``pid``,
-        ``host``), ``jobs`` (ids) and ``job_directory``; a launcher that records more overrides it.
+        ``host``; only those still running are named), ``jobs`` (ids) and ``job_directory``;
+        a launcher that records more overrides it.
         """
         plan: List[str] = []
         for key, value in record.items():
@@ -164,7 +166,7 @@ class Launcher(abc.ABC):
             elif isinstance(value, list):
                 what = _SINGULAR.get(key, key.rstrip("s"))
                 plan += [f"end {cls.name} {what} pid {item['pid']}" + (f" (on {item['host']})" if item.get("host") else "")
-                         for item in value if isinstance(item, Mapping) and "pid" in item]
+                         for item in value if isinstance(item, Mapping) and "pid" in item and is_same_process(item)]
         return plan
 
 
