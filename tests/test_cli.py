@@ -151,14 +151,20 @@ def test_every_command_help_has_a_description(env, command):
     assert len(description.split()) >= 5, out
 
 
-def test_config_launcher_option_typo_names_file_table_key_and_the_fix(env, tmp_path):
-    conf = tmp_path / "site.toml"
-    conf.write_text('[pastset.launcher.slurm]\npartiton = "debug"\n')
+def config_error(env, conf, text):
+    """``pastset config --config CONF`` with ``text`` in CONF: it must fail; its stderr."""
+    conf.write_text(text)
     done = run(["config", "--config", str(conf)], env)
     assert done.returncode == 1, done.stdout
-    assert str(conf) in done.stderr and "[pastset.launcher.slurm]" in done.stderr
-    assert "'partiton'" in done.stderr and "did you mean `partition`?" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("pastset: error: ") and "Traceback" not in done.stderr
+    return done.stderr
+
+
+def test_config_launcher_option_typo_names_file_table_key_and_the_fix(env, tmp_path):
+    conf = tmp_path / "site.toml"
+    err = config_error(env, conf, '[pastset.launcher.slurm]\npartiton = "debug"\n')
+    assert str(conf) in err and "[pastset.launcher.slurm]" in err
+    assert "'partiton'" in err and "did you mean `partition`?" in err
 
 
 def test_config_shows_launcher_options_with_sources(env, tmp_path):
@@ -174,31 +180,22 @@ def test_config_shows_launcher_options_with_sources(env, tmp_path):
 
 
 def test_config_wrong_launcher_option_type_is_an_error_at_load(env, tmp_path):
-    conf = tmp_path / "site.toml"
-    conf.write_text('[pastset.launcher.sge]\nextra = 3\n')
-    done = run(["config", "--config", str(conf)], env)
-    assert done.returncode == 1
-    assert "[pastset.launcher.sge] extra: 3" in done.stderr and "a list of strings" in done.stderr
+    err = config_error(env, tmp_path / "site.toml", '[pastset.launcher.sge]\nextra = 3\n')
+    assert "[pastset.launcher.sge] extra: 3" in err and "a list of strings" in err
 
 
 def test_config_reports_every_problem_of_a_file_at_once(env, tmp_path):
     conf = tmp_path / "site.toml"
-    conf.write_text('[pastset]\nporcs = 4\nlog_level = "loud"\nwait_timeout = "soon"\n'
-                    '[pastset.launcher.pbs]\nqeue = "batch"\n')
-    done = run(["config", "--config", str(conf)], env)
-    assert done.returncode == 1
-    err = done.stderr
+    err = config_error(env, conf, '[pastset]\nporcs = 4\nlog_level = "loud"\nwait_timeout = "soon"\n'
+                                  '[pastset.launcher.pbs]\nqeue = "batch"\n')
     assert f"config file {str(conf)!r} has 4 problems" in err, err
     assert "did you mean `procs`?" in err and "'loud'" in err and "'soon'" in err
     assert "did you mean `queue`?" in err
 
 
 def test_ini_named_file_holding_a_toml_table_gets_a_hint(env, tmp_path):
-    conf = tmp_path / "pastset.conf"
-    conf.write_text('[pastset]\nprocs = 4\n')
-    done = run(["config", "--config", str(conf)], env)
-    assert done.returncode == 1
-    assert "unknown section [pastset]" in done.stderr and "name ends in .toml" in done.stderr
+    err = config_error(env, tmp_path / "pastset.conf", '[pastset]\nprocs = 4\n')
+    assert "unknown section [pastset]" in err and "name ends in .toml" in err
 
 
 def test_unresolvable_host_names_its_host_file_line(env, tmp_path):
