@@ -171,8 +171,8 @@ class Settings:
         where = f"[pastset.launcher.{name}]"
         if self._launcher_names is not None and name not in self._launcher_names[1:]:
             installed = self._launcher_names[1:]
-            problems = [f"launcher table {where} from {source} names no installed launcher"
-                        f"{did_you_mean(name, installed)}; installed: {', '.join(installed) or 'none'}"]
+            problems = [f"launcher table {where} from {source} names no installed launcher "
+                        f"(installed: {', '.join(installed) or 'none'}){did_you_mean(name, installed)}"]
             values: Dict[str, Any] = {}
         elif name in self._option_specs:
             values, problems = option_values(self._option_specs[name], options, where, source)
