@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import LaunchError
-from .launcher import Launcher, WorkerLaunch, run_command
+from .hostfile import read_host_file  # noqa: F401 (the batch plugins read node files with it)
+from .launcher import Launcher, WorkerLaunch, lines_option, run_command, text_option
 from .processes import kill_recorded, process_identity, start_child, stop_child
 from .remote import Starter, shell_line, with_environment
 
@@ -86,35 +87,6 @@ def option_text(options: Mapping[str, Any], key: str, launcher: str) -> str:
     if not isinstance(value, str):
         raise LaunchError(f"[pastset.launcher.{launcher}] {key}: {value!r} is not a string")
     return value.strip()
-
-
-def read_host_file(path: str, *, slots_column: Optional[int] = None) -> List[str]:
-    """Hosts from a nodefile, one entry per slot, in order.
-
-    ``PBS_NODEFILE`` lists a host once per slot (``slots_column=None``); ``PE_HOSTFILE``
-    lists ``host slots queue processors`` (``slots_column=1``). ``#`` comments and blank
-    lines are ignored.
-    """
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as exc:
-        raise LaunchError(f"cannot read the host file {path}: {exc.strerror}") from None
-    hosts: List[str] = []
-    for line in text.splitlines():
-        fields = line.split("#", 1)[0].split()
-        if not fields:
-            continue
-        count = 1
-        if slots_column is not None and len(fields) > slots_column:
-            try:
-                count = max(1, int(fields[slots_column]))
-            except ValueError:
-                raise LaunchError(f"{path}: bad slot count in line {line!r}") from None
-        hosts += [fields[0]] * count
-    if not hosts:
-        raise LaunchError(f"the host file {path} lists no hosts")
-    return hosts
 
 
 def spread(hosts: Sequence[str], count: int) -> List[str]:
@@ -179,7 +151,9 @@ class BatchLauncher(Launcher):
 
     remote = True
     auto_priority = 10
-    option_defaults: ClassVar[Dict[str, Any]] = {"extra": [], "workdir": ""}
+    option_specs = (lines_option("extra", "extra job-script directive lines, e.g. [\"--mem=4G\"]"),
+                    text_option("workdir", "parent of the per-run job directories (shared with the nodes); "
+                                "empty means " + DEFAULT_WORKDIR))
 
     def __init__(self, settings: Any, options: Optional[Mapping[str, Any]] = None,
                  environ: Optional[Mapping[str, str]] = None):

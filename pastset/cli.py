@@ -10,10 +10,13 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any, List, Optional
+import textwrap
+from typing import Any, Dict, Iterable, List, Optional
 
 from . import __version__
+from .configfiles import CONFIG_ENV, default_system_files, default_user_files
 from .errors import PastSetError
+from .settingspecs import SETTINGS, SettingSpec, show_value
 
 log = logging.getLogger("pastset")
 
@@ -29,9 +32,23 @@ and your application, on this machine or across a cluster (ssh, SLURM, Grid Engi
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .settings import add_setting_flags
+#: the settings ``pastset status`` uses: how to reach the run, and logging
+STATUS_SETTINGS = ("tunnel", "tunnel_via", "tunnel_key", "log_level", "log_path")
+#: the tables ``pastset status`` can show
+STATUS_TABLES = ("all", "clients", "tasks", "elements")
 
+
+def config_files_text() -> str:
+    """The config files pastset reads, in order, for ``--help``."""
+    files = default_system_files() + default_user_files() + ["./pastset.toml"]
+    home = os.path.expanduser("~")
+    shown = ["~" + f[len(home):] if home not in ("", "/") and f.startswith(home + os.sep) else f for f in files]
+    return (f"Config files read, later ones winning: {', '.join(shown)}; or exactly --config FILE "
+            f"(or ${CONFIG_ENV}). Files ending in .toml hold a [pastset] table; the others are ini "
+            "files with PS* keys under [DEFAULT].")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pastset", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pastset {__version__}")
@@ -43,23 +60,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run APP (looked up in the bin directory, or a path) with `procs` workers.\n"
                     "The application gets PASTSET_ADDRESS and PASTSET_AUTHKEY, so pastset.PastSet()\n"
                     "connects to this run. The exit code is the application's.",
-        epilog="example: python -m pastset run --procs 4 --bin examples mcpiserver.py 4 40 200000\n"
-               "Settings also come from config files and PS* variables:\n"
-               "`pastset config` shows each value and its source.",
+        epilog="example: python -m pastset run --procs 4 --bin examples mcpiserver.py 4 40 200000\n\n"
+               + "\n".join(textwrap.wrap(config_files_text(), 90)) + "\n"
+               "Settings also come from PS* environment variables; `pastset config` shows each\n"
+               "value and its source.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_setting_flags(run)
-    run.add_argument("app", metavar="APP", help="the application, e.g. mcpiserver.py")
-    run.add_argument("app_args", metavar="ARGS", nargs=argparse.REMAINDER, help="arguments for APP")
+    run.add_argument("app", metavar="APP", nargs="?", help="the application, e.g. mcpiserver.py")
+    run.add_argument("app_args", metavar="ARGS", nargs=argparse.REMAINDER, help="arguments for APP (optional)")
 
     status = commands.add_parser(
         "status", help="show the workers (clients), tasks and elements of a live run",
         description="Show a live run's registered workers (clients), spawned tasks and elements as "
                     "tables; FILTER words keep only rows that contain all of them.")
-    status.add_argument("what", nargs="?", choices=("all", "clients", "tasks", "elements"), default="all")
-    status.add_argument("filters", nargs="*", metavar="FILTER")
+    status.add_argument("words", nargs="*", metavar="WORD",
+                        help=f"first the table: {', '.join(STATUS_TABLES)} (default all); then FILTER words")
     status.add_argument("--run", metavar="ID", help="which run (an id or a prefix); needed when several are live")
     status.add_argument("--list", action="store_true", help="list the live runs of this user and exit")
-    add_setting_flags(status)
+    add_setting_flags(status, only=STATUS_SETTINGS)
 
     clean = commands.add_parser(
         "clean", help="remove processes and jobs left by crashed runs",
@@ -69,12 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("--run", metavar="ID", help="only this run")
     clean.add_argument("--dry-run", action="store_true", help="say what would be done")
 
-    config = commands.add_parser("config", help="print every effective setting and where it came from")
+    config = commands.add_parser(
+        "config", help="print every effective setting and where it came from",
+        description="Print every setting (and the options of the launchers in use or configured) with "
+                    "its value and source, the config files read, and the launcher a run would use. "
+                    "A config file with a problem is an error here too.",
+        epilog=config_files_text())
     add_setting_flags(config)
 
-    commands.add_parser("launchers", help="list the launchers and the distributions that provide them")
+    commands.add_parser("launchers", help="list the launchers and the distributions that provide them",
+                        description="List every installed launcher (the values of the launcher setting), "
+                                    "the distribution that provides it, and what it does.")
 
-    worker = commands.add_parser("worker", help="(started by launchers) serve tasks of a run")
+    worker = commands.add_parser(
+        "worker", help="(started by launchers) serve tasks of a run",
+        description="Serve the tasks of a run: connect to its server, register, and run spawned tasks. "
+                    "Launchers start this; you do not need to.")
     worker.add_argument("--address", required=True, help="HOST:PORT of the run's server")
     worker.add_argument("--run", required=True, help="the run's id")
     worker.add_argument("--bin", required=True, help="directory the tasks run from")
@@ -86,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--python", help="interpreter command for tasks (default: this one)")
     worker.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error", "critical"))
 
-    server = commands.add_parser("server", help="(started over ssh for `master`) serve a run's tuple space")
+    server = commands.add_parser(
+        "server", help="(started over ssh for `master`) serve a run's tuple space",
+        description="Serve a run's tuple space on this host. `pastset run` starts this over ssh when the "
+                    "master setting names another host; you do not need to.")
     server.add_argument("--bind", required=True, help="address to listen on")
     server.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
     server.add_argument("--bin", required=True, help="the run's application directory (X-function modules)")
@@ -94,15 +125,54 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--authkey-stdin", action="store_true", required=True,
                         help="read the authkey from the first stdin line; stop when stdin reaches EOF")
     server.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error", "critical"))
+    for sub in commands.choices.values():
+        sub.set_defaults(command_parser=sub)  # usage errors found after parsing use its usage
     return parser
+
+
+def add_setting_flags(parser: Any, only: Optional[Iterable[str]] = None) -> Any:
+    """Add a flag for every setting that has one (or those in ``only``), plus ``--config
+    FILE``, to an argparse parser. All default to ``None``, meaning "not given".
+
+    :return: the argument group the flags were added to.
+    """
+    group = parser.add_argument_group("settings (override config files and PS* environment variables)")
+    group.add_argument("--config", metavar="FILE", default=None,
+                       help=f"read only this config file (.toml or ini); env {CONFIG_ENV}")
+    for name, spec in SETTINGS.items():
+        if spec.flag is None or (only is not None and name not in only):
+            continue
+        help_text = _flag_help(spec)
+        if spec.metavar is None:
+            group.add_argument(spec.flag, dest=name, default=None, action=argparse.BooleanOptionalAction,
+                               help=help_text)
+        else:
+            group.add_argument(spec.flag, dest=name, default=None, metavar=spec.metavar, help=help_text)
+    return group
+
+
+def _flag_help(spec: SettingSpec) -> str:
+    """Help text: the doc, the environment name and the default (``%`` escaped for argparse)."""
+    default = "procs" if spec.default is None else show_value(spec.default)
+    return f"{spec.doc} (env {spec.env}; default {default})".replace("%", "%%")
+
+
+def setting_flags(namespace: argparse.Namespace) -> Dict[str, Any]:
+    """The setting flags given on the command line, as ``load_settings(flags=...)`` takes them."""
+    given: Dict[str, Any] = {}
+    for name, spec in SETTINGS.items():
+        value = getattr(namespace, name, None)
+        if spec.flag is not None and value is not None:
+            given[name] = value
+    return given
 
 
 def _load_settings(args: argparse.Namespace, pm: Any) -> Any:
     from .plugins import launchers
-    from .settings import config_file_from_args, flags_from_args, load_settings
+    from .settings import load_settings
 
-    return load_settings(flags=flags_from_args(args), config_file=config_file_from_args(args),
-                         plugin_manager=pm, launcher_names=list(launchers(pm)))
+    return load_settings(flags=setting_flags(args), config_file=args.config, plugin_manager=pm,
+                         launcher_options={name: info.cls.option_specs for name, info in launchers(pm).items()})
 
 
 def _setup_logging(level: str, path: str = "") -> None:
@@ -115,7 +185,7 @@ def _setup_logging(level: str, path: str = "") -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     debug = getattr(args, "log_level", None) == "debug"
     try:
         return _dispatch(args)
@@ -130,6 +200,25 @@ def main(argv: Optional[List[str]] = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush stays quiet
         return 0
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> argparse.Namespace:
+    """Parse, with usage errors from the subcommand's own parser (its usage, its words)."""
+    args, extra = parser.parse_known_args(argv)
+    sub = args.command_parser
+    if extra:
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "run" and args.app is None:
+        sub.error("which application? name it after the options, then its own arguments, "
+                  "e.g. pastset run --procs 4 app.py 10")
+    if args.command == "status":
+        words = list(args.words)
+        if words and words[0] not in STATUS_TABLES:
+            sub.error(f"{words[0]!r} is not a table; choose one of {', '.join(STATUS_TABLES)} "
+                      "(FILTER words come after it, e.g. pastset status tasks running)")
+        args.what = words.pop(0) if words else "all"
+        args.filters = words
+    return args
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -2,25 +2,49 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from . import runrecord
 from .errors import PastSetError
+from .settingspecs import show_value
 
 
 def show_config(settings: Any, pm: Any) -> int:
     """Print every setting with its value and source, and which launcher a run would use."""
     from .plugins import launchers
     from .run import choose_launcher
-    from .settings import describe
 
-    print(describe(settings))
     try:
         info, why = choose_launcher(settings, launchers(pm))
-        print(f"\nlauncher in use: {info.name} ({why})")
+        in_use = f"{info.name} ({why})"
+        shown: List[str] = [info.name]
     except PastSetError as exc:
-        print(f"\nlauncher in use: none ({exc})")
+        in_use, shown = f"none ({exc})", []
+    print(describe(settings, shown))
+    print(f"\nlauncher in use: {in_use}")
     return 0
+
+
+def describe(settings: Any, launchers_shown: Iterable[str] = ()) -> str:
+    """The ``pastset config`` table: every setting, its value and source; the options of the
+    launchers in ``launchers_shown`` and of those given a table; then the files read."""
+    rows = [("setting", "value", "source")]
+    for name, value, source in settings.items():
+        if name == "wait_procs" and source == "default":
+            source = "default (same as procs)"
+        rows.append((name, show_value(value), source))
+    for launcher, key, value, source in settings.launcher_option_items(launchers_shown):
+        rows.append((f"launcher.{launcher}.{key}", show_value(value), source))
+    name_width = max(len(row[0]) for row in rows)
+    value_width = max(len(row[1]) for row in rows)
+    lines = [f"{name:<{name_width}}  {value:<{value_width}}  {source}".rstrip() for name, value, source in rows]
+    lines.append("")
+    if settings.files_read:
+        lines.append("files read:")
+        lines.extend(f"  {path}" for path in settings.files_read)
+    else:
+        lines.append("files read: none")
+    return "\n".join(lines) + "\n"
 
 
 def table(rows: List[Dict[str, Any]], columns: Sequence[str]) -> str:
@@ -111,7 +135,7 @@ def clean(run_id: Optional[str], dry_run: bool, pm: Any) -> int:
         info = registry.get(record.get("launcher", ""))
         if info is not None and record.get("launch"):
             if dry_run:
-                actions.append(f"{info.name}: undo {record['launch']}")
+                actions.extend(info.cls.clean_plan(record["launch"]))
             else:
                 actions.extend(info.cls.clean(record["launch"]))
         if not dry_run:

@@ -21,14 +21,18 @@ import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import LaunchError
+from .processes import is_same_process
+from .settingspecs import SettingSpec, lines_option, option_defaults, option_values, text_option
 from .transport import format_address
 
 log = logging.getLogger(__name__)
 
 from .runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV  # noqa: F401 (part of this API)
+
+__all__ = ["Launcher", "WorkerLaunch", "SettingSpec", "text_option", "lines_option", "run_command"]
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,9 @@ class Launcher(abc.ABC):
     name: ClassVar[str] = ""
     #: one line for ``pastset launchers``
     summary: ClassVar[str] = ""
-    #: keys accepted in ``[pastset.launcher.NAME]`` with their defaults
-    option_defaults: ClassVar[Dict[str, Any]] = {}
+    #: the keys accepted in ``[pastset.launcher.NAME]``, typed (:func:`text_option`,
+    #: :func:`lines_option`): checked when config files are read, shown by ``pastset config``
+    option_specs: ClassVar[Tuple[SettingSpec, ...]] = ()
     #: order in which ``launcher = "auto"`` asks :meth:`detect` (lower first); batch
     #: systems come before ssh, which comes before local
     auto_priority: ClassVar[int] = 100
@@ -99,12 +104,12 @@ class Launcher(abc.ABC):
 
     def __init__(self, settings: Any, options: Optional[Mapping[str, Any]] = None):
         self.settings = settings
-        unknown = sorted(set(options or {}) - set(self.option_defaults))
-        if unknown:
-            allowed = ", ".join(sorted(self.option_defaults)) or "none"
-            raise LaunchError(
-                f"unknown key(s) {', '.join(unknown)} in [pastset.launcher.{self.name}]; allowed: {allowed}")
-        self.options: Dict[str, Any] = {**self.option_defaults, **dict(options or {})}
+        given, problems = option_values(self.option_specs, options or {}, f"[pastset.launcher.{self.name}]",
+                                        "the run's settings")
+        if problems:
+            raise LaunchError("\n".join(problems))
+        #: every option's value: its default unless given
+        self.options: Dict[str, Any] = {**option_defaults(self.option_specs), **given}
 
     @classmethod
     def detect(cls, environ: Mapping[str, str], settings: Any) -> Optional[str]:
@@ -143,6 +148,30 @@ class Launcher(abc.ABC):
     def clean(cls, record: Mapping[str, Any]) -> List[str]:
         """Undo what :meth:`record` describes, for a run that died; return what was done."""
         return []
+
+    @classmethod
+    def clean_plan(cls, record: Mapping[str, Any]) -> List[str]:
+        """What :meth:`clean` would do, in words, for ``pastset clean --dry-run``.
+
+        The default reads the usual record keys: lists of process identities (``pid``,
+        ``host``; only those still running are named), ``jobs`` (ids) and ``job_directory``;
+        a launcher that records more overrides it.
+        """
+        plan: List[str] = []
+        for key, value in record.items():
+            if key == "jobs":
+                plan += [f"cancel {record.get('system') or cls.name} job {job}" for job in value or ()]
+            elif key.endswith("directory") and value:
+                plan.append(f"remove directory {value}")
+            elif isinstance(value, list):
+                what = _SINGULAR.get(key, key.rstrip("s"))
+                plan += [f"end {cls.name} {what} pid {item['pid']}" + (f" (on {item['host']})" if item.get("host") else "")
+                         for item in value if isinstance(item, Mapping) and "pid" in item and is_same_process(item)]
+        return plan
+
+
+#: record keys whose singular is not the key without its final s
+_SINGULAR = {"children": "child process", "clients": "ssh client"}
 
 
 def run_command(argv: Sequence[str], *, input: Optional[bytes] = None, timeout: float = 60.0,

@@ -1,9 +1,10 @@
 """The plugin manager: built-in launchers and third-party plugins, registered alike.
 
 Built-ins are the packages under ``plugins/`` (installed as top-level ``pastset_*``
-packages); they are imported by module name and registered under the same names their
-``[project.entry-points.pastset]`` entries use, so the entry-point loader skips them and
-``PASTSET_DISABLE_PLUGIN_AUTOLOAD=1`` turns off only third-party plugins.
+packages), listed once, in :data:`BUILTIN_PLUGINS`: they are imported by module name and
+registered like any plugin, whether pastset is installed from a wheel, in editable mode
+or not at all. Entry points (group ``pastset``) are for third-party plugins only, so
+``PASTSET_DISABLE_PLUGIN_AUTOLOAD=1`` turns off exactly those.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .errors import SettingsError
 
 hookimpl = pluggy.HookimplMarker("pastset")
 
-#: entry-point name -> module of the launchers that ship inside the pastset wheel
+#: plugin name -> module of the launchers that ship inside the pastset wheel (the one list)
 BUILTIN_PLUGINS = {
     "local": "pastset_local",
     "ssh": "pastset_ssh",
@@ -71,20 +72,34 @@ class LauncherInfo:
 
 
 def launchers(pm: Optional[pluggy.PluginManager] = None) -> Dict[str, LauncherInfo]:
-    """All launchers the plugins register, by name."""
+    """All launchers the plugins register, by name.
+
+    The hook is called through pluggy one plugin at a time, so each launcher is credited
+    to the plugin that registered it.
+
+    :raises SettingsError: a launcher has no name, or its name is taken by another
+        launcher (the message names both providers).
+    """
     pm = pm or get_plugin_manager()
     providers = _plugin_providers(pm)
     found: Dict[str, LauncherInfo] = {}
-    for impl in pm.hook.pastset_register_launchers.get_hookimpls():
-        plugin_name = pm.get_name(impl.plugin) or "?"
+    implementers = [impl.plugin for impl in pm.hook.pastset_register_launchers.get_hookimpls()]
+    for plugin in reversed(implementers):  # in registration order: built-ins first
+        plugin_name = pm.get_name(plugin) or "?"
+        provider = providers.get(plugin_name, plugin_name)
 
-        def register(cls, _plugin_name=plugin_name):
+        def register(cls: type, _provider: str = provider) -> None:
             name = getattr(cls, "name", "")
             if not name or not isinstance(name, str):
-                raise SettingsError(f"plugin {_plugin_name!r} registered a launcher without a name: {cls!r}")
-            found[name] = LauncherInfo(name, cls, providers.get(_plugin_name, _plugin_name))
+                raise SettingsError(f"{_provider} registered a launcher without a name: {cls!r}")
+            if name in found:
+                raise SettingsError(f"two launchers are named {name!r}: one from {found[name].provider}, "
+                                    f"one from {_provider}; uninstall one of them (or set "
+                                    "PASTSET_DISABLE_PLUGIN_AUTOLOAD=1 to load only the built-ins)")
+            found[name] = LauncherInfo(name, cls, _provider)
 
-        impl.function(register=register)
+        others = [p for p in implementers if p is not plugin]
+        pm.subset_hook_caller("pastset_register_launchers", remove_plugins=others)(register=register)
     return found
 
 

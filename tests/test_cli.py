@@ -94,3 +94,110 @@ def test_console_script_matches_module(env):
                              "launchers"], env=env, capture_output=True, text=True, timeout=30)
     assert script.stdout == run(["launchers"], env).stdout
     assert pastset_argv("x")[1:3] == ["-m", "pastset"]
+
+
+# --------------------------------------------------------------------------- what a new user meets
+
+
+def test_run_help_names_the_config_files(env):
+    out = run(["run", "--help"], env).stdout
+    flat = " ".join(out.split())
+    for name in ("/etc/pastset.toml", "/etc/pypastset.conf", "~/.config/pastset/pastset.toml",
+                 "~/.pypastset.conf", "./pastset.toml", "--config FILE"):
+        assert name in flat, (name, out)
+
+
+def test_run_without_an_app_says_so_without_naming_args(env):
+    done = run(["run", "--procs", "2"], env)
+    assert done.returncode == 2
+    assert "usage: pastset run" in done.stderr and "which application?" in done.stderr
+    assert "required" not in done.stderr and "ARGS" not in done.stderr.splitlines()[-1], done.stderr
+
+
+def test_status_with_an_unknown_table_names_the_tables_not_internals(env):
+    done = run(["status", "foo"], env)
+    assert done.returncode == 2
+    assert "argument" not in done.stderr and "what" not in done.stderr
+    assert "'foo' is not a table" in done.stderr and "clients, tasks, elements" in done.stderr
+
+
+def test_extra_words_get_the_subcommands_usage(env):
+    done = run(["launchers", "x"], env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: pastset launchers") and "unrecognized arguments: x" in done.stderr
+
+
+def test_status_help_shows_only_the_options_that_apply(env):
+    out = run(["status", "--help"], env).stdout
+    for flag in ("--run", "--list", "--tunnel", "--tunnel-via", "--tunnel-key", "--log-level", "--config"):
+        assert flag in out, flag
+    for flag in ("--procs", "--hosts", "--launcher", "--bin", "--wait-procs", "--python"):
+        assert flag not in out, flag
+
+
+@pytest.mark.parametrize("command", COMMANDS + ["server"])
+def test_every_command_help_has_a_description(env, command):
+    out = run([command, "--help"], env).stdout
+    usage_end = out.index("\n\n")
+    description = out[usage_end:].strip().split("\n\n")[0]
+    assert not description.startswith(("options:", "positional arguments:")), out
+    assert len(description.split()) >= 5, out
+
+
+def config_error(env, conf, text):
+    """``pastset config --config CONF`` with ``text`` in CONF: it must fail; its stderr."""
+    conf.write_text(text)
+    done = run(["config", "--config", str(conf)], env)
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.startswith("pastset: error: ") and "Traceback" not in done.stderr
+    return done.stderr
+
+
+def test_config_launcher_option_typo_names_file_table_key_and_the_fix(env, tmp_path):
+    conf = tmp_path / "site.toml"
+    err = config_error(env, conf, '[pastset.launcher.slurm]\npartiton = "debug"\n')
+    assert str(conf) in err and "[pastset.launcher.slurm]" in err
+    assert "'partiton'" in err and "did you mean `partition`?" in err
+
+
+def test_config_shows_launcher_options_with_sources(env, tmp_path):
+    conf = tmp_path / "site.toml"
+    conf.write_text('[pastset.launcher]\nname = "slurm"\n[pastset.launcher.slurm]\npartition = "debug"\n'
+                    'extra = ["--mem=4G"]\n')
+    done = run(["config", "--config", str(conf)], env)
+    assert done.returncode == 0, done.stderr
+    rows = config_rows(done.stdout)
+    assert rows["launcher.slurm.partition"] == ("'debug'", f"file {conf}")
+    assert rows["launcher.slurm.extra"] == ("['--mem=4G']", f"file {conf}")
+    assert rows["launcher.slurm.time"] == ("''", "default")
+
+
+def test_config_wrong_launcher_option_type_is_an_error_at_load(env, tmp_path):
+    err = config_error(env, tmp_path / "site.toml", '[pastset.launcher.sge]\nextra = 3\n')
+    assert "[pastset.launcher.sge] extra: 3" in err and "a list of strings" in err
+
+
+def test_config_reports_every_problem_of_a_file_at_once(env, tmp_path):
+    conf = tmp_path / "site.toml"
+    err = config_error(env, conf, '[pastset]\nporcs = 4\nlog_level = "loud"\nwait_timeout = "soon"\n'
+                                  '[pastset.launcher.pbs]\nqeue = "batch"\n')
+    assert f"config file {str(conf)!r} has 4 problems" in err, err
+    assert "did you mean `procs`?" in err and "'loud'" in err and "'soon'" in err
+    assert "did you mean `queue`?" in err
+
+
+def test_ini_named_file_holding_a_toml_table_gets_a_hint(env, tmp_path):
+    err = config_error(env, tmp_path / "pastset.conf", '[pastset]\nprocs = 4\n')
+    assert "unknown section [pastset]" in err and "name ends in .toml" in err
+
+
+def test_unresolvable_host_names_its_host_file_line(env, tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# the cluster\nno-such-host.invalid\n")
+    app = tmp_path / "app.py"
+    app.write_text("print('never')\n")
+    done = run(["run", "--launcher", "ssh", "--hosts", str(hosts), str(app)], env)
+    assert done.returncode == 1
+    err = done.stderr
+    assert "'no-such-host.invalid'" in err and f"line 2 of host file {str(hosts)!r}" in err, err
+    assert "check the host name" in err and "bind" not in err

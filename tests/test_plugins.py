@@ -8,18 +8,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import List
 
 import pluggy
 import pytest
 
 import pastset
-from pastset.launcher import Launcher, WorkerLaunch
-from pastset.plugins import launchers, make_plugin_manager
+from pastset.launcher import Launcher, WorkerLaunch, text_option
+from pastset.errors import SettingsError
+from pastset.plugins import BUILTIN_PLUGINS, launchers, make_plugin_manager
 from pastset.processes import start_child, stop_child
 from pastset.run import Run, choose_launcher
 from pastset.settings import load_settings
 from pastset_runs import describe, survivors, tagged_pids, write_app
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class InlineLauncher(Launcher):
@@ -27,7 +31,7 @@ class InlineLauncher(Launcher):
 
     name = "inline"
     summary = "test launcher registered inline"
-    option_defaults = {"label": "none"}
+    option_specs = (text_option("label", "a word the diary shows", "none"),)
     calls: List[str] = []
 
     def __init__(self, settings, options=None):
@@ -136,3 +140,57 @@ def test_unknown_launcher_names_the_installed_ones(pm, tmp_path):
         load_settings(flags={"launcher": "nosuch"}, config_file=os.devnull, environ={},
                       launcher_names=list(registry))
     assert "nosuch" in str(err.value) and "inline" in str(err.value)
+
+
+class TakenNameLauncher(InlineLauncher):
+    """A second launcher that wants a name a built-in already has."""
+
+    name = "local"
+
+
+class TakenNamePlugin:
+    @pastset.hookimpl
+    def pastset_register_launchers(self, register):
+        register(TakenNameLauncher)
+
+
+def test_a_launcher_name_already_taken_is_an_error_naming_both_providers():
+    manager = make_plugin_manager(autoload=False)
+    plugin = TakenNamePlugin()
+    manager.register(plugin, name="acme-local")
+    try:
+        with pytest.raises(SettingsError) as caught:
+            launchers(manager)
+    finally:
+        manager.unregister(plugin)
+    message = str(caught.value)
+    assert "'local'" in message and "(built-in)" in message and "acme-local" in message
+    assert launchers(manager)["local"].cls is not TakenNameLauncher
+
+
+def test_launcher_options_are_checked_when_settings_load(pm, tmp_path):
+    conf = tmp_path / "site.toml"
+    conf.write_text('[pastset.launcher.inline]\nlabl = "x"\nlabel = 3\n')
+    specs = {name: info.cls.option_specs for name, info in launchers(pm).items()}
+    with pytest.raises(SettingsError) as caught:
+        load_settings(config_file=str(conf), environ={}, launcher_options=specs)
+    message = str(caught.value)
+    assert "has 2 problems" in message and str(conf) in message
+    assert "'labl'" in message and "did you mean `label`?" in message and "label: 3" in message
+
+
+def test_builtin_plugins_are_listed_once_and_all_ship():
+    """The one list is BUILTIN_PLUGINS: every package under plugins/ is in it, and the
+    pyproject declares no entry points for them (they would be a second list)."""
+    shipped = sorted(p.name for p in (ROOT / "plugins").iterdir() if (p / "__init__.py").exists())
+    assert sorted(BUILTIN_PLUGINS.values()) == shipped
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert "entry-points.pastset" not in pyproject
+    assert '"plugins"' in pyproject  # the packages under plugins/ go into the wheel
+    manager = make_plugin_manager(autoload=False)
+    assert set(launchers(manager)) == set(BUILTIN_PLUGINS)
+
+
+def test_builtins_load_with_autoload_disabled(monkeypatch):
+    monkeypatch.setenv("PASTSET_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert set(launchers(make_plugin_manager())) >= set(BUILTIN_PLUGINS)

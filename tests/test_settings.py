@@ -16,18 +16,11 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from pastset import hookspecs
 from pastset.errors import SettingsError
-from pastset.settings import (
-    SETTINGS,
-    Settings,
-    add_setting_flags,
-    config_file_from_args,
-    config_search_path,
-    default_user_files,
-    describe,
-    flags_from_args,
-    load_settings,
-    read_hosts_file,
-)
+from pastset.cli import add_setting_flags, setting_flags
+from pastset.commands import describe
+from pastset.configfiles import config_search_path, default_user_files
+from pastset.hostfile import read_host_file
+from pastset.settings import SETTINGS, Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "pastset.toml.example"
@@ -433,9 +426,9 @@ def test_launcher_checked_by_set():
 # --------------------------------------------------------------------------- hosts, bin, derived
 
 
-def test_read_hosts_file(tmp_path):
+def test_read_host_file(tmp_path):
     path = write(tmp_path / "hosts", "# cluster\nnode1\n\n  node2  # fast one\nnode1\n#node3\n")
-    assert read_hosts_file(path) == ["node1", "node2", "node1"]
+    assert read_host_file(path) == ["node1", "node2", "node1"]
 
 
 def test_hosts_file_unreadable(load, tmp_path):
@@ -448,10 +441,10 @@ def test_hosts_file_unreadable(load, tmp_path):
 
 def test_hosts_file_empty_or_malformed(tmp_path):
     empty = write(tmp_path / "empty", "# nobody\n\n")
-    message = error_of(read_hosts_file, empty, source="flag --hosts")
-    assert message.startswith("hosts: ") and empty in message and "flag --hosts" in message
+    message = error_of(read_host_file, empty, source="flag --hosts")
+    assert "lists no hosts" in message and empty in message and "flag --hosts" in message
     bad = write(tmp_path / "bad", "node1\nnode2 slots=4\n")
-    message = error_of(read_hosts_file, bad)
+    message = error_of(read_host_file, bad)
     assert "line 2" in message and "one host name per line" in message
 
 
@@ -617,14 +610,14 @@ def parse(argv):
     return parser.parse_args(argv)
 
 
-def test_flags_from_args_only_given():
+def test_setting_flags_only_given():
     args = parse(["--procs", "4", "--wait-procs", "2", "--log-file", "/tmp/x.log", "--no-tunnel",
                   "--strict", "--config", "c.toml"])
-    assert flags_from_args(args) == {"procs": "4", "wait_procs": "2", "log_path": "/tmp/x.log",
+    assert setting_flags(args) == {"procs": "4", "wait_procs": "2", "log_path": "/tmp/x.log",
                                      "tunnel": False, "strict": True}
-    assert config_file_from_args(args) == "c.toml"
-    assert flags_from_args(parse([])) == {}
-    assert config_file_from_args(parse([])) is None
+    assert args.config == "c.toml"
+    assert setting_flags(parse([])) == {}
+    assert parse([]).config is None
 
 
 def test_every_flag_exists_with_help():
@@ -638,7 +631,7 @@ def test_every_flag_exists_with_help():
 
 
 def test_flags_load_with_sources(load):
-    s = load(flags=flags_from_args(parse(["--no-tunnel", "--strict", "--on-failure", "ABORT"])),
+    s = load(flags=setting_flags(parse(["--no-tunnel", "--strict", "--on-failure", "ABORT"])),
              environ={"PSTUNNEL": "on"})
     assert (s.tunnel, s.source("tunnel")) == (False, "flag --no-tunnel")
     assert (s.strict, s.source("strict")) == (True, "flag --strict")
@@ -689,16 +682,17 @@ def test_example_file_tables_and_ini_form_parse(load, tmp_path):
     tables = text[text.index("# [pastset.launcher]"):text.index("# The same settings")]
     uncommented = "\n".join(line[2:] for line in tables.splitlines() if line.startswith("# "))
     config = write(tmp_path / "tables.toml", uncommented)
-    s = load(config_file=config, launcher_names=["slurm", "sge", "pbs"])
+    from pastset.plugins import launchers, make_plugin_manager
+
+    specs = {name: info.cls.option_specs for name, info in launchers(make_plugin_manager(autoload=False)).items()}
+    s = load(config_file=config, launcher_options=specs)
     assert s.launcher == "slurm"
     assert s.launcher_options("slurm")["extra"] == ["--mem=4G", "--qos=short"]
     assert s.launcher_options("sge")["pe"] == "smp"
     # every option each built-in batch launcher accepts is documented, and nothing else
-    from pastset.plugins import launchers, make_plugin_manager
-
-    registry = launchers(make_plugin_manager(autoload=False))
+    given = [(launcher, key) for launcher, key, _, source in s.launcher_option_items() if source != "default"]
     for name in ("slurm", "sge", "pbs"):
-        assert set(s.launcher_options(name)) == set(registry[name].cls.option_defaults), name
+        assert {key for launcher, key in given if launcher == name} == {spec.name for spec in specs[name]}, name
     ini = text[text.index("# [DEFAULT]"):]
     config = write(tmp_path / "example.conf", "\n".join(line[2:] for line in ini.splitlines()))
     s = load(config_file=config)

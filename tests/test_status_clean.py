@@ -156,6 +156,9 @@ def test_clean_kills_recorded_processes_by_pid_and_start_time_only(runtime, tmp_
 
         dry = run(["clean", "--dry-run"], env)
         assert dry.returncode == 0 and "[dry run]" in dry.stdout and f"kill application pid {app.pid}" in dry.stdout
+        # in words, not a Python dict; the impostor (same pid, other start time) is not named
+        assert f"end local worker pid {worker.pid}" in dry.stdout, dry.stdout
+        assert "{" not in dry.stdout and str(innocent.pid) not in dry.stdout, dry.stdout
         assert all(p.poll() is None for p in procs) and os.path.exists(path)
 
         done = run(["clean"], env)

@@ -19,7 +19,7 @@ import pastset
 from pastset.batch import (BatchLauncher, JobFiles, JobState, option_text, read_host_file, spread,
                            this_host_address)
 from pastset.remote import local_address_towards, shell_line, ssh_client_argv, with_environment
-from pastset.launcher import WorkerLaunch, run_command
+from pastset.launcher import WorkerLaunch, run_command, text_option
 
 #: job_state letters after which the job is over (Torque C, PBS Pro F with qstat -x)
 FINISHED = {"C", "F", "X"}
@@ -37,7 +37,9 @@ class PbsLauncher(BatchLauncher):
     job_id_pattern = r"^\s*(\d+(?:\[\d*\])?(?:\.\S+)?)"  # "123.server"
     directive_prefix = "#PBS"
     allocation_variables = ("PBS_NODEFILE", "PBS_JOBID")
-    option_defaults = {"queue": "", "walltime": "", "resources": "nodes={procs}", "extra": [], "workdir": ""}
+    option_specs = (text_option("queue", "qsub -q"), text_option("walltime", "qsub -l walltime="),
+                    text_option("resources", "qsub -l resources; {procs} becomes the worker count", "nodes={procs}"),
+                    *BatchLauncher.option_specs)
 
     @classmethod
     def allocated_slots(cls, environ: Mapping[str, str]) -> Optional[Tuple[int, str]]:

@@ -15,7 +15,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 import pastset
 from pastset.batch import (BatchLauncher, JobFiles, JobState, option_text, read_host_file, shell_line, spread,
                            with_environment)
-from pastset.launcher import WorkerLaunch, run_command
+from pastset.launcher import WorkerLaunch, run_command, text_option
 
 #: qstat state letters: pending (q), running (r), transferring (t), error (E), deleting (d) ...
 ERROR_MARK = "E"
@@ -32,7 +32,8 @@ class SgeLauncher(BatchLauncher):
     job_id_pattern = r"^\s*(\d+)"
     directive_prefix = "#$"
     allocation_variables = ("PE_HOSTFILE",)
-    option_defaults = {"pe": "smp", "queue": "", "extra": [], "workdir": ""}
+    option_specs = (text_option("pe", "parallel environment (qsub -pe PE N)", "smp"), text_option("queue", "qsub -q"),
+                    *BatchLauncher.option_specs)
 
     @classmethod
     def allocated_slots(cls, environ: Mapping[str, str]) -> Optional[Tuple[int, str]]:

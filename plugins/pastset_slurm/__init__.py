@@ -16,7 +16,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import pastset
 from pastset.batch import BatchLauncher, JobFiles, JobState, option_text, shell_line
-from pastset.launcher import WorkerLaunch, run_command
+from pastset.launcher import WorkerLaunch, run_command, text_option
 
 #: job states after which the job's workers are gone (squeue --states=all)
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
@@ -37,7 +37,8 @@ class SlurmLauncher(BatchLauncher):
     job_id_pattern = r"^\s*(\d+)"  # --parsable: "123" or "123;cluster"
     directive_prefix = "#SBATCH"
     allocation_variables = ("SLURM_JOB_ID", "SLURM_JOBID")
-    option_defaults = {"partition": "", "time": "", "account": "", "extra": [], "workdir": ""}
+    option_specs = (text_option("partition", "sbatch --partition"), text_option("time", "sbatch --time (time limit)"),
+                    text_option("account", "sbatch --account"), *BatchLauncher.option_specs)
 
     @classmethod
     def allocated_slots(cls, environ: Mapping[str, str]) -> Optional[Tuple[int, str]]:

@@ -72,8 +72,10 @@ class SshLauncher(Launcher):
                 self._sources[host] = local_address_towards(host)
         found = {a for a in self._sources.values() if a}
         if not found:
-            raise LaunchError(f"ssh: cannot tell which local address reaches {', '.join(self.hosts())} "
-                              "(do the names resolve?); set bind to this machine's address")
+            where = {entry.host: entry.where() for entry in self.settings.host_lines()}
+            named = "; ".join(f"{host!r}" + (f" ({where[host]})" if host in where else "") for host in self.hosts())
+            raise LaunchError(f"ssh: cannot resolve or reach {named}: check the host name"
+                              + ("s in the host file" if where else ""))
         if len(found) == 1:
             return found.pop()
         return "0.0.0.0"
