@@ -1,10 +1,10 @@
 """The plugin manager: built-in launchers and third-party plugins, registered alike.
 
 Built-ins are the packages under ``plugins/`` (installed as top-level ``pastset_*``
-packages), listed once, in :data:`BUILTIN_PLUGINS`: they are imported by module name and
-registered like any plugin, whether pastset is installed from a wheel, in editable mode
-or not at all. Entry points (group ``pastset``) are for third-party plugins only, so
-``PASTSET_DISABLE_PLUGIN_AUTOLOAD=1`` turns off exactly those.
+packages). They are listed once, as the ``pastset`` distribution's own entry points in the
+group ``pastset`` — the group a third-party launcher package uses — and registered under
+those names before any other plugin. ``PASTSET_DISABLE_PLUGIN_AUTOLOAD=1`` turns off only
+the entry points of other distributions.
 """
 from __future__ import annotations
 
@@ -20,14 +20,26 @@ from .errors import SettingsError
 
 hookimpl = pluggy.HookimplMarker("pastset")
 
-#: plugin name -> module of the launchers that ship inside the pastset wheel (the one list)
-BUILTIN_PLUGINS = {
-    "local": "pastset_local",
-    "ssh": "pastset_ssh",
-    "slurm": "pastset_slurm",
-    "sge": "pastset_sge",
-    "pbs": "pastset_pbs",
-}
+ENTRY_POINT_GROUP = "pastset"
+
+
+def _builtin_plugins() -> Dict[str, str]:
+    """Plugin name -> module of the launchers that ship inside the pastset wheel.
+
+    Read from this distribution's entry points, the one place they are listed.
+    """
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("pastset")
+    except metadata.PackageNotFoundError:
+        raise SettingsError("pastset is not installed (its built-in launchers are listed in its "
+                            "package metadata): run `pip install -e .` in the source tree") from None
+    return {ep.name: ep.value for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP}
+
+
+#: plugin name -> module of the built-in launchers
+BUILTIN_PLUGINS = _builtin_plugins()
 
 AUTOLOAD_SWITCH = "PASTSET_DISABLE_PLUGIN_AUTOLOAD"
 
@@ -49,7 +61,7 @@ def make_plugin_manager(autoload: Optional[bool] = None) -> pluggy.PluginManager
     if autoload is None:
         autoload = not os.environ.get(AUTOLOAD_SWITCH)
     if autoload:
-        pm.load_setuptools_entrypoints("pastset")
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     pm.check_pending()
     return pm
 
