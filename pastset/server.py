@@ -352,10 +352,9 @@ class ManagerServer(managers.Server):
                 if deadline > now:
                     break
                 self._drop_locked(conn)
-            for conn, (deadline, _) in list(self._pending.items()):
-                if deadline > now:
-                    break
-                self._drop_locked(conn)
+            for conn, (deadline, _) in list(self._pending.items()):  # at most max_pending
+                if deadline <= now:
+                    self._drop_locked(conn)
             while self._waiting and now >= self._threads_retry_at:
                 if len(self._pending) >= self.max_pending and not self._drop_oldest_pending_locked(now):
                     break
@@ -368,10 +367,12 @@ class ManagerServer(managers.Server):
                     self._waiting[conn] = deadline
                     self._threads_retry_at = now + self._thread_backoff.next()
                     self._warn("threads", f"cannot start a connection thread ({exc}); backing off")
+                    self._drop_oldest_pending_locked(now)  # its thread ends: room for a newcomer
                     break
                 else:
                     self._thread_backoff.reset()
-            deadlines = [d for d in self._waiting.values()] + [d for d, _ in self._pending.values()]
+            # waiting connections are in deadline order: the first one is the next to expire
+            deadlines = [d for d, _ in self._pending.values()] + [next(iter(self._waiting.values()), now + 1)]
             wake = min(deadlines, default=now + _MAX_BACKOFF) - now
             if self._waiting:  # a slot may free up (a handshake ends, or the grace passes)
                 wake = min(wake, max(self._threads_retry_at - now, 0.05))
