@@ -15,7 +15,7 @@ descriptors and CPU time are read from /proc.
 from __future__ import annotations
 
 import os
-import shutil
+import signal
 import socket
 import time
 from typing import Dict, List
@@ -253,3 +253,74 @@ def test_running_out_of_descriptors_backs_off_instead_of_spinning():
         prompt_round_trip(server, limit=5.0)
         prompt_round_trip(server)
     assert_gone(server)
+
+
+# --------------------------------------------------------------------------- a killed runner
+
+ORPHANING_APP = '''\
+import subprocess, sys, pastset
+pset = pastset.PastSet()
+mine = subprocess.Popen(["sleep", "300"], process_group=0)  # a background job in a group of its own
+pset.spawn("orphaning_task.py", [])
+task_sleep = pset.enter(("sleep", int)).observe(timeout=30)[1]
+print("sleeps", mine.pid, task_sleep, flush=True)
+if sys.argv[1] == "wait":
+    pset.enter(("never", int)).observe()
+'''
+
+ORPHANING_TASK = '''\
+import subprocess, pastset
+mine = subprocess.Popen(["sleep", "300"])
+pastset.PastSet().enter(("sleep", int)).move(("sleep", mine.pid))
+pastset.PastSet().enter(("never", int)).observe()
+'''
+
+
+@pytest.fixture
+def orphaning_apps(tmp_path):
+    from pastset_runs import write_app
+
+    directory = tmp_path / "apps"
+    directory.mkdir()
+    write_app(directory, "orphaning.py", ORPHANING_APP)
+    write_app(directory, "orphaning_task.py", ORPHANING_TASK)
+    return directory
+
+
+def _alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}") and not _is_zombie(pid)
+
+
+@pytest.mark.slow
+def test_clean_ends_what_a_sigkilled_runner_left(orphaning_apps, tmp_path):
+    from pastset_runs import LiveRun, clean_env, describe, run, survivors
+
+    env = clean_env(tmp_path)
+    with LiveRun(["run", "--bin", str(orphaning_apps), "orphaning.py", "wait"], env) as live:
+        sleeps = [int(pid) for pid in live.read_until("sleeps").split()[1:]]
+        record = live.record()
+        os.kill(live.proc.pid, signal.SIGKILL)
+        live.proc.wait(10)
+        time.sleep(0.5)  # the app, the worker and the task die with the runner; the sleeps may not
+        left_behind = [pid for pid in sleeps if _alive(pid)]
+        done = run(["clean", "--run", record["run"]], env)
+        assert done.returncode == 0, done.stderr
+        if left_behind:
+            assert "leftover" in done.stdout and all(str(pid) in done.stdout for pid in left_behind), done.stdout
+        assert wait_until(lambda: not any(_alive(pid) for pid in sleeps), 5), describe(sleeps)
+        left = survivors(live.tag)
+        assert not left, describe(left)
+        assert not os.path.exists(os.path.join(str(tmp_path), f"{record['run']}.json"))
+
+
+@pytest.mark.slow
+def test_a_finished_run_ends_the_apps_jobs_in_other_process_groups(orphaning_apps, tmp_path):
+    from pastset_runs import LiveRun, clean_env, describe, survivors
+
+    env = clean_env(tmp_path)
+    with LiveRun(["run", "--bin", str(orphaning_apps), "orphaning.py", "exit"], env) as live:
+        sleeps = [int(pid) for pid in live.read_until("sleeps").split()[1:]]
+        assert live.wait() == 0
+        assert wait_until(lambda: not any(_alive(pid) for pid in sleeps), 5), describe(sleeps)
+        left = survivors(live.tag)
+        assert not left, describe(left)
