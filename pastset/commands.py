@@ -112,7 +112,7 @@ def status(what: str, filters: Sequence[str], run_id: Optional[str], list_runs: 
 def clean(run_id: Optional[str], dry_run: bool, pm: Any) -> int:
     """Undo what crashed runs left: recorded processes and jobs; never by name."""
     from .plugins import launchers
-    from .processes import is_same_process, kill_recorded
+    from .processes import is_same_process, kill_processes, kill_recorded, run_leftovers
 
     registry = launchers(pm)
     records = runrecord.read_records()
@@ -138,6 +138,14 @@ def clean(run_id: Optional[str], dry_run: bool, pm: Any) -> int:
                 actions.extend(info.cls.clean_plan(record["launch"]))
             else:
                 actions.extend(info.cls.clean(record["launch"]))
+        # what the recorded processes left: their sessions' members, and anything else
+        # that carries the run's id in its environment (a task's own children)
+        left = run_leftovers(record["run"], record.get("runner", {}).get("start"), _recorded_sessions(record))
+        if left:
+            actions.append(f"kill {len(left)} leftover process(es) of the run: pid "
+                           + ", ".join(str(i["pid"]) for i in left))
+            if not dry_run:
+                kill_processes(left)
         if not dry_run:
             runrecord.remove_record(record["run"])
         print(f"run {record['run']} ({record.get('app')}): "
@@ -145,3 +153,12 @@ def clean(run_id: Optional[str], dry_run: bool, pm: Any) -> int:
     if not cleaned:
         print("nothing to clean: no crashed runs recorded")
     return 0
+
+
+def _recorded_sessions(record: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Identities of the session leaders a run recorded: its app, and its launcher's children."""
+    leaders = [record["app_process"]] if record.get("app_process") else []
+    for value in (record.get("launch") or {}).values():
+        if isinstance(value, list):
+            leaders += [item for item in value if isinstance(item, dict) and item.get("pid")]
+    return leaders

@@ -18,7 +18,9 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from .runenv import RUN_ENV
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ def start_child(
     PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, so call this
     from a thread that lives as long as the child should (the main thread, usually).
     """
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         list(argv),
         env=dict(env) if env is not None else None,
         cwd=cwd,
@@ -65,6 +67,8 @@ def start_child(
         preexec_fn=_die_with_parent if die_with_parent and _libc is not None else None,
         **popen_kwargs,
     )
+    proc.pastset_start = process_start_time(proc.pid)  # type: ignore[attr-defined]  # its session's birth
+    return proc
 
 
 def wait_exit(proc: subprocess.Popen, timeout: float) -> Optional[int]:
@@ -98,11 +102,18 @@ def wait_exit(proc: subprocess.Popen, timeout: float) -> Optional[int]:
 
 
 def signal_group(proc: subprocess.Popen, sig: int) -> None:
-    """Send ``sig`` to the process group (session) led by ``proc``; quiet if it is gone."""
+    """Send ``sig`` to the process group and the session led by ``proc``; quiet if gone.
+
+    The session catches what left the group (a shell's background jobs get groups of
+    their own), and works after the leader died: the kernel keeps a session id in use,
+    so it cannot name another program's session, while a process of it lives.
+    """
     try:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+    members = session_members(proc.pid, getattr(proc, "pastset_start", None))
+    signal_processes(members, sig)
 
 
 def stop_child(proc: subprocess.Popen, grace: float = 2.0) -> Optional[int]:
@@ -121,8 +132,8 @@ def stop_child(proc: subprocess.Popen, grace: float = 2.0) -> Optional[int]:
         return None
 
 
-def process_start_time(pid: int) -> Optional[int]:
-    """Clock ticks since boot at which ``pid`` started (Linux), or None if it is gone.
+def _stat(pid: int) -> Optional[List[bytes]]:
+    """/proc/PID/stat fields after the command name (state first), None if gone or a zombie.
 
     A zombie counts as gone: it has exited and only waits to be reaped (an orphan's
     reaping by init may take a while).
@@ -132,11 +143,101 @@ def process_start_time(pid: int) -> Optional[int]:
             stat = f.read()
     except OSError:
         return None
-    # field 22, counted after the parenthesised command name (which may hold spaces)
+    # counted after the parenthesised command name (which may hold spaces)
     fields = stat[stat.rfind(b")") + 2 :].split()
-    if fields[0] == b"Z":
+    if not fields or fields[0] == b"Z":
         return None
-    return int(fields[19])
+    return fields
+
+
+def process_start_time(pid: int) -> Optional[int]:
+    """Clock ticks since boot at which ``pid`` started (Linux), or None if it is gone."""
+    fields = _stat(pid)
+    return None if fields is None else int(fields[19])
+
+
+def _my_processes() -> Iterator[Tuple[int, List[bytes]]]:
+    """(pid, stat fields) of every live process of this user but this one."""
+    me, uid = os.getpid(), os.geteuid()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return
+    for name in names:
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+        except OSError:
+            continue
+        fields = _stat(int(name))
+        if fields is not None:
+            yield int(name), fields
+
+
+def session_members(sid: int, since: Optional[int]) -> List[Dict[str, Optional[int]]]:
+    """Identities of the processes in session ``sid`` started at or after ``since``.
+
+    Nothing if a live process holds the PID ``sid`` with another start time than
+    ``since``: that PID names some other program's session now.
+    """
+    if since is None:
+        return []
+    leader = process_start_time(sid)
+    if leader is not None and leader != since:
+        return []
+    return [{"pid": pid, "start": int(f[19])} for pid, f in _my_processes()
+            if int(f[3]) == sid and int(f[19]) >= since]
+
+
+def run_leftovers(run_id: str, since: Optional[int], sessions: Sequence[Mapping[str, Optional[int]]]
+                  ) -> List[Dict[str, Optional[int]]]:
+    """Identities of the processes a run left behind on this machine.
+
+    Those started at or after ``since`` (the runner's start) that are in one of the
+    run's recorded ``sessions`` (identities of session leaders: the app, workers), or
+    whose environment says they belong to ``run_id`` (every process a run starts, and
+    their children, inherit it). Never by name.
+    """
+    if since is None:
+        return []
+    found: Dict[int, Dict[str, Optional[int]]] = {}
+    for leader in sessions:
+        if leader.get("pid"):
+            for member in session_members(int(leader["pid"]), leader.get("start")):  # type: ignore[arg-type]
+                found[int(member["pid"])] = member  # type: ignore[arg-type]
+    marker = f"{RUN_ENV}={run_id}".encode()
+    for pid, fields in _my_processes():
+        if pid in found or int(fields[19]) < since:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:
+            continue
+        if marker in environ:
+            found[pid] = {"pid": pid, "start": int(fields[19])}
+    return sorted(found.values(), key=lambda i: i["pid"] or 0)
+
+
+def signal_processes(identities: Sequence[Mapping[str, Optional[int]]], sig: int) -> None:
+    """Send ``sig`` to each recorded process that is still that process."""
+    for identity in identities:
+        if is_same_process(identity):
+            try:
+                os.kill(int(identity["pid"]), sig)  # type: ignore[arg-type]
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def kill_processes(identities: Sequence[Mapping[str, Optional[int]]], grace: float = 2.0) -> None:
+    """SIGTERM the recorded processes, SIGKILL those still there after ``grace`` s."""
+    signal_processes(identities, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(is_same_process(i) for i in identities):
+        time.sleep(0.05)
+    signal_processes(identities, signal.SIGKILL)
 
 
 def process_identity(pid: int) -> Dict[str, Optional[int]]:

@@ -159,7 +159,7 @@ class Run:
             host = self.settings.bind or self.launcher.bind_host()
             verbose = self.settings.log_level in ("debug", "info")
             self.server = Server((host, self.settings.port), self.authkey, bin_dir, run_id=self.run_id,
-                                 on_event=EventReporter(self.stderr, verbose))
+                                 on_event=EventReporter(self.stderr, verbose), max_connections=self.settings.max_connections)
         try:
             self.server.start()
         except OSError as exc:  # the address is not ours, the port is taken ...

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import ConnectError, SettingsError
+from .transport import MAX_CONNECTIONS
 from .tunnel import parse_spec
 
 CONFIG_ENV = "PASTSET_CONFIG"
@@ -213,6 +214,9 @@ SETTINGS: Mapping[str, SettingSpec] = types.MappingProxyType({spec.name: spec fo
           "a whole number from 0 to 65535", _whole_number(0, 65535), _INT, "PORT"),
     _spec("bind", "PSBIND", "", "address the server binds to; empty means chosen by the launcher",
           "a host name or address, or empty", _text, _STR, "ADDR"),
+    _spec("max_connections", "PSMAXCONNECTIONS", MAX_CONNECTIONS,
+          "most connections the server holds at once (each costs a thread and a file descriptor)",
+          "a whole number >= 1", _whole_number(1), _INT, "N"),
     _spec("tunnel", "PSTUNNEL", False, "workers reach the server through an SSH tunnel",
           "a boolean (1/0, true/false, yes/no, on/off)", _boolean, (bool,)),
     _spec("tunnel_via", "PSTUNNELVIA", "",

@@ -11,11 +11,13 @@ leaner variant into it under the serializer name ``"pastset"``
 * a listen backlog of 4096 instead of 16, so hundreds of clients can connect at once.
 * TCP keepalive and TCP_USER_TIMEOUT, so a peer whose host vanished is noticed in
   seconds instead of never.
-* a time limit on the authentication handshake, so a silent or half-open connection
-  cannot hold a server thread forever.
+* one deadline for the whole authentication handshake, and a cap on connections still
+  in it, so silent, slow or half-open peers cannot hold server threads (the server
+  enforces both; this module holds the limits and lets it wait for connections).
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
 import pickle
@@ -32,8 +34,12 @@ SERIALIZER = "pastset"
 #: the id under which the server exposes the tuple space (BaseManager's object id)
 SERVICE_ID = "space"
 BACKLOG = 4096
-#: seconds an unauthenticated peer gets to complete the HMAC handshake
+#: seconds an unauthenticated peer gets to complete the whole HMAC handshake
 HANDSHAKE_TIMEOUT = 10.0
+#: connections allowed in the handshake at once; beyond it the oldest one is dropped
+MAX_PENDING_HANDSHAKES = 64
+#: connections a server holds at once unless told otherwise (each a thread and an fd)
+MAX_CONNECTIONS = 4096
 # keepalive: first probe after 5 s idle, then every 3 s, give up after 3 misses (~14 s);
 # TCP_USER_TIMEOUT bounds how long sent data may stay unacknowledged.
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 3, 3
@@ -213,7 +219,21 @@ class Listener:
         self.address: Address = self._socket.getsockname()[:2]
         self._last_accepted = None
 
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a connection to accept; False if none came.
+
+        Raises OSError once the listener is closed.
+        """
+        sock = self._socket
+        if sock is None:
+            raise OSError(errno.EBADF, "the listener is closed")
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(max(0, int(timeout * 1000))))
+
     def accept(self) -> Connection:
+        if self._socket is None:
+            raise OSError(errno.EBADF, "the listener is closed")
         sock, peer = self._socket.accept()
         self._last_accepted = peer
         tune_socket(sock)

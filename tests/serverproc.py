@@ -8,6 +8,7 @@ Also the small helpers the tests share (threads with a bounded join, polling, sk
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import select
@@ -20,11 +21,11 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 
 
 _CHILD = r"""
-import os, sys
+import json, os, sys
 import pastset
 key = bytes.fromhex(sys.stdin.readline().strip())
-host, bin_dir = sys.argv[1], sys.argv[2] or None
-with pastset.Server(address=(host, 0), authkey=key, bin_dir=bin_dir) as server:
+host, bin_dir, options = sys.argv[1], sys.argv[2] or None, json.loads(sys.argv[3])
+with pastset.Server(address=(host, 0), authkey=key, bin_dir=bin_dir, **options) as server:
     print(server.address[0], server.address[1], os.getpid(), flush=True)
     sys.stdin.read()  # serve until the parent closes our stdin (or kills us)
 """
@@ -34,8 +35,9 @@ class ServerProcess:
     """A pastset server in a child process: ``.address``, ``.authkey``, ``.pid``, ``.kill()``."""
 
     def __init__(self, host: str = "127.0.0.1", bin_dir: Optional[str] = None,
-                 prefix: Sequence[str] = (), env: Optional[dict] = None):
+                 prefix: Sequence[str] = (), env: Optional[dict] = None, options: Optional[dict] = None):
         self.host = host
+        self.options = dict(options or {})  # keyword arguments for pastset.Server
         self.bin_dir = bin_dir
         self.prefix = list(prefix)
         self.env = env
@@ -48,7 +50,8 @@ class ServerProcess:
         env = dict(os.environ if self.env is None else self.env)
         env.pop("PASTSET_AUTHKEY", None)
         self.proc = subprocess.Popen(
-            self.prefix + [sys.executable, "-c", _CHILD, self.host, self.bin_dir or ""],
+            self.prefix + [sys.executable, "-c", _CHILD, self.host, self.bin_dir or "",
+                           json.dumps(self.options)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         try:
             self.proc.stdin.write(self.authkey.hex().encode() + b"\n")
