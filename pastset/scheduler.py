@@ -240,9 +240,8 @@ class Scheduler:
     def task_samples(self, worker_id: str, samples: Dict[str, Dict[str, Any]]) -> None:
         """A worker's latest /proc samples of its running tasks, by task id.
 
-        Each sample is :meth:`pastset.procstat.ProcessSample.as_dict` (CPU seconds,
-        threads in a timed wait, whether it is still alive) plus ``at``, the worker's
-        clock when taken. Samples of tasks no longer running are ignored.
+        Each sample is :meth:`pastset.procstat.ProcessSample.as_dict` (``cpu`` seconds,
+        ``timed``: threads in a timed wait, ``alive``). Samples of tasks no longer running are ignored.
         """
         with self._lock:
             self._worker(worker_id)

@@ -295,7 +295,7 @@ def test_activity_counts_pending_and_carries_running_samples(sched):
     sched.spawn("b.py", [])
     assert sched.activity()["pending"] == 2  # one handed out but not started, one queued
     sched.task_started(wid, tid, 7)
-    sched.task_samples(wid, {tid: {"cpu": 1.5, "timed_waits": 0, "alive": True, "at": 1.0},
+    sched.task_samples(wid, {tid: {"cpu": 1.5, "timed": 0, "alive": True},
                              "t99": {"cpu": 0.0}})  # unknown ids are ignored
     act = sched.activity()
     assert act["pending"] == 1 and act["tasks"] == 2
