@@ -145,8 +145,10 @@ def _element_line(stats: Optional[Mapping[str, Any]]) -> str:
 
 def task_failure(task: Mapping[str, Any]) -> str:
     """One line about a failed or lost task: id, application, what happened, where."""
-    if task.get("error"):
-        what = task["error"]
+    if task.get("state") == "lost":
+        what = f"was lost: {task.get('error') or 'its worker was lost'}"
+    elif task.get("error"):
+        what = f"{'failed' if task.get('ran') else 'never ran'}: {task['error']}"
     elif task.get("returncode") is not None and task["returncode"] < 0:
         what = f"killed by signal {-task['returncode']}"
     else:

@@ -44,7 +44,7 @@ def app_not_found(app: str, path: str, bin_dir: str) -> str:
     It says where the worker looked and how to point it elsewhere, since the usual
     cause is starting the run from another directory than the one holding the tasks.
     """
-    return (f"task application {app!r} not found: no file {path} (the bin directory searched is "
+    return (f"the task's file {app!r} was not found: no file {path} (the bin directory searched is "
             f"{bin_dir}; start the run with --bin DIR, or set PSBIN, to name the directory that "
             f"holds {app!r})")
 

@@ -180,7 +180,9 @@ def test_a_gone_process_samples_as_not_alive():
 # -- texts ------------------------------------------------------------------------------
 FAILED = [{"id": "t2", "app": "crash.py", "returncode": 1, "error": None, "worker": "w1", "host": "node1"},
           {"id": "t3", "app": "gone.py", "returncode": None, "worker": "w2", "host": "node2",
-           "error": "task application 'gone.py' not found: no file /p/gone.py"},
+           "error": "the task's file 'gone.py' was not found: no file /p/gone.py", "ran": False},
+          {"id": "t5", "app": "l.py", "returncode": None, "worker": "w2", "host": "node2", "state": "lost",
+           "error": "its worker w2 on node2 was lost (connection reset)"},
           {"id": "t4", "app": "k.py", "returncode": -9, "error": None, "worker": "w1", "host": "node1"}]
 
 
@@ -197,7 +199,8 @@ def test_report_names_every_waiting_call_then_the_failed_tasks():
     assert "('result', int)" in lines[2] and "first=0 last=2 delta=2" in lines[2]
     assert "tasks that failed" in lines[3]
     assert "task t2 (crash.py) exited with code 1 [w1@node1]" in text
-    assert "task t3 (gone.py) task application 'gone.py' not found" in text
+    assert "task t3 (gone.py) never ran: the task's file 'gone.py' was not found" in text
+    assert "task t5 (l.py) was lost: its worker w2 on node2 was lost (connection reset)" in text
     assert "task t4 (k.py) killed by signal 9" in text
 
 
@@ -209,6 +212,7 @@ def test_report_without_failures_says_what_to_check():
 
 def test_summary_counts_and_lists_failed_tasks():
     text = failure_summary(FAILED[:2], 5)
+    assert len(text.splitlines()) == 3
     assert text.splitlines()[0] == "pastset: 2 of 5 tasks failed:"
     assert "task t2 (crash.py) exited with code 1 [w1@node1]" in text
     assert failure_summary([], 5) is None

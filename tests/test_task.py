@@ -117,7 +117,7 @@ def test_a_task_whose_worker_was_lost_raises_task_error(sched):
 
 def test_not_found_message_names_the_directory_and_the_fix():
     text = app_not_found("work.py", "/home/u/project/work.py", "/home/u/project")
-    assert "'work.py' not found" in text and "/home/u/project/work.py" in text
+    assert "task's file 'work.py' was not found" in text and "/home/u/project/work.py" in text
     assert "bin directory searched is /home/u/project" in text and "--bin DIR" in text
 
 
