@@ -20,8 +20,12 @@ each rule is tested without processes; the run feeds it every ``interval`` secon
 """
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
+
+from .procstat import sample
 
 #: CPU seconds a waiting process may use over the grace period (one clock tick is 0.01 s,
 #: and reading /proc itself or a signal may cost a tick or two)
@@ -134,6 +138,105 @@ class Detector:
             if value is not None and before is not None and value - before > self.cpu_tolerance:
                 return True
         return False
+
+
+def observation(view: Mapping[str, Any], app: Optional[Mapping[str, Any]], starting: int) -> Observation:
+    """An Observation from the server's deadlock view and the runner's own facts.
+
+    ``view`` is what the server gathers in one call: ``waits`` (the wait registry's
+    snapshot) and ``activity`` (:meth:`pastset.scheduler.Scheduler.activity`, whose
+    running tasks carry their workers' samples). ``app`` is the runner's sample of the
+    app process; ``starting`` the workers launched but not yet registered.
+    """
+    activity = view["activity"]
+    processes: Dict[str, Optional[Mapping[str, Any]]] = {APP: app}
+    for task in activity["running"]:
+        processes[task["id"]] = task.get("sample")
+    return Observation(waits=list(view["waits"]), processes=processes,
+                       pending=activity["pending"], starting=starting)
+
+
+class DeadlockWatch:
+    """The runner's side: every ``interval`` s fetch the server's view, sample the app,
+    feed the detector, and call ``on_deadlock(verdict, view)`` when it decides.
+
+    ``fetch_view()`` returns the server's deadlock view (see :func:`observation`; it may
+    also carry ``elements``: element id -> first/last/delta, for the report);
+    ``starting()`` the workers still starting. A failing fetch (the server going away at
+    the end of the run) is skipped.
+    """
+
+    def __init__(self, grace: float, fetch_view: Callable[[], Mapping[str, Any]], app_pid: int,
+                 starting: Callable[[], int], on_deadlock: Callable[[Verdict, Mapping[str, Any]], None],
+                 interval: float = INTERVAL, clock: Callable[[], float] = time.monotonic):
+        self.detector = Detector(grace)
+        self.fetch_view, self.app_pid, self.starting = fetch_view, app_pid, starting
+        self.on_deadlock, self.interval, self.clock = on_deadlock, interval, clock
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def check(self) -> Optional[Verdict]:
+        """One look; the verdict if this look decided a deadlock (after reporting it)."""
+        view = self.fetch_view()
+        obs = observation(view, sample(self.app_pid).as_dict(), self.starting())
+        verdict = self.detector.observe(self.clock(), obs)
+        if verdict is not None:
+            self.on_deadlock(verdict, view)
+        return verdict
+
+    def start(self) -> "DeadlockWatch":
+        self._thread = threading.Thread(target=self._loop, name="pastset-deadlock", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception:  # noqa: BLE001 - the run ends or the server is going: not ours to report
+                continue
+
+
+class TaskSampler:
+    """The worker's side: every ``interval`` s sample its running tasks' processes on
+    this host and ``report({task id: sample dict})`` them (the server's
+    ``task_samples``), so tasks on ssh hosts and batch nodes are seen like local ones.
+
+    ``pids()`` returns the running tasks now: task id -> pid. Nothing is sent while no
+    task runs.
+    """
+
+    def __init__(self, pids: Callable[[], Mapping[str, int]],
+                 report: Callable[[Dict[str, Dict[str, Any]]], None], interval: float = INTERVAL):
+        self.pids, self.report, self.interval = pids, report, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pastset-task-sampler", daemon=True)
+
+    def samples(self) -> Dict[str, Dict[str, Any]]:
+        return {task_id: sample(pid).as_dict() for task_id, pid in dict(self.pids()).items()}
+
+    def start(self) -> "TaskSampler":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            samples = self.samples()
+            if samples:
+                try:
+                    self.report(samples)
+                except Exception:  # noqa: BLE001 - the run is ending; the worker notices elsewhere
+                    continue
 
 
 def _element_line(stats: Optional[Mapping[str, Any]]) -> str:

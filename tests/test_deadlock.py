@@ -217,3 +217,79 @@ def test_summary_counts_and_lists_failed_tasks():
     assert "task t2 (crash.py) exited with code 1 [w1@node1]" in text
     assert failure_summary([], 5) is None
     assert failure_summary(FAILED[:1], 1).startswith("pastset: 1 of 1 task failed:")
+
+
+# -- the runner's watch and the worker's sampler, with real processes ------------------
+from pastset.deadlock import DeadlockWatch, TaskSampler  # noqa: E402
+from pastset.scheduler import Scheduler  # noqa: E402
+
+BLOCKED = "import socket\na, b = socket.socketpair()\na.recv(1)"
+SMALL_GRACE = 0.5
+
+
+class Run:
+    """A scheduler with one running task (a real process), its worker's sampler, and a
+    watch over an app process; the waiting calls are made up as the server would list them."""
+
+    def __init__(self, app_code, task_code, task_waits=True):
+        self.app = child(app_code)
+        self.task = child(task_code)
+        self.sched = Scheduler()
+        tid = self.sched.spawn("w.py", [])
+        wid = self.sched.register_worker({"host": "node1"})
+        self.sched.next_task(wid)
+        self.sched.task_started(wid, tid, self.task.pid)
+        self.began = time.monotonic()
+        self.who = [APP, tid] if task_waits else [APP]
+        self.sampler = TaskSampler(lambda: {tid: self.task.pid},
+                                   lambda s: self.sched.task_samples(wid, s), interval=0.1).start()
+        self.verdicts = []
+        self.watch = DeadlockWatch(SMALL_GRACE, self.view, self.app.pid, lambda: 0,
+                                   lambda verdict, view: self.verdicts.append(verdict), interval=0.1).start()
+
+    def view(self):
+        waited = time.monotonic() - self.began
+        return {"waits": [wait(who, waited=waited) for who in self.who], "activity": self.sched.activity()}
+
+    def close(self):
+        self.watch.stop()
+        self.sampler.stop()
+        self.sched.stop()
+        for proc in (self.app, self.task):
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def make_run():
+    runs = []
+    yield lambda *args, **kw: runs.append(Run(*args, **kw)) or runs[-1]
+    for run in runs:
+        run.close()
+
+
+def test_blocked_app_and_task_are_reported_once(make_run):
+    run = make_run(BLOCKED, BLOCKED)
+    deadline = time.monotonic() + 20
+    while not run.verdicts and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(run.verdicts) == 1
+    assert {participant_of(w) for w in run.verdicts[0].waits} == {APP, "t1"}
+    time.sleep(0.5)
+    assert len(run.verdicts) == 1
+
+
+@pytest.mark.parametrize("app_code, task_code, task_waits", [
+    # a second thread of the app computes while its main thread waits
+    ("import threading\nthreading.Thread(target=lambda: [0 for _ in iter(int, 1)]).start()\n" + BLOCKED,
+     BLOCKED, True),
+    # a second thread of the app sleeps, and may move something when it wakes
+    ("import threading, time\nthreading.Thread(target=time.sleep, args=(60,)).start()\n" + BLOCKED,
+     BLOCKED, True),
+    # the task sleeps between calls: it is not in a call at all
+    (BLOCKED, "import time\ntime.sleep(60)", False),
+])
+def test_no_false_alarm_with_real_processes(make_run, app_code, task_code, task_waits):
+    run = make_run(app_code, task_code, task_waits)
+    time.sleep(SMALL_GRACE * 4 + 1)
+    assert run.verdicts == []
