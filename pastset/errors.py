@@ -22,6 +22,11 @@ class XFunctionError(PastSetError):
     """An X-function module could not be loaded, or raised while handling a call."""
 
 
+class TaskError(PastSetError):
+    """A spawned task never ran (its file was not found, it could not start) or its
+    worker was lost; the message says which task and why."""
+
+
 class Timeout(PastSetError, TimeoutError):
     """A call with a timeout ran out of time; nothing was moved or consumed."""
 

@@ -6,6 +6,11 @@ worker running the fewest tasks (or queues it until one asks). After ``halt`` a 
 asking for work is told to finish; when the run ends (:meth:`Scheduler.stop`) every
 worker is told to stop at once. Every change is reported through ``on_event`` so the
 runner can print progress and failures.
+
+A task's handle (:class:`pastset.task.Task`) asks here for its state
+(:meth:`Scheduler.task_info`) and waits here for its end (:meth:`Scheduler.wait_task`).
+Workers report their running tasks' CPU samples (:meth:`Scheduler.task_samples`), so the
+deadlock detector sees tasks on any host the same way (:meth:`Scheduler.activity`).
 """
 from __future__ import annotations
 
@@ -16,10 +21,9 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional
 
-from .element import wait_within_call
-from .errors import PastSetError
+from .element import call_context, wait_within_call
+from .errors import PastSetError, Timeout
 from .runenv import HALT, STOP
-
 
 
 @dataclass
@@ -49,7 +53,7 @@ class TaskInfo:
     id: str
     app: str
     args: List[str]
-    state: str = "queued"  # queued | assigned | running | done | failed | lost
+    state: str = "queued"  # queued | assigned | running | done | failed | lost (see PUBLIC_STATE)
     worker: Optional[str] = None
     host: Optional[str] = None
     pid: Optional[int] = None
@@ -58,12 +62,32 @@ class TaskInfo:
     spawned: float = field(default_factory=time.time)
     started: Optional[float] = None
     ended: Optional[float] = None
+    sample: Optional[Dict[str, Any]] = None  # its worker's latest /proc sample of it
 
 
 Event = Callable[[str, Dict[str, Any]], None]
 
 #: worker states after which its process has left the run
 GONE = ("lost", "exited")
+
+#: task states as a Task handle shows them: a task handed to a worker but not yet
+#: started is still "queued" to its owner
+PUBLIC_STATE = {"queued": "queued", "assigned": "queued", "running": "running",
+                "done": "done", "failed": "failed", "lost": "lost"}
+
+#: task states in which the task has ended for good
+ENDED = ("done", "failed", "lost")
+
+
+def task_view(task: TaskInfo) -> Dict[str, Any]:
+    """What a Task handle and the failure reports know of a task (plain data)."""
+    return {
+        "id": task.id, "app": task.app, "args": list(task.args),
+        "state": PUBLIC_STATE[task.state], "returncode": task.returncode, "error": task.error,
+        "worker": task.worker, "host": task.host, "pid": task.pid,
+        "ran": task.started is not None,
+        "duration": (task.ended - task.started) if task.started and task.ended else None,
+    }
 
 
 class Scheduler:
@@ -160,7 +184,9 @@ class Scheduler:
             task.state, task.pid, task.started = "running", pid, time.time()
             worker.running.append(task_id)
             worker.state = "busy"
-        self.on_event("started", {"task": task_id, "worker": worker_id, "host": worker.host, "pid": pid})
+            self._changed.notify_all()
+        self.on_event("started", {"task": task_id, "app": task.app, "worker": worker_id,
+                                  "host": worker.host, "pid": pid})
 
     def task_finished(self, worker_id: str, task_id: str, returncode: Optional[int],
                       error: Optional[str] = None) -> None:
@@ -176,8 +202,10 @@ class Scheduler:
             worker.done += not failed
             if not worker.running and worker.state == "busy":
                 worker.state = "idle"
+            self._changed.notify_all()
             info = {"task": task_id, "app": task.app, "worker": worker_id, "host": worker.host,
-                    "returncode": returncode, "error": error, "stopping": self.stopping}
+                    "returncode": returncode, "error": error, "stopping": self.stopping,
+                    "duration": task_view(task)["duration"]}
         self.on_event("failed" if failed else "finished", info)
 
     def worker_lost(self, worker_id: str, reason: str) -> None:
@@ -194,7 +222,9 @@ class Scheduler:
                 return
             worker.state = "lost"
             for task_id in lost:
-                self.tasks[task_id].state = "lost"
+                task = self.tasks[task_id]
+                task.state, task.ended = "lost", time.time()
+                task.error = f"its worker {worker_id} on {worker.host} was lost ({reason})"
             # tasks handed to it but not yet started (picked up or not) go back to the queue
             requeue = [t for t in self.tasks.values()
                        if t.state == "assigned" and t.worker == worker_id and t not in self._assigned[worker_id]]
@@ -207,7 +237,71 @@ class Scheduler:
                     "previous": previous, "stopping": self.stopping}
         self.on_event("lost", info)
 
+    def task_samples(self, worker_id: str, samples: Dict[str, Dict[str, Any]]) -> None:
+        """A worker's latest /proc samples of its running tasks, by task id.
+
+        Each sample is :meth:`pastset.procstat.ProcessSample.as_dict` (``cpu`` seconds,
+        ``timed``: threads in a timed wait, ``alive``). Samples of tasks no longer running are ignored.
+        """
+        with self._lock:
+            self._worker(worker_id)
+            for task_id, sample in samples.items():
+                task = self.tasks.get(task_id)
+                if task is not None and task.worker == worker_id and task.state == "running":
+                    task.sample = dict(sample)
+
+    # -- a task handle's side ---------------------------------------------------------
+    def task_info(self, task_id: str) -> Dict[str, Any]:
+        """The task's state now (:func:`task_view`)."""
+        with self._lock:
+            return task_view(self._task(task_id))
+
+    def wait_task(self, task_id: str, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Block until the task has ended (done, failed or lost); return :func:`task_view`.
+
+        ``timeout`` None uses the call's context (the server sets the caller's deadline
+        and liveness there, as for every blocking call); a number sets the deadline
+        here. Raises :class:`Timeout` naming the task if it has not ended in time.
+        """
+        began = time.monotonic()
+        if timeout is None:
+            return self._wait_task(task_id, began)
+        with call_context(timeout):
+            return self._wait_task(task_id, began)
+
+    def _wait_task(self, task_id: str, began: float) -> Dict[str, Any]:
+        with self._lock:
+            task = self._task(task_id)
+            while task.state not in ENDED:
+                try:
+                    wait_within_call(self._changed)
+                except Timeout:
+                    waited = time.monotonic() - began
+                    raise Timeout(f"task {task_id} ({task.app}) has not ended after {waited:.3g} s: "
+                                  f"it is {PUBLIC_STATE[task.state]}") from None
+            return task_view(task)
+
+    def failed_tasks(self) -> List[Dict[str, Any]]:
+        """Every task that failed or was lost so far, in spawn order (:func:`task_view`)."""
+        with self._lock:
+            return [task_view(t) for t in self.tasks.values() if t.state in ("failed", "lost")]
+
     # -- the runner's side ------------------------------------------------------------
+    def activity(self) -> Dict[str, Any]:
+        """What the deadlock detector needs from the scheduler, taken at one instant.
+
+        ``pending``: tasks queued or handed to a worker but not yet running (each may
+        still act); ``running``: every running task with where it runs and its latest
+        sample; ``tasks``: how many were spawned in all.
+        """
+        with self._lock:
+            return {
+                "pending": sum(t.state in ("queued", "assigned") for t in self.tasks.values()),
+                "running": [dict(task_view(t), sample=t.sample) for t in self.tasks.values()
+                            if t.state == "running"],
+                "tasks": len(self.tasks),
+            }
+
     def stop(self) -> None:
         """The run is ending: every worker asking for work is told to stop."""
         with self._lock:
@@ -269,6 +363,12 @@ class Scheduler:
             }
 
     # -- internals --------------------------------------------------------------------
+    def _task(self, task_id: str) -> TaskInfo:
+        task = self.tasks.get(task_id) if isinstance(task_id, str) else None
+        if task is None:
+            raise PastSetError(f"no task {task_id!r} in this run")
+        return task
+
     def _worker(self, worker_id: str) -> WorkerInfo:
         worker = self.workers.get(worker_id)
         if worker is None:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pastset.errors import PastSetError
+from pastset.errors import PastSetError, Timeout
 from pastset.scheduler import HALT, STOP, Scheduler
 
 from serverproc import start, wait_until
@@ -210,3 +210,103 @@ def test_spawn_after_halt_is_refused_with_a_reason():
     with pytest.raises(PastSetError, match="halt\\(\\) was called"):
         scheduler.spawn("late.py", [])
     assert scheduler.tasks == {}
+
+
+# -- task handles' side: state, wait, failures, samples ---------------------------------
+def run_one(sched, app="a.py"):
+    """Spawn ``app`` and have a fresh worker pick it up; return (task id, worker id)."""
+    tid = sched.spawn(app, [])
+    wid = register(sched)
+    assert sched.next_task(wid)["id"] == tid
+    return tid, wid
+
+
+def test_task_info_shows_public_states_through_a_life(sched):
+    tid = sched.spawn("a.py", ["1"])
+    info = sched.task_info(tid)
+    assert (info["state"], info["returncode"], info["ran"]) == ("queued", None, False)
+    wid = register(sched)
+    sched.next_task(wid)
+    assert sched.task_info(tid)["state"] == "queued"  # handed out, not started yet
+    sched.task_started(wid, tid, 4242)
+    info = sched.task_info(tid)
+    assert (info["state"], info["pid"], info["worker"], info["ran"]) == ("running", 4242, wid, True)
+    sched.task_finished(wid, tid, 0)
+    info = sched.task_info(tid)
+    assert (info["state"], info["returncode"]) == ("done", 0)
+    assert info["duration"] is not None and info["duration"] >= 0
+
+
+def test_task_info_of_an_unknown_task_names_it(sched):
+    with pytest.raises(PastSetError, match="no task 't99'"):
+        sched.task_info("t99")
+
+
+def test_wait_task_returns_when_the_task_ends(sched):
+    tid, wid = run_one(sched)
+    sched.task_started(wid, tid, 1)
+    waiter = start(sched.wait_task, tid)
+    time.sleep(0.05)
+    assert waiter.is_alive()
+    sched.task_finished(wid, tid, 3)
+    info = waiter.outcome()
+    assert (info["state"], info["returncode"]) == ("failed", 3)
+
+
+def test_wait_task_times_out_naming_the_task(sched):
+    tid = sched.spawn("slow.py", [])
+    began = time.monotonic()
+    with pytest.raises(Timeout, match=r"task t1 \(slow.py\) has not ended after .* it is queued"):
+        sched.wait_task(tid, 0.2)
+    assert 0.15 <= time.monotonic() - began < 5
+
+
+def test_wait_task_with_zero_timeout_answers_at_once_for_an_ended_task(sched):
+    tid, wid = run_one(sched)
+    sched.task_finished(wid, tid, None, "cannot start 'a.py': denied")
+    info = sched.wait_task(tid, 0)
+    assert (info["state"], info["ran"], info["error"]) == ("failed", False, "cannot start 'a.py': denied")
+
+
+def test_a_lost_workers_running_task_is_lost_with_a_reason_and_wakes_its_waiter(sched):
+    tid, wid = run_one(sched)
+    sched.task_started(wid, tid, 1)
+    waiter = start(sched.wait_task, tid)
+    time.sleep(0.05)
+    sched.worker_lost(wid, "connection closed")
+    info = waiter.outcome()
+    assert info["state"] == "lost"
+    assert f"worker {wid}" in info["error"] and "connection closed" in info["error"]
+    assert [t["id"] for t in sched.failed_tasks()] == [tid]
+
+
+def test_failed_tasks_lists_failures_in_spawn_order(sched):
+    ok, w1 = run_one(sched, "ok.py")
+    bad, w2 = run_one(sched, "bad.py")
+    sched.task_started(w1, ok, 1)
+    sched.task_started(w2, bad, 2)
+    sched.task_finished(w1, ok, 0)
+    sched.task_finished(w2, bad, -9)
+    assert [(t["id"], t["returncode"]) for t in sched.failed_tasks()] == [(bad, -9)]
+
+
+def test_activity_counts_pending_and_carries_running_samples(sched):
+    tid, wid = run_one(sched)
+    sched.spawn("b.py", [])
+    assert sched.activity()["pending"] == 2  # one handed out but not started, one queued
+    sched.task_started(wid, tid, 7)
+    sched.task_samples(wid, {tid: {"cpu": 1.5, "timed": 0, "alive": True},
+                             "t99": {"cpu": 0.0}})  # unknown ids are ignored
+    act = sched.activity()
+    assert act["pending"] == 1 and act["tasks"] == 2
+    [running] = act["running"]
+    assert running["id"] == tid and running["pid"] == 7 and running["sample"]["cpu"] == 1.5
+
+
+def test_events_carry_pid_app_and_duration(sched, events):
+    tid, wid = run_one(sched)
+    sched.task_started(wid, tid, 5)
+    sched.task_finished(wid, tid, 0)
+    kinds = dict((k, i) for k, i in events)
+    assert kinds["started"]["pid"] == 5 and kinds["started"]["app"] == "a.py"
+    assert kinds["finished"]["duration"] >= 0
