@@ -342,12 +342,14 @@ def names(events: List[Dict[str, Any]]) -> Tuple[Dict[int, str], Dict[Tuple[int,
 def slices(events: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Every slice as ``{name, cat, pid, tid, ts, dur, args}``: X events, and B/E pairs
     matched per track (a B never ended runs to the last timestamp, with ``unfinished``)."""
-    out, open_: Dict[Tuple[int, int], List[Dict[str, Any]]] = [], {}
+    out: List[Dict[str, Any]] = []
+    open_: Dict[Tuple[int, int], List[Dict[str, Any]]] = {}
     last = max((e.get("ts", 0) + e.get("dur", 0) for e in events if "ts" in e), default=0)
     for e in sorted((e for e in events if e.get("ph") in ("X", "B", "E")), key=lambda e: e["ts"]):
         key = (e["pid"], e["tid"])
         if e["ph"] == "X":
-            out.append({k: e.get(k) for k in ("name", "cat", "pid", "tid", "ts", "dur")} | {"args": e.get("args", {})})
+            out.append({**{k: e.get(k) for k in ("name", "cat", "pid", "tid", "ts", "dur")},
+                        "args": e.get("args", {})})
         elif e["ph"] == "B":
             open_.setdefault(key, []).append(e)
         elif open_.get(key):
