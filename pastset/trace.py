@@ -18,7 +18,8 @@ What it shows:
 Input is a stream of events: the scheduler's ``on_event(kind, info)`` goes to
 :meth:`TraceWriter.on_event`, ended waits come from :meth:`TraceWriter.wait_listener`
 (a :class:`pastset.waits.WaitRegistry` listener), element counts from
-:meth:`TraceWriter.counters`. Events are buffered and written by a background thread at
+the ``sampler`` the writer polls every ``counter_interval`` s (or pushed through
+:meth:`TraceWriter.counters`). Events are buffered and written by a background thread at
 least every ``flush_interval`` seconds; every method is thread-safe.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ import json
 import os
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 #: process ids of the fixed tracks; workers get WORKER_PID_BASE + 1, + 2, ...
 APP_PID = 1
@@ -40,7 +41,9 @@ WAIT_TID_BASE = 1000
 #: default threshold for recording a wait (milliseconds)
 TRACE_WAIT_MS = 10.0
 #: intervals a wait track remembers to place a new wait (older ones are assumed past)
-_REMEMBERED_WAITS = 64
+_REMEMBERED_WAITS = 32
+#: wait tracks per process at most
+_MAX_WAIT_TRACKS = 16
 
 
 class _Tracks:
@@ -62,6 +65,10 @@ class _Tracks:
                 spans.append((start, end))
                 del spans[:-_REMEMBERED_WAITS]
                 return self.base + i, False
+        if len(self.busy) >= _MAX_WAIT_TRACKS:  # a pile-up: overlap on the last track
+            self.busy[-1].append((start, end))
+            del self.busy[-1][:-_REMEMBERED_WAITS]
+            return self.base + len(self.busy) - 1, False
         self.busy.append([(start, end)])
         return self.base + len(self.busy) - 1, True
 
@@ -70,10 +77,13 @@ class TraceWriter:
     """Writes a run's trace to ``path`` as it happens; :meth:`close` ends the file."""
 
     def __init__(self, path: str, *, wait_ms: float = TRACE_WAIT_MS, flush_interval: float = 1.0,
-                 counter_interval: float = 0.05, clock=time.time):
+                 counter_interval: float = 0.1, clock=time.time,
+                 sampler: Optional[Callable[[], Iterable[Tuple[int, str, int, int]]]] = None):
         self.path = path
         self.wait_s = wait_ms / 1000.0
         self.counter_interval = counter_interval
+        self.sampler = sampler
+        self._sampled: Dict[int, Tuple[int, int]] = {}  # element -> last (unobserved, moves) sampled
         self._clock = clock
         self._t0 = clock()
         self._lock = threading.Lock()  # the in-memory state below
@@ -93,7 +103,7 @@ class TraceWriter:
         self._meta(APP_PID, "app", tid=APP_TID)
         self._meta(ELEMENTS_PID, "elements", sort=1)
         self._stop = threading.Event()
-        self._flusher = threading.Thread(target=self._flush_loop, args=(flush_interval,),
+        self._flusher = threading.Thread(target=self._flush_loop, args=(flush_interval, counter_interval),
                                          name="pastset-trace-flush", daemon=True)
         self._flusher.start()
 
@@ -188,15 +198,32 @@ class TraceWriter:
         """An element's counts now. Written at most every ``counter_interval`` s per element;
         the latest value is always written (at the next flush at the latest)."""
         now = self._clock() if t is None else t
-        event = {"name": f"#{element} {template}", "ph": "C", "pid": ELEMENTS_PID, "tid": 0,
-                 "ts": self._ts(now), "args": {"unobserved": unobserved, "moves": moves}}
         with self._lock:
             state = self._counters.get(element)
             if state is None or now - state["emitted"] >= self.counter_interval:
                 self._counters[element] = {"emitted": now, "pending": None}
-                self._event(event)
+                self._event(self._counter_event(element, template, unobserved, moves, now))
             else:
-                state["pending"] = event
+                state["pending"] = (element, template, unobserved, moves, now)
+
+    def sample(self) -> None:
+        """Ask the ``sampler`` for every element's counts; write those that changed.
+
+        The background thread calls this every ``counter_interval`` s (and :meth:`close`
+        once more), so a traced run pays nothing per move or observe for its counters.
+        """
+        if self.sampler is None:
+            return
+        try:
+            samples = list(self.sampler())
+        except Exception:  # the space is closing: the last sample stays
+            return
+        now = self._clock()
+        with self._lock:
+            for element, template, unobserved, moves in samples:
+                if self._sampled.get(element) != (unobserved, moves):
+                    self._sampled[element] = (unobserved, moves)
+                    self._event(self._counter_event(element, template, unobserved, moves, now))
 
     def on_event(self, kind: str, info: Dict[str, Any]) -> None:
         """The scheduler's ``on_event`` callback: spawned, registered, started, finished, failed, lost."""
@@ -219,7 +246,7 @@ class TraceWriter:
             with self._lock:
                 for state in self._counters.values():
                     if state["pending"] is not None:
-                        self._event(state["pending"])
+                        self._event(self._counter_event(*state["pending"]))
                         state["emitted"], state["pending"] = self._clock(), None
                 lines, self._buffer = self._buffer, []
                 fd = self._fd
@@ -241,6 +268,7 @@ class TraceWriter:
             self.app_ended(None)
         self._stop.set()
         self._flusher.join(5)
+        self.sample()
         self.flush()
         with self._write_lock:
             fd, self._fd = self._fd, None
@@ -260,6 +288,11 @@ class TraceWriter:
 
     def _event(self, event: Dict[str, Any]) -> None:
         self._buffer.append(json.dumps(event, separators=(",", ":"), default=str))
+
+    def _counter_event(self, element: int, template: str, unobserved: int, moves: int,
+                       t: float) -> Dict[str, Any]:
+        return {"name": f"#{element} {template}", "ph": "C", "pid": ELEMENTS_PID, "tid": 0,
+                "ts": self._ts(t), "args": {"unobserved": unobserved, "moves": moves}}
 
     def _meta(self, pid: int, name: str, tid: Optional[int] = None, sort: Optional[int] = None) -> None:
         if tid is None:
@@ -285,9 +318,14 @@ class TraceWriter:
         self._task_slots[info["pid"]][info["tid"] - 1] = None
         self._event({"ph": "E", "pid": info["pid"], "tid": info["tid"], "ts": self._ts(t), "args": args})
 
-    def _flush_loop(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            self.flush()
+    def _flush_loop(self, flush_interval: float, sample_interval: float) -> None:
+        tick = min(flush_interval, sample_interval) if self.sampler else flush_interval
+        flushed = time.monotonic()
+        while not self._stop.wait(tick):
+            self.sample()
+            if time.monotonic() - flushed >= flush_interval:
+                self.flush()
+                flushed = time.monotonic()
 
 
 # -- reading a trace back --------------------------------------------------------------------

@@ -264,3 +264,28 @@ def test_close_ends_open_slices_and_is_idempotent(path, clock):
 
 def test_the_default_threshold_is_10_ms():
     assert trace.TRACE_WAIT_MS == 10.0
+
+
+def test_a_sampler_is_polled_for_counters_and_only_changes_are_written(path):
+    import pastset
+
+    with pastset.Server() as server:
+        def sampler():
+            return [(info["id"], t[0], info["last"] - info["first"], info["last"])
+                    for t, info in server.space.templates().items()]
+
+        writer = TraceWriter(path, sampler=sampler, counter_interval=0.02)
+        with pastset.PastSet(server.address, authkey=server.authkey) as pset:
+            work = pset.enter(("work", int))
+            for n in range(5):
+                work.move((n,))
+            work.observe()
+            time.sleep(0.2)  # several polls with nothing changing
+            work.move((5,))
+            writer.close()
+    series = counter_series(load(path))
+    [(name, points)] = series.items()
+    assert name.endswith("work")
+    assert points[-1][1] == {"unobserved": 5, "moves": 6}  # the element's real counts at the end
+    values = [tuple(args.values()) for _, args in points]
+    assert len(values) == len(set(values))  # a value is written when it changes, not every poll
