@@ -22,9 +22,9 @@ import threading
 from multiprocessing import managers
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import transport
+from . import transport, tuplelog
 from .element import CallerGone, Element, set_call_context
-from .errors import ElementDeleted, PastSetError, XFunctionError
+from .errors import ElementDeleted, PastSetError, Timeout, XFunctionError
 from .scheduler import Scheduler
 from .space import TupleSpace, check_module_name
 
@@ -61,7 +61,7 @@ class SpaceService:
     """
 
     exposed = (
-        "hello", "enter", "move", "observe", "first", "last", "delta", "axe", "template",
+        "hello", "enter", "move", "observe", "move_many", "observe_many", "first", "last", "delta", "axe", "template",
         "delelement", "delelement_id", "spawn", "halt",
         "register_worker", "next_task", "task_started", "task_finished", "emit", "status",
         "wait_workers", "wait_workers_gone", "run_state", "stop_run",
@@ -110,6 +110,46 @@ class SpaceService:
         value = _run_xfunction(element, "observe", lambda i: i, index)
         try:
             return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise XFunctionError(f"X-function observe returned a value that cannot be pickled: {exc!r}") from None
+
+    def move_many(self, eid: int, blob: bytes, lengths: bytes, timeout: Optional[float] = None) -> int:
+        """Move a packed batch (``tuplelog.pack``) under consecutive numbers; Timeout
+        carries ``moved``."""
+        element = self.space.element(eid)
+        timeout = _check_timeout(timeout)
+        offs = tuplelog.offsets_of(blob, lengths)
+        set_call_context(timeout, _caller_alive)
+        if type(element) is Element:
+            return element.move_packed(blob, offs)
+        done = 0
+        try:
+            with element.turn():
+                for a, b in zip(offs, offs[1:]):
+                    _run_xfunction(element, "move", pickle.loads, blob[a:b])
+                    done += 1
+        except Timeout as exc:
+            exc.moved = done  # type: ignore[attr-defined]
+            raise
+        return done
+
+    def observe_many(self, eid: int, count: int, timeout: Optional[float] = None) -> Tuple[bytes, bytes]:
+        """Take 1..count unobserved tuples, waiting only for the first; packed."""
+        element = self.space.element(eid)
+        timeout = _check_timeout(timeout)
+        _check_count(count)
+        set_call_context(timeout, _caller_alive)
+        if type(element) is Element:
+            return element.observe_packed(count)
+        values = [_run_xfunction(element, "observe", lambda i: i, -1)]
+        set_call_context(0, _caller_alive)  # the rest only if already there
+        try:
+            while len(values) < count:
+                values.append(_run_xfunction(element, "observe", lambda i: i, -1))
+        except Timeout:
+            pass
+        try:
+            return tuplelog.pack([pickle.dumps(v, pickle.HIGHEST_PROTOCOL) for v in values])
         except Exception as exc:
             raise XFunctionError(f"X-function observe returned a value that cannot be pickled: {exc!r}") from None
 
@@ -220,6 +260,13 @@ def _check_template(template: Any) -> None:
         hash(template)
     except TypeError as exc:
         raise TypeError(f"template {template!r} is not hashable: {exc}") from None
+
+
+def _check_count(count: Any) -> None:
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise TypeError(f"count must be an int, not {type(count).__name__}: {count!r}")
+    if count < 1:
+        raise ValueError(f"count must be >= 1, not {count}")
 
 
 def _check_index(index: Any, allow_unindexed: bool) -> None:
