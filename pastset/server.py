@@ -19,6 +19,7 @@ import pickle
 import resource
 import secrets
 import threading
+import traceback
 from multiprocessing import managers
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -358,9 +359,43 @@ class ManagerServer(managers.Server):
             self.serve_client(conn)
 
     def serve_client(self, conn) -> None:
+        """Answer one client's calls until it disconnects: recv, look up, call, send.
+
+        BaseManager's own loop does far more per call than the space service needs
+        (proxy id tables, typeid lookups, fallbacks, debug logging); this one keeps its
+        wire format: ``("#RETURN", result)``, ``("#ERROR", exception)`` for what the
+        method raised, ``("#TRACEBACK", text)`` for a request it could not handle.
+        """
         _serving.conn = conn
+        methods = {name: getattr(self.service, name) for name in SpaceService.exposed}
+        recv, send = conn.recv, conn.send
+        stopping = self.stop_event.is_set
         try:
-            super().serve_client(conn)
+            while not stopping():
+                try:
+                    request = recv()
+                except (EOFError, OSError):
+                    return
+                try:
+                    ident, name, args, kwds = request
+                    if ident != SERVICE_ID:
+                        raise KeyError(f"no object {ident!r} on this server")
+                    function = methods.get(name)
+                    if function is None:
+                        raise AttributeError(f"method {name!r} is not in exposed methods of the PastSet server")
+                    try:
+                        msg = ("#RETURN", function(*args, **kwds) if kwds else function(*args))
+                    except Exception as exc:
+                        msg = ("#ERROR", exc)
+                except Exception:
+                    msg = ("#TRACEBACK", traceback.format_exc())
+                try:
+                    try:
+                        send(msg)
+                    except Exception:
+                        send(("#UNSERIALIZABLE", traceback.format_exc()))
+                except Exception:
+                    return
         finally:
             _serving.conn = None
 

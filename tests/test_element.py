@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Optional
 
 import pytest
 
@@ -22,11 +23,12 @@ T = ("Test", int, float)
 
 
 def blocked_movers(element: Element) -> int:
-    return len(element._movers)
+    return len(element._movers or ())
 
 
-def waiting_on(cond: threading.Condition) -> int:
-    return len(cond._waiters)  # CPython's Condition keeps its waiters in a deque
+def waiting_on(cond: Optional[threading.Condition]) -> int:
+    # conditions are made on first wait; CPython's Condition keeps its waiters in a deque
+    return 0 if cond is None else len(cond._waiters)
 
 
 def test_first_last_like_the_original():
