@@ -12,13 +12,15 @@ import os
 import pickle
 import re
 import threading
+from array import array as _array
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 from . import transport, validation
 from .transport import SERVICE_ID
 from .errors import ConnectError, PastSetError
 from .runenv import ADDRESS_ENV, AUTHKEY_ENV, STRICT_ENV
-from .validation import check_app_name, check_delta, check_index, check_module_name, check_timeout
+from .validation import check_app_name, check_count, check_delta, check_index, check_module_name, check_timeout
+from .tuplelog import pack as _pack
 
 _dumps = pickle.dumps
 _loads = pickle.loads
@@ -27,6 +29,17 @@ _HIGHEST = pickle.HIGHEST_PROTOCOL
 _NO_RUN = ("no PastSet run to connect to: start your program with `python -m pastset run "
            "app.py` (which sets PASTSET_ADDRESS and PASTSET_AUTHKEY), or pass "
            "PastSet(address=(host, port), authkey=key) of a running pastset.Server")
+
+
+def _pickle_each(tuples: Iterable[Any]) -> List[bytes]:
+    """Pickle one by one, to name the tuple that cannot be pickled."""
+    payloads = []
+    for data in tuples:
+        try:
+            payloads.append(_dumps(data, _HIGHEST))
+        except Exception as exc:
+            raise TypeError(f"cannot move {data!r}: it cannot be pickled ({exc})") from None
+    return payloads
 
 
 def check_template(template: Any) -> tuple:
@@ -190,6 +203,51 @@ class ElementHandle:
         if timeout is not None:
             timeout = check_timeout(timeout)
         return _loads(self._call("observe", self._eid, index, timeout))
+
+    def move_many(self, tuples: Iterable[Any], timeout: Optional[float] = None) -> int:
+        """Move every tuple of ``tuples`` in one round trip; return how many were moved.
+
+        They take consecutive numbers. Under a ``delta`` bound as many move as fit, as
+        soon as they fit; on Timeout those stay moved and the exception's ``moved`` says
+        how many. A tuple that cannot be pickled is a TypeError, and none is moved.
+        """
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+        if isinstance(tuples, (str, bytes, bytearray)):
+            raise TypeError(f"move_many needs an iterable of tuples, not {type(tuples).__name__}: {tuples!r}")
+        try:
+            items = tuples if type(tuples) is list else list(tuples)
+        except TypeError:
+            raise TypeError(f"move_many needs an iterable of tuples, not {type(tuples).__name__}: "
+                            f"{tuples!r}") from None
+        try:
+            payloads = [_dumps(data, _HIGHEST) for data in items]
+        except Exception:
+            payloads = _pickle_each(items)
+        if not payloads:
+            return 0
+        if self._strict:
+            for data in items:
+                problem = matches_template(data, self._template)
+                if problem:
+                    raise TypeError(f"strict mode: {problem}")
+        blob, lengths = _pack(payloads)
+        return self._call("move_many", self._eid, blob, lengths, timeout)
+
+    def observe_many(self, count: int, timeout: Optional[float] = None) -> List[Any]:
+        """Take the next unobserved tuples, up to ``count`` (>= 1), in one round trip.
+
+        Waits only until at least one exists; never returns an empty list (Timeout
+        instead, with nothing consumed).
+        """
+        check_count(count)
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+        blob, offsets = self._call("observe_many", self._eid, count, timeout)
+        offs = _array("Q")
+        offs.frombytes(offsets)
+        view = memoryview(blob)
+        return [_loads(view[a:b]) for a, b in zip(offs, offs[1:])]
 
     def first(self) -> int:
         """Number of the oldest tuple nobody has observed yet."""

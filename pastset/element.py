@@ -17,9 +17,10 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 from .errors import ElementDeleted, Expired, Timeout
+from .tuplelog import TupleLog
 
 #: how often a blocked call wakes to check that its caller is still connected (seconds)
 LIVENESS_INTERVAL = 1.0
@@ -32,6 +33,7 @@ class CallerGone(Exception):
 class _CallContext(threading.local):
     deadline: Optional[float] = None
     caller_alive: Optional[Callable[[], bool]] = None
+    turn: Optional[tuple] = None  # (element, ticket) while this thread moves a batch
 
 
 _context = _CallContext()
@@ -89,28 +91,40 @@ class Element:
 
     ``first()`` is the number of the oldest tuple nobody has observed yet, ``last()`` the
     number of tuples moved so far. Tuples below ``axe``'s mark are dropped.
+
+    An empty element is small (``__slots__``; the log, the conditions and the queue of
+    blocked movers are made on first use), so a run may hold many thousands of them.
     """
+
+    __slots__ = ("__template", "__data", "_first", "_last", "_bound", "_deleted", "_lock",
+                 "_unobserved", "_arrived", "_room", "_movers", "_indexed_waiters", "__dict__")
 
     def __init__(self, template: tuple):
         self.__template = template
-        self.__data: Dict[int, Any] = {}
+        self.__data: Optional[TupleLog] = None
         self._first = 0
         self._last = 0
-        self._oldest = 0  # lowest number not dropped by axe
         self._bound: Optional[int] = None
         self._deleted = False
         self._lock = threading.Lock()
         # separate conditions so a move wakes one unindexed observer, not all of them
-        self._unobserved = threading.Condition(self._lock)  # unindexed observers
-        self._arrived = threading.Condition(self._lock)  # indexed observers
-        self._room = threading.Condition(self._lock)  # movers blocked by the bound
-        self._movers: deque = deque()  # tickets of blocked moves, in the order they blocked
+        self._unobserved: Optional[threading.Condition] = None  # unindexed observers
+        self._arrived: Optional[threading.Condition] = None  # indexed observers
+        self._room: Optional[threading.Condition] = None  # movers blocked by the bound
+        self._movers: Optional[deque] = None  # tickets of blocked moves, in the order they blocked
         self._indexed_waiters = 0
 
     # -- the original private helper (kept for X-function modules) -------------------
     def __set_entry(self, index: int, data: Any) -> None:
         """Store ``data`` as tuple number ``index`` (used by move and X-functions)."""
-        self.__data[index] = data
+        if self.__data is None:
+            self.__data = TupleLog()
+        self.__data.set(index, data)
+
+    @property
+    def _oldest(self) -> int:
+        """Lowest number not dropped by axe."""
+        return 0 if self.__data is None else self.__data.oldest
 
     # -- operations -------------------------------------------------------------------
     def move(self, data: Any) -> bool:
@@ -120,22 +134,27 @@ class Element:
         """
         with self._lock:
             self._check_live()
-            if self._movers or self._full():
+            turn = _context.turn
+            if turn is not None and turn[0] is self:  # a batch of this thread holds the turn
+                if self._full():
+                    while self._full():
+                        self._wait("_room")
+                        self._check_live()
+                    _check_caller()
+            elif self._movers or self._full():
                 ticket = object()
-                self._movers.append(ticket)
+                movers = self._queue(ticket)
                 try:
-                    while self._movers[0] is not ticket or self._full():
-                        wait_within_call(self._room)
+                    while movers[0] is not ticket or self._full():
+                        self._wait("_room")
                         self._check_live()
                     _check_caller()
                 finally:
-                    self._movers.remove(ticket)
-                    self._room.notify_all()
+                    movers.remove(ticket)
+                    self._room.notify_all()  # type: ignore[union-attr]
             self.__set_entry(self._last, data)
             self._last += 1
-            self._unobserved.notify()
-            if self._indexed_waiters:
-                self._arrived.notify_all()
+            self._moved()
             return True
 
     def observe(self, index: int) -> Any:
@@ -166,30 +185,116 @@ class Element:
             self._check_live()
             if value is not None:
                 self._bound = value if value > 0 else None
-                self._room.notify_all()
+                self._notify_all("_room")
             return self._bound
 
     def axe(self, index: int) -> None:
         """Drop tuples numbered below ``min(index, first())`` and free their memory."""
         with self._lock:
             self._check_live()
-            mark = min(index, self._first)
-            for number in range(self._oldest, mark):
-                self.__data.pop(number, None)
-            self._oldest = max(self._oldest, mark)
+            if self.__data is not None:
+                self.__data.drop_below(min(index, self._first))
 
     def template(self) -> tuple:
         """The template that names this element."""
         return self.__template
+
+    # -- batches (the server's fast path for plain elements; see also ``turn``) ----------
+    def move_packed(self, blob: bytes, offs: Any) -> int:
+        """Move the payloads of a packed batch (``offs``: n+1 start offsets in ``blob``)
+        under consecutive numbers, as many at a time as the bound lets in.
+
+        On Timeout the exception's ``moved`` says how many were moved before it.
+        """
+        count = len(offs) - 1
+        if count <= 0:
+            return 0
+        with self._lock:
+            self._check_live()
+            if self.__data is None:
+                self.__data = TupleLog()
+            if not self._movers and (self._bound is None or self._last - self._first + count <= self._bound):
+                self.__data.extend_packed(blob, offs, 0, count)
+                self._last += count
+                self._moved()
+                return count
+            ticket = object()
+            movers = self._queue(ticket)
+            done = 0
+            waited = False
+            try:
+                while True:
+                    if movers[0] is ticket:
+                        room = count - done if self._bound is None else self._bound - (self._last - self._first)
+                        if room > 0:
+                            if waited:
+                                _check_caller()
+                            step = min(room, count - done)
+                            self.__data.extend_packed(blob, offs, done, done + step)
+                            self._last += step
+                            done += step
+                            self._moved()
+                            if done == count:
+                                return count
+                    self._wait("_room")
+                    waited = True
+                    self._check_live()
+            except Timeout as exc:
+                exc.moved = done  # type: ignore[attr-defined]
+                raise
+            finally:
+                movers.remove(ticket)
+                self._room.notify_all()  # type: ignore[union-attr]
+
+    def observe_packed(self, count: int) -> Tuple[bytes, bytes]:
+        """Take up to ``count`` unobserved tuples (waiting until at least one exists), as
+        (concatenated payloads, n+1 offsets as array('Q') bytes)."""
+        with self._lock:
+            self._check_live()
+            self._await_unobserved()
+            number = self._first
+            stop = min(self._last, number + count)
+            packed = self.__data.packed(number, stop)  # type: ignore[union-attr]
+            self._first = stop
+            self._observed()
+            return packed
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold this element's turn to move (blocked moves queue behind) while this
+        thread moves a batch tuple by tuple, so the batch takes consecutive numbers."""
+        ticket = object()
+        with self._lock:
+            self._check_live()
+            movers = self._queue(ticket)
+            try:
+                while movers[0] is not ticket:
+                    self._wait("_room")
+                    self._check_live()
+            except BaseException:
+                movers.remove(ticket)
+                self._notify_all("_room")
+                raise
+        saved = _context.turn
+        _context.turn = (self, ticket)
+        try:
+            yield
+        finally:
+            _context.turn = saved
+            with self._lock:
+                movers.remove(ticket)
+                self._notify_all("_room")
 
     # -- life cycle -------------------------------------------------------------------
     def delete(self) -> None:
         """Mark the element deleted: every blocked and later call raises ElementDeleted."""
         with self._lock:
             self._deleted = True
-            self.__data.clear()
-            for cond in (self._unobserved, self._arrived, self._room):
-                cond.notify_all()
+            if self.__data is not None:
+                self.__data.clear()
+                self.__data = None
+            for name in ("_unobserved", "_arrived", "_room"):
+                self._notify_all(name)
 
     @property
     def deleted(self) -> bool:
@@ -203,24 +308,59 @@ class Element:
         if self._deleted:
             raise ElementDeleted(f"element {self.__template!r} has been deleted")
 
-    def _take_next(self) -> Any:
+    def _wait(self, name: str) -> None:
+        """Wait (lock held) on the condition ``name``, made on first use."""
+        cond = getattr(self, name)
+        if cond is None:
+            cond = threading.Condition(self._lock)
+            setattr(self, name, cond)
+        wait_within_call(cond)
+
+    def _notify_all(self, name: str) -> None:
+        cond = getattr(self, name)
+        if cond is not None:
+            cond.notify_all()
+
+    def _queue(self, ticket: object) -> deque:
+        movers = self._movers
+        if movers is None:
+            movers = self._movers = deque()
+        movers.append(ticket)
+        if self._room is None:
+            self._room = threading.Condition(self._lock)
+        return movers
+
+    def _moved(self) -> None:
+        """Tuples arrived: wake one unindexed observer and every indexed one."""
+        if self._unobserved is not None:
+            self._unobserved.notify()
+        if self._indexed_waiters:
+            self._arrived.notify_all()  # type: ignore[union-attr]
+
+    def _observed(self) -> None:
+        """``first`` advanced: pass the wake-up on if more wait, and make room."""
+        if self._first < self._last and self._unobserved is not None:
+            self._unobserved.notify()
+        if self._movers:
+            self._room.notify_all()  # type: ignore[union-attr]
+
+    def _await_unobserved(self) -> None:
         try:
             while self._first >= self._last:
-                wait_within_call(self._unobserved)
+                self._wait("_unobserved")
                 self._check_live()
             _check_caller()
         except BaseException:
             # a wake-up this waiter received is passed on, so no tuple waits unseen
-            if self._first < self._last and not self._deleted:
+            if self._first < self._last and not self._deleted and self._unobserved is not None:
                 self._unobserved.notify()
             raise
-        number = self._first
-        data = self.__data[number]
+
+    def _take_next(self) -> Any:
+        self._await_unobserved()
+        data = self.__data.get(self._first)  # type: ignore[union-attr]
         self._first += 1
-        if self._first < self._last:
-            self._unobserved.notify()
-        if self._movers:
-            self._room.notify_all()
+        self._observed()
         return data
 
     def _read(self, index: int) -> Any:
@@ -229,10 +369,10 @@ class Element:
         self._indexed_waiters += 1
         try:
             while index >= self._last:
-                wait_within_call(self._arrived)
+                self._wait("_arrived")
                 self._check_live()
         finally:
             self._indexed_waiters -= 1
         if index < self._oldest:
             raise Expired(f"tuple {index} of {self.__template!r} was dropped by axe")
-        return self.__data[index]
+        return self.__data.get(index)  # type: ignore[union-attr]

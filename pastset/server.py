@@ -21,12 +21,13 @@ import resource
 import secrets
 import threading
 import time
+import traceback
 from multiprocessing import managers
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import transport
+from . import transport, tuplelog
 from .element import CallerGone, Element, set_call_context
-from .errors import ElementDeleted, PastSetError, XFunctionError
+from .errors import ElementDeleted, PastSetError, Timeout, XFunctionError
 from .scheduler import Scheduler
 from .space import TupleSpace
 from .validation import (check_app_args, check_app_name, check_count, check_delta, check_id, check_index,
@@ -110,6 +111,48 @@ class ElementService:
         value = _run_xfunction(element, "observe", lambda i: i, index)
         try:
             return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise XFunctionError(f"X-function observe returned a value that cannot be pickled: {exc!r}") from None
+
+    @exposed
+    def move_many(self, eid: int, blob: bytes, lengths: bytes, timeout: Optional[float] = None) -> int:
+        """Move a packed batch (``tuplelog.pack``) under consecutive numbers; Timeout
+        carries ``moved``."""
+        element = self.space.element(eid)
+        timeout = check_timeout(timeout)
+        offs = tuplelog.offsets_of(blob, lengths)
+        set_call_context(timeout, _caller_alive)
+        if type(element) is Element:
+            return element.move_packed(blob, offs)
+        done = 0
+        try:
+            with element.turn():
+                for a, b in zip(offs, offs[1:]):
+                    _run_xfunction(element, "move", pickle.loads, blob[a:b])
+                    done += 1
+        except Timeout as exc:
+            exc.moved = done  # type: ignore[attr-defined]
+            raise
+        return done
+
+    @exposed
+    def observe_many(self, eid: int, count: int, timeout: Optional[float] = None) -> Tuple[bytes, bytes]:
+        """Take 1..count unobserved tuples, waiting only for the first; packed."""
+        element = self.space.element(eid)
+        timeout = check_timeout(timeout)
+        check_count(count)
+        set_call_context(timeout, _caller_alive)
+        if type(element) is Element:
+            return element.observe_packed(count)
+        values = [_run_xfunction(element, "observe", lambda i: i, -1)]
+        set_call_context(0, _caller_alive)  # the rest only if already there
+        try:
+            while len(values) < count:
+                values.append(_run_xfunction(element, "observe", lambda i: i, -1))
+        except Timeout:
+            pass
+        try:
+            return tuplelog.pack([pickle.dumps(v, pickle.HIGHEST_PROTOCOL) for v in values])
         except Exception as exc:
             raise XFunctionError(f"X-function observe returned a value that cannot be pickled: {exc!r}") from None
 
@@ -492,9 +535,43 @@ class ManagerServer(managers.Server):
             self.serve_client(conn)
 
     def serve_client(self, conn) -> None:
+        """Answer one client's calls until it disconnects: recv, look up, call, send.
+
+        BaseManager's own loop does far more per call than the space service needs
+        (proxy id tables, typeid lookups, fallbacks, debug logging); this one keeps its
+        wire format: ``("#RETURN", result)``, ``("#ERROR", exception)`` for what the
+        method raised, ``("#TRACEBACK", text)`` for a request it could not handle.
+        """
         _serving.conn = conn
+        methods = {name: getattr(self.service, name) for name in SpaceService.exposed}
+        recv, send = conn.recv, conn.send
+        stopping = self.stop_event.is_set
         try:
-            super().serve_client(conn)
+            while not stopping():
+                try:
+                    request = recv()
+                except (EOFError, OSError):
+                    return
+                try:
+                    ident, name, args, kwds = request
+                    if ident != SERVICE_ID:
+                        raise KeyError(f"no object {ident!r} on this server")
+                    function = methods.get(name)
+                    if function is None:
+                        raise AttributeError(f"method {name!r} is not in exposed methods of the PastSet server")
+                    try:
+                        msg = ("#RETURN", function(*args, **kwds) if kwds else function(*args))
+                    except Exception as exc:
+                        msg = ("#ERROR", exc)
+                except Exception:
+                    msg = ("#TRACEBACK", traceback.format_exc())
+                try:
+                    try:
+                        send(msg)
+                    except Exception:
+                        send(("#UNSERIALIZABLE", traceback.format_exc()))
+                except Exception:
+                    return
         finally:
             _serving.conn = None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Optional
 
 import pytest
 
@@ -22,11 +23,12 @@ T = ("Test", int, float)
 
 
 def blocked_movers(element: Element) -> int:
-    return len(element._movers)
+    return len(element._movers or ())
 
 
-def waiting_on(cond: threading.Condition) -> int:
-    return len(cond._waiters)  # CPython's Condition keeps its waiters in a deque
+def waiting_on(cond: Optional[threading.Condition]) -> int:
+    # conditions are made on first wait; CPython's Condition keeps its waiters in a deque
+    return 0 if cond is None else len(cond._waiters)
 
 
 def test_first_last_like_the_original():
@@ -145,7 +147,7 @@ def test_axe_drops_only_observed_tuples_and_frees_them():
     e.observe(-1)  # first() == 2
     e.axe(5)  # only 0 and 1 may go: 2..5 are unobserved
     data = e._Element__data
-    assert sorted(data) == [2, 3, 4, 5]
+    assert data.oldest == 2
     for i in (0, 1):
         with pytest.raises(Expired, match=f"tuple {i}"):
             e.observe(i)
@@ -155,7 +157,7 @@ def test_axe_drops_only_observed_tuples_and_frees_them():
     with pytest.raises(Expired):
         e.observe(1)
     e.axe(4)
-    assert sorted(data) == [4, 5]
+    assert data.oldest == 4
     with pytest.raises(Expired):
         e.observe(3)
     assert e.observe(4) == 4
@@ -329,4 +331,4 @@ def test_subclass_keeps_the_private_names():
     e = Element2(T)
     e._Element__set_entry(0, "direct")
     assert e._Element__template == T
-    assert e._Element__data == {0: "direct"}
+    assert e._Element__data.get(0) == "direct"
