@@ -34,6 +34,7 @@ PACKAGES=(
     munge slurm-wlm                 # slurmctld, slurmd, srun, sbatch, squeue, scancel
     gridengine-master gridengine-exec gridengine-client   # Son of Grid Engine 8.1.9
     dma                             # MTA for gridengine-common's mailx, without a daemon
+    tmux                            # a real terminal for the `pastset top` tests
 )
 
 # sshd refuses to start without its privilege-separation directory (normally made by systemd;
