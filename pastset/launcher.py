@@ -44,7 +44,6 @@ class WorkerLaunch:
     address: tuple  #: (host, port) workers connect to
     authkey: bytes = field(repr=False)  #: the run's secret: env of a local child or stdin only
     bin_dir: str  #: the application directory tasks run from
-    settings: Any = field(repr=False, default=None)  #: the run's :class:`pastset.settings.Settings`
     #: non-secret environment every worker needs (PYTHONPATH, PASTSET_STRICT); launchers that
     #: do not carry our environment put it on the remote command line
     extra_env: Mapping[str, str] = field(default_factory=dict)
