@@ -167,3 +167,14 @@ def test_xfunction_module_that_exits_on_import_is_an_error_not_a_lost_connection
     refused(raw_call(server_process, "enter", ("t",), "xexits"), XFunctionError, "'xexits'", "failed to import",
             "SystemExit")
     serves(server_process)
+
+
+def test_xfunction_method_that_exits_is_an_error_not_a_lost_connection(server_process, bin_dir):
+    (bin_dir / "xmexits.py").write_text("import sys\nfrom pastset.element import Element as Base\n\n\n"
+                                        "class Element(Base):\n    def move(self, data):\n        sys.exit(4)\n")
+    with pastset.PastSet(server_process.address, authkey=server_process.authkey) as pset:
+        element = pset.enter(("exits", int), "xmexits")
+        with pytest.raises(XFunctionError, match=r"xmexits\.move failed: SystemExit\(4\)"):
+            element.move(("exits", 1))
+        assert pset.status() is not None  # the same connection still works
+    serves(server_process)
