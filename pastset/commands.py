@@ -1,6 +1,7 @@
 """The small commands around a run: ``config``, ``status`` (the original psmanage), ``clean``."""
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
@@ -10,19 +11,33 @@ from .settingspecs import show_value
 
 
 def show_config(settings: Any, pm: Any) -> int:
-    """Print every setting with its value and source, and which launcher a run would use."""
+    """Print every setting with its value and source, and which launcher a run would use.
+
+    The table is shown even when the setup is broken; what a run would then refuse (a
+    missing bin directory, an unreadable hosts file, no usable launcher) is listed after
+    it, on stderr, and makes the exit code 1.
+    """
     from .plugins import launchers
     from .run import choose_launcher
 
+    problems: List[str] = []
     try:
         info, why = choose_launcher(settings, launchers(pm))
         in_use = f"{info.name} ({why})"
         shown: List[str] = [info.name]
     except PastSetError as exc:
         in_use, shown = f"none ({exc})", []
+        problems.append(str(exc))
+    for check in (settings.bin_dir, settings.host_lines):
+        try:
+            check()
+        except PastSetError as exc:
+            problems.append(str(exc))
     print(describe(settings, shown))
-    print(f"\nlauncher in use: {in_use}")
-    return 0
+    print(f"\nlauncher in use: {in_use}", flush=True)
+    for problem in problems:
+        print(f"pastset: error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def describe(settings: Any, launchers_shown: Iterable[str] = ()) -> str:
@@ -151,7 +166,8 @@ def clean(run_id: Optional[str], dry_run: bool, pm: Any) -> int:
         print(f"run {record['run']} ({record.get('app')}): "
               + ("; ".join(actions) if actions else "nothing left running") + (" [dry run]" if dry_run else ""))
     if not cleaned:
-        print("nothing to clean: no crashed runs recorded")
+        print(f"nothing to clean: no crashed run {run_id!r} recorded" if run_id and not records
+              else "nothing to clean: no crashed runs recorded")
     return 0
 
 

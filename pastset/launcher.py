@@ -5,8 +5,10 @@ run creates one instance, asks it where the server should listen (:meth:`bind_ho
 hands it a :class:`WorkerLaunch` (:meth:`start`), polls it for failures while it waits
 for workers to register (:meth:`problems`), and always calls :meth:`stop` at the end.
 What it records (:meth:`record`) lets ``pastset clean`` undo a crashed run
-(:meth:`clean`). Launchers use only this module, :mod:`pastset.processes` and the names
-exported by ``pastset``; never pastset's internals.
+(:meth:`clean`). Launchers build on this module, :mod:`pastset.processes` (children and
+their clean-up), :mod:`pastset.remote` (ssh commands), :mod:`pastset.batch` (job scripts
+and queues), :mod:`pastset.errors` and the names exported by ``pastset``; on nothing else
+of pastset's.
 
 Secrets: the authkey (``WorkerLaunch.authkey``) must never reach a command line or a log.
 Give it to a local child through :meth:`WorkerLaunch.worker_env`, or to a remote one on
@@ -44,7 +46,6 @@ class WorkerLaunch:
     address: tuple  #: (host, port) workers connect to
     authkey: bytes = field(repr=False)  #: the run's secret: env of a local child or stdin only
     bin_dir: str  #: the application directory tasks run from
-    settings: Any = field(repr=False, default=None)  #: the run's :class:`pastset.settings.Settings`
     #: non-secret environment every worker needs (PYTHONPATH, PASTSET_STRICT); launchers that
     #: do not carry our environment put it on the remote command line
     extra_env: Mapping[str, str] = field(default_factory=dict)

@@ -320,7 +320,7 @@ def _run_xfunction(element: Element, method: str, convert: Callable[[Any], Any],
         return getattr(element, method)(value)
     except (PastSetError, CallerGone):
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() there must not end the connection
         module = type(element).__module__.replace("pastset_xfunction_", "")
         raise XFunctionError(f"X-function {module}.{method} failed: {exc!r}") from None
 

@@ -69,7 +69,7 @@ class XFunctionLoader:
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         try:
             spec.loader.exec_module(module)  # type: ignore[union-attr]
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() there must not end the connection
             raise XFunctionError(f"X-function module {name!r} failed to import: {exc!r}") from None
         sys.modules.setdefault(spec.name, module)  # so its instances can be pickled by reference
         cls = getattr(module, "Element", None)

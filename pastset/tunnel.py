@@ -132,8 +132,8 @@ def open_tunnel(spec: str, server_address: Tuple[str, int], key: Optional[str] =
 def _no_delay(forwarder: Any) -> None:
     """TCP_NODELAY on the ssh connection and on every forwarded local connection.
 
-    Without it a reply split over two writes waits for a delayed ACK (40 ms); see
-    DESIGN.md section 8 on multiprocessing.connection.
+    Without it a reply split over two writes (multiprocessing.connection sends a length
+    prefix, then the body) waits for the peer's delayed ACK: 40 ms per call.
     """
     transport_sock = getattr(getattr(forwarder, "_transport", None), "sock", None)
     if isinstance(transport_sock, socket.socket):

@@ -142,12 +142,13 @@ def check_app_name(app: Any) -> str:
     """A spawned application: a relative path to a file inside the run's bin directory.
 
     No absolute path and no ``..`` component, so a task can only run what the run's bin
-    directory holds.
+    directory holds; and a file's name, not a directory's (``.``, ``sub/``).
     """
     if not isinstance(app, str) or not app.strip():
         raise ValueError(f"spawn needs the application's file name, not {show(app)}")
     parts = app.replace(os.sep, "/").split("/")
-    if os.path.isabs(app) or app.startswith("/") or ".." in parts or "\0" in app:
+    if (os.path.isabs(app) or app.startswith("/") or ".." in parts or "\0" in app
+            or parts[-1] in ("", ".")):
         raise ValueError(f"application {show(app)} must be a file inside the run's bin directory "
                          "(a relative path without '..')")
     return app

@@ -1,4 +1,4 @@
-"""The public API of DESIGN.md section 2 over a real server.
+"""The public API (the names ``pastset`` exports) over a real server.
 
 Proves every name and behaviour of the contract: Server and PastSet as context managers,
 environment discovery (and the ConnectError saying how to start a run), wrong authkeys,

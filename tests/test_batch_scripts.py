@@ -23,7 +23,7 @@ FILES = JobFiles("/shared/jobs/R1", "/shared/jobs/R1/job.sh", "/shared/jobs/R1/a
 
 def launch(count=3):
     return WorkerLaunch(count=count, run_id="20240101-120000-4242", address=("10.0.0.1", 5000), authkey=AUTHKEY,
-                        bin_dir="/home/u/app", settings=Settings(), extra_env={"PYTHONPATH": "/opt/pastset"})
+                        bin_dir="/home/u/app", extra_env={"PYTHONPATH": "/opt/pastset"})
 
 
 def make(cls, options=None, environ=None):

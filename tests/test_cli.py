@@ -201,3 +201,20 @@ def test_unresolvable_host_names_its_host_file_line(env, tmp_path):
     err = done.stderr
     assert "'no-such-host.invalid'" in err and f"line 2 of host file {str(hosts)!r}" in err, err
     assert "check the host name" in err and "bind" not in err
+
+
+def test_config_shows_a_broken_setup_then_says_what_a_run_would_refuse(env, tmp_path):
+    missing_bin, missing_hosts = tmp_path / "no-bin", tmp_path / "no-hosts"
+    done = run(["config", "--bin", str(missing_bin), "--hosts", str(missing_hosts)], env)
+    assert done.returncode == 1, done.stdout
+    assert config_rows(done.stdout)["hosts"] == (repr(str(missing_hosts)), "flag --hosts")
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 2 and all(line.startswith("pastset: error: ") for line in errors), done.stderr
+    assert str(missing_bin) in errors[0] and "not an existing directory" in errors[0]
+    assert str(missing_hosts) in errors[1] and "cannot read host file" in errors[1]
+
+
+def test_clean_of_an_unknown_run_names_it(env):
+    done = run(["clean", "--run", "no-such-run"], env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "nothing to clean: no crashed run 'no-such-run' recorded"

@@ -1,4 +1,4 @@
-"""pastset.element.Element on its own: the PastSet semantics of DESIGN.md section 1.
+"""pastset.element.Element on its own: the PastSet semantics.
 
 Proves the first/last pointers (``0 1`` then ``1 1``), exactly-once unindexed observe,
 indexed observe, FIFO release of moves blocked by ``delta``, the bound's read/set/remove,

@@ -132,7 +132,8 @@ def test_infinite_timeout_on_the_server(server_process):
     refused(raw_call(server_process, "wait_workers", 1, math.inf), ValueError, "finite")
 
 
-@pytest.mark.parametrize("app", ["/bin/sh", "../outside.py", "sub/../../x.py", "..", "a/../b.py", "x\0.py"])
+@pytest.mark.parametrize("app", ["/bin/sh", "../outside.py", "sub/../../x.py", "..", "a/../b.py", "x\0.py",
+                                 ".", "./", "sub/", "sub/."])
 def test_spawn_outside_bin(server_process, pset, sends, app):
     refused(raw_call(server_process, "spawn", app, []), ValueError, "inside the run's bin")
     before = sends.count
@@ -157,4 +158,23 @@ def test_xfunction_module_without_element_class_is_not_run(server_process, bin_d
     assert not ran.exists(), "the server ran a module that defines no Element class"
     refused(raw_call(server_process, "enter", ("t",), "xnotsub"), XFunctionError,
             "must define class Element(pastset.element.Element)")
+    serves(server_process)
+
+
+def test_xfunction_module_that_exits_on_import_is_an_error_not_a_lost_connection(server_process, bin_dir):
+    (bin_dir / "xexits.py").write_text("import sys\nfrom pastset.element import Element as Base\n\n\n"
+                                       "class Element(Base):\n    pass\n\n\nsys.exit(3)\n")
+    refused(raw_call(server_process, "enter", ("t",), "xexits"), XFunctionError, "'xexits'", "failed to import",
+            "SystemExit")
+    serves(server_process)
+
+
+def test_xfunction_method_that_exits_is_an_error_not_a_lost_connection(server_process, bin_dir):
+    (bin_dir / "xmexits.py").write_text("import sys\nfrom pastset.element import Element as Base\n\n\n"
+                                        "class Element(Base):\n    def move(self, data):\n        sys.exit(4)\n")
+    with pastset.PastSet(server_process.address, authkey=server_process.authkey) as pset:
+        element = pset.enter(("exits", int), "xmexits")
+        with pytest.raises(XFunctionError, match=r"xmexits\.move failed: SystemExit\(4\)"):
+            element.move(("exits", 1))
+        assert pset.status() is not None  # the same connection still works
     serves(server_process)

@@ -1,4 +1,4 @@
-"""Reliability (issue #2 item 4, DESIGN.md section 7), each proven by doing it.
+"""Reliability (the README's Reliability section), each proven by doing it.
 
 * a client SIGKILLed while blocked in observe(), with no move arriving within 50 ms of
   the kill, takes no tuple: the next one reaches a live observer (delivery is at most

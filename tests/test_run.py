@@ -272,7 +272,7 @@ def test_strict_setting_reaches_the_app_and_its_tasks(tmp_path, env, flag, outco
 
 
 def test_the_authkey_is_in_no_log_and_no_output(tmp_path, env):
-    """DESIGN section 6: the key reaches the app's environment, and nothing else we write."""
+    """The key reaches the app's environment, and nothing else we write."""
     directory = tmp_path / "keyapp"
     directory.mkdir()
     key_file = tmp_path / "key"
