@@ -51,8 +51,12 @@ class SgeLauncher(BatchLauncher):
         return options + self.extra
 
     def qrsh_argv(self, host: str, worker: Sequence[str], *, stdin: bool = True) -> List[str]:
-        """qrsh -inherit running ``worker`` (see :meth:`worker_command`) on ``host``."""
-        return ["qrsh", "-inherit", *([] if stdin else ["-nostdin"]), host, *worker]
+        """qrsh -inherit running ``worker`` (see :meth:`worker_command`) on ``host``.
+
+        Like ssh, qrsh joins its command words with spaces for a shell on the node, so
+        ``worker`` goes as one line quoted once (a prologue's ``bash -c`` script has spaces).
+        """
+        return ["qrsh", "-inherit", *([] if stdin else ["-nostdin"]), host, shell_line(worker)]
 
     def job_command(self, launch: WorkerLaunch, files: JobFiles) -> str:
         # one qrsh -inherit per granted slot, read from the job's own PE_HOSTFILE
