@@ -140,8 +140,8 @@ def test_qsub_pe_script():
     assert lines[1:8] == ["#$ -N pastset-20240101-120000-4242", "#$ -pe mpi 4", "#$ -o /shared/jobs/R1/job.out",
                           "#$ -j y", "#$ -S /bin/sh", "#$ -q all.q", "#$ -l h_vmem=1G"]
     command = [line for line in lines if "qrsh" in line][0]
-    assert 'qrsh -inherit -nostdin "$host" env PYTHONPATH=/opt/pastset' in command
-    assert '--authkey-file /shared/jobs/R1/authkey &' in command
+    assert 'qrsh -inherit -nostdin "$host" \'env PYTHONPATH=/opt/pastset' in command
+    assert "--authkey-file /shared/jobs/R1/authkey' &" in command
     assert command.endswith('done < "$PE_HOSTFILE"; wait')
     assert_no_secret(text)
 
@@ -156,8 +156,8 @@ def test_qrsh_inherit_argv_reads_the_key_from_stdin(tmp_path):
     sge = make(SgeLauncher, environ={"PE_HOSTFILE": str(hostfile)})
     assert spread(sge.hosts(), 3) == ["nodeA", "nodeB", "nodeA"]
     argv = sge.qrsh_argv("nodeB", sge.worker_command(launch(), key_stdin=True))
-    assert argv[:3] == ["qrsh", "-inherit", "nodeB"]
-    assert "--authkey-stdin" in argv
+    assert argv[:3] == ["qrsh", "-inherit", "nodeB"] and len(argv) == 4  # one line for the node's shell
+    assert shlex.split(argv[3])[-1] == "--authkey-stdin"
     assert_no_secret(" ".join(argv))
 
 
@@ -353,14 +353,14 @@ def test_srun_in_an_allocation_and_in_the_job_start_the_same_worker_command():
     assert job == inside + ["--authkey-file", FILES.authkey]
 
 
-def test_qsub_script_with_a_prologue_uses_bash_and_wraps_each_qrsh():
+def test_qsub_script_with_a_prologue_uses_bash_and_quotes_the_wrapped_worker_for_qrsh():
     sge, text, command = script_and_command(SgeLauncher)
     assert "#$ -S /bin/bash" in text.splitlines()
     # the loop's "$host" stays an expansion, everything else one quoted argv
     start = command.index("qrsh")
     argv = shlex.split(command[start:command.index(" & i=")].replace(LOOP_HOST, "HOST"))
     assert argv == sge.qrsh_argv("HOST", sge.worker_command(launch(2), key_file=FILES.authkey), stdin=False)
-    assert argv[4:8] == ["env", "PYTHONPATH=/opt/pastset", "bash", "-c"]
+    assert shlex.split(argv[4])[:4] == ["env", "PYTHONPATH=/opt/pastset", "bash", "-c"]
 
 
 def test_pbs_script_with_a_prologue_quotes_it_once_for_pbsdsh_and_twice_for_ssh():
