@@ -155,19 +155,6 @@ def test_slurm_prologue_in_each_srun_task_inside_salloc(slurm) -> None:
     assert wait_until(lambda: not cluster.queue(), 10), cluster.queue()
 
 
-def test_slurm_prologue_in_a_submitted_job(slurm) -> None:
-    cluster, _, env, tmp = slurm
-    p = probe(tmp)
-    done = run(pastset_argv("run", "--config", str(job_config(tmp, "slurm", prologue=p["prologue"])),
-                            "--procs", "2", "--bin", str(p["bin"]), "--wait-timeout", "40", "probe.py", "2"), env)
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out
-    job = re.search(r"submitted SLURM job (\d+)", out).group(1)
-    assert all(f" job={job} " in line for line in seen(out, 2)), out
-    assert marks(p["marker"]) == 3  # the job script, then each of the two srun tasks
-    assert wait_until(lambda: not cluster.queue(), 10), cluster.queue()
-
-
 def test_slurm_failing_prologue_ends_the_run_with_its_error(slurm) -> None:
     cluster, _, env, tmp = slurm
     p = probe(tmp)
@@ -187,19 +174,6 @@ def test_slurm_failing_prologue_ends_the_run_with_its_error(slurm) -> None:
 @pytest.fixture
 def sge(sge_cluster: SgeCluster, tmp_path: Path):
     yield from batch_setup(sge_cluster, tmp_path)
-
-
-def test_sge_prologue_in_a_submitted_pe_job(sge) -> None:
-    cluster, _, env, tmp = sge
-    p = probe(tmp)
-    done = run(pastset_argv("run", "--config", str(job_config(tmp, "sge", prologue=p["prologue"])),
-                            "--procs", "2", "--bin", str(p["bin"]), "--wait-timeout", "60", "probe.py", "2"), env)
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out
-    job = re.search(r"submitted Grid Engine job (\d+)", out).group(1)
-    assert all(f" job={job} " in line for line in seen(out, 2)), out
-    assert marks(p["marker"]) == 3  # the job script, then each qrsh -inherit
-    assert wait_until(lambda: not cluster.queue(), 15), cluster.queue()
 
 
 def test_sge_prologue_before_each_qrsh_inherit_worker_in_a_pe_job(sge) -> None:
@@ -231,3 +205,24 @@ def test_sge_failing_prologue_ends_the_job_with_its_error(sge) -> None:
     assert_failed_in_prologue(done, out)
     assert re.search(r"Grid Engine job \d+ .*before its workers registered", out) or "job output" in out, out
     assert wait_until(lambda: not cluster.queue(), 15), cluster.queue()
+
+
+# --------------------------------------------------------------------------- submitted jobs
+
+
+@pytest.mark.parametrize("launcher, system", [("slurm", "SLURM"), ("sge", "Grid Engine")])
+def test_prologue_in_a_submitted_job_runs_in_the_script_and_before_each_worker(request, tmp_path: Path,
+                                                                               launcher: str, system: str) -> None:
+    cluster_fixture = {"slurm": "slurm_cluster", "sge": "sge_cluster"}[launcher]
+    setup = batch_setup(request.getfixturevalue(cluster_fixture), tmp_path)
+    cluster, _, env, tmp = next(setup)
+    p = probe(tmp)
+    done = run(pastset_argv("run", "--config", str(job_config(tmp, launcher, prologue=p["prologue"])),
+                            "--procs", "2", "--bin", str(p["bin"]), "--wait-timeout", "60", "probe.py", "2"), env)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    job = re.search(rf"submitted {system} job (\d+)", out).group(1)
+    assert all(f" job={job} " in line for line in seen(out, 2)), out
+    assert marks(p["marker"]) == 3  # the job script, then each of the two started workers
+    assert wait_until(lambda: not cluster.queue(), 15), cluster.queue()
+    next(setup, None)  # nothing of the test left behind
