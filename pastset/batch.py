@@ -5,9 +5,15 @@ A batch launcher answers two questions, kept apart as in Parsl: *how to get node
 *how to start processes on them* (``srun``, ``qrsh -inherit``, ``pbsdsh``, ssh over a
 nodefile). :class:`BatchLauncher` does the first generically from a few class attributes
 (submit/cancel commands, job-id pattern, directive prefix, the variable that shows an
-allocation); a subclass supplies the header lines that differ, the command that starts
-the workers inside the job, how to read a job's state, and how to start workers inside an
-allocation.
+allocation); a subclass supplies the header lines that differ, its *starter* (the argv
+that runs workers on the nodes: ``srun ...``, ``qrsh -inherit HOST ...``), how to read a
+job's state, and how to start workers inside an allocation.
+
+The worker command itself has one source, :meth:`BatchLauncher.worker_command`; a
+launcher's starter argv is built once, run directly inside an allocation and quoted with
+:func:`shell_line` for the job script. The ``prologue`` option (``module load``,
+``source venv/bin/activate``, ``export``) runs in the job script before the starter and,
+through :func:`after_prologue`, on each node in the shell that then becomes the worker.
 
 Job scripts are built by :func:`job_script`, a pure function of named slots (shebang,
 header, prologue, command, epilogue), so they can be tested as strings.
@@ -37,7 +43,8 @@ from .errors import LaunchError
 from .hostfile import read_host_file  # noqa: F401 (the batch plugins read node files with it)
 from .launcher import Launcher, WorkerLaunch, lines_option, run_command, text_option
 from .processes import kill_recorded, process_identity, start_child, stop_child
-from .remote import Starter, shell_line, with_environment
+from .remote import (PROLOGUE_SHELL, Starter, after_prologue, prologue_block, prologue_lines, shell_line,
+                     with_environment)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,9 @@ log = logging.getLogger(__name__)
 DEFAULT_WORKDIR = "~/.pastset/jobs"
 #: seconds between two job-state queries while the run waits for workers
 POLL_INTERVAL = 1.0
+#: the host in a job script's ``while read host`` loop: pass it as a starter's host and to
+#: ``shell_line(argv, raw={LOOP_HOST})`` so it stays a shell expansion in the script
+LOOP_HOST = '"$host"'
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -131,7 +141,8 @@ class JobFiles:
 class BatchLauncher(Launcher):
     """Base of launchers for batch systems: submit, watch and cancel a job, or use the
     allocation the run is in. Subclasses set the class attributes and implement
-    :meth:`header_options`, :meth:`job_command`, :meth:`job_state` and :meth:`start_inside`.
+    :meth:`header_options`, :meth:`job_command`, :meth:`job_state` and :meth:`start_inside`,
+    building both commands from :meth:`worker_command` and one starter-argv method.
     """
 
     #: the batch system's name in messages ("SLURM")
@@ -146,20 +157,22 @@ class BatchLauncher(Launcher):
     directive_prefix: ClassVar[str] = ""
     #: environment variables that show we run inside an allocation, first match wins
     allocation_variables: ClassVar[Sequence[str]] = ()
-    #: the shell the job script runs under
-    shebang: ClassVar[str] = "#!/bin/sh"
+    #: the shell the job script runs under (bash when there is a prologue: see :meth:`script_shell`)
+    shell: ClassVar[str] = "/bin/sh"
 
     remote = True
     auto_priority = 10
     option_specs = (lines_option("extra", "extra job-script directive lines, e.g. [\"--mem=4G\"]"),
                     text_option("workdir", "parent of the per-run job directories (shared with the nodes); "
-                                "empty means " + DEFAULT_WORKDIR))
+                                "empty means " + DEFAULT_WORKDIR),
+                    lines_option("prologue", "shell lines run on each node before the worker starts (module load ..., source venv/bin/activate)"))
 
     def __init__(self, settings: Any, options: Optional[Mapping[str, Any]] = None,
                  environ: Optional[Mapping[str, str]] = None):
         super().__init__(settings, options)
         self.environ: Dict[str, str] = dict(os.environ if environ is None else environ)
         self.extra = extra_options(self.options.get("extra"), self.name)
+        self.prologue = prologue_lines(self.options.get("prologue"), f"[pastset.launcher.{self.name}]")
         self.job_id: Optional[str] = None
         self.files: Optional[JobFiles] = None
         self.children: List[Starter] = []
@@ -218,8 +231,9 @@ class BatchLauncher(Launcher):
         """Directive options (without the prefix) for a job of ``launch.count`` workers."""
 
     @abc.abstractmethod
-    def job_command(self, launch: WorkerLaunch, worker_argv: Sequence[str]) -> str:
-        """The script line that starts ``launch.count`` copies of ``worker_argv`` in the job."""
+    def job_command(self, launch: WorkerLaunch, files: JobFiles) -> str:
+        """The script line that starts ``launch.count`` workers in the job; they read the
+        authkey from ``files.authkey`` (``self.worker_command(launch, key_file=...)``)."""
 
     @abc.abstractmethod
     def job_state(self, job_id: str) -> Optional[JobState]:
@@ -233,25 +247,42 @@ class BatchLauncher(Launcher):
     def job_name(self, launch: WorkerLaunch) -> str:
         return f"pastset-{launch.run_id}"
 
-    def job_worker_argv(self, launch: WorkerLaunch, files: JobFiles) -> List[str]:
-        """The worker command in a job: the authkey comes from the 0600 file, PYTHONPATH
-        (not a secret) is set on the command itself so every starter carries it."""
+    def worker_command(self, launch: WorkerLaunch, *, key_file: Optional[str] = None,
+                       key_stdin: bool = False) -> List[str]:
+        """The argv that starts one worker on a node, the one source every starter wraps.
+
+        ``env PYTHONPATH=... [bash -c PROLOGUE] PYTHON -m pastset worker ...``: the run's
+        non-secret environment on the command itself (qrsh, pbsdsh and ssh do not carry
+        ours), then the prologue, then the worker. The authkey comes from ``key_file`` (a
+        submitted job), from stdin (``key_stdin``: qrsh, ssh) or, with neither, from the
+        environment of the local starter (srun propagates it).
+        """
         # clusters share their software tree: empty `python` means this interpreter on the nodes too
         python = self.settings.python_argv() if self.settings is not None else None
-        argv = launch.worker_argv(python) + ["--authkey-file", files.authkey]
-        return with_environment(argv, launch.extra_env)
+        argv = launch.worker_argv(python, authkey_stdin=key_stdin)
+        if key_file:
+            argv += ["--authkey-file", key_file]
+        return with_environment(after_prologue(argv, self.prologue), launch.extra_env)
+
+    def script_shell(self) -> str:
+        """The job script's shell: :data:`~pastset.remote.PROLOGUE_SHELL` when there is a
+        prologue (its lines are written for bash, as on the nodes), else :attr:`shell`."""
+        return f"/bin/{PROLOGUE_SHELL}" if self.prologue else self.shell
 
     def script_text(self, launch: WorkerLaunch, files: JobFiles) -> str:
-        """The whole job script for ``launch`` (pure given the options; holds no secret)."""
+        """The whole job script for ``launch`` (pure given the options; holds no secret).
+
+        The prologue runs here too, before the starter, so a starter or module the job
+        needs (``module load slurm``) is found; each node then runs it again before its worker.
+        """
         header = directives(self.directive_prefix, self.header_options(launch, files))
         prologue = [f"# pastset run {launch.run_id}: {launch.count} worker(s) for "
                     f"{launch.address[0]}:{launch.address[1]}",
-                    f"cd {shlex.quote(launch.bin_dir)} || exit 1"]
+                    f"cd {shlex.quote(launch.bin_dir)} || exit 1", *prologue_block(self.prologue)]
         # once the workers are gone the key is of no use: remove it even if the runner was killed
         epilogue = [f"rm -f {shlex.quote(files.authkey)}"]
-        return job_script(shebang=self.shebang, header=header, prologue=prologue,
-                          command=self.job_command(launch, self.job_worker_argv(launch, files)),
-                          epilogue=epilogue)
+        return job_script(shebang=f"#!{self.script_shell()}", header=header, prologue=prologue,
+                          command=self.job_command(launch, files), epilogue=epilogue)
 
     def job_files(self, run_id: str) -> JobFiles:
         workdir = os.path.expanduser(option_text(self.options, "workdir", self.name) or DEFAULT_WORKDIR)

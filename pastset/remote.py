@@ -17,7 +17,7 @@ import shlex
 import socket
 import subprocess
 import threading
-from typing import Deque, List, Mapping, Optional, Sequence
+from typing import Any, Collection, Deque, List, Mapping, Optional, Sequence, TextIO
 
 from .errors import LaunchError
 
@@ -43,9 +43,67 @@ def ssh_client_argv(ssh_command: Sequence[str]) -> List[str]:
     return argv
 
 
-def shell_line(argv: Sequence[str]) -> str:
-    """``argv`` quoted for a POSIX shell (job scripts, ssh remote commands)."""
-    return " ".join(shlex.quote(str(a)) for a in argv)
+def shell_line(argv: Sequence[str], *, raw: Collection[str] = ()) -> str:
+    """``argv`` quoted for a POSIX shell (job scripts, ssh remote commands).
+
+    Items in ``raw`` are written as they are: shell expansions a job script loop fills in
+    (``"$host"``), so the line and the argv a launcher runs directly come from one list.
+    """
+    return " ".join(str(a) if a in raw else shlex.quote(str(a)) for a in argv)
+
+
+#: the shell prologue lines run in: bash, so ``source venv/bin/activate`` and ``module``
+#: (a bash function on most clusters) work as they do in a user's own job scripts
+PROLOGUE_SHELL = "bash"
+#: ``$0`` of the shell running a prologue: its error messages start with this
+PROLOGUE_NAME = "pastset-prologue"
+#: what that shell prints (with the exit code and the line) when a prologue line fails
+PROLOGUE_FAILED = "pastset: prologue line failed"
+
+
+def prologue_lines(value: Any, where: str) -> List[str]:
+    """The ``prologue`` option as lines: a list of strings, or one string of one or more lines.
+
+    Blank lines are dropped. ``where`` names the option in the error (``[pastset.launcher.ssh]``).
+    """
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        value = value.splitlines()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise LaunchError(f"{where} prologue: {value!r} is not a list of strings "
+                          f"(e.g. prologue = [\"module load python\", \"source ~/venv/bin/activate\"])")
+    return [line for item in value for line in item.splitlines() if line.strip()]
+
+
+def prologue_block(lines: Sequence[str]) -> List[str]:
+    """Shell lines that run ``lines`` in the current shell, each of which must succeed.
+
+    Their stdin is /dev/null (a worker's stdin carries the authkey: a line must not eat it)
+    and their stdout goes to stderr, where error reports look. A failing line ends the shell
+    with a message naming it, so the worker never starts half set up. Exports, ``source`` and
+    ``module load`` apply to what follows in the same shell.
+    """
+    if not lines:
+        return []
+    return ["set -e",
+            f"trap 'echo \"{PROLOGUE_FAILED} (exit $?): $BASH_COMMAND\" >&2' ERR",
+            "{", *lines, "} </dev/null >&2",
+            "trap - ERR",
+            "set +e"]
+
+
+def after_prologue(argv: Sequence[str], lines: Sequence[str]) -> List[str]:
+    """``argv`` started by a shell that first runs the prologue ``lines`` (unchanged if none).
+
+    ``bash -c 'PROLOGUE; exec "$@"' pastset-prologue ARGV...``: the command travels as the
+    shell's arguments, so it needs no second level of quoting, and ``exec`` makes the worker
+    the process its starter (srun, qrsh, ssh) waits for.
+    """
+    if not lines:
+        return list(argv)
+    script = "\n".join(prologue_block(lines) + ['exec "$@"'])
+    return [PROLOGUE_SHELL, "-c", script, PROLOGUE_NAME, *argv]
 
 
 def with_environment(argv: Sequence[str], env: Mapping[str, str]) -> List[str]:
@@ -91,11 +149,18 @@ def local_address_towards(host: str, port: int = 22) -> Optional[str]:
 
 
 class Starter:
-    """A local process (ssh, srun, qrsh, pbsdsh …) that runs a remote one, with its stderr tail."""
+    """A local process (ssh, srun, qrsh, pbsdsh …) that runs a remote one, with its stderr tail.
 
-    def __init__(self, label: str, proc: subprocess.Popen):
+    ``command`` is what it runs, for error messages; ``echo`` (a text stream) also gets each
+    stderr line as it comes, for processes whose stderr the user would otherwise see.
+    """
+
+    def __init__(self, label: str, proc: subprocess.Popen, *, command: str = "",
+                 echo: Optional[TextIO] = None):
         self.label = label
         self.proc = proc
+        self.command = command
+        self.echo = echo
         self.tail: Deque[str] = collections.deque(maxlen=STDERR_LINES)
         self._reader = threading.Thread(target=self._read_stderr, name=f"pastset-{label}", daemon=True)
         self._reader.start()
@@ -106,6 +171,12 @@ class Starter:
         with self.proc.stderr:
             for raw in iter(self.proc.stderr.readline, b""):
                 line = raw.decode(errors="replace").rstrip()
+                if self.echo is not None:
+                    try:
+                        self.echo.write(raw.decode(errors="replace"))
+                        self.echo.flush()
+                    except (OSError, ValueError):
+                        pass  # our stderr is gone: the tail still has the line
                 if line:
                     log.debug("%s: %s", self.label, line)
                     self.tail.append(line)

@@ -8,10 +8,14 @@ import sys
 
 import pytest
 
-from pastset.batch import (JobFiles, directives, extra_options, job_script, read_host_file, spread,
+import shlex
+import subprocess
+
+from pastset.batch import (LOOP_HOST, JobFiles, directives, extra_options, job_script, read_host_file, spread,
                            with_environment)
 from pastset.errors import LaunchError
 from pastset.launcher import WorkerLaunch
+from pastset.remote import PROLOGUE_FAILED, after_prologue, prologue_lines
 from pastset.settings import Settings
 from pastset_pbs import PbsLauncher, parse_qstat_f
 from pastset_sge import SgeLauncher, parse_qstat
@@ -92,7 +96,8 @@ def test_sbatch_script():
                           "#SBATCH --time=00:10:00", "#SBATCH --account=proj", "#SBATCH --mem=1G"]
     assert "cd /home/u/app || exit 1" in lines
     command = [line for line in lines if line.startswith("srun ")]
-    assert command == [f"srun --ntasks=3 --kill-on-bad-exit=0 env PYTHONPATH=/opt/pastset {sys.executable} -m "
+    assert command == [f"srun --ntasks=3 --job-name=pastset-20240101-120000-4242 --kill-on-bad-exit=0 "
+                       f"env PYTHONPATH=/opt/pastset {sys.executable} -m "
                        "pastset worker --address 10.0.0.1:5000 --run 20240101-120000-4242 --bin /home/u/app "
                        "--authkey-file /shared/jobs/R1/authkey"]
     assert lines[-1] == "rm -f /shared/jobs/R1/authkey"
@@ -106,7 +111,7 @@ def test_sbatch_script_leaves_out_unset_options():
 
 def test_srun_inside_an_allocation_keeps_the_key_in_the_environment_only():
     slurm = make(SlurmLauncher, environ={"SLURM_JOB_ID": "7"})
-    argv = slurm.srun_argv(launch(2))
+    argv = slurm.srun_argv(launch(2), slurm.worker_command(launch(2)))
     assert argv[:4] == ["srun", "--ntasks=2", "--job-name=pastset-20240101-120000-4242", "--kill-on-bad-exit=0"]
     assert_no_secret(" ".join(argv))
     assert launch().worker_env({})["PASTSET_AUTHKEY"] == AUTHKEY.hex()
@@ -135,8 +140,8 @@ def test_qsub_pe_script():
     assert lines[1:8] == ["#$ -N pastset-20240101-120000-4242", "#$ -pe mpi 4", "#$ -o /shared/jobs/R1/job.out",
                           "#$ -j y", "#$ -S /bin/sh", "#$ -q all.q", "#$ -l h_vmem=1G"]
     command = [line for line in lines if "qrsh" in line][0]
-    assert 'qrsh -inherit -nostdin "$host" env PYTHONPATH=/opt/pastset' in command
-    assert '--authkey-file /shared/jobs/R1/authkey &' in command
+    assert 'qrsh -inherit -nostdin "$host" \'env PYTHONPATH=/opt/pastset' in command
+    assert "--authkey-file /shared/jobs/R1/authkey' &" in command
     assert command.endswith('done < "$PE_HOSTFILE"; wait')
     assert_no_secret(text)
 
@@ -150,9 +155,9 @@ def test_qrsh_inherit_argv_reads_the_key_from_stdin(tmp_path):
     hostfile.write_text("nodeA 1 all.q@nodeA UNDEFINED\nnodeB 1 all.q@nodeB UNDEFINED\n")
     sge = make(SgeLauncher, environ={"PE_HOSTFILE": str(hostfile)})
     assert spread(sge.hosts(), 3) == ["nodeA", "nodeB", "nodeA"]
-    argv = sge.qrsh_argv(launch(), "nodeB")
-    assert argv[:3] == ["qrsh", "-inherit", "nodeB"]
-    assert "--authkey-stdin" in argv
+    argv = sge.qrsh_argv("nodeB", sge.worker_command(launch(), key_stdin=True))
+    assert argv[:3] == ["qrsh", "-inherit", "nodeB"] and len(argv) == 4  # one line for the node's shell
+    assert shlex.split(argv[3])[-1] == "--authkey-stdin"
     assert_no_secret(" ".join(argv))
 
 
@@ -200,7 +205,7 @@ def test_pbs_over_ssh_argv_reads_the_key_from_stdin(tmp_path):
     settings.set("ssh", "ssh -p 2222", "test")
     pbs = PbsLauncher(settings, {}, environ={"PBS_NODEFILE": str(nodefile), "PBS_JOBID": "9.srv"})
     assert pbs.hosts() == ["n1", "n2"]
-    argv = pbs.ssh_worker_argv(launch(), "n2")
+    argv = pbs.ssh_argv("n2", pbs.worker_command(launch(), key_stdin=True))
     # BatchMode first (ssh keeps the first value it sees), a ConnectTimeout since none was set
     assert argv[:8] == ["ssh", "-o", "BatchMode=yes", "-p", "2222", "-o", "ConnectTimeout=10", "n2"]
     assert argv[8].startswith(f"env PYTHONPATH=/opt/pastset {sys.executable} -m pastset worker")
@@ -283,3 +288,92 @@ def test_allocation_size_never_overrides_what_the_user_said(monkeypatch):
     settings = load_settings(environ=environ, system_files=[], user_files=[], cwd="/nonexistent",
                              plugin_manager=make_plugin_manager(autoload=False))
     assert (settings.procs, settings.source("procs"), settings.launcher) == (1, "default", "local")
+
+
+# --------------------------------------------------------------------------- prologue
+
+PROLOGUE = ["module load python/3.11", "source ~/venv/bin/activate", "export FOO='a b'"]
+
+
+def test_prologue_is_a_list_or_one_multi_line_string():
+    assert prologue_lines(["a", "b"], "[x]") == ["a", "b"]
+    assert prologue_lines("a\n\n  b\n", "[x]") == ["a", "  b"]
+    assert prologue_lines("", "[x]") == [] and prologue_lines(None, "[x]") == []
+    with pytest.raises(LaunchError, match=r"\[pastset.launcher.sge\] prologue: 3 .*is not a list of strings"):
+        make(SgeLauncher, {"prologue": 3})
+
+
+def test_after_prologue_runs_the_lines_in_the_shell_that_becomes_the_command():
+    argv = after_prologue([sys.executable, "-c", "import os, sys; print(os.environ['FOO'], sys.stdin.read())"],
+                          ["export FOO='a b'", "echo said by the prologue", "read eaten || true"])
+    done = subprocess.run(argv, input="KEY\n", capture_output=True, text=True, timeout=30)
+    # the export reaches the command, the prologue's stdin is not the command's (the authkey's)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "a b KEY\n\n", "said by the prologue\n")
+    assert after_prologue(["p"], []) == ["p"]
+
+
+def test_a_failing_prologue_line_stops_the_command_and_says_which():
+    argv = after_prologue(["echo", "worker started"], ["true", "false", "echo not reached"])
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and done.stdout == ""
+    assert f"{PROLOGUE_FAILED} (exit 1): false" in done.stderr
+
+
+def script_and_command(cls):
+    """A launcher with PROLOGUE, its job script's lines, and the command slot (quoted newlines
+    inside the wrapped worker make it span lines)."""
+    launcher = make(cls, {"prologue": PROLOGUE})
+    text = launcher.script_text(launch(2), FILES)
+    lines = text.splitlines()
+    # the prologue lines come after cd, inside set -e, before the command; bash runs the script
+    assert lines[0] == "#!/bin/bash"
+    cd = lines.index("cd /home/u/app || exit 1")
+    assert lines[cd + 1] == "set -e" and lines[cd + 4:cd + 7] == PROLOGUE and lines[cd + 9] == "set +e"
+    command = text.split("\nset +e\n", 1)[1].rsplit("\nrm -f", 1)[0]
+    assert command == launcher.job_command(launch(2), FILES)
+    assert_no_secret(text)
+    return launcher, text, command
+
+
+def test_sbatch_script_with_a_prologue_runs_it_in_the_script_and_in_every_srun_task():
+    slurm, text, command = script_and_command(SlurmLauncher)
+    argv = shlex.split(command)
+    assert argv[4:7] == ["env", "PYTHONPATH=/opt/pastset", "bash"]
+    script, name, worker = argv[8], argv[9], argv[10:]
+    assert argv[7] == "-c" and name == "pastset-prologue"
+    assert all(line in script.splitlines() for line in PROLOGUE) and script.endswith('exec "$@"')
+    assert argv[4:] == slurm.worker_command(launch(2), key_file=FILES.authkey)
+    assert worker[:4] == [sys.executable, "-m", "pastset", "worker"] and worker[-1] == FILES.authkey
+
+
+def test_srun_in_an_allocation_and_in_the_job_start_the_same_worker_command():
+    slurm = make(SlurmLauncher, {"prologue": PROLOGUE}, {"SLURM_JOB_ID": "7"})
+    inside = slurm.srun_argv(launch(2), slurm.worker_command(launch(2)))
+    job = shlex.split(slurm.job_command(launch(2), FILES))
+    assert job == inside + ["--authkey-file", FILES.authkey]
+
+
+def test_qsub_script_with_a_prologue_uses_bash_and_quotes_the_wrapped_worker_for_qrsh():
+    sge, text, command = script_and_command(SgeLauncher)
+    assert "#$ -S /bin/bash" in text.splitlines()
+    # the loop's "$host" stays an expansion, everything else one quoted argv
+    start = command.index("qrsh")
+    argv = shlex.split(command[start:command.index(" & i=")].replace(LOOP_HOST, "HOST"))
+    assert argv == sge.qrsh_argv("HOST", sge.worker_command(launch(2), key_file=FILES.authkey), stdin=False)
+    assert shlex.split(argv[4])[:4] == ["env", "PYTHONPATH=/opt/pastset", "bash", "-c"]
+
+
+def test_pbs_script_with_a_prologue_quotes_it_once_for_pbsdsh_and_twice_for_ssh():
+    pbs, text, command = script_and_command(PbsLauncher)
+    worker = pbs.worker_command(launch(2), key_file=FILES.authkey)
+    pbsdsh = command[command.index("pbsdsh --"):command.index("; else")]
+    assert shlex.split(pbsdsh) == ["pbsdsh", "--", *worker]
+    ssh = command[command.index("while read host; do ") + 20:command.index(" </dev/null &")]
+    remote = shlex.split(ssh.replace(LOOP_HOST, "HOST"))
+    assert remote == pbs.ssh_argv("HOST", worker) and shlex.split(remote[-1]) == worker
+
+
+def test_no_prologue_keeps_sh_and_no_wrapper():
+    text = make(SgeLauncher).script_text(launch(), FILES)
+    assert text.startswith("#!/bin/sh\n") and "#$ -S /bin/sh" in text
+    assert "bash" not in text and "set -e" not in text

@@ -2,17 +2,22 @@
 
 Each worker is a child of the runner in a session of its own, killed by the kernel if the
 runner dies (PR_SET_PDEATHSIG), and stopped group-wide at the end of the run. The authkey
-reaches it through its environment, never its command line.
+reaches it through its environment, never its command line. Its stderr passes through to
+ours as it comes, and a worker that exits early is reported with its command and the
+tail of that stderr (a ``--python`` without pastset, say).
 """
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from typing import Any, Dict, List, Mapping
 
 import pastset
+from pastset.errors import LaunchError
 from pastset.launcher import Launcher, WorkerLaunch
 from pastset.processes import kill_recorded, process_identity, start_child, stop_child, wait_exit
+from pastset.remote import Starter, shell_line
 
 #: seconds workers that were told to stop get to exit on their own before SIGTERM
 EXIT_PATIENCE = 0.5
@@ -28,16 +33,32 @@ class LocalLauncher(Launcher):
     def __init__(self, settings: Any, options: Mapping[str, Any] = None):
         super().__init__(settings, options)
         self.procs: List[subprocess.Popen] = []
+        self.workers: List[Starter] = []
 
     def start(self, launch: WorkerLaunch) -> None:
         argv = launch.worker_argv(self.settings.python_argv() if self.settings else None)
         env = launch.worker_env()
         for _ in range(launch.count):
-            self.procs.append(start_child(argv, env=env, stdin=subprocess.DEVNULL))
+            try:
+                proc = start_child(argv, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            except OSError as exc:
+                raise LaunchError(f"cannot start a local worker: {shell_line(argv)}: {exc.strerror} "
+                                  "-- check the python setting (PSPYTHON, --python)") from None
+            self.procs.append(proc)
+            self.workers.append(Starter(f"local worker (pid {proc.pid})", proc, command=shell_line(argv),
+                                        echo=sys.stderr))
 
     def problems(self) -> List[str]:
-        return [f"local worker (pid {p.pid}) exited with code {p.returncode} before the run ended"
-                for p in self.procs if p.poll() is not None and p.returncode != 0]
+        found = []
+        for worker in self.workers:
+            code = worker.proc.poll()
+            if code is not None and code != 0:
+                lines = worker.stderr_lines(0.5)
+                if any("No module named" in line for line in lines):
+                    lines.append("-- is pastset installed for that python? (python setting, PSPYTHON, --python)")
+                found.append(f"{worker.label} exited with code {code} before the run ended; command: "
+                             f"{worker.command}" + (":\n    " + "\n    ".join(lines) if lines else ""))
+        return found
 
     def pending(self) -> List[str]:
         return [f"local worker pid {p.pid}" for p in self.procs if p.poll() is None]
@@ -52,6 +73,8 @@ class LocalLauncher(Launcher):
                 proc.terminate()
         for proc in self.procs:
             stop_child(proc, grace)
+        for worker in self.workers:
+            worker.stderr_lines(0.5)  # let the last lines of its stderr through before we go
 
     def record(self) -> Dict[str, Any]:
         return {"workers": [process_identity(p.pid) for p in self.procs]}

@@ -6,19 +6,20 @@ wrapping around when ``procs`` is larger). Workers start with ``pbsdsh -n INDEX`
 pbsdsh passes no input), else over ssh (the ``ssh`` setting, in BatchMode) with the authkey
 on ssh's standard input. Outside a job, a ``qsub`` job built from ``[pastset.launcher.pbs]``
 (queue, walltime, resources, extra) starts them the same way from inside; the run shows the
-job's state while it waits and ``qdel``s it at teardown.
+job's state while it waits and ``qdel``s it at teardown. Both ways the starters are
+built once (:meth:`PbsLauncher.pbsdsh_argv`, :meth:`PbsLauncher.ssh_argv`); the
+``prologue`` lines run on each node before its worker (and in the job script first).
 """
 from __future__ import annotations
 
 import re
-import shlex
 import shutil
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import pastset
-from pastset.batch import (BatchLauncher, JobFiles, JobState, option_text, read_host_file, spread,
+from pastset.batch import (LOOP_HOST, BatchLauncher, JobFiles, JobState, option_text, read_host_file, spread,
                            this_host_address)
-from pastset.remote import local_address_towards, shell_line, ssh_client_argv, with_environment
+from pastset.remote import local_address_towards, shell_line, ssh_client_argv
 from pastset.launcher import WorkerLaunch, run_command, text_option
 
 #: job_state letters after which the job is over (Torque C, PBS Pro F with qstat -x)
@@ -73,12 +74,20 @@ class PbsLauncher(BatchLauncher):
         """The ``ssh`` setting made unattended: a password prompt is an error, not a hang."""
         return ssh_client_argv(self.settings.ssh_argv if self.settings is not None else ["ssh"])
 
-    def job_command(self, launch: WorkerLaunch, worker_argv: Sequence[str]) -> str:
-        remote = shlex.quote(shell_line(worker_argv))
-        ssh = shell_line(self.ssh_base())
+    def pbsdsh_argv(self, worker: Sequence[str], index: Optional[int] = None) -> List[str]:
+        """pbsdsh running ``worker`` on node ``index`` of the job, or on every slot (None)."""
+        return ["pbsdsh", *([] if index is None else ["-n", str(index)]), "--", *worker]
+
+    def ssh_argv(self, host: str, worker: Sequence[str]) -> List[str]:
+        """ssh HOST 'WORKER': ssh hands the remote shell one line, so ``worker`` is quoted once."""
+        return self.ssh_base() + [host, shell_line(worker)]
+
+    def job_command(self, launch: WorkerLaunch, files: JobFiles) -> str:
+        worker = self.worker_command(launch, key_file=files.authkey)
+        ssh = shell_line(self.ssh_argv(LOOP_HOST, worker), raw={LOOP_HOST})
         return ("if command -v pbsdsh >/dev/null 2>&1; then "
-                f"pbsdsh -- {shell_line(worker_argv)}; "
-                f'else while read host; do {ssh} "$host" {remote} </dev/null & done < "$PBS_NODEFILE"; wait; fi')
+                f"{shell_line(self.pbsdsh_argv(worker))}; "
+                f'else while read host; do {ssh} </dev/null & done < "$PBS_NODEFILE"; wait; fi')
 
     def hosts(self) -> List[str]:
         """One entry per slot of the job we run in (PBS_NODEFILE)."""
@@ -98,30 +107,16 @@ class PbsLauncher(BatchLauncher):
                         return address
         return this_host_address()
 
-    def worker_python(self) -> Optional[List[str]]:
-        return self.settings.python_argv() if self.settings is not None else None
-
-    def pbsdsh_argv(self, launch: WorkerLaunch, index: int, files: JobFiles) -> List[str]:
-        argv = launch.worker_argv(self.worker_python()) + ["--authkey-file", files.authkey]
-        env = launch.extra_env
-        return ["pbsdsh", "-n", str(index), "--", *with_environment(argv, env)]
-
-    def ssh_worker_argv(self, launch: WorkerLaunch, host: str) -> List[str]:
-        """ssh HOST 'python -m pastset worker --authkey-stdin ...'; the authkey follows on stdin."""
-        argv = launch.worker_argv(self.worker_python(), authkey_stdin=True)
-        env = launch.extra_env
-        return self.ssh_base() + [host, shell_line(with_environment(argv, env))]
-
     def start_inside(self, launch: WorkerLaunch) -> None:
         hosts = self.hosts()
-        if shutil.which("pbsdsh"):
-            files = self.make_job_directory(launch)
+        if shutil.which("pbsdsh"):  # pbsdsh passes no input: the authkey is in a 0600 file
+            worker = self.worker_command(launch, key_file=self.make_job_directory(launch).authkey)
             for i, host in enumerate(spread(hosts, launch.count)):
-                self.start_child(f"pbsdsh on {host} (worker {i + 1})",
-                                 self.pbsdsh_argv(launch, i % len(hosts), files))
+                self.start_child(f"pbsdsh on {host} (worker {i + 1})", self.pbsdsh_argv(worker, i % len(hosts)))
             return
+        worker = self.worker_command(launch, key_stdin=True)  # the authkey follows on ssh's stdin
         for i, host in enumerate(spread(hosts, launch.count)):
-            self.start_child(f"ssh {host} (worker {i + 1})", self.ssh_worker_argv(launch, host),
+            self.start_child(f"ssh {host} (worker {i + 1})", self.ssh_argv(host, worker),
                              stdin_line=launch.authkey_line())
 
     def job_state(self, job_id: str) -> Optional[JobState]:

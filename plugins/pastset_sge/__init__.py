@@ -5,7 +5,9 @@ wrapping around when ``procs`` is larger) and each worker starts with ``qrsh -in
 reading the authkey from its standard input. Outside one, a ``qsub -pe PE procs`` job built
 from ``[pastset.launcher.sge]`` (pe, queue, extra) starts the workers the same way from
 inside the job, reading the authkey from a 0600 file in the run's job directory; the run
-shows the job's state while it waits and ``qdel``s it at teardown. If the runner is killed
+shows the job's state while it waits and ``qdel``s it at teardown. Both ways each worker
+starts from one :meth:`SgeLauncher.qrsh_argv`; the ``prologue`` lines run on the node
+before the worker (and in the job script before the qrsh loop). If the runner is killed
 outright, the workers lose the server and exit, which ends the job script and so the job.
 """
 from __future__ import annotations
@@ -13,8 +15,8 @@ from __future__ import annotations
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import pastset
-from pastset.batch import (BatchLauncher, JobFiles, JobState, option_text, read_host_file, shell_line, spread,
-                           with_environment)
+from pastset.batch import (LOOP_HOST, BatchLauncher, JobFiles, JobState, option_text, read_host_file, shell_line,
+                           spread)
 from pastset.launcher import WorkerLaunch, run_command, text_option
 
 #: qstat state letters: pending (q), running (r), transferring (t), error (E), deleting (d) ...
@@ -43,32 +45,35 @@ class SgeLauncher(BatchLauncher):
     def header_options(self, launch: WorkerLaunch, files: JobFiles) -> List[str]:
         pe = option_text(self.options, "pe", self.name) or "smp"
         options = [f"-N {self.job_name(launch)}", f"-pe {pe} {launch.count}", f"-o {files.output}", "-j y",
-                   "-S /bin/sh"]
+                   f"-S {self.script_shell()}"]
         queue = option_text(self.options, "queue", self.name)
         if queue:
             options.append(f"-q {queue}")
         return options + self.extra
 
-    def job_command(self, launch: WorkerLaunch, worker_argv: Sequence[str]) -> str:
+    def qrsh_argv(self, host: str, worker: Sequence[str], *, stdin: bool = True) -> List[str]:
+        """qrsh -inherit running ``worker`` (see :meth:`worker_command`) on ``host``.
+
+        Like ssh, qrsh joins its command words with spaces for a shell on the node, so
+        ``worker`` goes as one line quoted once (a prologue's ``bash -c`` script has spaces).
+        """
+        return ["qrsh", "-inherit", *([] if stdin else ["-nostdin"]), host, shell_line(worker)]
+
+    def job_command(self, launch: WorkerLaunch, files: JobFiles) -> str:
         # one qrsh -inherit per granted slot, read from the job's own PE_HOSTFILE
+        qrsh = self.qrsh_argv(LOOP_HOST, self.worker_command(launch, key_file=files.authkey), stdin=False)
         return ('while read host slots rest; do i=0; while [ "$i" -lt "$slots" ]; do '
-                f'qrsh -inherit -nostdin "$host" {shell_line(worker_argv)} & i=$((i+1)); done; '
+                f'{shell_line(qrsh, raw={LOOP_HOST})} & i=$((i+1)); done; '
                 'done < "$PE_HOSTFILE"; wait')
 
     def hosts(self) -> List[str]:
         """One entry per slot of the PE job we run in."""
         return read_host_file(self.environ["PE_HOSTFILE"], slots_column=1)
 
-    def qrsh_argv(self, launch: WorkerLaunch, host: str) -> List[str]:
-        """qrsh -inherit for one worker; the authkey follows on its standard input."""
-        python = self.settings.python_argv() if self.settings is not None else None
-        argv = launch.worker_argv(python, authkey_stdin=True)
-        env = launch.extra_env
-        return ["qrsh", "-inherit", host, *with_environment(argv, env)]
-
     def start_inside(self, launch: WorkerLaunch) -> None:
+        worker = self.worker_command(launch, key_stdin=True)  # the authkey follows on qrsh's stdin
         for i, host in enumerate(spread(self.hosts(), launch.count)):
-            self.start_child(f"qrsh -inherit {host} (worker {i + 1})", self.qrsh_argv(launch, host),
+            self.start_child(f"qrsh -inherit {host} (worker {i + 1})", self.qrsh_argv(host, worker),
                              stdin_line=launch.authkey_line())
 
     def job_state(self, job_id: str) -> Optional[JobState]:

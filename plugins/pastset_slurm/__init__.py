@@ -7,7 +7,9 @@ never its command line). Outside one, the workers are submitted as a job built f
 ``[pastset.launcher.slurm]`` (partition, time, account, extra directives) whose own
 ``srun`` starts them; they read the authkey from a 0600 file in the run's job directory.
 The run shows the job's state while it waits ("SLURM job 123 PENDING (Resources)") and
-cancels it with ``scancel`` at teardown. If the runner is killed outright, the workers lose
+cancels it with ``scancel`` at teardown. Both ways the workers start from one
+:meth:`SlurmLauncher.srun_argv`; the ``prologue`` lines run in each srun task before its
+worker (and in the job script before srun). If the runner is killed outright, the workers lose
 the server and exit, which ends the job script and so the job.
 """
 from __future__ import annotations
@@ -57,18 +59,18 @@ class SlurmLauncher(BatchLauncher):
                 options.append(f"--{key}={value}")
         return options + self.extra
 
-    def job_command(self, launch: WorkerLaunch, worker_argv: Sequence[str]) -> str:
-        return shell_line(["srun", f"--ntasks={launch.count}", "--kill-on-bad-exit=0", *worker_argv])
-
-    def srun_argv(self, launch: WorkerLaunch) -> List[str]:
-        """srun for the workers inside an allocation; the authkey is in its environment."""
-        python = self.settings.python_argv() if self.settings is not None else None
+    def srun_argv(self, launch: WorkerLaunch, worker: Sequence[str]) -> List[str]:
+        """srun starting ``launch.count`` copies of ``worker`` (see :meth:`worker_command`)."""
         return ["srun", f"--ntasks={launch.count}", f"--job-name={self.job_name(launch)}",
-                "--kill-on-bad-exit=0", *launch.worker_argv(python)]
+                "--kill-on-bad-exit=0", *worker]
+
+    def job_command(self, launch: WorkerLaunch, files: JobFiles) -> str:
+        return shell_line(self.srun_argv(launch, self.worker_command(launch, key_file=files.authkey)))
 
     def start_inside(self, launch: WorkerLaunch) -> None:
+        # the authkey is in srun's environment (ours, as a local child), which it propagates
         self.start_child(f"srun ({launch.count} workers in job {self.environ.get('SLURM_JOB_ID')})",
-                         self.srun_argv(launch), env=launch.worker_env(self.environ))
+                         self.srun_argv(launch, self.worker_command(launch)), env=launch.worker_env(self.environ))
 
     def job_state(self, job_id: str) -> Optional[JobState]:
         done = run_command(["squeue", "-h", "--states=all", "-j", job_id, "-o", "%T|%r"], check=False, timeout=30)

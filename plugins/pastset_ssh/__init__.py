@@ -7,6 +7,11 @@ command line; ssh's stdin then stays open, and the worker stops when it reaches 
 killing the local ssh clients ends the remote workers (and their tasks) too. The ssh
 clients are children of the runner that die with it (PR_SET_PDEATHSIG).
 
+``[pastset.launcher.ssh] prologue`` lines (``source ~/venv/bin/activate``, ``module load``,
+``export``) run on the host in the shell that then becomes the worker:
+``... exec env ... bash -c 'PROLOGUE; exec "$@"' pastset-prologue PYTHON -m pastset worker ...``.
+A failing line ends that shell, so the run reports the host with the line's error.
+
 ``BatchMode=yes`` is always added (a password prompt becomes an error, not a hang) and a
 ConnectTimeout unless the ``ssh`` setting has one, so a dead host fails in seconds.
 """
@@ -20,9 +25,10 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import pastset
 from pastset.errors import LaunchError
-from pastset.launcher import Launcher, WorkerLaunch
+from pastset.launcher import Launcher, WorkerLaunch, lines_option
 from pastset.processes import kill_recorded, process_identity, start_child, stop_child
-from pastset.remote import Starter, local_address_towards, remote_command, ssh_client_argv
+from pastset.remote import (PROLOGUE_FAILED, Starter, after_prologue, local_address_towards, prologue_lines,
+                            remote_command, ssh_client_argv)
 
 log = logging.getLogger("pastset.ssh")
 
@@ -37,9 +43,11 @@ class SshLauncher(Launcher):
     summary = "workers on the hosts of a hosts file, over ssh (OpenSSH client, BatchMode)"
     auto_priority = 50  # after batch systems (their allocation wins), before local
     remote = True
+    option_specs = (lines_option("prologue", "shell lines run on each host before the worker starts (source venv/bin/activate, module load ...)"),)
 
     def __init__(self, settings: Any, options: Optional[Mapping[str, Any]] = None):
         super().__init__(settings, options)
+        self.prologue = prologue_lines(self.options.get("prologue"), f"[pastset.launcher.{self.name}]")
         self.clients: List[Starter] = []
         self._hosts: Optional[List[str]] = None
         self._sources: Dict[str, Optional[str]] = {}
@@ -107,13 +115,13 @@ class SshLauncher(Launcher):
             if self._wildcard and not tunnel and self._sources.get(host):
                 address = (self._sources[host], launch.address[1])  # each host's own route to us
             worker = launch.worker_argv(python, authkey_stdin=True, tunnel=tunnel, address=address)
-            command = remote_command(worker, launch.bin_dir, env)
+            command = remote_command(after_prologue(worker, self.prologue), launch.bin_dir, env)
             try:
                 proc = start_child(ssh + [host, command], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE)
             except OSError as exc:
                 raise LaunchError(f"cannot start the ssh client {ssh[0]!r}: {exc}") from None
-            client = Starter(host, proc)
+            client = Starter(host, proc, command=command)
             self.clients.append(client)
             client.write_line(line)  # the key fits in the pipe buffer: this never blocks
 
@@ -140,13 +148,17 @@ class SshLauncher(Launcher):
             lines = [lines[-1]]  # the exception itself; the frames are noise here
         text = "; ".join(lines)
         python = shlex.join(self.settings.python_argv(remote=True))
-        if _UNREACHABLE in text and not self.settings.tunnel:
+        if PROLOGUE_FAILED in text:
+            text += f" -- in [pastset.launcher.{self.name}] prologue, run on {client.label} before the worker"
+        elif _UNREACHABLE in text and not self.settings.tunnel:
             text += (f" -- {client.label} cannot reach the server's port; if its firewall lets only ssh "
                      "through, set tunnel = true (PSTUNNEL=1, --tunnel) so workers tunnel over ssh")
         elif "No module named" in text:
-            text += f" -- is pastset installed for {python!r} on {client.label}? (python setting, PSPYTHON)"
+            text += (f" -- is pastset installed for {python!r} on {client.label}? (python setting, PSPYTHON); "
+                     f"the command was: {client.command}")
         elif code == 127 or "No such file or directory" in text or "not found" in text:
-            text += f" -- the remote interpreter is {python!r} (python setting, PSPYTHON)"
+            text += (f" -- the remote interpreter is {python!r} (python setting, PSPYTHON); "
+                     f"the command was: {client.command}")
         return text
 
     def pending(self) -> List[str]:
