@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from . import runrecord
 from .deadlock import DeadlockWatch, Verdict, failure_summary, format_report
+from .events import log_event, scheduler_event
 from .errors import LaunchError, PastSetError, SettingsError
 from .launcher import Launcher, WorkerLaunch
 from .output import AppOutput, OutputMux, labels_on
@@ -90,6 +91,9 @@ class EventReporter:
         self.verbose = verbose
 
     def __call__(self, kind: str, info: Dict[str, Any]) -> None:
+        event = scheduler_event(kind, info)
+        if event is not None:  # the log has one line per event, teardown's too
+            log_event(log, *event)
         if info.get("stopping"):
             return
         line = None
@@ -143,7 +147,9 @@ class Run:
             try:
                 self._start_server(bin_dir)
                 self._start_workers(bin_dir)
-                return self._run_app(app_path)
+                code = self._run_app(app_path)
+                log_event(log, "run-end", {"code": code})
+                return code
             except RunInterrupted as exc:
                 self._say(f"interrupted by {exc}; stopping the run")
                 return 128 + exc.signum
@@ -187,6 +193,8 @@ class Run:
             "runner": process_identity(os.getpid()), "launcher": self.launcher.name, "bin": bin_dir,
         }
         runrecord.write_record(self.record)
+        log_event(log, "run-start", {"run": self.run_id, "launcher": self.launcher.name,
+                                     "address": format_address(self.address), "bin": bin_dir})
 
     def _start_workers(self, bin_dir: str) -> None:
         assert self.launcher is not None and self.control is not None
@@ -290,8 +298,8 @@ class Run:
         aborting = self.settings.on_deadlock == "abort"
         report = format_report(verdict.waits, view.get("elements", {}), view.get("failed", []),
                                verdict.held, aborting=aborting)
-        log.info("deadlock: %d waiting call(s), %d failed task(s); on_deadlock = %s",
-                 len(verdict.waits), len(view.get("failed", [])), self.settings.on_deadlock)
+        log_event(log, "deadlock", {"held": verdict.held, "calls": len(verdict.waits),
+                                    "failed": len(view.get("failed", [])), "then": self.settings.on_deadlock})
         self.mux.line("err", report)
         if aborting:
             self.deadlocked.set()
@@ -312,23 +320,29 @@ class Run:
     def teardown(self) -> None:
         """Stop everything this run started, in order, each step bounded in time."""
         if self.app_proc is not None:
-            stop_child(self.app_proc, grace=2.0)
+            code = stop_child(self.app_proc, grace=2.0)
+            log_event(log, "teardown", {"step": "stop-app", "code": code})
         if self.control is not None:
+            left = None
             try:
                 self.control.stop_run()
-                self.control.wait_workers_gone(WORKER_STOP_GRACE)
+                left = self.control.wait_workers_gone(WORKER_STOP_GRACE)
             except PastSetError as exc:
                 log.debug("stopping workers through the server failed: %s", exc)
             self.control.close()
+            log_event(log, "teardown", {"step": "stop-workers", "still_connected": left})
         if self.launcher is not None:
             try:
                 self.launcher.stop(grace=2.0)
             except Exception as exc:  # teardown goes on; the user must hear of it
                 self._say(f"stopping the {self.launcher.name} launcher failed: {exc}")
+            log_event(log, "teardown", {"step": "stop-launcher", "launcher": self.launcher.name})
         if self.server is not None:
             self.server.close()
+            log_event(log, "teardown", {"step": "stop-server"})
         if self.record:
             runrecord.remove_record(self.run_id)
+            log_event(log, "teardown", {"step": "remove-record", "run": self.run_id})
 
     # -- helpers ----------------------------------------------------------------------
     def _install_signal_handlers(self) -> Dict[int, Any]:

@@ -82,3 +82,25 @@ def test_a_run_without_failed_tasks_prints_no_summary(apps, env):
 def test_task_error_is_exported():
     assert issubclass(pastset.TaskError, pastset.PastSetError)
     assert "TaskError" in pastset.__all__
+
+
+def test_the_log_file_has_one_event_line_per_step(apps, env, tmp_path):
+    from pastset.events import parse_line
+
+    write_app(apps, "app.py", "import pastset\nps = pastset.PastSet()\nps.spawn('ok.py').wait()\n"
+                              "try:\n    ps.spawn('bad.py').wait()\nexcept pastset.TaskError:\n    pass\n")
+    write_app(apps, "ok.py", "")
+    log_file = tmp_path / "run.log"
+    finished(["run", "--bin", str(apps), "--log-level", "info", "--log-file", str(log_file), "app.py"], env, 0)
+    events = [parse_line(line) for line in log_file.read_text().splitlines() if line.startswith("pastset: ")]
+    names = [event for _, event, _ in events]
+    for wanted in ("run-start", "worker-registered", "task-queued", "task-started", "task-ended",
+                   "task-failed", "run-end", "teardown"):
+        assert wanted in names, (wanted, names)
+    facts = {event: f for _, event, f in events}
+    assert facts["run-start"]["launcher"] == "local" and facts["run-start"]["bin"] == str(apps)
+    assert facts["task-ended"]["code"] == "0" and facts["task-failed"]["app"] == "bad.py"
+    assert "--bin DIR" in facts["task-failed"]["reason"]
+    steps = [f["step"] for _, event, f in events if event == "teardown"]
+    assert steps == ["stop-app", "stop-workers", "stop-launcher", "stop-server", "remove-record"]
+    assert not [line for line in log_file.read_text().splitlines() if "Traceback" in line]
