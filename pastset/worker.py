@@ -226,7 +226,7 @@ class Worker:
             proc = start_child(self.python + [path] + list(args), env=env, cwd=self.bin_dir,
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as exc:
-            self.session.task_finished(task_id, None, f"cannot start {app!r}: {exc}")
+            self.session.task_finished(task_id, None, f"cannot start the task {app!r}: {exc}")
             return
         with self._lock:
             self.tasks[task_id] = proc
