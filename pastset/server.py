@@ -599,7 +599,10 @@ class ManagerServer(managers.Server):
             transport.set_receive_timeout(conn.fileno(), 0)
             _, funcname, args, kwds = request
         except Exception as exc:  # garbage, wrong key, silence, a port scanner: drop it
-            log.debug("dropped a connection that failed the handshake: %r", exc)
+            if isinstance(exc, (EOFError, ConnectionError)):  # a peer that left (at teardown, a port check)
+                log.debug("a connection closed before its handshake completed")
+            else:
+                log.debug("dropped a connection that failed the handshake: %s", type(exc).__name__)
             return
         with self._connections_lock:
             if self._pending.pop(conn, None) is None:
