@@ -7,6 +7,7 @@ of those calls is one named method here, so a call name is written once on this 
 """
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -17,12 +18,16 @@ class _Session:
     """An authenticated connection to a run's server (one per thread, made on first use)."""
 
     def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0):
-        self._channel = Channel(address, bytes(authkey), connect_timeout)
+        self._channel = Channel(address, bytes(authkey), connect_timeout, self._identity)
         self.server_info: Dict[str, Any] = self._channel.call("hello")  # fails early if unreachable
 
     @property
     def address(self) -> Tuple[str, int]:
         return self._channel.address
+
+    def _identity(self) -> Dict[str, Any]:
+        """Who this session's connections say they are (see :class:`pastset.waits.Caller`)."""
+        return {"kind": "client", "pid": os.getpid()}
 
     def close(self) -> None:
         """Close every connection; a call blocked in another thread fails."""
@@ -45,6 +50,9 @@ class WorkerSession(_Session):
         self.worker_id = self._channel.call("register_worker", specs)
         return self.worker_id
 
+    def _identity(self) -> Dict[str, Any]:
+        return {"kind": "worker", "worker": self.worker_id or None, "pid": os.getpid()}
+
     def next_task(self, timeout: Optional[float] = None) -> Any:
         """Block until the scheduler hands this worker a task (a dict), HALT or STOP."""
         return self._channel.call("next_task", self.worker_id, timeout)
@@ -57,9 +65,13 @@ class WorkerSession(_Session):
         """The task ended with ``returncode``, or could not run at all (``error`` says why)."""
         self._channel.call("task_finished", self.worker_id, task_id, returncode, error)
 
-    def emit(self, lines: List[Tuple[str, str]]) -> None:
-        """Print task output lines ``(stream, text)`` ("out"/"err") on the run's terminal."""
+    def emit(self, lines: List[Tuple[str, str, str]]) -> None:
+        """Print task output lines ``(stream, task id, text)`` ("out"/"err") on the run's terminal."""
         self._channel.call("emit", lines)
+
+    def task_samples(self, samples: Dict[str, Dict[str, Any]]) -> None:
+        """This worker's latest CPU/timer samples of its running tasks, by task id."""
+        self._channel.call("task_samples", self.worker_id, samples)
 
     def local_address(self) -> str:
         """The address this host reaches the server from (nodes may share a hostname)."""
@@ -86,6 +98,10 @@ class RunControl(_Session):
     def run_state(self) -> Dict[str, int]:
         """Counts: registered and connected workers, failed tasks, lost workers."""
         return self._channel.call("run_state")
+
+    def deadlock_view(self) -> Dict[str, Any]:
+        """Waiting calls, scheduler activity, waited-on elements, failed tasks, counts."""
+        return self._channel.call("deadlock_view")
 
     def stop_run(self) -> None:
         """Tell every worker to stop its tasks and exit."""

@@ -26,10 +26,11 @@ from multiprocessing import managers
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import transport, tuplelog
-from .element import CallerGone, Element, set_call_context
+from .element import CallerGone, Element, set_call_context, set_wait_registry
 from .errors import ElementDeleted, PastSetError, Timeout, XFunctionError
 from .scheduler import Scheduler
 from .space import TupleSpace
+from .waits import Caller, FlowCounters, WaitRegistry
 from .validation import (check_app_args, check_app_name, check_count, check_delta, check_id, check_index,
                          check_int, check_module_name, check_seconds, check_template, check_timeout, show)
 
@@ -72,6 +73,18 @@ class ElementService:
     space: TupleSpace
     scheduler: Scheduler
     run_id: str
+    waits: WaitRegistry
+    flows: FlowCounters
+
+    @exposed
+    def identify(self, caller: Dict[str, Any]) -> None:
+        """Say who makes the calls on this connection (``waits.Caller`` as a dict): its
+        waiting calls are shown, and judged by deadlock detection, as that caller's."""
+        who = Caller.from_dict(caller)
+        conn = _current_connection()
+        if conn is not None:
+            self.waits.identify(id(conn), who)
+        self.waits.serve_as(who)
 
     @exposed
     def hello(self) -> Dict[str, Any]:
@@ -93,11 +106,12 @@ class ElementService:
         timeout = check_timeout(timeout)
         if not isinstance(payload, bytes):
             raise TypeError("move payload must be the pickled tuple (bytes)")
-        set_call_context(timeout, _caller_alive)
+        set_call_context(timeout, _caller_alive, eid)
         if type(element) is Element:
             element.move(payload)
         else:
             _run_xfunction(element, "move", pickle.loads, payload)
+        self.flows.moved(eid)
         return True
 
     @exposed
@@ -105,10 +119,13 @@ class ElementService:
         element = self.space.element(eid)
         timeout = check_timeout(timeout)
         check_index(index, allow_unindexed=True)
-        set_call_context(timeout, _caller_alive)
+        set_call_context(timeout, _caller_alive, eid)
         if type(element) is Element:
-            return element.observe(index)
+            data = element.observe(index)
+            self.flows.observed(eid)
+            return data
         value = _run_xfunction(element, "observe", lambda i: i, index)
+        self.flows.observed(eid)
         try:
             return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
@@ -121,9 +138,11 @@ class ElementService:
         element = self.space.element(eid)
         timeout = check_timeout(timeout)
         offs = tuplelog.offsets_of(blob, lengths)
-        set_call_context(timeout, _caller_alive)
+        set_call_context(timeout, _caller_alive, eid)
         if type(element) is Element:
-            return element.move_packed(blob, offs)
+            done = element.move_packed(blob, offs)
+            self.flows.moved(eid, done)
+            return done
         done = 0
         try:
             with element.turn():
@@ -133,6 +152,9 @@ class ElementService:
         except Timeout as exc:
             exc.moved = done  # type: ignore[attr-defined]
             raise
+        finally:
+            if done:
+                self.flows.moved(eid, done)
         return done
 
     @exposed
@@ -141,16 +163,19 @@ class ElementService:
         element = self.space.element(eid)
         timeout = check_timeout(timeout)
         check_count(count)
-        set_call_context(timeout, _caller_alive)
+        set_call_context(timeout, _caller_alive, eid)
         if type(element) is Element:
-            return element.observe_packed(count)
+            packed = element.observe_packed(count)
+            self.flows.observed(eid, (len(packed[1]) // 8) - 1)  # n+1 offsets of 8 bytes
+            return packed
         values = [_run_xfunction(element, "observe", lambda i: i, -1)]
-        set_call_context(0, _caller_alive)  # the rest only if already there
+        set_call_context(0, _caller_alive, eid)  # the rest only if already there
         try:
             while len(values) < count:
                 values.append(_run_xfunction(element, "observe", lambda i: i, -1))
         except Timeout:
             pass
+        self.flows.observed(eid, len(values))
         try:
             return tuplelog.pack([pickle.dumps(v, pickle.HIGHEST_PROTOCOL) for v in values])
         except Exception as exc:
@@ -181,12 +206,17 @@ class ElementService:
     @exposed
     def delelement(self, template: tuple) -> bool:
         check_template(template)
-        return self.space.delelement(template)
+        eid = self.space.id_of(template)
+        deleted = self.space.delelement(template)
+        if deleted and eid is not None:
+            self.flows.forget(eid)
+        return deleted
 
     @exposed
     def delelement_id(self, eid: int) -> bool:
         if not self.space.delete_by_id(eid):
             raise ElementDeleted(f"element #{eid} has already been deleted")
+        self.flows.forget(eid)
         return True
 
     @exposed
@@ -196,6 +226,17 @@ class ElementService:
     @exposed
     def halt(self) -> None:
         self.scheduler.halt()
+
+    @exposed
+    def task_info(self, task_id: str) -> Dict[str, Any]:
+        """A spawned task's state now (what its Task handle shows)."""
+        return self.scheduler.task_info(check_id("task id", task_id))
+
+    @exposed
+    def wait_task(self, task_id: str, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Block until the task has ended (Timeout after ``timeout`` s); its final state."""
+        set_call_context(check_timeout(timeout), _caller_alive)
+        return self.scheduler.wait_task(check_id("task id", task_id))
 
     @exposed
     def status(self) -> Dict[str, Any]:
@@ -209,7 +250,7 @@ class WorkerService:
     """The worker protocol: a worker registers, takes tasks, reports them, sends output."""
 
     scheduler: Scheduler
-    output: Callable[[str, str], None]
+    task_output: Callable[[str, str, str], None]
     _worker_by_conn: Dict[int, str]
 
     @exposed
@@ -217,9 +258,12 @@ class WorkerService:
         if type(specs) is not dict:
             raise TypeError(f"worker specs must be a dict, not {show(specs)}")
         worker_id = self.scheduler.register_worker(specs)
+        who = Caller(kind="worker", worker=worker_id, pid=self.waits.current_caller().pid)
+        self.waits.serve_as(who)
         conn = _current_connection()
         if conn is not None:
             self._worker_by_conn[id(conn)] = worker_id
+            self.waits.identify(id(conn), who)
         return worker_id
 
     @exposed
@@ -243,13 +287,21 @@ class WorkerService:
                                      returncode, error)
 
     @exposed
-    def emit(self, lines: List[Tuple[str, str]]) -> None:
-        """Print task output lines (stream "out"/"err", text) on the run's terminal."""
-        for stream, text in lines:
-            self.output(stream, text)
+    def task_samples(self, worker_id: str, samples: Dict[str, Dict[str, Any]]) -> None:
+        """A worker's latest CPU/timer samples of its running tasks (deadlock detection)."""
+        if type(samples) is not dict:
+            raise TypeError(f"task samples must be a dict, not {show(samples)}")
+        self.scheduler.task_samples(check_id("worker id", worker_id), samples)
+
+    @exposed
+    def emit(self, lines: List[Tuple[str, str, str]]) -> None:
+        """Print task output lines (stream "out"/"err", task id, text) on the run's terminal."""
+        for stream, task_id, text in lines:
+            self.task_output(stream, task_id, text)
 
     def disconnected(self, conn: Any) -> None:
         """A connection closed: a worker registered on it is lost."""
+        self.waits.forget(id(conn))
         worker_id = self._worker_by_conn.pop(id(conn), None)
         if worker_id is not None:
             self.scheduler.worker_lost(worker_id, "its connection to the server closed")
@@ -276,6 +328,27 @@ class RunControlService:
         return self.scheduler.counts()
 
     @exposed
+    def deadlock_view(self) -> Dict[str, Any]:
+        """What deadlock detection looks at, at one instant: the waiting calls, the
+        scheduler's activity, each waited-on element's first/last/delta, the failed tasks."""
+        waits = self.waits.snapshot()
+        for wait in waits:  # a task's caller gets its application, worker and host
+            caller = wait["caller"]
+            if caller.get("kind") == "task" and caller.get("task") in self.scheduler.tasks:
+                task = self.scheduler.tasks[caller["task"]]
+                who = Caller.from_dict(caller).with_details(application=task.app, worker=task.worker,
+                                                            host=task.host)
+                wait["caller"], wait["who"] = who.to_dict(), who.label()
+        elements: Dict[int, Dict[str, Any]] = {}
+        wanted = {w["element"] for w in waits if w.get("element") is not None}
+        if wanted:
+            for info in self.space.templates().values():
+                if info["id"] in wanted:
+                    elements[info["id"]] = {"first": info["first"], "last": info["last"], "delta": info["delta"]}
+        return {"waits": waits, "activity": self.scheduler.activity(), "elements": elements,
+                "failed": self.scheduler.failed_tasks(), "counts": self.scheduler.counts()}
+
+    @exposed
     def stop_run(self) -> None:
         """The run is ending: tell every worker to stop its tasks and exit."""
         self.scheduler.stop()
@@ -289,18 +362,22 @@ class SpaceService(ElementService, WorkerService, RunControlService):
     """
 
     def __init__(self, space: TupleSpace, scheduler: Scheduler, run_id: str = "",
-                 output: Optional[Callable[[str, str], None]] = None):
+                 output: Optional[Callable[[str, str, str], None]] = None,
+                 waits: Optional[WaitRegistry] = None, flows: Optional[FlowCounters] = None):
         self.space = space
         self.scheduler = scheduler
         self.run_id = run_id
-        self.output = output or _print_output
+        self.task_output = output or _print_output
+        self.waits = waits if waits is not None else WaitRegistry()
+        self.flows = flows if flows is not None else FlowCounters()
         self._worker_by_conn: Dict[int, str] = {}
 
 
 SpaceService.exposed = exposed_names(SpaceService)  # type: ignore[attr-defined]
 
 
-def _print_output(stream: str, text: str) -> None:
+def _print_output(stream: str, task_id: str, text: str) -> None:
+    """A task's output line, unlabelled, on this process's stdout/stderr."""
     import sys
 
     target = sys.stderr if stream == "err" else sys.stdout
@@ -522,7 +599,10 @@ class ManagerServer(managers.Server):
             transport.set_receive_timeout(conn.fileno(), 0)
             _, funcname, args, kwds = request
         except Exception as exc:  # garbage, wrong key, silence, a port scanner: drop it
-            log.debug("dropped a connection that failed the handshake: %r", exc)
+            if isinstance(exc, (EOFError, ConnectionError)):  # a peer that left (at teardown, a port check)
+                log.debug("a connection closed before its handshake completed")
+            else:
+                log.debug("dropped a connection that failed the handshake: %s", type(exc).__name__)
             return
         with self._connections_lock:
             if self._pending.pop(conn, None) is None:
@@ -543,6 +623,7 @@ class ManagerServer(managers.Server):
         method raised, ``("#TRACEBACK", text)`` for a request it could not handle.
         """
         _serving.conn = conn
+        set_wait_registry(self.service.waits)
         methods = {name: getattr(self.service, name) for name in SpaceService.exposed}
         recv, send = conn.recv, conn.send
         stopping = self.stop_event.is_set
@@ -574,6 +655,7 @@ class ManagerServer(managers.Server):
                     return
         finally:
             _serving.conn = None
+            set_wait_registry(None)
 
     def connection_counts(self) -> Tuple[int, int, int]:
         """(connections held, of which in the handshake, of which waiting for a slot)."""
@@ -629,7 +711,7 @@ class Server:
 
     def __init__(self, address: Tuple[str, int] = ("127.0.0.1", 0), authkey: Optional[bytes] = None,
                  bin_dir: Optional[str] = None, *, run_id: str = "",
-                 output: Optional[Callable[[str, str], None]] = None,
+                 output: Optional[Callable[[str, str, str], None]] = None,
                  on_event: Optional[Callable[[str, Dict[str, Any]], None]] = None,
                  max_connections: int = transport.MAX_CONNECTIONS,
                  handshake_timeout: float = transport.HANDSHAKE_TIMEOUT,
@@ -642,7 +724,9 @@ class Server:
         self.bin_dir = bin_dir
         self.space = TupleSpace(bin_dir)
         self.scheduler = Scheduler(on_event)
-        self.service = SpaceService(self.space, self.scheduler, run_id, output)
+        self.waits = WaitRegistry()
+        self.flows = FlowCounters()
+        self.service = SpaceService(self.space, self.scheduler, run_id, output, self.waits, self.flows)
         self._requested_address = transport.parse_address(address)
         self._limits = {"max_connections": max_connections, "handshake_timeout": handshake_timeout,
                         "max_pending": max_pending_handshakes}
