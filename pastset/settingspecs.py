@@ -90,6 +90,16 @@ def _seconds(value: Any) -> float:
     return number
 
 
+def _milliseconds(value: Any) -> float:
+    """A finite number of milliseconds, zero or more."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(value)
+    number = float(value.strip()) if isinstance(value, str) else float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(value)
+    return number
+
+
 def _boolean(value: Any) -> bool:
     """A real bool, or one of the usual yes/no words (any case)."""
     if isinstance(value, bool):
@@ -227,6 +237,12 @@ SETTINGS: Mapping[str, SettingSpec] = types.MappingProxyType({spec.name: spec fo
     _spec("on_failure", "PSONFAILURE", "continue",
           "when a task crashes or a worker dies: continue (report and go on) or abort (end the run)",
           "one of " + ", ".join(ON_FAILURE), _choice(ON_FAILURE), _STR, "{" + ",".join(ON_FAILURE) + "}"),
+    _spec("trace", "PSTRACE", "", "write a Chrome trace-event JSON timeline of the run to this file "
+          "(open it in ui.perfetto.dev); empty means no trace",
+          "a file path or empty", _path, _STR, "FILE"),
+    _spec("trace_wait_ms", "PSTRACEWAITMS", 10.0,
+          "calls that waited at least this many milliseconds get a slice in the trace",
+          "a number of milliseconds >= 0", _milliseconds, (int, float), "MS"),
     _spec("strict", "PSSTRICT", False, "type-check tuples moved into an element against its template",
           "a boolean (1/0, true/false, yes/no, on/off)", _boolean, (bool,)),
 )})
