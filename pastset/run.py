@@ -25,6 +25,7 @@ from .runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_ENV
 from .plugins import LauncherInfo, launchers
 from .processes import process_identity, start_child, stop_child, wait_exit
 from .protocol import RunControl
+from .runtrace import RunTrace, start_trace
 from .server import Server
 from .transport import format_address
 
@@ -121,6 +122,7 @@ class Run:
         self.app_proc: Optional[subprocess.Popen] = None
         self.record: Dict[str, Any] = {}
         self.address: Tuple[str, int] = ("", 0)
+        self.trace: Optional[RunTrace] = None  # --trace FILE
 
     # -- the whole run ----------------------------------------------------------------
     def execute(self) -> int:
@@ -167,6 +169,7 @@ class Run:
             raise SettingsError(
                 f"cannot listen on {host}:{self.settings.port}: {exc.strerror or exc} "
                 f"(bind from {self.settings.source('bind')}, port from {self.settings.source('port')})") from None
+        self.trace = start_trace(self.settings, self.server, self._say)
         bound_host, port = self.server.address
         self.address = (self.launcher.advertised_host(bound_host), port)
         self.control = RunControl(("127.0.0.1", port) if bound_host in ("0.0.0.0", "::") else (bound_host, port),
@@ -226,6 +229,8 @@ class Run:
             self.app_proc = start_child(argv, env=env)
         except OSError as exc:
             raise LaunchError(f"cannot start the application with {argv[0]!r}: {exc}") from None
+        if self.trace is not None:
+            self.trace.app_started(self.app, self.app_proc.pid)
         self.record["app_process"] = process_identity(self.app_proc.pid)
         runrecord.write_record(self.record)
         abort = self.settings.on_failure == "abort"
@@ -242,6 +247,8 @@ class Run:
     # -- teardown ---------------------------------------------------------------------
     def teardown(self) -> None:
         """Stop everything this run started, in order, each step bounded in time."""
+        if self.trace is not None:
+            self.trace.app_ended(self.app_proc)
         if self.app_proc is not None:
             stop_child(self.app_proc, grace=2.0)
         if self.control is not None:
@@ -258,6 +265,8 @@ class Run:
                 self._say(f"stopping the {self.launcher.name} launcher failed: {exc}")
         if self.server is not None:
             self.server.close()
+        if self.trace is not None:
+            self.trace.close()
         if self.record:
             runrecord.remove_record(self.run_id)
 
