@@ -13,12 +13,12 @@ import pickle
 import re
 import threading
 from array import array as _array
-from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from . import transport, validation
 from .transport import SERVICE_ID
 from .errors import ConnectError, PastSetError
-from .runenv import ADDRESS_ENV, AUTHKEY_ENV, STRICT_ENV
+from .runenv import ADDRESS_ENV, AUTHKEY_ENV, STRICT_ENV, caller_identity
 from .validation import check_app_name, check_count, check_delta, check_index, check_module_name, check_timeout
 from .tuplelog import pack as _pack
 
@@ -86,12 +86,19 @@ def _server_failure(method: str, traceback_text: Any) -> str:
 
 
 class Channel:
-    """Authenticated connections to one server, one per thread, made on first use."""
+    """Authenticated connections to one server, one per thread, made on first use.
 
-    def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0):
+    Each new connection first says who makes its calls: ``identity()`` (default
+    :func:`pastset.runenv.caller_identity`), so the server can show, and deadlock
+    detection judge, its waiting calls as the app's, a task's or a worker's.
+    """
+
+    def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0,
+                 identity: Callable[[], Dict[str, Any]] = caller_identity):
         self.address = address
         self._authkey = authkey
         self._connect_timeout = connect_timeout
+        self._identity = identity
         self._local = threading.local()
         self._all: List[transport.Connection] = []
         self._lock = threading.Lock()
@@ -117,6 +124,12 @@ class Channel:
         if kind != "#RETURN":
             conn.close()
             raise ConnectError(f"the PastSet server at {self._where()} refused the connection: {result}")
+        try:
+            conn.send((SERVICE_ID, "identify", (self._identity(),), {}))
+            kind, result = conn.recv()
+        except (OSError, EOFError) as exc:
+            conn.close()
+            raise ConnectError(f"the PastSet server at {self._where()} closed the connection: {exc!r}") from None
         self._local.conn = conn
         with self._lock:
             self._all.append(conn)

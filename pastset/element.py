@@ -16,10 +16,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional, Tuple
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, ContextManager, Iterator, Optional, Tuple
 
 from .errors import ElementDeleted, Expired, Timeout
+from .statusdoc import format_template
 from .tuplelog import TupleLog
 
 #: how often a blocked call wakes to check that its caller is still connected (seconds)
@@ -34,30 +35,55 @@ class _CallContext(threading.local):
     deadline: Optional[float] = None
     caller_alive: Optional[Callable[[], bool]] = None
     turn: Optional[tuple] = None  # (element, ticket) while this thread moves a batch
+    waits: Any = None  # the server's WaitRegistry (set once per server thread), or None
+    element: Optional[int] = None  # the id of the element the current call is on
 
 
 _context = _CallContext()
 
 
 def set_call_context(timeout: Optional[float] = None,
-                     caller_alive: Optional[Callable[[], bool]] = None) -> None:
-    """Give the next calls of this thread a deadline ``timeout`` seconds away and a
-    liveness probe. Server threads set it before every call (a plain assignment: this
-    is on the hot path of every move and observe)."""
+                     caller_alive: Optional[Callable[[], bool]] = None,
+                     element: Optional[int] = None) -> None:
+    """Give the next calls of this thread a deadline ``timeout`` seconds away, a
+    liveness probe and the id of the element they are on (named when a call waits).
+    Server threads set it before every call (plain assignments: this is on the hot
+    path of every move and observe)."""
     _context.deadline = None if timeout is None else time.monotonic() + timeout
     _context.caller_alive = caller_alive
+    _context.element = element
+
+
+def set_wait_registry(registry: Any) -> None:
+    """Register this thread's blocking calls from now on with ``registry`` (a
+    :class:`pastset.waits.WaitRegistry`; None: not at all). A server thread sets it once."""
+    _context.waits = registry
+
+
+def waiting(operation: str, template: Any = None) -> ContextManager[Any]:
+    """``with waiting("observe", template):`` around the blocking part of a call: the
+    wait registry of this thread (if any) shows it, with the call's element id and what
+    is left of its timeout. Entered only when a call really blocks, so the fast path
+    pays nothing."""
+    registry = _context.waits
+    if registry is None:
+        return nullcontext()
+    deadline = _context.deadline
+    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+    text = None if template is None else format_template(template)
+    return registry.waiting(operation, element=_context.element, template=text, timeout=timeout)
 
 
 @contextmanager
 def call_context(timeout: Optional[float] = None,
                  caller_alive: Optional[Callable[[], bool]] = None) -> Iterator[None]:
     """Run the calls inside with a deadline and a liveness probe, then restore."""
-    saved = (_context.deadline, _context.caller_alive)
-    set_call_context(timeout, caller_alive)
+    saved = (_context.deadline, _context.caller_alive, _context.element)
+    set_call_context(timeout, caller_alive, _context.element)
     try:
         yield
     finally:
-        _context.deadline, _context.caller_alive = saved
+        _context.deadline, _context.caller_alive, _context.element = saved
 
 
 def wait_within_call(cond: threading.Condition) -> None:
@@ -137,17 +163,19 @@ class Element:
             turn = _context.turn
             if turn is not None and turn[0] is self:  # a batch of this thread holds the turn
                 if self._full():
-                    while self._full():
-                        self._wait("_room")
-                        self._check_live()
+                    with waiting(self._blocked_move(), self.__template):
+                        while self._full():
+                            self._wait("_room")
+                            self._check_live()
                     _check_caller()
             elif self._movers or self._full():
                 ticket = object()
                 movers = self._queue(ticket)
                 try:
-                    while movers[0] is not ticket or self._full():
-                        self._wait("_room")
-                        self._check_live()
+                    with waiting(self._blocked_move(), self.__template):
+                        while movers[0] is not ticket or self._full():
+                            self._wait("_room")
+                            self._check_live()
                     _check_caller()
                 finally:
                     movers.remove(ticket)
@@ -223,22 +251,23 @@ class Element:
             done = 0
             waited = False
             try:
-                while True:
-                    if movers[0] is ticket:
-                        room = count - done if self._bound is None else self._bound - (self._last - self._first)
-                        if room > 0:
-                            if waited:
-                                _check_caller()
-                            step = min(room, count - done)
-                            self.__data.extend_packed(blob, offs, done, done + step)
-                            self._last += step
-                            done += step
-                            self._moved()
-                            if done == count:
-                                return count
-                    self._wait("_room")
-                    waited = True
-                    self._check_live()
+                with waiting(self._blocked_move(), self.__template):
+                    while True:
+                        if movers[0] is ticket:
+                            room = count - done if self._bound is None else self._bound - (self._last - self._first)
+                            if room > 0:
+                                if waited:
+                                    _check_caller()
+                                step = min(room, count - done)
+                                self.__data.extend_packed(blob, offs, done, done + step)
+                                self._last += step
+                                done += step
+                                self._moved()
+                                if done == count:
+                                    return count
+                        self._wait("_room")
+                        waited = True
+                        self._check_live()
             except Timeout as exc:
                 exc.moved = done  # type: ignore[attr-defined]
                 raise
@@ -251,7 +280,7 @@ class Element:
         (concatenated payloads, n+1 offsets as array('Q') bytes)."""
         with self._lock:
             self._check_live()
-            self._await_unobserved()
+            self._await_unobserved("observe_many")
             number = self._first
             stop = min(self._last, number + count)
             packed = self.__data.packed(number, stop)  # type: ignore[union-attr]
@@ -268,9 +297,11 @@ class Element:
             self._check_live()
             movers = self._queue(ticket)
             try:
-                while movers[0] is not ticket:
-                    self._wait("_room")
-                    self._check_live()
+                if movers[0] is not ticket:
+                    with waiting("move (waiting for its turn)", self.__template):
+                        while movers[0] is not ticket:
+                            self._wait("_room")
+                            self._check_live()
             except BaseException:
                 movers.remove(ticket)
                 self._notify_all("_room")
@@ -301,6 +332,10 @@ class Element:
         return self._deleted
 
     # -- internals --------------------------------------------------------------------
+    def _blocked_move(self) -> str:
+        """The operation a blocked move shows in the wait registry."""
+        return f"move (blocked by delta {self._bound})" if self._full() else "move (queued behind blocked moves)"
+
     def _full(self) -> bool:
         return self._bound is not None and self._last - self._first >= self._bound
 
@@ -344,11 +379,13 @@ class Element:
         if self._movers:
             self._room.notify_all()  # type: ignore[union-attr]
 
-    def _await_unobserved(self) -> None:
+    def _await_unobserved(self, operation: str = "observe") -> None:
         try:
-            while self._first >= self._last:
-                self._wait("_unobserved")
-                self._check_live()
+            if self._first >= self._last:
+                with waiting(operation, self.__template):
+                    while self._first >= self._last:
+                        self._wait("_unobserved")
+                        self._check_live()
             _check_caller()
         except BaseException:
             # a wake-up this waiter received is passed on, so no tuple waits unseen
@@ -368,9 +405,11 @@ class Element:
             raise Expired(f"tuple {index} of {self.__template!r} was dropped by axe")
         self._indexed_waiters += 1
         try:
-            while index >= self._last:
-                self._wait("_arrived")
-                self._check_live()
+            if index >= self._last:
+                with waiting(f"observe index {index}", self.__template):
+                    while index >= self._last:
+                        self._wait("_arrived")
+                        self._check_live()
         finally:
             self._indexed_waiters -= 1
         if index < self._oldest:

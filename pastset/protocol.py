@@ -7,6 +7,7 @@ of those calls is one named method here, so a call name is written once on this 
 """
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -17,12 +18,16 @@ class _Session:
     """An authenticated connection to a run's server (one per thread, made on first use)."""
 
     def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0):
-        self._channel = Channel(address, bytes(authkey), connect_timeout)
+        self._channel = Channel(address, bytes(authkey), connect_timeout, self._identity)
         self.server_info: Dict[str, Any] = self._channel.call("hello")  # fails early if unreachable
 
     @property
     def address(self) -> Tuple[str, int]:
         return self._channel.address
+
+    def _identity(self) -> Dict[str, Any]:
+        """Who this session's connections say they are (see :class:`pastset.waits.Caller`)."""
+        return {"kind": "client", "pid": os.getpid()}
 
     def close(self) -> None:
         """Close every connection; a call blocked in another thread fails."""
@@ -44,6 +49,9 @@ class WorkerSession(_Session):
         """Announce this worker (its host's specs); return and keep the id the run gave it."""
         self.worker_id = self._channel.call("register_worker", specs)
         return self.worker_id
+
+    def _identity(self) -> Dict[str, Any]:
+        return {"kind": "worker", "worker": self.worker_id or None, "pid": os.getpid()}
 
     def next_task(self, timeout: Optional[float] = None) -> Any:
         """Block until the scheduler hands this worker a task (a dict), HALT or STOP."""

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 from . import runrecord
 from .errors import LaunchError, PastSetError, SettingsError
 from .launcher import Launcher, WorkerLaunch
-from .runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_ENV
+from .runenv import ADDRESS_ENV, APP_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_ENV, TASK_ENV, WORKER_ENV
 from .plugins import LauncherInfo, launchers
 from .processes import process_identity, start_child, stop_child, wait_exit
 from .protocol import RunControl
@@ -220,8 +220,10 @@ class Run:
         assert self.control is not None
         env = dict(os.environ)
         env.update({ADDRESS_ENV: format_address(self.address), AUTHKEY_ENV: self.authkey.hex(),
-                    RUN_ENV: self.run_id, BIN_ENV: self.settings.bin_dir(),
+                    RUN_ENV: self.run_id, BIN_ENV: self.settings.bin_dir(), APP_ENV: "1",
                     "PYTHONPATH": pastset_pythonpath(env)})
+        for name in (TASK_ENV, WORKER_ENV):  # a run started from a task: its app is no task
+            env.pop(name, None)
         if self.settings.strict:
             env[STRICT_ENV] = "1"
         argv = self.settings.python_argv() + [app_path] + self.app_args

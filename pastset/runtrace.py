@@ -32,9 +32,7 @@ class RunTrace:
             reporter(kind, info)
 
         scheduler.on_event = on_event
-        waits = getattr(server, "waits", None)
-        if waits is not None:
-            waits.listeners.append(self.writer.wait_listener)
+        server.waits.listeners.append(self.writer.wait_listener)
         self._app_ended = False
 
     def _sample(self) -> Iterator[Tuple[int, str, int, int]]:

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional
 
-from .element import call_context, wait_within_call
+from .element import call_context, wait_within_call, waiting
 from .errors import PastSetError, Timeout
 from .runenv import HALT, STOP
 
@@ -157,6 +157,7 @@ class Scheduler:
         with self._lock:
             worker = self._worker(worker_id)
             self._waiting[worker_id] = time.monotonic()
+            registered = None  # the wait registry's entry, made when this call first blocks
             try:
                 while True:
                     if self.stopping:
@@ -174,9 +175,14 @@ class Scheduler:
                     if self.halted:
                         worker.state = "halted"
                         return HALT
+                    if registered is None:
+                        registered = waiting("next_task")
+                        registered.__enter__()
                     wait_within_call(self._changed)
             finally:
                 self._waiting.pop(worker_id, None)
+                if registered is not None:
+                    registered.__exit__(None, None, None)
 
     def task_started(self, worker_id: str, task_id: str, pid: int) -> None:
         with self._lock:
@@ -272,13 +278,15 @@ class Scheduler:
     def _wait_task(self, task_id: str, began: float) -> Dict[str, Any]:
         with self._lock:
             task = self._task(task_id)
-            while task.state not in ENDED:
-                try:
-                    wait_within_call(self._changed)
-                except Timeout:
-                    waited = time.monotonic() - began
-                    raise Timeout(f"task {task_id} ({task.app}) has not ended after {waited:.3g} s: "
-                                  f"it is {PUBLIC_STATE[task.state]}") from None
+            if task.state not in ENDED:
+                with waiting(f"wait task {task_id}"):
+                    while task.state not in ENDED:
+                        try:
+                            wait_within_call(self._changed)
+                        except Timeout:
+                            waited = time.monotonic() - began
+                            raise Timeout(f"task {task_id} ({task.app}) has not ended after {waited:.3g} s: "
+                                          f"it is {PUBLIC_STATE[task.state]}") from None
             return task_view(task)
 
     def failed_tasks(self) -> List[Dict[str, Any]]:

@@ -26,11 +26,12 @@ from multiprocessing import managers
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import transport, tuplelog
-from .element import CallerGone, Element, set_call_context
+from .element import CallerGone, Element, set_call_context, set_wait_registry
 from .errors import ElementDeleted, PastSetError, Timeout, XFunctionError
 from .scheduler import Scheduler
 from .space import TupleSpace
 from .statusdoc import build_status
+from .waits import Caller, FlowCounters, WaitRegistry
 from .validation import (check_app_args, check_app_name, check_count, check_delta, check_id, check_index,
                          check_int, check_module_name, check_seconds, check_template, check_timeout, show)
 
@@ -73,6 +74,18 @@ class ElementService:
     space: TupleSpace
     scheduler: Scheduler
     run_id: str
+    waits: WaitRegistry
+    flows: FlowCounters
+
+    @exposed
+    def identify(self, caller: Dict[str, Any]) -> None:
+        """Say who makes the calls on this connection (``waits.Caller`` as a dict): its
+        waiting calls are shown, and judged by deadlock detection, as that caller's."""
+        who = Caller.from_dict(caller)
+        conn = _current_connection()
+        if conn is not None:
+            self.waits.identify(id(conn), who)
+        self.waits.serve_as(who)
 
     @exposed
     def hello(self) -> Dict[str, Any]:
@@ -94,11 +107,12 @@ class ElementService:
         timeout = check_timeout(timeout)
         if not isinstance(payload, bytes):
             raise TypeError("move payload must be the pickled tuple (bytes)")
-        set_call_context(timeout, _caller_alive)
+        set_call_context(timeout, _caller_alive, eid)
         if type(element) is Element:
             element.move(payload)
         else:
             _run_xfunction(element, "move", pickle.loads, payload)
+        self.flows.moved(eid)
         return True
 
     @exposed
@@ -106,10 +120,13 @@ class ElementService:
         element = self.space.element(eid)
         timeout = check_timeout(timeout)
         check_index(index, allow_unindexed=True)
-        set_call_context(timeout, _caller_alive)
+        set_call_context(timeout, _caller_alive, eid)
         if type(element) is Element:
-            return element.observe(index)
+            data = element.observe(index)
+            self.flows.observed(eid)
+            return data
         value = _run_xfunction(element, "observe", lambda i: i, index)
+        self.flows.observed(eid)
         try:
             return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
@@ -122,9 +139,11 @@ class ElementService:
         element = self.space.element(eid)
         timeout = check_timeout(timeout)
         offs = tuplelog.offsets_of(blob, lengths)
-        set_call_context(timeout, _caller_alive)
+        set_call_context(timeout, _caller_alive, eid)
         if type(element) is Element:
-            return element.move_packed(blob, offs)
+            done = element.move_packed(blob, offs)
+            self.flows.moved(eid, done)
+            return done
         done = 0
         try:
             with element.turn():
@@ -134,6 +153,9 @@ class ElementService:
         except Timeout as exc:
             exc.moved = done  # type: ignore[attr-defined]
             raise
+        finally:
+            if done:
+                self.flows.moved(eid, done)
         return done
 
     @exposed
@@ -142,16 +164,19 @@ class ElementService:
         element = self.space.element(eid)
         timeout = check_timeout(timeout)
         check_count(count)
-        set_call_context(timeout, _caller_alive)
+        set_call_context(timeout, _caller_alive, eid)
         if type(element) is Element:
-            return element.observe_packed(count)
+            packed = element.observe_packed(count)
+            self.flows.observed(eid, (len(packed[1]) // 8) - 1)  # n+1 offsets of 8 bytes
+            return packed
         values = [_run_xfunction(element, "observe", lambda i: i, -1)]
-        set_call_context(0, _caller_alive)  # the rest only if already there
+        set_call_context(0, _caller_alive, eid)  # the rest only if already there
         try:
             while len(values) < count:
                 values.append(_run_xfunction(element, "observe", lambda i: i, -1))
         except Timeout:
             pass
+        self.flows.observed(eid, len(values))
         try:
             return tuplelog.pack([pickle.dumps(v, pickle.HIGHEST_PROTOCOL) for v in values])
         except Exception as exc:
@@ -182,12 +207,17 @@ class ElementService:
     @exposed
     def delelement(self, template: tuple) -> bool:
         check_template(template)
-        return self.space.delelement(template)
+        eid = self.space.id_of(template)
+        deleted = self.space.delelement(template)
+        if deleted and eid is not None:
+            self.flows.forget(eid)
+        return deleted
 
     @exposed
     def delelement_id(self, eid: int) -> bool:
         if not self.space.delete_by_id(eid):
             raise ElementDeleted(f"element #{eid} has already been deleted")
+        self.flows.forget(eid)
         return True
 
     @exposed
@@ -202,10 +232,8 @@ class ElementService:
     def status(self) -> Dict[str, Any]:
         """The status document (:mod:`pastset.statusdoc`): elements with their flows and
         waiting calls, tasks, workers."""
-        waits, flows = getattr(self, "waits", None), getattr(self, "flows", None)
         return build_status(run=self.hello(), scheduler=self.scheduler.snapshot(), elements=self.space.templates(),
-                            waits=waits.snapshot() if waits is not None else [],
-                            flows=flows.snapshot() if flows is not None else {})
+                            waits=self.waits.snapshot(), flows=self.flows.snapshot())
 
 
 class WorkerService:
@@ -220,9 +248,12 @@ class WorkerService:
         if type(specs) is not dict:
             raise TypeError(f"worker specs must be a dict, not {show(specs)}")
         worker_id = self.scheduler.register_worker(specs)
+        who = Caller(kind="worker", worker=worker_id, pid=self.waits.current_caller().pid)
+        self.waits.serve_as(who)
         conn = _current_connection()
         if conn is not None:
             self._worker_by_conn[id(conn)] = worker_id
+            self.waits.identify(id(conn), who)
         return worker_id
 
     @exposed
@@ -253,6 +284,7 @@ class WorkerService:
 
     def disconnected(self, conn: Any) -> None:
         """A connection closed: a worker registered on it is lost."""
+        self.waits.forget(id(conn))
         worker_id = self._worker_by_conn.pop(id(conn), None)
         if worker_id is not None:
             self.scheduler.worker_lost(worker_id, "its connection to the server closed")
@@ -292,11 +324,14 @@ class SpaceService(ElementService, WorkerService, RunControlService):
     """
 
     def __init__(self, space: TupleSpace, scheduler: Scheduler, run_id: str = "",
-                 output: Optional[Callable[[str, str], None]] = None):
+                 output: Optional[Callable[[str, str], None]] = None,
+                 waits: Optional[WaitRegistry] = None, flows: Optional[FlowCounters] = None):
         self.space = space
         self.scheduler = scheduler
         self.run_id = run_id
         self.output = output or _print_output
+        self.waits = waits if waits is not None else WaitRegistry()
+        self.flows = flows if flows is not None else FlowCounters()
         self._worker_by_conn: Dict[int, str] = {}
 
 
@@ -546,6 +581,7 @@ class ManagerServer(managers.Server):
         method raised, ``("#TRACEBACK", text)`` for a request it could not handle.
         """
         _serving.conn = conn
+        set_wait_registry(self.service.waits)
         methods = {name: getattr(self.service, name) for name in SpaceService.exposed}
         recv, send = conn.recv, conn.send
         stopping = self.stop_event.is_set
@@ -577,6 +613,7 @@ class ManagerServer(managers.Server):
                     return
         finally:
             _serving.conn = None
+            set_wait_registry(None)
 
     def connection_counts(self) -> Tuple[int, int, int]:
         """(connections held, of which in the handshake, of which waiting for a slot)."""
@@ -645,7 +682,9 @@ class Server:
         self.bin_dir = bin_dir
         self.space = TupleSpace(bin_dir)
         self.scheduler = Scheduler(on_event)
-        self.service = SpaceService(self.space, self.scheduler, run_id, output)
+        self.waits = WaitRegistry()
+        self.flows = FlowCounters()
+        self.service = SpaceService(self.space, self.scheduler, run_id, output, self.waits, self.flows)
         self._requested_address = transport.parse_address(address)
         self._limits = {"max_connections": max_connections, "handshake_timeout": handshake_timeout,
                         "max_pending": max_pending_handshakes}

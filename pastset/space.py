@@ -118,6 +118,12 @@ class TupleSpace:
             raise ElementDeleted(f"element #{eid} has been deleted")
         return element
 
+    def id_of(self, template: tuple) -> Optional[int]:
+        """The id of the element named ``template`` (None when there is none)."""
+        with self._lock:
+            found = self._by_template.get(template)
+        return None if found is None else found[0]
+
     def delelement(self, template: tuple) -> bool:
         """Remove the element named ``template``; True if there was one."""
         with self._lock:

@@ -25,15 +25,13 @@ from typing import Any, Dict, List, Optional
 
 from .errors import ConnectError, PastSetError
 from .protocol import WorkerSession
-from .runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, HALT, RUN_ENV, STOP
+from .runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, HALT, RUN_ENV, STOP, TASK_ENV, WORKER_ENV
 from .processes import start_child, stop_child
 from .transport import format_address, parse_address
 from .validation import check_app_name
 
 log = logging.getLogger("pastset.worker")
 
-TASK_ENV = "PASTSET_TASK"
-WORKER_ENV = "PASTSET_WORKER"
 #: seconds a task gets between SIGTERM and SIGKILL when the run stops
 TASK_GRACE = 1.0
 
