@@ -265,10 +265,10 @@ class Run:
                 self.launcher.stop(grace=2.0)
             except Exception as exc:  # teardown goes on; the user must hear of it
                 self._say(f"stopping the {self.launcher.name} launcher failed: {exc}")
+        if self.trace is not None:  # before the server closes: its last counts are sampled
+            self.trace.close()
         if self.server is not None:
             self.server.close()
-        if self.trace is not None:
-            self.trace.close()
         if self.record:
             runrecord.remove_record(self.run_id)
 

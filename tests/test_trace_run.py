@@ -13,10 +13,14 @@ from pastset_runs import EXAMPLES, LiveRun, clean_env, run, write_app
 
 BAGS = 12
 
-# waits on ("go", int) until the test moves a tuple there (never, in the kill test)
+# waits 0.2 s for ("late", int) in vain (a wait slice), then on ("go", int) until killed
 WAITER = '''\
 import pastset
 pset = pastset.PastSet()
+try:
+    pset.enter(("late", int)).observe(timeout=0.2)
+except pastset.Timeout:
+    pass
 pset.enter(("step", int)).move(("step", 1))
 pset.spawn("sleeper.py")
 print("ready", flush=True)
@@ -107,7 +111,7 @@ def test_a_killed_run_leaves_a_file_that_loads_and_repairs(tmp_path):
         live.read_until("ready")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # the writer flushes every second
-            if '"t1 sleeper.py"' in path.read_text():
+            if '"t1 sleeper.py"' in path.read_text() and "'late'" in path.read_text():
                 break
             time.sleep(0.1)
         os.kill(live.proc.pid, signal.SIGKILL)
@@ -120,6 +124,11 @@ def test_a_killed_run_leaves_a_file_that_loads_and_repairs(tmp_path):
     slices = trace.slices(events)
     task = [s for s in slices if s["cat"] == "task"]
     assert [s["name"] for s in task] == ["t1 sleeper.py"] and task[0]["args"]["unfinished"] is True
-    assert [s["name"] for s in slices if s["pid"] == trace.APP_PID] == ["waiter.py"]
+    app = [s for s in slices if s["pid"] == trace.APP_PID]
+    assert [s["name"] for s in app if s["tid"] == trace.APP_TID] == ["waiter.py"]
+    waits = [s for s in app if s["cat"] == "wait"]
+    assert [(s["name"], s["args"]["who"]) for s in waits] == [("observe ('late', int)", "app")]
+    assert 0.1 <= waits[0]["args"]["timeout"] <= 0.2
+    assert 150_000 <= waits[0]["dur"] <= 10_000_000  # microseconds
     assert trace.repair(str(path)) == len(events)
     assert json.loads(path.read_text()) == events
