@@ -38,6 +38,8 @@ and your application, on this machine or across a cluster (ssh, SLURM, Grid Engi
 STATUS_SETTINGS = ("tunnel", "tunnel_via", "tunnel_key", "log_level", "log_path")
 #: the tables ``pastset status`` can show
 STATUS_TABLES = ("all", "clients", "tasks", "elements", "workers")
+#: ``--run`` of ``status`` and ``top``
+RUN_HELP = "which run (an id or a prefix); needed when several are live"
 
 
 def config_files_text() -> str:
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "only rows that contain all of them. --json prints the status document instead.")
     status.add_argument("words", nargs="*", metavar="WORD",
                         help=f"first the table: {', '.join(STATUS_TABLES)} (default all); then FILTER words")
-    status.add_argument("--run", metavar="ID", help="which run (an id or a prefix); needed when several are live")
+    status.add_argument("--run", metavar="ID", help=RUN_HELP)
     status.add_argument("--list", action="store_true", help="list the live runs of this user and exit")
     status.add_argument("--json", action="store_true",
                         help="print the status document as JSON (its keys are listed in the README)")
@@ -89,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Redraw the status of a live run every second, fitted to the terminal, until Ctrl-C "
                     "or the run ends (exit code 0 either way). When stdout is not a terminal, print "
                     "one plain status block per second instead.")
-    top.add_argument("--run", metavar="ID", help="which run (an id or a prefix); needed when several are live")
+    top.add_argument("--run", metavar="ID", help=RUN_HELP)
     top.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="seconds between redraws")
     add_setting_flags(top, only=STATUS_SETTINGS)
 

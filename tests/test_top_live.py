@@ -2,6 +2,7 @@
 status blocks every interval; Ctrl-C (SIGINT) or the run ending exits 0."""
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import subprocess
@@ -11,9 +12,17 @@ from liveapp import live_app, release
 from pastset_runs import pastset_argv
 
 
-def start_top(record, env, interval="0.3"):
-    return subprocess.Popen(pastset_argv("top", "--run", record["run"], "--interval", interval), env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@contextlib.contextmanager
+def top_of(record, env, interval="0.3"):
+    """``pastset top --run ID`` with stdout piped; killed on the way out if still running."""
+    top = subprocess.Popen(pastset_argv("top", "--run", record["run"], "--interval", interval), env=env,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield top
+    finally:
+        if top.poll() is None:
+            top.kill()
+            top.wait()
 
 
 def blocks(out):
@@ -23,16 +32,11 @@ def blocks(out):
 
 def test_top_piped_prints_blocks_until_ctrl_c(tmp_path):
     with live_app(tmp_path) as (_, record, env):
-        top = start_top(record, env)
-        try:
+        with top_of(record, env) as top:
             time.sleep(2.5)
             assert top.poll() is None, top.communicate()
             top.send_signal(signal.SIGINT)
             out, err = top.communicate(timeout=20)
-        finally:
-            if top.poll() is None:
-                top.kill()
-                top.wait()
         assert top.returncode == 0, err
         assert "\x1b[" not in out  # not a terminal: no escape sequences
         shown = blocks(out)
@@ -46,16 +50,11 @@ def test_top_piped_prints_blocks_until_ctrl_c(tmp_path):
 
 def test_top_exits_0_when_the_run_ends(tmp_path):
     with live_app(tmp_path) as (live, record, env):
-        top = start_top(record, env)
-        try:
+        with top_of(record, env) as top:
             time.sleep(1.0)
             release(record)
             assert live.wait(30) == 0
             out, err = top.communicate(timeout=30)
-        finally:
-            if top.poll() is None:
-                top.kill()
-                top.wait()
     assert top.returncode == 0, err
     assert out.startswith(f"run {record['run']}")
     assert out.rstrip().splitlines()[-1].startswith("pastset top: the run has ended")

@@ -132,3 +132,14 @@ def test_a_killed_run_leaves_a_file_that_loads_and_repairs(tmp_path):
     assert 150_000 <= waits[0]["dur"] <= 10_000_000  # microseconds
     assert trace.repair(str(path)) == len(events)
     assert json.loads(path.read_text()) == events
+
+
+def test_trace_plot_draws_the_run(mcpi_trace, tmp_path):
+    pytest.importorskip("matplotlib")
+    events, _ = mcpi_trace
+    trace_file, png = tmp_path / "run.json", tmp_path / "run.png"
+    trace_file.write_text(json.dumps(events))
+    done = run(["trace-plot", str(trace_file), "-o", str(png)], clean_env(str(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"wrote {png}"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
