@@ -15,6 +15,7 @@ from .errors import (  # noqa: E402
     LaunchError,
     PastSetError,
     SettingsError,
+    TaskError,
     Timeout,
     XFunctionError,
 )
@@ -37,6 +38,6 @@ def __getattr__(name: str):
 
 __all__ = [
     "ConnectError", "ElementDeleted", "Expired", "LaunchError", "PastSetError",
-    "SettingsError", "Timeout", "XFunctionError", "hookimpl", "__version__",
+    "SettingsError", "TaskError", "Timeout", "XFunctionError", "hookimpl", "__version__",
     "Server", "PastSet", "ElementHandle",
 ]

@@ -201,11 +201,15 @@ def _load_settings(args: argparse.Namespace, pm: Any) -> Any:
 
 
 def _setup_logging(level: str, path: str = "") -> None:
+    """Log records at ``level`` and above to stderr (and ``path``), as event lines."""
+    from .events import EventFormatter
+
     handlers: List[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if path:
         handlers.append(logging.FileHandler(path))
-    logging.basicConfig(level=getattr(logging, level.upper()), handlers=handlers,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for handler in handlers:
+        handler.setFormatter(EventFormatter())
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=handlers)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -13,7 +13,7 @@ import pickle
 import re
 import threading
 from array import array as _array
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from . import transport, validation
 from .transport import SERVICE_ID
@@ -21,6 +21,9 @@ from .errors import ConnectError, PastSetError
 from .runenv import ADDRESS_ENV, AUTHKEY_ENV, STRICT_ENV, caller_identity
 from .validation import check_app_name, check_count, check_delta, check_index, check_module_name, check_timeout
 from .tuplelog import pack as _pack
+
+if TYPE_CHECKING:
+    from .task import Task
 
 _dumps = pickle.dumps
 _loads = pickle.loads
@@ -345,11 +348,16 @@ class PastSet:
             check_template(element)
             self._channel.call("delelement", element)
 
-    def spawn(self, app: str, args: Union[str, Iterable[Any]] = ()) -> str:
-        """Queue a task: some worker runs ``python app args`` from the run's bin directory."""
+    def spawn(self, app: str, args: Union[str, Iterable[Any]] = ()) -> "Task":
+        """Queue a task: some worker runs ``python app args`` from the run's bin directory.
+
+        Returns its :class:`pastset.task.Task` handle, which is also the task id string.
+        """
+        from .task import Task, TaskCalls  # only programs that spawn need it
+
         check_app_name(app)
         arglist: Sequence[Any] = [args] if isinstance(args, (str, bytes)) else list(args)
-        return self._channel.call("spawn", app, [str(a) for a in arglist])
+        return Task(self._channel.call("spawn", app, [str(a) for a in arglist]), TaskCalls(self._channel.call))
 
     def halt(self) -> None:
         """Say that no more tasks will come; workers finish when the queue is empty."""

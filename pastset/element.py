@@ -66,12 +66,35 @@ def waiting(operation: str, template: Any = None) -> ContextManager[Any]:
     is left of its timeout. Entered only when a call really blocks, so the fast path
     pays nothing."""
     registry = _context.waits
-    if registry is None:
-        return nullcontext()
     deadline = _context.deadline
     timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
     text = None if template is None else format_template(template)
-    return registry.waiting(operation, element=_context.element, template=text, timeout=timeout)
+    inner = nullcontext() if registry is None else registry.waiting(
+        operation, element=_context.element, template=text, timeout=timeout)
+    return _Blocking(inner, operation, text, timeout)
+
+
+class _Blocking:
+    """A blocking part of a call: registered while it waits, and its Timeout says which
+    operation on which element ran out of time, and after how long."""
+
+    __slots__ = ("_inner", "_operation", "_template", "_timeout", "_began")
+
+    def __init__(self, inner: ContextManager[Any], operation: str, template: Optional[str],
+                 timeout: Optional[float]):
+        self._inner, self._operation, self._template, self._timeout = inner, operation, template, timeout
+        self._began = 0.0
+
+    def __enter__(self) -> Any:
+        self._began = time.monotonic()
+        return self._inner.__enter__()
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> Any:
+        if isinstance(exc, Timeout) and exc.args == ("timed out",):
+            where = f" on element {self._template}" if self._template else ""
+            waited = time.monotonic() - self._began if self._timeout is None else self._timeout
+            exc.args = (f"{self._operation}{where} timed out after {waited:.3g} s",)
+        return self._inner.__exit__(kind, exc, tb)
 
 
 @contextmanager

@@ -65,9 +65,13 @@ class WorkerSession(_Session):
         """The task ended with ``returncode``, or could not run at all (``error`` says why)."""
         self._channel.call("task_finished", self.worker_id, task_id, returncode, error)
 
-    def emit(self, lines: List[Tuple[str, str]]) -> None:
-        """Print task output lines ``(stream, text)`` ("out"/"err") on the run's terminal."""
+    def emit(self, lines: List[Tuple[str, str, str]]) -> None:
+        """Print task output lines ``(stream, task id, text)`` ("out"/"err") on the run's terminal."""
         self._channel.call("emit", lines)
+
+    def task_samples(self, samples: Dict[str, Dict[str, Any]]) -> None:
+        """This worker's latest CPU/timer samples of its running tasks, by task id."""
+        self._channel.call("task_samples", self.worker_id, samples)
 
     def local_address(self) -> str:
         """The address this host reaches the server from (nodes may share a hostname)."""
@@ -94,6 +98,10 @@ class RunControl(_Session):
     def run_state(self) -> Dict[str, int]:
         """Counts: registered and connected workers, failed tasks, lost workers."""
         return self._channel.call("run_state")
+
+    def deadlock_view(self) -> Dict[str, Any]:
+        """Waiting calls, scheduler activity, waited-on elements, failed tasks, counts."""
+        return self._channel.call("deadlock_view")
 
     def stop_run(self) -> None:
         """Tell every worker to stop its tasks and exit."""

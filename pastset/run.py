@@ -15,12 +15,16 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from . import runrecord
+from .deadlock import DeadlockWatch, Verdict, failure_summary, format_report
+from .events import log_event, scheduler_event
 from .errors import LaunchError, PastSetError, SettingsError
 from .launcher import Launcher, WorkerLaunch
+from .output import AppOutput, OutputMux, labels_on
 from .runenv import ADDRESS_ENV, APP_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_ENV, TASK_ENV, WORKER_ENV
 from .plugins import LauncherInfo, launchers
 from .processes import process_identity, start_child, stop_child, wait_exit
@@ -88,6 +92,9 @@ class EventReporter:
         self.verbose = verbose
 
     def __call__(self, kind: str, info: Dict[str, Any]) -> None:
+        event = scheduler_event(kind, info)
+        if event is not None:  # the log has one line per event, teardown's too
+            log_event(log, *event)
         if info.get("stopping"):
             return
         line = None
@@ -123,6 +130,12 @@ class Run:
         self.record: Dict[str, Any] = {}
         self.address: Tuple[str, int] = ("", 0)
         self.trace: Optional[RunTrace] = None  # --trace FILE
+        # every line the run writes goes through the mux, so none is split by another
+        self.mux = OutputMux(1, 2, labels_on(settings.label_output, _isatty(1)))
+        self.status = _MuxStream(self.mux, "err") if self.stderr is sys.stderr else self.stderr
+        self.watch: Optional[DeadlockWatch] = None
+        self.deadlocked = threading.Event()
+        self._view: Dict[str, Any] = {}
 
     # -- the whole run ----------------------------------------------------------------
     def execute(self) -> int:
@@ -136,7 +149,9 @@ class Run:
             try:
                 self._start_server(bin_dir)
                 self._start_workers(bin_dir)
-                return self._run_app(app_path)
+                code = self._run_app(app_path)
+                log_event(log, "run-end", {"code": code})
+                return code
             except RunInterrupted as exc:
                 self._say(f"interrupted by {exc}; stopping the run")
                 return 128 + exc.signum
@@ -161,7 +176,8 @@ class Run:
             host = self.settings.bind or self.launcher.bind_host()
             verbose = self.settings.log_level in ("debug", "info")
             self.server = Server((host, self.settings.port), self.authkey, bin_dir, run_id=self.run_id,
-                                 on_event=EventReporter(self.stderr, verbose), max_connections=self.settings.max_connections)
+                                 output=self.mux.task_line, on_event=EventReporter(self.status, verbose),
+                                 max_connections=self.settings.max_connections)
         try:
             self.server.start()
         except OSError as exc:  # the address is not ours, the port is taken ...
@@ -180,6 +196,8 @@ class Run:
             "runner": process_identity(os.getpid()), "launcher": self.launcher.name, "bin": bin_dir,
         }
         runrecord.write_record(self.record)
+        log_event(log, "run-start", {"run": self.run_id, "launcher": self.launcher.name,
+                                     "address": format_address(self.address), "bin": bin_dir})
 
     def _start_workers(self, bin_dir: str) -> None:
         assert self.launcher is not None and self.control is not None
@@ -227,24 +245,81 @@ class Run:
         if self.settings.strict:
             env[STRICT_ENV] = "1"
         argv = self.settings.python_argv() + [app_path] + self.app_args
+        app_output = AppOutput(self.mux, terminal=_isatty(1))
+        stdout, stderr = app_output.child_fds()
         try:
-            self.app_proc = start_child(argv, env=env)
+            self.app_proc = start_child(argv, env=env, stdout=stdout, stderr=stderr)
         except OSError as exc:
             raise LaunchError(f"cannot start the application with {argv[0]!r}: {exc}") from None
+        finally:
+            app_output.start()  # closes our copies of the app's ends
         if self.trace is not None:
             self.trace.app_started(self.app, self.app_proc.pid)
         self.record["app_process"] = process_identity(self.app_proc.pid)
         runrecord.write_record(self.record)
+        self.watch = DeadlockWatch(self.settings.deadlock_grace, self._deadlock_view, self.app_proc.pid,
+                                   starting=self._workers_starting, on_deadlock=self._on_deadlock).start()
+        try:
+            code = self._wait_app()
+        finally:
+            self.watch.stop()
+        app_output.join(5)
+        if code != DEADLOCK_EXIT or not self.deadlocked.is_set():  # the report named them already
+            self._failure_summary()
+        return code
+
+    def _wait_app(self) -> int:
+        """Wait for the app's exit status (or 3 on deadlock, 1 on an aborting failure)."""
+        assert self.app_proc is not None and self.control is not None
         abort = self.settings.on_failure == "abort"
         while True:
             code = wait_exit(self.app_proc, 0.25)
             if code is not None:
                 return code if code >= 0 else 128 - code
+            if self.deadlocked.is_set():
+                return DEADLOCK_EXIT
             if abort:
                 state = self.control.run_state()
                 if state["failed_tasks"] or state["lost"]:
                     self._say("a task or worker failed and on_failure = abort: stopping the run")
                     return 1
+
+    # -- deadlock detection and the failure summary -------------------------------------
+    def _deadlock_view(self) -> Dict[str, Any]:
+        assert self.control is not None
+        self._view = self.control.deadlock_view()
+        return self._view
+
+    def _workers_starting(self) -> int:
+        """Workers launched that have neither registered nor failed to start (yet)."""
+        registered = self._view.get("counts", {}).get("registered", 0)
+        try:
+            failed = len(self.launcher.problems()) if self.launcher is not None else 0
+        except Exception:  # noqa: BLE001 - a launcher that cannot tell: count none as failed
+            failed = 0
+        return max(0, self.settings.procs - registered - failed)
+
+    def _on_deadlock(self, verdict: Verdict, view: Dict[str, Any]) -> None:
+        aborting = self.settings.on_deadlock == "abort"
+        report = format_report(verdict.waits, view.get("elements", {}), view.get("failed", []),
+                               verdict.held, aborting=aborting)
+        log_event(log, "deadlock", {"held": verdict.held, "calls": len(verdict.waits),
+                                    "failed": len(view.get("failed", [])), "then": self.settings.on_deadlock})
+        self.mux.line("err", report)
+        if aborting:
+            self.deadlocked.set()
+
+    def _failure_summary(self) -> None:
+        """The run's last lines when tasks failed: how many of how many, and which."""
+        try:
+            view = self._deadlock_view()
+        except PastSetError:
+            return
+        summary = failure_summary(view["failed"], view["activity"]["tasks"])
+        if summary is not None:
+            for line in summary.splitlines():
+                self.status.write(line + "\n")
+            self.status.flush()
 
     # -- teardown ---------------------------------------------------------------------
     def teardown(self) -> None:
@@ -252,25 +327,31 @@ class Run:
         if self.trace is not None:
             self.trace.app_ended(self.app_proc)
         if self.app_proc is not None:
-            stop_child(self.app_proc, grace=2.0)
+            code = stop_child(self.app_proc, grace=2.0)
+            log_event(log, "teardown", {"step": "stop-app", "code": code})
         if self.control is not None:
+            left = None
             try:
                 self.control.stop_run()
-                self.control.wait_workers_gone(WORKER_STOP_GRACE)
+                left = self.control.wait_workers_gone(WORKER_STOP_GRACE)
             except PastSetError as exc:
                 log.debug("stopping workers through the server failed: %s", exc)
             self.control.close()
+            log_event(log, "teardown", {"step": "stop-workers", "still_connected": left})
         if self.launcher is not None:
             try:
                 self.launcher.stop(grace=2.0)
             except Exception as exc:  # teardown goes on; the user must hear of it
                 self._say(f"stopping the {self.launcher.name} launcher failed: {exc}")
+            log_event(log, "teardown", {"step": "stop-launcher", "launcher": self.launcher.name})
         if self.trace is not None:  # before the server closes: its last counts are sampled
             self.trace.close()
         if self.server is not None:
             self.server.close()
+            log_event(log, "teardown", {"step": "stop-server"})
         if self.record:
             runrecord.remove_record(self.run_id)
+            log_event(log, "teardown", {"step": "remove-record", "run": self.run_id})
 
     # -- helpers ----------------------------------------------------------------------
     def _install_signal_handlers(self) -> Dict[int, Any]:
@@ -283,8 +364,42 @@ class Run:
         return previous
 
     def _say(self, text: str) -> None:
-        self.stderr.write(f"pastset: {text}\n")
-        self.stderr.flush()
+        self.status.write(f"pastset: {text}\n")
+        self.status.flush()
+
+
+#: the run's exit status when it ends a deadlock (on_deadlock = abort)
+DEADLOCK_EXIT = 3
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+class _MuxStream:
+    """A text stream whose whole lines go to the mux (for code written to a stream)."""
+
+    def __init__(self, mux: OutputMux, stream: str):
+        self.mux, self.stream = mux, stream
+        self._partial = ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            lines = (self._partial + text).split("\n")
+            self._partial = lines.pop()
+        for line in lines:
+            self.mux.line(self.stream, line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return _isatty(2)
 
 
 class Progress:

@@ -229,6 +229,17 @@ class ElementService:
         self.scheduler.halt()
 
     @exposed
+    def task_info(self, task_id: str) -> Dict[str, Any]:
+        """A spawned task's state now (what its Task handle shows)."""
+        return self.scheduler.task_info(check_id("task id", task_id))
+
+    @exposed
+    def wait_task(self, task_id: str, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Block until the task has ended (Timeout after ``timeout`` s); its final state."""
+        set_call_context(check_timeout(timeout), _caller_alive)
+        return self.scheduler.wait_task(check_id("task id", task_id))
+
+    @exposed
     def status(self) -> Dict[str, Any]:
         """The status document (:mod:`pastset.statusdoc`): elements with their flows and
         waiting calls, tasks, workers."""
@@ -240,7 +251,7 @@ class WorkerService:
     """The worker protocol: a worker registers, takes tasks, reports them, sends output."""
 
     scheduler: Scheduler
-    output: Callable[[str, str], None]
+    task_output: Callable[[str, str, str], None]
     _worker_by_conn: Dict[int, str]
 
     @exposed
@@ -277,10 +288,17 @@ class WorkerService:
                                      returncode, error)
 
     @exposed
-    def emit(self, lines: List[Tuple[str, str]]) -> None:
-        """Print task output lines (stream "out"/"err", text) on the run's terminal."""
-        for stream, text in lines:
-            self.output(stream, text)
+    def task_samples(self, worker_id: str, samples: Dict[str, Dict[str, Any]]) -> None:
+        """A worker's latest CPU/timer samples of its running tasks (deadlock detection)."""
+        if type(samples) is not dict:
+            raise TypeError(f"task samples must be a dict, not {show(samples)}")
+        self.scheduler.task_samples(check_id("worker id", worker_id), samples)
+
+    @exposed
+    def emit(self, lines: List[Tuple[str, str, str]]) -> None:
+        """Print task output lines (stream "out"/"err", task id, text) on the run's terminal."""
+        for stream, task_id, text in lines:
+            self.task_output(stream, task_id, text)
 
     def disconnected(self, conn: Any) -> None:
         """A connection closed: a worker registered on it is lost."""
@@ -311,6 +329,27 @@ class RunControlService:
         return self.scheduler.counts()
 
     @exposed
+    def deadlock_view(self) -> Dict[str, Any]:
+        """What deadlock detection looks at, at one instant: the waiting calls, the
+        scheduler's activity, each waited-on element's first/last/delta, the failed tasks."""
+        waits = self.waits.snapshot()
+        for wait in waits:  # a task's caller gets its application, worker and host
+            caller = wait["caller"]
+            if caller.get("kind") == "task" and caller.get("task") in self.scheduler.tasks:
+                task = self.scheduler.tasks[caller["task"]]
+                who = Caller.from_dict(caller).with_details(application=task.app, worker=task.worker,
+                                                            host=task.host)
+                wait["caller"], wait["who"] = who.to_dict(), who.label()
+        elements: Dict[int, Dict[str, Any]] = {}
+        wanted = {w["element"] for w in waits if w.get("element") is not None}
+        if wanted:
+            for info in self.space.templates().values():
+                if info["id"] in wanted:
+                    elements[info["id"]] = {"first": info["first"], "last": info["last"], "delta": info["delta"]}
+        return {"waits": waits, "activity": self.scheduler.activity(), "elements": elements,
+                "failed": self.scheduler.failed_tasks(), "counts": self.scheduler.counts()}
+
+    @exposed
     def stop_run(self) -> None:
         """The run is ending: tell every worker to stop its tasks and exit."""
         self.scheduler.stop()
@@ -324,12 +363,12 @@ class SpaceService(ElementService, WorkerService, RunControlService):
     """
 
     def __init__(self, space: TupleSpace, scheduler: Scheduler, run_id: str = "",
-                 output: Optional[Callable[[str, str], None]] = None,
+                 output: Optional[Callable[[str, str, str], None]] = None,
                  waits: Optional[WaitRegistry] = None, flows: Optional[FlowCounters] = None):
         self.space = space
         self.scheduler = scheduler
         self.run_id = run_id
-        self.output = output or _print_output
+        self.task_output = output or _print_output
         self.waits = waits if waits is not None else WaitRegistry()
         self.flows = flows if flows is not None else FlowCounters()
         self._worker_by_conn: Dict[int, str] = {}
@@ -338,7 +377,8 @@ class SpaceService(ElementService, WorkerService, RunControlService):
 SpaceService.exposed = exposed_names(SpaceService)  # type: ignore[attr-defined]
 
 
-def _print_output(stream: str, text: str) -> None:
+def _print_output(stream: str, task_id: str, text: str) -> None:
+    """A task's output line, unlabelled, on this process's stdout/stderr."""
     import sys
 
     target = sys.stderr if stream == "err" else sys.stdout
@@ -669,7 +709,7 @@ class Server:
 
     def __init__(self, address: Tuple[str, int] = ("127.0.0.1", 0), authkey: Optional[bytes] = None,
                  bin_dir: Optional[str] = None, *, run_id: str = "",
-                 output: Optional[Callable[[str, str], None]] = None,
+                 output: Optional[Callable[[str, str, str], None]] = None,
                  on_event: Optional[Callable[[str, Dict[str, Any]], None]] = None,
                  max_connections: int = transport.MAX_CONNECTIONS,
                  handshake_timeout: float = transport.HANDSHAKE_TIMEOUT,

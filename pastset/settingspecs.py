@@ -29,6 +29,8 @@ CONFIG_ENV = "PASTSET_CONFIG"
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 ON_FAILURE = ("continue", "abort")
+ON_DEADLOCK = ("abort", "report")
+LABEL_OUTPUT = ("auto", "true", "false")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -90,11 +92,14 @@ def _seconds(value: Any) -> float:
     return number
 
 
-def _milliseconds(value: Any) -> float:
-    """A finite number of milliseconds, zero or more."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+def _nonnegative(value: Any) -> float:
+    """A finite number (of seconds, of milliseconds), zero or more."""
+    if isinstance(value, bool):
         raise ValueError(value)
-    number = float(value.strip()) if isinstance(value, str) else float(value)
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValueError(value) from None
     if not math.isfinite(number) or number < 0:
         raise ValueError(value)
     return number
@@ -242,9 +247,20 @@ SETTINGS: Mapping[str, SettingSpec] = types.MappingProxyType({spec.name: spec fo
           "a file path or empty", _path, _STR, "FILE"),
     _spec("trace_wait_ms", "PSTRACEWAITMS", 10.0,
           "calls that waited at least this many milliseconds get a slice in the trace",
-          "a number of milliseconds >= 0", _milliseconds, (int, float), "MS"),
+          "a number of milliseconds >= 0", _nonnegative, (int, float), "MS"),
     _spec("strict", "PSSTRICT", False, "type-check tuples moved into an element against its template",
           "a boolean (1/0, true/false, yes/no, on/off)", _boolean, (bool,)),
+    _spec("deadlock_grace", "PSDEADLOCKGRACE", 3.0,
+          "seconds the app and every running task must all wait in PastSet calls without a timeout "
+          "before the run calls it a deadlock",
+          "a number of seconds >= 0", _nonnegative, (int, float), "SECONDS"),
+    _spec("on_deadlock", "PSONDEADLOCK", "abort",
+          "on a deadlock: abort (print the report, end the run with exit status 3) or report "
+          "(print it once and keep waiting)",
+          "one of " + ", ".join(ON_DEADLOCK), _choice(ON_DEADLOCK), _STR, "{" + ",".join(ON_DEADLOCK) + "}"),
+    _spec("label_output", "PSLABELOUTPUT", "auto",
+          "start each task output line with [TASKID]: true, false, or auto (when stdout is a terminal)",
+          "one of " + ", ".join(LABEL_OUTPUT), _choice(LABEL_OUTPUT), _STR, "{" + ",".join(LABEL_OUTPUT) + "}"),
 )})
 
 _BY_ENV = {spec.env: spec for spec in SETTINGS.values()}

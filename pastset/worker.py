@@ -23,15 +23,21 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
+from .deadlock import TaskSampler
 from .errors import ConnectError, PastSetError
+from .output import read_lines
 from .protocol import WorkerSession
 from .runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, HALT, RUN_ENV, STOP, TASK_ENV, WORKER_ENV
 from .processes import start_child, stop_child
+from .task import app_not_found
 from .transport import format_address, parse_address
 from .validation import check_app_name
 
 log = logging.getLogger("pastset.worker")
 
+#: a task line longer than this is cut in pieces (a task writing binary junk must not
+#: exhaust the worker's memory); below it every line arrives whole
+MAX_TASK_LINE = 4 * 2**20
 #: seconds a task gets between SIGTERM and SIGKILL when the run stops
 TASK_GRACE = 1.0
 
@@ -70,7 +76,7 @@ def specs(bin_dir: str, local_address: str = "") -> Dict[str, Any]:
 class OutputForwarder:
     """Sends task output lines to the run in batches, in the order they were read.
 
-    The queue holds ``(stream, text)`` lines, :class:`threading.Event` markers that
+    The queue holds ``(stream, task id, text)`` lines, :class:`threading.Event` markers that
     :meth:`flush` waits on (set once everything queued before them is sent), and ``None``,
     which ends the sender.
     """
@@ -81,15 +87,16 @@ class OutputForwarder:
         self._thread = threading.Thread(target=self._send_loop, name="pastset-output", daemon=True)
         self._thread.start()
 
-    def put(self, stream: str, text: str) -> None:
-        self._queue.put((stream, text))
+    def put(self, stream: str, task_id: str, text: str) -> None:
+        self._queue.put((stream, task_id, text))
 
-    def pump(self, pipe, stream: str) -> threading.Thread:
-        """Forward every line of ``pipe`` (a task's stdout/stderr) until it closes."""
+    def pump(self, pipe, stream: str, task_id: str) -> threading.Thread:
+        """Forward every line of ``pipe`` (a task's stdout/stderr) until it closes, each
+        whole (cut at newlines only, however the task writes) and marked with its task."""
         def read() -> None:
             with pipe:
-                for raw in iter(pipe.readline, b""):
-                    self.put(stream, raw.decode(errors="replace").rstrip("\n"))
+                for raw in read_lines(pipe, MAX_TASK_LINE):
+                    self.put(stream, task_id, raw.decode(errors="replace").rstrip("\n"))
 
         thread = threading.Thread(target=read, name=f"pastset-{stream}", daemon=True)
         thread.start()
@@ -122,7 +129,7 @@ class OutputForwarder:
                 try:
                     self._session.emit(batch)
                 except PastSetError:
-                    for stream, text in batch:  # the run is gone: keep the text anyway
+                    for stream, _, text in batch:  # the run is gone: keep the text anyway
                         print(text, file=sys.stderr if stream == "err" else sys.stdout)
             for item in items:
                 if isinstance(item, threading.Event):
@@ -150,6 +157,7 @@ class Worker:
         """Run until halt (and our tasks are done), stop, or the loss of the server."""
         self.session.register(specs(self.bin_dir, self.session.local_address()))
         log.info("registered as %s", self.worker_id)
+        sampler = TaskSampler(self._running_pids, self.session.task_samples).start()
         try:
             while True:
                 task = self.session.next_task()
@@ -163,8 +171,14 @@ class Worker:
                   file=sys.stderr)
             return 1
         finally:
+            sampler.stop()
             self.stop_tasks()
             self.output.close()
+
+    def _running_pids(self) -> Dict[str, int]:
+        """Task id -> pid of the tasks running now (what the task sampler samples)."""
+        with self._lock:
+            return {task_id: proc.pid for task_id, proc in self.tasks.items()}
 
     def _finish_after_halt(self) -> int:
         """No more tasks will come: wait for ours to end, unless the run stops first."""
@@ -205,19 +219,19 @@ class Worker:
             self.session.task_finished(task_id, None, str(exc))
             return
         if not os.path.isfile(path):
-            self.session.task_finished(task_id, None, f"application {app!r} not found: no file {path}")
+            self.session.task_finished(task_id, None, app_not_found(app, path, self.bin_dir))
             return
         env = dict(self.task_env, **{TASK_ENV: task_id, WORKER_ENV: self.worker_id})
         try:
             proc = start_child(self.python + [path] + list(args), env=env, cwd=self.bin_dir,
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as exc:
-            self.session.task_finished(task_id, None, f"cannot start {app!r}: {exc}")
+            self.session.task_finished(task_id, None, f"cannot start the task {app!r}: {exc}")
             return
         with self._lock:
             self.tasks[task_id] = proc
         self.session.task_started(task_id, proc.pid)
-        pumps = [self.output.pump(proc.stdout, "out"), self.output.pump(proc.stderr, "err")]
+        pumps = [self.output.pump(proc.stdout, "out", task_id), self.output.pump(proc.stderr, "err", task_id)]
         reaper = threading.Thread(target=self._reap, args=(task_id, proc, pumps), daemon=True)
         with self._lock:
             self._reapers = [r for r in self._reapers if r.is_alive()] + [reaper]

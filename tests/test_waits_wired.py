@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 import pastset
 
 
@@ -75,3 +77,15 @@ def test_a_closed_connection_forgets_its_caller(server, monkeypatch):
     while server.waits._callers and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not server.waits._callers
+
+
+def test_a_timeout_names_the_operation_the_element_and_how_long(pset):
+    elem = pset.enter(("work", int))
+    with pytest.raises(pastset.Timeout, match=r"^observe on element \('work', int\) timed out after 0\.2 s$"):
+        elem.observe(timeout=0.2)
+    with pytest.raises(pastset.Timeout, match=r"^observe index 4 on element \('work', int\) timed out after 0\.1 s$"):
+        elem.observe(4, timeout=0.1)
+    elem.delta(1)
+    elem.move(("work", 1))
+    with pytest.raises(pastset.Timeout, match=r"^move \(blocked by delta 1\) on element \('work', int\) timed out"):
+        elem.move(("work", 2), timeout=0.1)

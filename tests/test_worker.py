@@ -175,7 +175,8 @@ def test_missing_and_crashing_tasks_are_reported_and_the_run_goes_on(apps, env):
     assert done.stdout == "still here\n"
     host = socket.gethostname()
     err = done.stderr
-    assert f"pastset: task t1 (nosuch.py) on {host}" in err and "application 'nosuch.py' not found" in err
+    assert f"pastset: task t1 (nosuch.py) on {host}" in err and "the task's file 'nosuch.py' was not found" in err
+    assert "--bin DIR" in err and f"the bin directory searched is {apps}" in err
     assert f"pastset: task t2 (crash.py) on {host}" in err and "failed: exited with code 1" in err
     assert "RuntimeError: boom" in err  # the task's own traceback reaches the run's stderr
 
