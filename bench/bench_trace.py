@@ -2,10 +2,11 @@
 
 1. Per-event cost in this process, for each kind of input the trace writer and the wait
    registry take (events/s and microseconds each).
-2. A move+observe pair against a pastset server with what a traced run adds (flow
-   counters on every move and observe, a trace writer sampling element counters 10 times
-   a second), and against a plain server; both servers in child processes, rounds interleaved,
-   ratio of the medians (``ratio=traced/plain``; target <= 1.1).
+2. A move+observe pair against a ``pastset.Server`` wired as ``pastset run --trace FILE``
+   wires it (:class:`pastset.runtrace.RunTrace`: scheduler events, waits listener, element
+   counters sampled 10 times a second) and against the same server untraced; both servers
+   in child processes, rounds interleaved, ratio of the medians (``ratio=traced/plain``;
+   target <= 1.1). Both count flows and register waits: that is every server now.
 
     python bench/bench_trace.py [--pairs 2000] [--rounds 7] [--events 50000]
 """
@@ -21,35 +22,17 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_roundtrip import start, time_pairs  # noqa: E402  (one definition of the pair loop)
 
-# A server as a traced run has it: every move and observe counted for the rates, and a
-# trace writer polling every element's counters 10 times a second.
+# A server as `pastset run --trace FILE` has it: the run's RunTrace attached (scheduler
+# events, the waits listener, the writer sampling every element's counters 10 times a second).
 TRACED_SERVER = r"""
 import sys, pastset
-from pastset import element as element_module
-from pastset.trace import TraceWriter
-from pastset.waits import FlowCounters
+from pastset.runtrace import RunTrace
 key = bytes.fromhex(sys.stdin.readline().strip())
-flows = FlowCounters()
-plain_move, plain_observe = element_module.Element.move, element_module.Element.observe
-
-def move(self, data):
-    done = plain_move(self, data)
-    flows.moved(id(self))
-    return done
-
-def observe(self, index):
-    value = plain_observe(self, index)
-    flows.observed(id(self))
-    return value
-
-element_module.Element.move, element_module.Element.observe = move, observe
 with pastset.Server(authkey=key) as server:
-    def sampler():
-        return [(i["id"], repr(t), i["last"] - i["first"], i["last"]) for t, i in server.space.templates().items()]
-    writer = TraceWriter(sys.argv[1], sampler=sampler)
+    trace = RunTrace(sys.argv[1], 10.0, server)
     print(server.address[1], flush=True)
     sys.stdin.read()
-    writer.close()
+    trace.close()
 """
 
 PLAIN_SERVER = r"""

@@ -25,7 +25,9 @@ pastset runs PastSet programs: a tuple-space server, workers that run spawned ta
 and your application, on this machine or across a cluster (ssh, SLURM, Grid Engine, PBS).
 
   python -m pastset run app.py ARGS      run app.py with its workers
-  python -m pastset status               show the workers and tasks of a live run
+  python -m pastset status               show the elements, waiting calls, tasks and workers of a live run
+  python -m pastset top                  the same, redrawn every second
+  python -m pastset trace-plot FILE      draw a trace written by `run --trace FILE` as a PNG
   python -m pastset clean                remove what a crashed run left behind
   python -m pastset config               show every setting, its value and its source
   python -m pastset launchers            list the launchers and who provides them
@@ -35,7 +37,9 @@ and your application, on this machine or across a cluster (ssh, SLURM, Grid Engi
 #: the settings ``pastset status`` uses: how to reach the run, and logging
 STATUS_SETTINGS = ("tunnel", "tunnel_via", "tunnel_key", "log_level", "log_path")
 #: the tables ``pastset status`` can show
-STATUS_TABLES = ("all", "clients", "tasks", "elements")
+STATUS_TABLES = ("all", "clients", "tasks", "elements", "workers")
+#: ``--run`` of ``status`` and ``top``
+RUN_HELP = "which run (an id or a prefix); needed when several are live"
 
 
 def config_files_text() -> str:
@@ -70,14 +74,35 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("app_args", metavar="ARGS", nargs=argparse.REMAINDER, help="arguments for APP (optional)")
 
     status = commands.add_parser(
-        "status", help="show the workers (clients), tasks and elements of a live run",
-        description="Show a live run's registered workers (clients), spawned tasks and elements as "
-                    "tables; FILTER words keep only rows that contain all of them.")
+        "status", help="show the elements, waiting calls, tasks and workers (clients) of a live run",
+        description="Show a live run's elements (with their flow rates), the calls waiting on them, "
+                    "the spawned tasks and the registered workers (clients) as tables; FILTER words keep "
+                    "only rows that contain all of them. --json prints the status document instead.")
     status.add_argument("words", nargs="*", metavar="WORD",
                         help=f"first the table: {', '.join(STATUS_TABLES)} (default all); then FILTER words")
-    status.add_argument("--run", metavar="ID", help="which run (an id or a prefix); needed when several are live")
+    status.add_argument("--run", metavar="ID", help=RUN_HELP)
     status.add_argument("--list", action="store_true", help="list the live runs of this user and exit")
+    status.add_argument("--json", action="store_true",
+                        help="print the status document as JSON (its keys are listed in the README)")
     add_setting_flags(status, only=STATUS_SETTINGS)
+
+    top = commands.add_parser(
+        "top", help="watch a live run: its status redrawn every second",
+        description="Redraw the status of a live run every second, fitted to the terminal, until Ctrl-C "
+                    "or the run ends (exit code 0 either way). When stdout is not a terminal, print "
+                    "one plain status block per second instead.")
+    top.add_argument("--run", metavar="ID", help=RUN_HELP)
+    top.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="seconds between redraws")
+    add_setting_flags(top, only=STATUS_SETTINGS)
+
+    plot = commands.add_parser(
+        "trace-plot", help="draw a trace written by `pastset run --trace FILE` as a PNG timeline",
+        description="Draw a run's trace (closed, or left open by a killed run) as a PNG: a row per "
+                    "worker track with a bar per task, the app's run, long waits, and element counters. "
+                    "Needs matplotlib: pip install 'pastset[plot]'.")
+    from .traceplot import add_arguments as add_plot_arguments
+
+    add_plot_arguments(plot)
 
     clean = commands.add_parser(
         "clean", help="remove processes and jobs left by crashed runs",
@@ -244,6 +269,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     pm = get_plugin_manager()
     if args.command == "launchers":
         return _launchers(pm)
+    if args.command == "trace-plot":
+        from .traceplot import run as plot_trace
+
+        return plot_trace(args)
     if args.command == "clean":
         from .commands import clean
 
@@ -257,7 +286,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         from .commands import status
 
-        return status(args.what, args.filters, args.run, args.list, settings)
+        return status(args.what, args.filters, args.run, args.list, settings, as_json=args.json)
+    if args.command == "top":
+        from .commands import top
+
+        return top(args.run, settings, interval=args.interval)
     from .run import run_app
 
     return run_app(settings, args.app, args.app_args, pm)

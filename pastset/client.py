@@ -364,7 +364,8 @@ class PastSet:
         self._channel.call("halt")
 
     def status(self) -> dict:
-        """Workers, tasks and elements of the run, as plain data."""
+        """The run's status document, what ``pastset status --json`` prints: elements with
+        their flows and waiting calls, tasks, workers (keys: :mod:`pastset.statusdoc`)."""
         return self._channel.call("status")
 
     def close(self) -> None:

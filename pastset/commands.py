@@ -1,9 +1,11 @@
 """The small commands around a run: ``config``, ``status`` (the original psmanage), ``clean``."""
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from . import runrecord
 from .errors import PastSetError
@@ -62,38 +64,13 @@ def describe(settings: Any, launchers_shown: Iterable[str] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table(rows: List[Dict[str, Any]], columns: Sequence[str]) -> str:
-    """Rows of dicts as an aligned text table with a header."""
-    cells = [[str(c).upper() for c in columns]] + [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and value > 1e9:  # a timestamp
-        return time.strftime("%H:%M:%S", time.localtime(value))
-    if isinstance(value, list):
-        return ",".join(map(str, value)) or "-"
-    return str(value)
-
-
-def _keep(rows: List[Dict[str, Any]], filters: Sequence[str]) -> List[Dict[str, Any]]:
-    return [r for r in rows if all(f in " ".join(_cell(v) for v in r.values()) for f in filters)]
-
-
-def status(what: str, filters: Sequence[str], run_id: Optional[str], list_runs: bool, settings: Any) -> int:
-    """Show a live run's workers, tasks and elements (``pastset status``)."""
+@contextlib.contextmanager
+def open_run(run_id: Optional[str], settings: Any) -> Iterator[Tuple[Dict[str, Any], Any]]:
+    """The record of the live run ``run_id`` (or the only live run) and a client connected to
+    it, through an SSH tunnel when the ``tunnel`` setting asks for one."""
     from .client import PastSet
     from .transport import parse_address
 
-    if list_runs:
-        runs = [r for r in runrecord.read_records() if runrecord.is_alive(r)]
-        rows = [{"run": r["run"], "app": r.get("app"), "launcher": r.get("launcher"),
-                 "address": r.get("address"), "started": r.get("started")} for r in runs]
-        print(table(rows, ("run", "app", "launcher", "address", "started")) if rows else "no live runs")
-        return 0
     record = runrecord.find_run(run_id)
     address = parse_address(record["address"])
     closer = None
@@ -103,25 +80,50 @@ def status(what: str, filters: Sequence[str], run_id: Optional[str], list_runs: 
         address, closer = open_tunnel(tunnel_spec(settings, address), address, key=settings.tunnel_key or None)
     try:
         with PastSet(address, authkey=bytes.fromhex(record["authkey"])) as pset:
-            snap = pset.status()
+            yield record, pset
     finally:
         if closer:
             closer()
-    print(f"run {record['run']}: {record.get('app')} via {record.get('launcher')} at {record['address']}"
-          f"{' (halted)' if snap['halted'] else ''}")
-    if what in ("all", "clients"):
-        print("\nclients:")
-        print(table(_keep(snap["workers"], filters),
-                    ("id", "host", "system", "arch", "cores", "memory_mb", "disk_mb", "benchmark", "state",
-                     "running", "done", "failed")))
-    if what in ("all", "tasks"):
-        print("\ntasks:")
-        print(table(_keep(snap["tasks"], filters),
-                    ("id", "app", "args", "state", "worker", "host", "pid", "returncode", "spawned", "error")))
-    if what in ("all", "elements"):
-        print("\nelements:")
-        print(table(_keep(snap["elements"], filters), ("id", "template", "first", "last", "delta", "xfunction")))
+
+
+def status(what: str, filters: Sequence[str], run_id: Optional[str], list_runs: bool, settings: Any,
+           as_json: bool = False) -> int:
+    """Show a live run's elements, waiting calls, tasks and workers (``pastset status``);
+    with ``as_json`` the status document itself."""
+    from .statusview import render_status, table
+
+    if list_runs:
+        runs = [r for r in runrecord.read_records() if runrecord.is_alive(r)]
+        rows = [{"run": r["run"], "app": r.get("app"), "launcher": r.get("launcher"),
+                 "address": r.get("address"), "started": r.get("started")} for r in runs]
+        if as_json:
+            print(json.dumps(rows, indent=1))
+            return 0
+        for row in rows:
+            row["started"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["started"] or 0))
+        print("\n".join(table(rows, [(c, c.upper()) for c in ("run", "app", "launcher", "address", "started")]))
+                  if rows else "no live runs")
+        return 0
+    with open_run(run_id, settings) as (record, pset):
+        doc = pset.status()
+    if as_json:
+        print(json.dumps(doc, indent=1))
+        return 0
+    print(f"run {record['run']}: {record.get('app')} via {record.get('launcher')} at {record['address']}")
+    print(render_status(doc, what, filters))
     return 0
+
+
+def top(run_id: Optional[str], settings: Any, interval: float = 1.0) -> int:
+    """``pastset top``: the status of a live run redrawn every ``interval`` s until Ctrl-C or
+    the run ends; exits 0 either way."""
+    from .top import run_top
+
+    try:
+        with open_run(run_id, settings) as (_, pset):
+            return run_top(pset.status, interval=interval)
+    except KeyboardInterrupt:  # while connecting
+        return 0
 
 
 def clean(run_id: Optional[str], dry_run: bool, pm: Any) -> int:

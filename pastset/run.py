@@ -29,6 +29,7 @@ from .runenv import ADDRESS_ENV, APP_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_
 from .plugins import LauncherInfo, launchers
 from .processes import process_identity, start_child, stop_child, wait_exit
 from .protocol import RunControl
+from .runtrace import RunTrace, start_trace
 from .server import Server
 from .transport import format_address
 
@@ -128,6 +129,7 @@ class Run:
         self.app_proc: Optional[subprocess.Popen] = None
         self.record: Dict[str, Any] = {}
         self.address: Tuple[str, int] = ("", 0)
+        self.trace: Optional[RunTrace] = None  # --trace FILE
         # every line the run writes goes through the mux, so none is split by another
         self.mux = OutputMux(1, 2, labels_on(settings.label_output, _isatty(1)))
         self.status = _MuxStream(self.mux, "err") if self.stderr is sys.stderr else self.stderr
@@ -183,6 +185,7 @@ class Run:
             raise SettingsError(
                 f"cannot listen on {host}:{self.settings.port}: {exc.strerror or exc} "
                 f"(bind from {self.settings.source('bind')}, port from {self.settings.source('port')})") from None
+        self.trace = start_trace(self.settings, self.server, self._say)
         bound_host, port = self.server.address
         self.address = (self.launcher.advertised_host(bound_host), port)
         self.control = RunControl(("127.0.0.1", port) if bound_host in ("0.0.0.0", "::") else (bound_host, port),
@@ -250,6 +253,8 @@ class Run:
             raise LaunchError(f"cannot start the application with {argv[0]!r}: {exc}") from None
         finally:
             app_output.start()  # closes our copies of the app's ends
+        if self.trace is not None:
+            self.trace.app_started(self.app, self.app_proc.pid)
         self.record["app_process"] = process_identity(self.app_proc.pid)
         runrecord.write_record(self.record)
         self.watch = DeadlockWatch(self.settings.deadlock_grace, self._deadlock_view, self.app_proc.pid,
@@ -319,6 +324,8 @@ class Run:
     # -- teardown ---------------------------------------------------------------------
     def teardown(self) -> None:
         """Stop everything this run started, in order, each step bounded in time."""
+        if self.trace is not None:
+            self.trace.app_ended(self.app_proc)
         if self.app_proc is not None:
             code = stop_child(self.app_proc, grace=2.0)
             log_event(log, "teardown", {"step": "stop-app", "code": code})
@@ -337,6 +344,8 @@ class Run:
             except Exception as exc:  # teardown goes on; the user must hear of it
                 self._say(f"stopping the {self.launcher.name} launcher failed: {exc}")
             log_event(log, "teardown", {"step": "stop-launcher", "launcher": self.launcher.name})
+        if self.trace is not None:  # before the server closes: its last counts are sampled
+            self.trace.close()
         if self.server is not None:
             self.server.close()
             log_event(log, "teardown", {"step": "stop-server"})

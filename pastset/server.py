@@ -30,6 +30,7 @@ from .element import CallerGone, Element, set_call_context, set_wait_registry
 from .errors import ElementDeleted, PastSetError, Timeout, XFunctionError
 from .scheduler import Scheduler
 from .space import TupleSpace
+from .statusdoc import build_status
 from .waits import Caller, FlowCounters, WaitRegistry
 from .validation import (check_app_args, check_app_name, check_count, check_delta, check_id, check_index,
                          check_int, check_module_name, check_seconds, check_template, check_timeout, show)
@@ -240,10 +241,10 @@ class ElementService:
 
     @exposed
     def status(self) -> Dict[str, Any]:
-        snap = self.scheduler.snapshot()
-        snap["elements"] = [{"template": repr(t), **info} for t, info in self.space.templates().items()]
-        snap.update(self.hello())
-        return snap
+        """The status document (:mod:`pastset.statusdoc`): elements with their flows and
+        waiting calls, tasks, workers."""
+        return build_status(run=self.hello(), scheduler=self.scheduler.snapshot(), elements=self.space.templates(),
+                            waits=self.waits.snapshot(), flows=self.flows.snapshot())
 
 
 class WorkerService:

@@ -92,8 +92,8 @@ def _seconds(value: Any) -> float:
     return number
 
 
-def _grace(value: Any) -> float:
-    """A finite number of seconds, zero or more."""
+def _nonnegative(value: Any) -> float:
+    """A finite number (of seconds, of milliseconds), zero or more."""
     if isinstance(value, bool):
         raise ValueError(value)
     try:
@@ -242,12 +242,18 @@ SETTINGS: Mapping[str, SettingSpec] = types.MappingProxyType({spec.name: spec fo
     _spec("on_failure", "PSONFAILURE", "continue",
           "when a task crashes or a worker dies: continue (report and go on) or abort (end the run)",
           "one of " + ", ".join(ON_FAILURE), _choice(ON_FAILURE), _STR, "{" + ",".join(ON_FAILURE) + "}"),
+    _spec("trace", "PSTRACE", "", "write a Chrome trace-event JSON timeline of the run to this file "
+          "(open it in ui.perfetto.dev); empty means no trace",
+          "a file path or empty", _path, _STR, "FILE"),
+    _spec("trace_wait_ms", "PSTRACEWAITMS", 10.0,
+          "calls that waited at least this many milliseconds get a slice in the trace",
+          "a number of milliseconds >= 0", _nonnegative, (int, float), "MS"),
     _spec("strict", "PSSTRICT", False, "type-check tuples moved into an element against its template",
           "a boolean (1/0, true/false, yes/no, on/off)", _boolean, (bool,)),
     _spec("deadlock_grace", "PSDEADLOCKGRACE", 3.0,
           "seconds the app and every running task must all wait in PastSet calls without a timeout "
           "before the run calls it a deadlock",
-          "a number of seconds >= 0", _grace, (int, float), "SECONDS"),
+          "a number of seconds >= 0", _nonnegative, (int, float), "SECONDS"),
     _spec("on_deadlock", "PSONDEADLOCK", "abort",
           "on a deadlock: abort (print the report, end the run with exit status 3) or report "
           "(print it once and keep waiting)",

@@ -182,7 +182,7 @@ def test_spawn_and_halt_queue_tasks(pset):
     task3 = pset.spawn("noargs.py")
     status = pset.status()
     by_id = {t["id"]: t for t in status["tasks"]}
-    assert by_id[task]["args"] == ["a", "1", "2.5"] and by_id[task]["app"] == "app.py"
+    assert by_id[task]["args"] == ["a", "1", "2.5"] and by_id[task]["application"] == "app.py"
     assert by_id[task2]["args"] == ["single"]
     assert by_id[task3]["args"] == []
     assert status["queued"] == 3

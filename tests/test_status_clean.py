@@ -89,20 +89,20 @@ def test_status_of_two_live_runs(apps, runtime):
         code, out, err = status(env_a, "--run", rec_a["run"])
         assert code == 0, err
         assert out.startswith(f"run {rec_a['run']}: waiter.py via local at {rec_a['address']}")
-        clients = section(out, "clients")
-        assert clients[0][:3] == ["ID", "HOST", "SYSTEM"]
+        clients = section(out, "workers")
+        assert clients[0][:3] == ["ID", "HOST", "STATE"]
         assert sorted(row[0] for row in clients[1:]) == ["w1", "w2"]
         tasks = section(out, "tasks")
-        assert tasks[0][:4] == ["ID", "APP", "ARGS", "STATE"]
+        assert tasks[0][:4] == ["ID", "APPLICATION", "ARGS", "STATE"]
         assert sorted((r[0], r[1], r[2], r[3]) for r in tasks[1:]) == [
             ("t1", "looper.py", "alpha", "running"), ("t2", "looper.py", "alpha", "running")]
 
         code, out, _ = status(env_a, "clients", "--run", rec_b["run"])
-        assert code == 0 and "clients:" in out and "tasks:" not in out
-        assert [row[0] for row in section(out, "clients")[1:]] == ["w1"]
+        assert code == 0 and "\nworkers:\n" in out and "\ntasks:\n" not in out
+        assert [row[0] for row in section(out, "workers")[1:]] == ["w1"]
 
         code, out, _ = status(env_a, "tasks", "--run", rec_b["run"])
-        assert code == 0 and "tasks:" in out and "clients:" not in out
+        assert code == 0 and "\ntasks:\n" in out and "\nworkers:\n" not in out
         assert [(r[0], r[2]) for r in section(out, "tasks")[1:]] == [("t1", "beta")]
 
         code, out, _ = status(env_a, "tasks", "t2", "--run", rec_a["run"])  # FILTER words
