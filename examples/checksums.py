@@ -97,10 +97,8 @@ def main(argv):
     started = time.monotonic()
     for _ in range(args.tasks):
         pset.spawn("checksums.py", ["--task"])
-    for path in paths:
-        jobs.move(("checksum-jobs", path))
-    for _ in range(args.tasks):
-        jobs.move(("checksum-jobs", ""))  # one "stop" per task
+    # one round trip for all jobs, then one "stop" per task
+    jobs.move_many([("checksum-jobs", path) for path in paths] + [("checksum-jobs", "")] * args.tasks)
     pset.halt()  # no more tasks: workers finish once theirs end
 
     digests, errors, per_task = {}, {}, {}

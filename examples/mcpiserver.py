@@ -34,8 +34,7 @@ def main():
     results = pset.enter(("pi-results", float))
     nodes = pset.enter(("pi-node", str))
 
-    for _ in range(bags):
-        jobs.move((bagsize,))
+    jobs.move_many([(bagsize,)] * bags)  # all bags in one round trip
     for _ in range(workers):
         pset.spawn("mcpiclient.py", "")
 

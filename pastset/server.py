@@ -178,7 +178,7 @@ class ElementService:
             pass
         self.flows.observed(eid, len(values))
         try:
-            return tuplelog.pack([pickle.dumps(v, pickle.HIGHEST_PROTOCOL) for v in values])
+            return tuplelog.pack_reply([pickle.dumps(v, pickle.HIGHEST_PROTOCOL) for v in values])
         except Exception as exc:
             raise XFunctionError(f"X-function observe returned a value that cannot be pickled: {exc!r}") from None
 

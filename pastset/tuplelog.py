@@ -66,13 +66,6 @@ def offsets_of(blob: bytes, lengths: bytes) -> array:
     return array("Q", accumulate(sizes, initial=0))
 
 
-def unpack(blob: bytes, offsets: bytes) -> List[bytes]:
-    """The inverse of what :meth:`TupleLog.packed` returns: the payloads, in order."""
-    offs = array("Q")
-    offs.frombytes(offsets)
-    return [blob[a:b] for a, b in zip(offs, offs[1:])]
-
-
 class TupleLog:
     """Tuples ``oldest .. end-1`` of an element, by number."""
 
@@ -167,8 +160,7 @@ class TupleLog:
         """Tuples ``lo .. hi-1`` (all bytes) as (their concatenation, n+1 offsets as
         array('Q') bytes): one reply for a whole batch."""
         if self._objects and any(n in self._objects for n in range(lo, hi)):
-            items = [self.get(n) for n in range(lo, hi)]
-            return b"".join(items), _offsets_of_items(items)
+            return pack_reply([self.get(n) for n in range(lo, hi)])
         pieces = []
         offs = array("Q")
         total = 0
@@ -220,5 +212,7 @@ class TupleLog:
         return sum(len(d) + 4 * len(s) for d, s in self._chunks)
 
 
-def _offsets_of_items(items: List[bytes]) -> bytes:
-    return array("Q", accumulate(map(len, items), initial=0)).tobytes()
+def pack_reply(items: List[bytes]) -> Tuple[bytes, bytes]:
+    """Payloads -> (their concatenation, n+1 offsets as array('Q') bytes), the form of
+    :meth:`TupleLog.packed` and of an observe_many reply."""
+    return b"".join(items), array("Q", accumulate(map(len, items), initial=0)).tobytes()

@@ -1,8 +1,8 @@
 """A Hypothesis state machine checks the real server against a simple in-memory model.
 
-Random sequences of enter / move / observe(timeout=0) / observe(i, timeout=0) / first /
-last / delta / axe / delelement (by handle and by template) / template run against ONE
-real server; every answer — values, Timeout where the model would block, Expired,
+Random sequences of enter / move / move_many / observe(timeout=0) / observe_many /
+observe(i, timeout=0) / first / last / delta / axe / delelement (by handle and by
+template) / template run against ONE real server; every answer — values, Timeout where the model would block, Expired,
 ElementDeleted through old handles — must be what the model says.
 """
 from __future__ import annotations
@@ -83,6 +83,41 @@ class SpaceMachine(RuleBasedStateMachine):
         else:
             assert h.real.move(value, timeout=0) is True
             m.log.append(value)
+
+    @rule(h=handles, count=st.integers(min_value=0, max_value=5))
+    def move_many(self, h, count):
+        """move_many(timeout=0) agrees with a loop of move(timeout=0) that stops at the bound."""
+        values = [(h.template[2], next(self.moved)) for _ in range(count)]
+        m = h.model
+        if not values:  # nothing to move: nothing is sent
+            assert h.real.move_many(values, timeout=0) == 0
+        elif m.deleted:
+            with pytest.raises(ElementDeleted):
+                h.real.move_many(values, timeout=0)
+            return
+        fits = len(values) if m.bound is None else max(0, min(len(values), m.bound - (m.last - m.first)))
+        if fits < len(values):
+            with pytest.raises(Timeout) as caught:
+                h.real.move_many(values, timeout=0)
+            assert caught.value.moved == fits
+        else:
+            assert h.real.move_many(values, timeout=0) == len(values)
+        m.log.extend(values[:fits])
+
+    @rule(h=handles, count=st.integers(min_value=1, max_value=5))
+    def observe_many(self, h, count):
+        """observe_many(timeout=0) agrees with a loop of observe(timeout=0) until Timeout."""
+        m = h.model
+        if m.deleted:
+            with pytest.raises(ElementDeleted):
+                h.real.observe_many(count, timeout=0)
+        elif m.first >= m.last:
+            with pytest.raises(Timeout):
+                h.real.observe_many(count, timeout=0)
+        else:
+            take = min(count, m.last - m.first)
+            assert h.real.observe_many(count, timeout=0) == m.log[m.first:m.first + take]
+            m.first += take
 
     @rule(h=handles)
     def observe(self, h):
