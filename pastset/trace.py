@@ -155,10 +155,11 @@ class TraceWriter:
 
     def wait_ended(self, caller: Any, operation: str, template: Optional[str], seconds: float,
                    element: Optional[int] = None, timeout: Optional[float] = None,
-                   t: Optional[float] = None) -> None:
+                   t: Optional[float] = None, unfinished: bool = False) -> None:
         """A call waited ``seconds`` and ended at ``t`` (now): a slice if it waited long enough.
 
-        ``caller`` is a :class:`pastset.waits.Caller` or its dict.
+        ``caller`` is a :class:`pastset.waits.Caller` or its dict. ``unfinished``: the call
+        was still waiting when the trace closed (the slice's args say so).
         """
         if seconds < self.wait_s:
             return
@@ -183,9 +184,12 @@ class TraceWriter:
                 n = tid - WAIT_TID_BASE
                 self._meta(pid, "waits" if n == 0 else f"waits {n + 1}", tid=tid)
             label = who.get("task") if who.get("kind") == "task" else who.get("kind")
+            args: Dict[str, Any] = {"who": label, "element": element, "timeout": timeout}
+            if unfinished:
+                args["unfinished"] = True
             self._event({"name": f"{operation} {template or ''}".strip(), "cat": "wait", "ph": "X",
                          "pid": pid, "tid": tid, "ts": round(start, 1), "dur": round(seconds * 1e6, 1),
-                         "args": {"who": label, "element": element, "timeout": timeout}})
+                         "args": args})
 
     def wait_listener(self, wait: Any, seconds: float) -> None:
         """A :class:`pastset.waits.WaitRegistry` listener: ``registry.listeners.append(w.wait_listener)``."""

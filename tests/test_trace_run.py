@@ -143,3 +143,32 @@ def test_trace_plot_draws_the_run(mcpi_trace, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"wrote {png}"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+STUCK = '''\
+import pastset
+pset = pastset.PastSet()
+pset.spawn("sleeper.py")
+pset.enter(("nothing", int)).observe()
+'''
+
+
+def test_a_deadlocked_run_shows_the_calls_it_was_stuck_on(tmp_path):
+    """Calls still waiting at teardown never end on their own: the trace gets them anyway."""
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    write_app(apps, "stuck.py", STUCK)
+    write_app(apps, "sleeper.py", SLEEPER)
+    path = tmp_path / "stuck.json"
+    done = run(["run", "--procs", "1", "--bin", str(apps), "--trace", str(path), "stuck.py"],
+               clean_env(str(tmp_path)), timeout=120)
+    assert done.returncode == 3, done.stderr  # the deadlock report's exit status
+    with open(path, encoding="utf-8") as f:
+        events = json.load(f)
+    waits = {(s["name"], s["args"]["who"]): s for s in trace.slices(events) if s["cat"] == "wait"}
+    app = waits[("observe ('nothing', int)", "app")]
+    task = waits[("observe ('never', int)", "t1")]
+    assert app["pid"] == trace.APP_PID and task["pid"] > trace.WORKER_PID_BASE
+    for wait in (app, task):
+        assert wait["args"]["unfinished"] is True and wait["args"]["timeout"] is None
+        assert wait["dur"] >= 2_000_000  # deadlock_grace is 3 s
