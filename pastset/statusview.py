@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 Columns = Sequence[Tuple[str, str]]  # (key in the row, column title)
 
 ELEMENT_COLUMNS: Columns = (
-    ("id", "ID"), ("template", "TEMPLATE"), ("first", "FIRST"), ("last", "LAST"),
+    ("id", "ID"), ("template", "TEMPLATE"), ("xfunction", "X-FUNCTION"), ("first", "FIRST"), ("last", "LAST"),
     ("unobserved", "UNOBSERVED"), ("delta", "DELTA"), ("moves", "MOVES"), ("observes", "OBSERVES"),
     ("moves_per_s", "MOVES/S"), ("observes_per_s", "OBSERVES/S"), ("waiting", "WAITING"),
 )

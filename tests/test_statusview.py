@@ -135,3 +135,21 @@ def test_top_shows_running_and_failed_tasks_first():
 ])
 def test_durations_read_well(seconds, text):
     assert format_seconds(seconds) == text
+
+
+def test_an_x_function_element_names_its_module_as_the_program_did(tmp_path):
+    (tmp_path / "xscale.py").write_text(
+        "import pastset.element\n\nclass Element(pastset.element.Element):\n    pass\n")
+    with pastset.Server(bin_dir=str(tmp_path)) as server:
+        with pastset.PastSet(server.address, authkey=server.authkey) as pset:
+            pset.enter(("Temperature", str, float), "xscale")
+            pset.enter(("plain", int))
+        doc = build_status(run=server.service.hello(), scheduler=server.scheduler.snapshot(),
+                           elements=server.space.templates(), waits=[], flows={})
+    assert [(e["template"], e["xfunction"]) for e in doc["elements"]] == \
+        [("('Temperature', str, float)", "xscale"), ("('plain', int)", None)]
+    lines = render_status(doc, "elements").splitlines()
+    header = next(line for line in lines if line.startswith("ID"))
+    assert "X-FUNCTION" in header
+    assert any(line.startswith("1 ") and "xscale" in line for line in lines)
+    assert "pastset_xfunction" not in "\n".join(lines)
