@@ -147,6 +147,13 @@ def render_status(doc: Dict[str, Any], what: str = "all", filters: Sequence[str]
     return "\n".join(parts)
 
 
+def top_title(doc: Dict[str, Any], now: Optional[float] = None) -> str:
+    """``pastset top  12:03:45``: the first line of each ``top`` frame or block, with the
+    time the status was taken (``now`` overrides it)."""
+    when = now if now is not None else doc.get("time") or time.time()
+    return f"pastset top  {time.strftime('%H:%M:%S', time.localtime(when))}"
+
+
 def render_top(doc: Dict[str, Any], width: int, height: int, now: Optional[float] = None) -> List[str]:
     """One ``pastset top`` frame: at most ``height`` lines, none longer than ``width``.
 
@@ -154,8 +161,7 @@ def render_top(doc: Dict[str, Any], width: int, height: int, now: Optional[float
     ``… N more`` line. Spare lines go to the sections in order.
     """
     width, height = max(width, 10), max(height, 3)
-    clock = time.strftime("%H:%M:%S", time.localtime(now if now is not None else doc.get("time") or time.time()))
-    lines = [f"pastset top  {clock}  (Ctrl-C to quit)", headline(doc)]
+    lines = [f"{top_title(doc, now)}  (Ctrl-C to quit)", headline(doc)]
     parts = [(f"{title}:", body[0], body[1:]) for title, body in sections(doc, compact=True)]
     budget = height - len(lines) - len(parts) * 3  # blank + title + header per section
     shown = [0] * len(parts)
