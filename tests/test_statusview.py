@@ -153,3 +153,17 @@ def test_an_x_function_element_names_its_module_as_the_program_did(tmp_path):
     assert "X-FUNCTION" in header
     assert any(line.startswith("1 ") and "xscale" in line for line in lines)
     assert "pastset_xfunction" not in "\n".join(lines)
+
+
+def test_a_narrow_top_frame_keeps_every_column_and_cuts_long_values_instead():
+    doc = sample_doc()
+    lines = render_top(doc, 60, 40)
+    assert all(len(line) <= 60 for line in lines)
+    header = lines[lines.index("waiting calls:") + 1]
+    assert header.split() == ["ELEMENT", "WHO", "OPERATION", "WAITED", "TIMEOUT"]
+    rows = lines[lines.index("waiting calls:") + 2:lines.index("waiting calls:") + 4]
+    assert all("…" in row for row in rows)
+    assert [row.split()[-2:] for row in rows] == [["0.00s", "none"], ["0.00s", "30s"]]  # waited, timeout
+    tasks = lines[lines.index("tasks:") + 1]
+    assert tasks.split()[-1] == "EXIT"
+    assert render_top(doc, 200, 40)[lines.index("waiting calls:") + 2].count("…") == 0  # wide: nothing cut
