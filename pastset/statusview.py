@@ -3,8 +3,7 @@
 Pure functions of the document (see :mod:`pastset.statusdoc` for its keys), so they are
 tested as strings. :func:`render_status` is the full listing; :func:`render_top` fits the
 same view into a terminal of a given width and height, narrowing long text columns (then
-cutting what still does not fit) and saying how
-many rows of each section did not fit.
+cutting what still does not fit) and saying how many rows of each section did not fit.
 """
 from __future__ import annotations
 
