@@ -168,6 +168,10 @@ class TraceWriter:
         start = end - seconds * 1e6
         with self._lock:
             task = self._tasks.get(who.get("task") or "") if who.get("kind") == "task" else None
+            if task is not None and task.get("ended") is not None and end > task["ended"]:
+                end = task["ended"]  # the server saw the call end after its task was gone
+                if end <= start:
+                    return
             if who.get("kind") == "app":
                 pid = APP_PID
             elif task is not None and "pid" in task:
@@ -188,7 +192,7 @@ class TraceWriter:
             if unfinished:
                 args["unfinished"] = True
             self._event({"name": f"{operation} {template or ''}".strip(), "cat": "wait", "ph": "X",
-                         "pid": pid, "tid": tid, "ts": round(start, 1), "dur": round(seconds * 1e6, 1),
+                         "pid": pid, "tid": tid, "ts": round(start, 1), "dur": round(end - start, 1),
                          "args": args})
 
     def wait_listener(self, wait: Any, seconds: float) -> None:
@@ -318,9 +322,9 @@ class TraceWriter:
         info = self._tasks.get(task)
         if not info or not info.get("open"):
             return
-        info["open"] = False
+        info["open"], info["ended"] = False, self._ts(t)
         self._task_slots[info["pid"]][info["tid"] - 1] = None
-        self._event({"ph": "E", "pid": info["pid"], "tid": info["tid"], "ts": self._ts(t), "args": args})
+        self._event({"ph": "E", "pid": info["pid"], "tid": info["tid"], "ts": info["ended"], "args": args})
 
     def _flush_loop(self, flush_interval: float, sample_interval: float) -> None:
         tick = min(flush_interval, sample_interval) if self.sampler else flush_interval
