@@ -32,6 +32,15 @@ pastset.PastSet().enter(("never", int)).observe()
 '''
 
 
+def write_apps(tmp_path, sources):
+    """A bin directory under ``tmp_path`` holding the apps ``{name: source}``."""
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    for name, source in sources.items():
+        write_app(apps, name, source)
+    return apps
+
+
 @pytest.fixture(scope="module")
 def mcpi_trace(tmp_path_factory):
     """The events of a traced ``mcpiserver.py`` run with 4 workers, and its stdout."""
@@ -101,10 +110,7 @@ def test_counters_follow_the_elements_real_counts(mcpi_trace):
 
 
 def test_a_killed_run_leaves_a_file_that_loads_and_repairs(tmp_path):
-    apps = tmp_path / "apps"
-    apps.mkdir()
-    write_app(apps, "waiter.py", WAITER)
-    write_app(apps, "sleeper.py", SLEEPER)
+    apps = write_apps(tmp_path, {"waiter.py": WAITER, "sleeper.py": SLEEPER})
     path = tmp_path / "killed.json"
     env = clean_env(str(tmp_path))
     with LiveRun(["run", "--procs", "1", "--bin", str(apps), "--trace", str(path), "waiter.py"], env) as live:
@@ -155,10 +161,7 @@ pset.enter(("nothing", int)).observe()
 
 def test_a_deadlocked_run_shows_the_calls_it_was_stuck_on(tmp_path):
     """Calls still waiting at teardown never end on their own: the trace gets them anyway."""
-    apps = tmp_path / "apps"
-    apps.mkdir()
-    write_app(apps, "stuck.py", STUCK)
-    write_app(apps, "sleeper.py", SLEEPER)
+    apps = write_apps(tmp_path, {"stuck.py": STUCK, "sleeper.py": SLEEPER})
     path = tmp_path / "stuck.json"
     done = run(["run", "--procs", "1", "--bin", str(apps), "--trace", str(path), "stuck.py"],
                clean_env(str(tmp_path)), timeout=120)
