@@ -5,7 +5,7 @@ The writer hears the scheduler's events (workers registering, tasks starting and
 the calls that waited at least ``trace_wait_ms`` (a listener on the server's wait
 registry), and samples every element's counts in its own thread — so a traced run pays
 nothing extra per move or observe. The runner says when the app starts and ends, and
-closes the trace at teardown.
+closes the trace at teardown, with a slice for every call still waiting then.
 """
 from __future__ import annotations
 
@@ -50,6 +50,14 @@ class RunTrace:
             self.writer.app_ended(proc.poll())
 
     def close(self) -> None:
+        """Close the trace; calls still waiting now (a stuck or deadlocked run's) get a slice
+        up to now marked ``unfinished``, so the trace shows what the run was stuck on."""
+        waits = self.server.waits
+        if self.writer.wait_listener in waits.listeners:
+            waits.listeners.remove(self.writer.wait_listener)  # from now on only the snapshot counts
+        for wait in waits.snapshot():
+            self.writer.wait_ended(wait["caller"], wait["operation"], wait["template"], wait["waited_s"],
+                                   element=wait["element"], timeout=wait["timeout"], unfinished=True)
         self.writer.close()
         log.info("trace written to %s", self.writer.path)
 

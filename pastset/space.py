@@ -24,6 +24,15 @@ from .element import Element
 from .errors import ElementDeleted, XFunctionError
 from .validation import check_element_id, check_module_name
 
+#: X-function modules are imported under this prefix, so they never shadow a real module
+XFUNCTION_MODULE_PREFIX = "pastset_xfunction_"
+
+
+def xfunction_name(cls: type) -> str:
+    """The X-function an element class comes from, as the program named it (``"xscale"``)."""
+    module = cls.__module__
+    return module[len(XFUNCTION_MODULE_PREFIX):] if module.startswith(XFUNCTION_MODULE_PREFIX) else module
+
 
 def defines_element_class(source: bytes) -> bool:
     """Whether module text has a top-level ``class Element`` statement (read, not run).
@@ -65,7 +74,7 @@ class XFunctionLoader:
             raise XFunctionError(f"X-function module {name!r} failed to import: {exc!r}") from None
         if not defined:
             raise XFunctionError(must)
-        spec = importlib.util.spec_from_file_location(f"pastset_xfunction_{name}", path)
+        spec = importlib.util.spec_from_file_location(XFUNCTION_MODULE_PREFIX + name, path)
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         try:
             spec.loader.exec_module(module)  # type: ignore[union-attr]
@@ -162,5 +171,5 @@ class TupleSpace:
         with self._lock:
             found = list(self._by_template.items())
         return {t: {"id": eid, "first": e._first, "last": e._last, "delta": e._bound,
-                    "xfunction": type(e).__module__ if type(e) is not Element else None}
+                    "xfunction": xfunction_name(type(e)) if type(e) is not Element else None}
                 for t, (eid, e) in found}

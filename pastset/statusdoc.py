@@ -16,7 +16,7 @@ key                    meaning
 ``elements``           list, one per element:
   ``id``               element id
   ``template``         the template as written in the program: ``('work', str)``
-  ``xfunction``        the X-function module, or null
+  ``xfunction``        the X-function as given to ``enter()`` (``xscale``), or null
   ``first``            number of the oldest tuple nobody has observed yet
   ``last``             number of tuples moved so far
   ``unobserved``       ``last - first``

@@ -2,8 +2,8 @@
 
 Pure functions of the document (see :mod:`pastset.statusdoc` for its keys), so they are
 tested as strings. :func:`render_status` is the full listing; :func:`render_top` fits the
-same view into a terminal of a given width and height, cutting long lines and saying how
-many rows of each section did not fit.
+same view into a terminal of a given width and height, narrowing long text columns (then
+cutting what still does not fit) and saying how many rows of each section did not fit.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 Columns = Sequence[Tuple[str, str]]  # (key in the row, column title)
 
 ELEMENT_COLUMNS: Columns = (
-    ("id", "ID"), ("template", "TEMPLATE"), ("first", "FIRST"), ("last", "LAST"),
+    ("id", "ID"), ("template", "TEMPLATE"), ("xfunction", "X-FUNCTION"), ("first", "FIRST"), ("last", "LAST"),
     ("unobserved", "UNOBSERVED"), ("delta", "DELTA"), ("moves", "MOVES"), ("observes", "OBSERVES"),
     ("moves_per_s", "MOVES/S"), ("observes_per_s", "OBSERVES/S"), ("waiting", "WAITING"),
 )
@@ -79,10 +79,29 @@ def cell(key: str, value: Any) -> str:
     return str(value)
 
 
-def table(rows: List[Dict[str, Any]], columns: Columns) -> List[str]:
-    """Rows as aligned text lines with a header line."""
+#: text columns ``top`` may narrow (cutting their values with "…") so every column fits
+_NARROWABLE = frozenset({"template", "who", "operation", "application", "host", "running", "args", "error"})
+_NARROWEST = 8
+
+
+def table(rows: List[Dict[str, Any]], columns: Columns, width: Optional[int] = None) -> List[str]:
+    """Rows as aligned text lines with a header line.
+
+    With ``width``, the widest text columns (templates, who, hosts ...) are narrowed and
+    their values cut with "…" until the lines fit, so no column drops off the right edge
+    while a long value could give way.
+    """
     cells = [[title for _, title in columns]] + [[cell(k, r.get(k)) for k, _ in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    if width is not None:
+        floors = [max(_NARROWEST, len(title)) if key in _NARROWABLE else w
+                  for (key, title), w in zip(columns, widths)]
+        while sum(widths) + 2 * (len(widths) - 1) > width:
+            i = max(range(len(widths)), key=lambda n: widths[n] - floors[n])
+            if widths[i] <= floors[i]:
+                break
+            widths[i] -= 1
+        cells = [[v if len(v) <= w else v[:w - 1] + "…" for v, w in zip(row, widths)] for row in cells]
     return ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
 
 
@@ -117,24 +136,24 @@ def headline(doc: Dict[str, Any]) -> str:
 
 
 def sections(doc: Dict[str, Any], what: str = "all", filters: Sequence[str] = (),
-             compact: bool = False) -> List[Tuple[str, List[str]]]:
-    """(title, table lines) for each section ``what`` asks for."""
+             compact: bool = False, width: Optional[int] = None) -> List[Tuple[str, List[str]]]:
+    """(title, table lines) for each section ``what`` asks for; ``width``: see :func:`table`."""
     if what not in SECTIONS:
         raise ValueError(f"status shows one of {', '.join(SECTIONS)}, not {what!r}")
     out: List[Tuple[str, List[str]]] = []
     if what in ("all", "elements"):
         out.append(("elements", table(keep(doc.get("elements", []), filters),
-                                      TOP_ELEMENT_COLUMNS if compact else ELEMENT_COLUMNS)))
-        out.append(("waiting calls", table(keep(element_waits(doc), filters), WAIT_COLUMNS)))
+                                      TOP_ELEMENT_COLUMNS if compact else ELEMENT_COLUMNS, width)))
+        out.append(("waiting calls", table(keep(element_waits(doc), filters), WAIT_COLUMNS, width)))
     if what in ("all", "tasks"):
         tasks = keep(doc.get("tasks", []), filters)
         if compact:  # running and failed tasks matter most on a small screen
             order = {"running": 0, "failed": 1, "lost": 1, "assigned": 2, "queued": 3}
             tasks = sorted(tasks, key=lambda t: order.get(t.get("state"), 4))
-        out.append(("tasks", table(tasks, TOP_TASK_COLUMNS if compact else TASK_COLUMNS)))
+        out.append(("tasks", table(tasks, TOP_TASK_COLUMNS if compact else TASK_COLUMNS, width)))
     if what in ("all", "workers", "clients"):
         out.append(("workers", table(keep(doc.get("workers", []), filters),
-                                     TOP_WORKER_COLUMNS if compact else WORKER_COLUMNS)))
+                                     TOP_WORKER_COLUMNS if compact else WORKER_COLUMNS, width)))
     return out
 
 
@@ -147,16 +166,25 @@ def render_status(doc: Dict[str, Any], what: str = "all", filters: Sequence[str]
     return "\n".join(parts)
 
 
+def top_title(doc: Dict[str, Any], now: Optional[float] = None) -> str:
+    """``pastset top  12:03:45``: the first line of each ``top`` frame or block, with the
+    time the status was taken (``now`` overrides it)."""
+    when = now if now is not None else doc.get("time") or time.time()
+    return f"pastset top  {time.strftime('%H:%M:%S', time.localtime(when))}"
+
+
 def render_top(doc: Dict[str, Any], width: int, height: int, now: Optional[float] = None) -> List[str]:
     """One ``pastset top`` frame: at most ``height`` lines, none longer than ``width``.
+
+    Long text columns are narrowed first (values cut with "…") so that every column
+    stays on screen; only what still does not fit is cut at the right edge.
 
     Each section keeps its title and header; the rows that do not fit are counted on a
     ``… N more`` line. Spare lines go to the sections in order.
     """
     width, height = max(width, 10), max(height, 3)
-    clock = time.strftime("%H:%M:%S", time.localtime(now if now is not None else doc.get("time") or time.time()))
-    lines = [f"pastset top  {clock}  (Ctrl-C to quit)", headline(doc)]
-    parts = [(f"{title}:", body[0], body[1:]) for title, body in sections(doc, compact=True)]
+    lines = [f"{top_title(doc, now)}  (Ctrl-C to quit)", headline(doc)]
+    parts = [(f"{title}:", body[0], body[1:]) for title, body in sections(doc, compact=True, width=width)]
     budget = height - len(lines) - len(parts) * 3  # blank + title + header per section
     shown = [0] * len(parts)
     while budget > 0:  # hand out rows one at a time so every section gets some

@@ -2,7 +2,8 @@
 
 On a terminal it draws full-screen on the alternate screen with the cursor hidden, and
 puts the terminal back however it ends. When stdout is not a terminal it prints one plain
-block per refresh, blocks separated by a blank line, so ``pastset top | tee log`` works.
+block per refresh, each headed by the time it was taken, blocks separated by a blank line,
+so ``pastset top | tee log`` makes a readable log.
 How the status is fetched is up to the caller (a function returning the status
 document), so the loop is tested without a server.
 """
@@ -14,7 +15,7 @@ import time
 from typing import Any, Callable, Dict, Optional, TextIO, Tuple
 
 from .errors import ConnectError
-from .statusview import render_status, render_top
+from .statusview import render_status, render_top, top_title
 
 ENTER = "\x1b[?1049h\x1b[?25l"  # alternate screen, hide cursor
 LEAVE = "\x1b[?25h\x1b[?1049l"  # show cursor, back to the main screen
@@ -57,7 +58,7 @@ def run_top(fetch: Callable[[], Dict[str, Any]], out: Optional[TextIO] = None, i
                 columns, lines = size()
                 out.write(frame(render_top(doc, columns, lines)))
             else:
-                out.write(("\n" if shown else "") + render_status(doc) + "\n")
+                out.write(("\n" if shown else "") + top_title(doc) + "\n" + render_status(doc) + "\n")
             out.flush()
             shown += 1
             if rounds is None or shown < rounds:

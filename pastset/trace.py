@@ -155,10 +155,11 @@ class TraceWriter:
 
     def wait_ended(self, caller: Any, operation: str, template: Optional[str], seconds: float,
                    element: Optional[int] = None, timeout: Optional[float] = None,
-                   t: Optional[float] = None) -> None:
+                   t: Optional[float] = None, unfinished: bool = False) -> None:
         """A call waited ``seconds`` and ended at ``t`` (now): a slice if it waited long enough.
 
-        ``caller`` is a :class:`pastset.waits.Caller` or its dict.
+        ``caller`` is a :class:`pastset.waits.Caller` or its dict. ``unfinished``: the call
+        was still waiting when the trace closed (the slice's args say so).
         """
         if seconds < self.wait_s:
             return
@@ -167,6 +168,10 @@ class TraceWriter:
         start = end - seconds * 1e6
         with self._lock:
             task = self._tasks.get(who.get("task") or "") if who.get("kind") == "task" else None
+            if task is not None and task.get("ended") is not None and end > task["ended"]:
+                end = task["ended"]  # the server saw the call end after its task was gone
+                if end <= start:
+                    return
             if who.get("kind") == "app":
                 pid = APP_PID
             elif task is not None and "pid" in task:
@@ -183,9 +188,12 @@ class TraceWriter:
                 n = tid - WAIT_TID_BASE
                 self._meta(pid, "waits" if n == 0 else f"waits {n + 1}", tid=tid)
             label = who.get("task") if who.get("kind") == "task" else who.get("kind")
+            args: Dict[str, Any] = {"who": label, "element": element, "timeout": timeout}
+            if unfinished:
+                args["unfinished"] = True
             self._event({"name": f"{operation} {template or ''}".strip(), "cat": "wait", "ph": "X",
-                         "pid": pid, "tid": tid, "ts": round(start, 1), "dur": round(seconds * 1e6, 1),
-                         "args": {"who": label, "element": element, "timeout": timeout}})
+                         "pid": pid, "tid": tid, "ts": round(start, 1), "dur": round(end - start, 1),
+                         "args": args})
 
     def wait_listener(self, wait: Any, seconds: float) -> None:
         """A :class:`pastset.waits.WaitRegistry` listener: ``registry.listeners.append(w.wait_listener)``."""
@@ -314,9 +322,9 @@ class TraceWriter:
         info = self._tasks.get(task)
         if not info or not info.get("open"):
             return
-        info["open"] = False
+        info["open"], info["ended"] = False, self._ts(t)
         self._task_slots[info["pid"]][info["tid"] - 1] = None
-        self._event({"ph": "E", "pid": info["pid"], "tid": info["tid"], "ts": self._ts(t), "args": args})
+        self._event({"ph": "E", "pid": info["pid"], "tid": info["tid"], "ts": info["ended"], "args": args})
 
     def _flush_loop(self, flush_interval: float, sample_interval: float) -> None:
         tick = min(flush_interval, sample_interval) if self.sampler else flush_interval

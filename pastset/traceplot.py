@@ -60,6 +60,15 @@ def _fitting(name: str, room: float) -> str:
 def plot(path: str, out: str, title: Optional[str] = None, width: float = 12.0) -> str:
     """Draw the trace at ``path`` into the PNG ``out``; return ``out``."""
     plt = _pyplot()
+    fig = figure(path, title, width)
+    fig.savefig(out, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def figure(path: str, title: Optional[str] = None, width: float = 12.0) -> Any:
+    """The trace at ``path`` as a matplotlib figure (the caller saves and closes it)."""
+    plt = _pyplot()
     events = load(path)
     spans = slices(events)
     if not spans:
@@ -101,21 +110,23 @@ def plot(path: str, out: str, title: Optional[str] = None, width: float = 12.0) 
             times = [(ts - origin) / 1e6 for ts, _ in points]
             colour = _TASK_COLOURS[n % len(_TASK_COLOURS)]
             counters.step(times, [a.get("unobserved", 0) for _, a in points], where="post", color=colour,
-                          label=f"{name} unobserved")
+                          label=name)
             moves.step(times, [a.get("moves", 0) for _, a in points], where="post", color=colour,
-                       linestyle=":", label=f"{name} moves (right axis)")
-        counters.set_ylabel("unobserved tuples", fontsize=8)
-        moves.set_ylabel("moves so far", fontsize=8)
+                       linestyle=":")
+        counters.set_ylabel("unobserved tuples (solid)", fontsize=8)
+        moves.set_ylabel("moves so far (dotted)", fontsize=8)
         counters.yaxis.get_major_locator().set_params(integer=True)
         moves.yaxis.get_major_locator().set_params(integer=True)
-        handles = counters.get_legend_handles_labels()
-        more = moves.get_legend_handles_labels()
-        counters.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="upper left")
         counters.set_xlabel("seconds since the run started", fontsize=8)
         counters.grid(alpha=0.3)
-    fig.savefig(out, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return out
+        # one entry per element (its colour), beside the plot (inside it would hide the lines),
+        # right of the right axis' labels however wide its numbers are
+        fig.canvas.draw()
+        right = moves.yaxis.get_tightbbox(fig.canvas.get_renderer()).x1
+        beside = counters.transAxes.inverted().transform((right, 0))[0] + 0.01
+        counters.legend(fontsize=7, loc="upper left", bbox_to_anchor=(beside, 1.0), borderaxespad=0,
+                        frameon=False, title="elements", title_fontsize=7)
+    return fig
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -119,8 +119,8 @@ def test_status_text_shows_elements_waits_tasks_workers(live):
     out = status(live)
     assert out.startswith(f"run {live[1]['run']}: app.py via local")
     elements = {row[1]: row for row in section(out, "elements")[1:]}
-    assert elements["('tick', int)"][2:6] == ["2", "5", "3", "-"]  # first last unobserved delta
-    assert elements["('bounded', int)"][5] == "1"
+    assert elements["('tick', int)"][2:7] == ["-", "2", "5", "3", "-"]  # x-function first last unobserved delta
+    assert elements["('bounded', int)"][6] == "1"
     waits = section(out, "waiting calls")
     assert waits[0][:3] == ["ELEMENT", "WHO", "OPERATION"]
     rows = {(r[0], r[2]): r for r in waits[1:]}

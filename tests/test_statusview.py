@@ -135,3 +135,35 @@ def test_top_shows_running_and_failed_tasks_first():
 ])
 def test_durations_read_well(seconds, text):
     assert format_seconds(seconds) == text
+
+
+def test_an_x_function_element_names_its_module_as_the_program_did(tmp_path):
+    (tmp_path / "xscale.py").write_text(
+        "import pastset.element\n\nclass Element(pastset.element.Element):\n    pass\n")
+    with pastset.Server(bin_dir=str(tmp_path)) as server:
+        with pastset.PastSet(server.address, authkey=server.authkey) as pset:
+            pset.enter(("Temperature", str, float), "xscale")
+            pset.enter(("plain", int))
+        doc = build_status(run=server.service.hello(), scheduler=server.scheduler.snapshot(),
+                           elements=server.space.templates(), waits=[], flows={})
+    assert [(e["template"], e["xfunction"]) for e in doc["elements"]] == \
+        [("('Temperature', str, float)", "xscale"), ("('plain', int)", None)]
+    lines = render_status(doc, "elements").splitlines()
+    header = next(line for line in lines if line.startswith("ID"))
+    assert "X-FUNCTION" in header
+    assert any(line.startswith("1 ") and "xscale" in line for line in lines)
+    assert "pastset_xfunction" not in "\n".join(lines)
+
+
+def test_a_narrow_top_frame_keeps_every_column_and_cuts_long_values_instead():
+    doc = sample_doc()
+    lines = render_top(doc, 60, 40)
+    assert all(len(line) <= 60 for line in lines)
+    header = lines[lines.index("waiting calls:") + 1]
+    assert header.split() == ["ELEMENT", "WHO", "OPERATION", "WAITED", "TIMEOUT"]
+    rows = lines[lines.index("waiting calls:") + 2:lines.index("waiting calls:") + 4]
+    assert all("…" in row for row in rows)
+    assert [row.split()[-2:] for row in rows] == [["0.00s", "none"], ["0.00s", "30s"]]  # waited, timeout
+    tasks = lines[lines.index("tasks:") + 1]
+    assert tasks.split()[-1] == "EXIT"
+    assert render_top(doc, 200, 40)[lines.index("waiting calls:") + 2].count("…") == 0  # wide: nothing cut

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 from pastset.errors import ConnectError
 from pastset.top import ENTER, HOME, LEAVE, run_top
@@ -31,9 +32,12 @@ def test_in_a_pipe_it_prints_plain_blocks_until_the_run_ends():
     assert run_top(Fetch(3), out=out, tty=False, sleep=slept.append) == 0
     text = out.getvalue()
     assert "\x1b" not in text
-    blocks = text.split("\n\nrun r1")
+    blocks = text.split("\n\npastset top  ")
     assert len(blocks) == 3
     assert "1 queued" in blocks[0] and "3 queued" in blocks[2]
+    stamp = time.strftime("%H:%M:%S", time.localtime(sample_doc()["time"]))
+    assert text.startswith(f"pastset top  {stamp}\nrun r1")  # a log says when each block was taken
+    assert all(block.startswith(f"{stamp}\nrun r1") for block in blocks[1:])
     assert text.rstrip().splitlines()[-1].startswith("pastset top: the run has ended")
     assert slept == [1.0] * 3
 

@@ -26,8 +26,8 @@ def top_of(record, env, interval="0.3"):
 
 
 def blocks(out):
-    """The status blocks top printed, each from its headline (``run ID  tasks: ...``) on."""
-    return [b for b in re.split(r"\n(?=run \S+  tasks: )", out) if b.strip()]
+    """The status blocks top printed, each from its title (``pastset top  HH:MM:SS``) on."""
+    return [b for b in re.split(r"\n(?=pastset top  \d\d:\d\d:\d\d\n)", out) if b.strip()]
 
 
 def test_top_piped_prints_blocks_until_ctrl_c(tmp_path):
@@ -42,7 +42,7 @@ def test_top_piped_prints_blocks_until_ctrl_c(tmp_path):
         shown = blocks(out)
         assert len(shown) >= 2, out
         for block in shown:
-            assert block.startswith(f"run {record['run']}"), block
+            assert re.match(rf"pastset top  \d\d:\d\d:\d\d\nrun {record['run']}", block), block
             assert "elements:" in block and "waiting calls:" in block and "tasks:" in block
             assert "('bounded', int)" in block and "move (blocked by delta 1)" in block
             assert "observer.py" in block and "failer.py" in block
@@ -56,5 +56,5 @@ def test_top_exits_0_when_the_run_ends(tmp_path):
             assert live.wait(30) == 0
             out, err = top.communicate(timeout=30)
     assert top.returncode == 0, err
-    assert out.startswith(f"run {record['run']}")
+    assert re.match(rf"pastset top  \d\d:\d\d:\d\d\nrun {record['run']}", out), out
     assert out.rstrip().splitlines()[-1].startswith("pastset top: the run has ended")

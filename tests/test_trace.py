@@ -289,3 +289,23 @@ def test_a_sampler_is_polled_for_counters_and_only_changes_are_written(path):
     assert points[-1][1] == {"unobserved": 5, "moves": 6}  # the element's real counts at the end
     values = [tuple(args.values()) for _, args in points]
     assert len(values) == len(set(values))  # a value is written when it changes, not every poll
+
+
+def test_a_wait_never_outlasts_its_tasks_slice(path, clock):
+    """The server may notice a killed task's call end only later (or at teardown): its slice
+    stops where the task's does."""
+    with TraceWriter(path, wait_ms=10, clock=clock) as writer:
+        writer.on_event("registered", {"id": "w1", "host": "node1"})
+        writer.on_event("spawned", {"task": "t1", "app": "client.py", "args": []})
+        writer.on_event("started", {"task": "t1", "worker": "w1", "host": "node1", "pid": 5})
+        clock.now += 1.0
+        writer.on_event("failed", {"task": "t1", "returncode": -15, "error": "stopped with the run"})
+        clock.now += 0.5
+        writer.wait_ended(Caller("task", task="t1"), "observe", "('job', int)", 1.0, unfinished=True)
+        writer.wait_ended(Caller("task", task="t1"), "observe", "('late', int)", 0.2)  # began after
+    events = load(path)
+    [task] = [s for s in slices(events) if s["cat"] == "task"]
+    [wait] = [s for s in slices(events) if s["cat"] == "wait"]
+    assert wait["name"] == "observe ('job', int)" and wait["args"]["unfinished"] is True
+    assert wait["ts"] + wait["dur"] == pytest.approx(task["ts"] + task["dur"])
+    assert wait["dur"] == pytest.approx(5e5)

@@ -32,6 +32,15 @@ pastset.PastSet().enter(("never", int)).observe()
 '''
 
 
+def write_apps(tmp_path, sources):
+    """A bin directory under ``tmp_path`` holding the apps ``{name: source}``."""
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    for name, source in sources.items():
+        write_app(apps, name, source)
+    return apps
+
+
 @pytest.fixture(scope="module")
 def mcpi_trace(tmp_path_factory):
     """The events of a traced ``mcpiserver.py`` run with 4 workers, and its stdout."""
@@ -101,10 +110,7 @@ def test_counters_follow_the_elements_real_counts(mcpi_trace):
 
 
 def test_a_killed_run_leaves_a_file_that_loads_and_repairs(tmp_path):
-    apps = tmp_path / "apps"
-    apps.mkdir()
-    write_app(apps, "waiter.py", WAITER)
-    write_app(apps, "sleeper.py", SLEEPER)
+    apps = write_apps(tmp_path, {"waiter.py": WAITER, "sleeper.py": SLEEPER})
     path = tmp_path / "killed.json"
     env = clean_env(str(tmp_path))
     with LiveRun(["run", "--procs", "1", "--bin", str(apps), "--trace", str(path), "waiter.py"], env) as live:
@@ -143,3 +149,29 @@ def test_trace_plot_draws_the_run(mcpi_trace, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"wrote {png}"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+STUCK = '''\
+import pastset
+pset = pastset.PastSet()
+pset.spawn("sleeper.py")
+pset.enter(("nothing", int)).observe()
+'''
+
+
+def test_a_deadlocked_run_shows_the_calls_it_was_stuck_on(tmp_path):
+    """Calls still waiting at teardown never end on their own: the trace gets them anyway."""
+    apps = write_apps(tmp_path, {"stuck.py": STUCK, "sleeper.py": SLEEPER})
+    path = tmp_path / "stuck.json"
+    done = run(["run", "--procs", "1", "--bin", str(apps), "--trace", str(path), "stuck.py"],
+               clean_env(str(tmp_path)), timeout=120)
+    assert done.returncode == 3, done.stderr  # the deadlock report's exit status
+    with open(path, encoding="utf-8") as f:
+        events = json.load(f)
+    waits = {(s["name"], s["args"]["who"]): s for s in trace.slices(events) if s["cat"] == "wait"}
+    app = waits[("observe ('nothing', int)", "app")]
+    task = waits[("observe ('never', int)", "t1")]
+    assert app["pid"] == trace.APP_PID and task["pid"] > trace.WORKER_PID_BASE
+    for wait in (app, task):
+        assert wait["args"]["unfinished"] is True and wait["args"]["timeout"] is None
+        assert wait["dur"] >= 2_000_000  # deadlock_grace is 3 s

@@ -102,3 +102,29 @@ def test_without_matplotlib_the_error_says_how_to_install_it(tmp_path):
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "pip install 'pastset[plot]'" in out.stdout, out.stderr
+
+
+def test_the_counter_legend_hides_no_data_and_names_each_element_once(tmp_path):
+    path = tmp_path / "run.json"
+    clock = FakeClock()
+    writer = TraceWriter(str(path), clock=clock)
+    writer.app_started("app.py")
+    for n in range(6):  # many elements: a legend inside the plot would cover it
+        for step in range(5):
+            clock.now += 0.1
+            writer.counters(n + 1, f"('element{n}', int)", unobserved=step, moves=1_000_000 * step)  # wide numbers
+    writer.app_ended(0)
+    writer.close()
+    fig = traceplot.figure(str(path))
+    try:
+        fig.canvas.draw()
+        timeline, counters = fig.axes[:2]
+        legend = counters.get_legend()
+        assert [t.get_text() for t in legend.get_texts()] == [f"#{n + 1} ('element{n}', int)" for n in range(6)]
+        box = legend.get_window_extent()
+        renderer = fig.canvas.get_renderer()
+        for axes in fig.axes:  # the timeline, the counters and their right axis (its ticks and label too)
+            assert not box.overlaps(axes.get_window_extent()), axes
+            assert not box.overlaps(axes.yaxis.get_tightbbox(renderer)), axes
+    finally:
+        matplotlib.pyplot.close(fig)
