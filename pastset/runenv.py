@@ -32,3 +32,6 @@ def caller_identity() -> dict:
 
 HALT = "halt"  #: next_task's answer after halt(): no more tasks will come
 STOP = "stop"  #: next_task's answer when the run ends: stop every task now
+
+#: the reason a worker gives for a task it ended because the run was over (not a failure of the task)
+STOPPED_WITH_RUN = "stopped with the run"

@@ -1,7 +1,7 @@
 """``pastset trace-plot FILE -o out.png``: a run's trace drawn as a PNG timeline.
 
 For where no browser can open Perfetto: one row per track (the app, each worker's task
-tracks, waits), task bars labelled with their task id and program, failed tasks in red,
+tracks, waits), task bars labelled with their task id and program, failed tasks in red (not those the run stopped at its end),
 long waits in grey; below, each element's unobserved tuples over time. Reads closed and
 unterminated trace files alike. Needs matplotlib, the optional ``plot`` extra:
 ``pip install 'pastset[plot]'``.
@@ -12,6 +12,7 @@ import argparse
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import PastSetError
+from .runenv import STOPPED_WITH_RUN
 from .trace import APP_PID, counter_series, load, names, slices
 
 INSTALL_HINT = "pastset trace-plot needs matplotlib: pip install 'pastset[plot]'"
@@ -45,6 +46,9 @@ def rows(events: List[Dict[str, Any]]) -> List[Tuple[Tuple[int, int], str]]:
 
 
 def _failed(args: Dict[str, Any]) -> bool:
+    """A task that failed; one the run stopped at its end (a server loop's clients) did not."""
+    if args.get("error") == STOPPED_WITH_RUN:
+        return False
     code = args.get("exit code")
     return bool(args.get("error")) or (code is not None and code != 0)
 

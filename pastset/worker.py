@@ -27,7 +27,7 @@ from .deadlock import TaskSampler
 from .errors import ConnectError, PastSetError
 from .output import read_lines
 from .protocol import WorkerSession
-from .runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, HALT, RUN_ENV, STOP, TASK_ENV, WORKER_ENV
+from .runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, HALT, RUN_ENV, STOP, STOPPED_WITH_RUN, TASK_ENV, WORKER_ENV
 from .processes import start_child, stop_child
 from .task import app_not_found
 from .transport import format_address, parse_address
@@ -264,7 +264,7 @@ class Worker:
         for task_id, proc in running.items():
             code = stop_child(proc, TASK_GRACE)
             try:
-                self.session.task_finished(task_id, code, "stopped with the run")
+                self.session.task_finished(task_id, code, STOPPED_WITH_RUN)
             except PastSetError:
                 pass
 
