@@ -121,7 +121,7 @@ class RemoteServer:
         host, port = parse_address(line)
         self._address = (bind if host in ("0.0.0.0", "::") else host, port)
         self._follow(self.proc.stdout, lambda text: self.mux.line("out", text), keep=False)
-        log.info("server on %s at %s", self.master, format_address(self._address))
+        log.debug("server on %s at %s", self.master, format_address(self._address))
         return self
 
     def _relay_err(self, text: str) -> None:

@@ -121,21 +121,23 @@ class Run:
         self.launcher = info.cls(self.settings, self.settings.launcher_options(info.name))
         previous = self._install_signal_handlers()
         restore_log = _log_through(self.status) if self.stderr is sys.stderr else None
+        code: Optional[int] = None
         try:
             try:
                 self._start_server(bin_dir)
                 self._start_workers(bin_dir)
                 code = self._run_app(app_path)
-                log_event(log, "run-end", {"code": code, "failed": self._failed or None})
                 return code
             except RunInterrupted as exc:
                 self.say("run-stopping", {"reason": f"interrupted by {exc}"})
-                return 128 + exc.signum
+                code = 128 + exc.signum
+                return code
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 signal.signal(signum, signal.SIG_IGN)  # teardown is bounded; let it finish
             try:
                 self.teardown()
+                log_event(log, "run-end", {"code": code, "failed": self._failed or None})
             finally:
                 for signum, handler in previous.items():
                     signal.signal(signum, handler)

@@ -744,7 +744,7 @@ class Server:
             _raise_fd_limit()
             self._core = ManagerServer(self.service, self._requested_address, self.authkey, **self._limits)
             self._core.start()
-            log.info("serving the tuple space on %s:%s", *self.address)
+            log.debug("serving the tuple space on %s:%s", *self.address)  # the run-start event says it
         return self
 
     def close(self) -> None:
