@@ -111,6 +111,7 @@ class Run:
         self.deadlocked = threading.Event()
         self._view: Dict[str, Any] = {}
         self._failed = 0  # tasks that failed, for the run-end event
+        self._summary: Optional[str] = None  # which tasks failed, printed last
 
     # -- the whole run ----------------------------------------------------------------
     def execute(self) -> int:
@@ -138,6 +139,8 @@ class Run:
             try:
                 self.teardown()
                 log_event(log, "run-end", {"code": code, "failed": self._failed or None})
+                if self._summary:  # the run's last lines, after the teardown's
+                    self._write_status(self._summary)
             finally:
                 for signum, handler in previous.items():
                     signal.signal(signum, handler)
@@ -295,15 +298,14 @@ class Run:
             self.deadlocked.set()
 
     def _failure_summary(self) -> None:
-        """The run's last lines when tasks failed: how many of how many, and which."""
+        """The run's last lines when tasks failed (how many of how many, and which), taken
+        while the server is still there."""
         try:
             view = self._deadlock_view()
         except PastSetError:
             return
         self._failed = len(view["failed"])
-        summary = failure_summary(view["failed"], view["activity"]["tasks"])
-        if summary is not None:
-            self._write_status(summary)
+        self._summary = failure_summary(view["failed"], view["activity"]["tasks"])
 
     # -- teardown ---------------------------------------------------------------------
     def teardown(self) -> None:

@@ -115,3 +115,15 @@ def test_default_level_shows_what_went_wrong_once(apps, env):
         done.stderr
     assert done.stderr.count("pastset: deadlock: ") == 1, done.stderr
     assert "crashing now" in done.stdout and "fine" in done.stdout
+
+
+def test_the_failure_summary_is_last_even_after_the_teardown_events(apps, env):
+    write_app(apps, "waits.py", "import pastset\npset = pastset.PastSet()\n"
+                                "print([pset.spawn(a, [3]).wait(60) for a in ('crash.py', 'fine.py')])\n")
+    done = run(["run", "--procs", "1", "--bin", str(apps), "--log-level", "info", "waits.py"], env, timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[3, 0]", done.stdout
+    assert find_events(done.stderr, "run-end")[0]["failed"] == "1", done.stderr
+    last = done.stderr.splitlines()[-2:]
+    assert last[0] == "pastset: 1 of 2 tasks failed:", done.stderr
+    assert last[1].startswith("  task t1 (crash.py) exited with code 3 [w1@"), done.stderr
