@@ -24,6 +24,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 #: every event a run reports, and the facts each carries
 EVENTS = {
     "run-start": "launcher, address (the server's), bin",
+    "job-submitted": "system, job, name, workers (a batch job for the workers)",
+    "job-state": "system, job, state (each change the runner sees)",
     "worker-registered": "worker, host",
     "task-queued": "task, app",
     "task-started": "task, app, worker, host, pid",
