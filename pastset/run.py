@@ -247,9 +247,9 @@ class Run:
             code = self._wait_app()
         finally:
             self.watch.stop()
-        if self.deadlocked.is_set():  # the app waits forever: stop it, or its output never ends
-            stop_child(self.app_proc, grace=2.0)
-        app_output.join(5)
+        # the app's output ends when it exits; an app still running (deadlock, abort) keeps its
+        # pipe open until teardown stops it, so don't wait for that
+        app_output.join(5 if self.app_proc.poll() is not None else 0.1)
         if code != DEADLOCK_EXIT or not self.deadlocked.is_set():  # the report named them already
             self._failure_summary()
         return code
