@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import LaunchError
+from .events import StatusLines
 from .hostfile import read_host_file  # noqa: F401 (the batch plugins read node files with it)
 from .launcher import Launcher, WorkerLaunch, lines_option, run_command, text_option
 from .processes import kill_recorded, process_identity, start_child, stop_child
@@ -327,8 +328,8 @@ class BatchLauncher(Launcher):
         if not match:
             raise LaunchError(f"{self.submit_command[0]} printed no job id: {out.strip()!r}")
         self.job_id = match.group(1)
-        self._say(f"submitted {self.system} job {self.job_id} ({self.job_name(launch)}) for "
-                  f"{launch.count} worker(s)")
+        self._say("job-submitted", {"system": self.system, "job": self.job_id, "name": self.job_name(launch),
+                                    "workers": launch.count})
 
     def start_child(self, label: str, argv: Sequence[str], *, env: Optional[Mapping[str, str]] = None,
                     stdin_line: Optional[bytes] = None) -> None:
@@ -367,7 +368,7 @@ class BatchLauncher(Launcher):
         text = f"{self.system} job {self.job_id} {state.describe()}"
         if text != self._shown:
             self._shown = text
-            self._say(text)
+            self._say("job-state", {"system": self.system, "job": self.job_id, "state": state.describe()})
         return state
 
     def problems(self) -> List[str]:
@@ -460,7 +461,11 @@ class BatchLauncher(Launcher):
         return done
 
     # -- helpers ----------------------------------------------------------------------
-    def _say(self, text: str) -> None:
-        log.info("%s", text)
-        sys.stderr.write(f"pastset: {text}\n")
-        sys.stderr.flush()
+    def _say(self, event: str, facts: Dict[str, Any]) -> None:
+        """A status line about the job, once on stderr and in the log."""
+        StatusLines(_write_stderr, log)(event, facts, logging.INFO)
+
+
+def _write_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()

@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--authkey-stdin", action="store_true", required=True,
                         help="read the authkey from the first stdin line; stop when stdin reaches EOF")
     server.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error", "critical"))
+    server.add_argument("--label-output", choices=("true", "false"), default="false",
+                        help="start task output lines with [TASKID] (the run decides)")
+    server.add_argument("--max-connections", type=int, default=None, help="the run's max_connections")
     for sub in commands.choices.values():
         sub.set_defaults(command_parser=sub)  # usage errors found after parsing use its usage
     return parser
@@ -202,9 +205,10 @@ def _load_settings(args: argparse.Namespace, pm: Any) -> Any:
 
 def _setup_logging(level: str, path: str = "") -> None:
     """Log records at ``level`` and above to stderr (and ``path``), as event lines."""
-    from .events import EventFormatter
+    from .events import EventFormatter, NotShown
 
     handlers: List[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers[0].addFilter(NotShown())  # the runner wrote those lines on stderr itself
     if path:
         handlers.append(logging.FileHandler(path))
     for handler in handlers:
@@ -262,7 +266,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .remote_server import serve
 
         _setup_logging(args.log_level)
-        return serve(args.bind, args.port, args.bin, args.run, verbose=args.log_level in ("debug", "info"))
+        return serve(args.bind, args.port, args.bin, args.run, labels=args.label_output == "true",
+                     max_connections=args.max_connections)
 
     from .plugins import get_plugin_manager
 

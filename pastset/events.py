@@ -5,28 +5,44 @@ from :data:`EVENTS`, then its facts. Values with spaces or quotes are double-quo
 line can be split back into its fields (:func:`parse_line`). :class:`EventFormatter`
 gives log records the same shape, and :func:`scheduler_event` turns the scheduler's
 ``on_event`` calls into events.
+
+Each event is written once on stderr. The runner shows the events a user must see
+(:data:`SHOWN_EVENTS`) whatever the log level, through :class:`StatusLines`, which also
+logs them marked as shown; the stderr log handler leaves shown records out
+(:class:`NotShown`), so at ``--log-level info`` nothing appears twice while the log file
+still has every event.
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
 import shlex
 import time
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 #: every event a run reports, and the facts each carries
 EVENTS = {
     "run-start": "launcher, address (the server's), bin",
+    "job-submitted": "system, job, name, workers (a batch job for the workers)",
+    "job-state": "system, job, state (each change the runner sees)",
     "worker-registered": "worker, host",
     "task-queued": "task, app",
     "task-started": "task, app, worker, host, pid",
     "task-ended": "task, app, code, duration",
     "task-failed": "task, app, worker, host, code or reason, duration",
     "worker-lost": "worker, host, reason, tasks",
-    "deadlock": "held, calls",
-    "teardown": "step (stop-workers, stop-launcher, stop-server, remove-record), and what it found",
+    "deadlock": "held, calls, failed, then (abort or report); the report follows",
+    "run-stopping": "reason (a signal, on_failure = abort)",
+    "trace": "msg (why this run goes untraced)",
+    "task-stopped": "task, app, worker, host, code (killed as the run stopped)",
+    "worker-left": "worker, host (it left as the run stopped)",
+    "teardown": "step (stop-app, stop-workers, stop-launcher, stop-server, remove-record), and what it found",
     "run-end": "code, failed (tasks)",
 }
+
+#: events the runner shows on stderr at any log level: what went wrong
+SHOWN_EVENTS = ("task-failed", "worker-lost", "deadlock", "run-stopping")
 
 
 def _value(value: Any) -> str:
@@ -37,7 +53,7 @@ def _value(value: Any) -> str:
     else:
         text = str(value)
     if not text or any(c.isspace() or c in "\"'=\\" for c in text):
-        return json.dumps(text)
+        return json.dumps(text, ensure_ascii=False)
     return text
 
 
@@ -61,6 +77,26 @@ def parse_line(line: str) -> Tuple[str, str, Dict[str, str]]:
     return words[0], words[1], facts
 
 
+#: the start of an event line
+EVENT_LINE = re.compile(r"pastset: \d\d:\d\d:\d\d\.\d{3} [a-z-]+(?: |$)")
+
+
+def find_events(text: str, event: Optional[str] = None) -> List[Dict[str, str]]:
+    """The facts of every event line in ``text`` (of ``event`` only, when given), in order;
+    each has its event's name under ``"event"``."""
+    found = []
+    for line in text.splitlines():
+        if not EVENT_LINE.match(line):
+            continue
+        try:
+            _, name, facts = parse_line(line)
+        except ValueError:
+            continue
+        if event is None or name == event:
+            found.append(dict(facts, event=name))
+    return found
+
+
 class EventFormatter(logging.Formatter):
     """Log records as event lines: a record's ``event`` and ``facts`` extras when it has
     them (``log.info("...", extra={"event": "task-started", "facts": {...}})``), else
@@ -73,14 +109,63 @@ class EventFormatter(logging.Formatter):
             event = record.name.rsplit(".", 1)[-1]
             facts = {"level": record.levelname.lower(), "msg": record.getMessage()}
         line = format_event(event, facts, record.created)
+        detail = getattr(record, "detail", None)
+        if detail:
+            line += "\n" + detail
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
 
 
-def log_event(logger: logging.Logger, event: str, facts: Mapping[str, Any], level: int = logging.INFO) -> None:
-    """Log ``event`` with its facts so :class:`EventFormatter` writes it as an event line."""
-    logger.log(level, "%s %s", event, facts, extra={"event": event, "facts": dict(facts)})
+def log_event(logger: logging.Logger, event: str, facts: Mapping[str, Any], level: int = logging.INFO,
+              shown: bool = False, detail: Optional[str] = None) -> None:
+    """Log ``event`` with its facts so :class:`EventFormatter` writes it as an event line
+    (followed by ``detail``'s lines). ``shown``: the runner wrote it on stderr already."""
+    logger.log(level, "%s %s", event, facts,
+               extra={"event": event, "facts": dict(facts), "shown": shown, "detail": detail})
+
+
+class NotShown(logging.Filter):
+    """For the stderr log handler: leaves out the records the runner showed there itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "shown", False)
+
+
+class StatusLines:
+    """The runner's status lines: each event written as one line through ``write`` (a
+    callable taking the line, no newline) and logged as shown, so it is on stderr once and
+    in the log file too."""
+
+    def __init__(self, write: Callable[[str], None], logger: logging.Logger):
+        self.write = write
+        self.logger = logger
+
+    def __call__(self, event: str, facts: Mapping[str, Any], level: int = logging.WARNING) -> None:
+        self.write(format_event(event, facts))
+        log_event(self.logger, event, facts, level, shown=True)
+
+
+class EventReporter:
+    """The scheduler's ``on_event``: every event logged, what went wrong shown on stderr."""
+
+    def __init__(self, status: StatusLines):
+        self.status = status
+
+    def __call__(self, kind: str, info: Mapping[str, Any]) -> None:
+        event = scheduler_event(kind, info)
+        if event is None:
+            return
+        name, facts = event
+        if name in SHOWN_EVENTS:
+            self.status(name, facts, event_level(name))
+        else:
+            log_event(self.status.logger, name, facts)
+
+
+def event_level(event: str) -> int:
+    """The log level of ``event``: warning for what went wrong, info for the rest."""
+    return logging.WARNING if event in SHOWN_EVENTS else logging.INFO
 
 
 def scheduler_event(kind: str, info: Mapping[str, Any]) -> Optional[Tuple[str, Dict[str, Any]]]:
@@ -95,10 +180,15 @@ def scheduler_event(kind: str, info: Mapping[str, Any]) -> Optional[Tuple[str, D
     if kind == "finished":
         return "task-ended", {"task": info["task"], "app": info["app"], "code": info["returncode"],
                               "duration": info.get("duration")}
+    if kind == "failed" and info.get("stopping"):
+        return "task-stopped", {"task": info["task"], "app": info["app"], "worker": info["worker"],
+                                "host": info["host"], "code": info["returncode"]}
     if kind == "failed":
         return "task-failed", {"task": info["task"], "app": info["app"], "worker": info["worker"],
                                "host": info["host"], "code": info["returncode"], "reason": info.get("error"),
                                "duration": info.get("duration")}
+    if kind == "lost" and info.get("stopping"):
+        return "worker-left", {"worker": info["worker"], "host": info["host"]}
     if kind == "lost":
         return "worker-lost", {"worker": info["worker"], "host": info["host"], "reason": info["reason"],
                                "tasks": info.get("tasks") or None}

@@ -157,6 +157,19 @@ def _same_device(fd1: int, fd2: int) -> bool:
     return (a.st_dev, a.st_ino, a.st_rdev) == (b.st_dev, b.st_ino, b.st_rdev)
 
 
+def _no_output_processing(fd: int) -> None:
+    """Leave the app's newlines alone on its pseudo-terminal: the run's own terminal turns
+    them into CR LF already, and doing it twice sends CR CR LF."""
+    import termios
+
+    try:
+        attrs = termios.tcgetattr(fd)
+        attrs[1] &= ~termios.OPOST
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+    except termios.error:
+        pass
+
+
 class AppOutput:
     """Carries the app's stdout and stderr to the mux, line by line.
 
@@ -173,6 +186,7 @@ class AppOutput:
         self._pipes: Dict[str, Tuple[int, int]] = {}
         if terminal:
             self._pipes["out"] = os.openpty()  # (parent end, child end)
+            _no_output_processing(self._pipes["out"][1])
         else:
             self._pipes["out"] = os.pipe()
         self._pipes["err"] = os.pipe()

@@ -4,7 +4,9 @@ Runner side, :class:`RemoteServer` stands in for :class:`pastset.server.Server` 
 it starts ``python -m pastset server --bind HOST --port N --bin DIR --run ID --authkey-stdin``
 on the master with the ssh client rules of :mod:`pastset.remote`, writes the authkey down ssh's stdin
 (never onto a command line), reads the bound address from the first stdout line, and then
-copies what the server prints (task output, events) to this terminal. Closing it closes
+copies what the server prints to the run's output: task lines (labelled on the master when
+the run labels them) whole through the run's mux, and event lines into this run's status
+lines and log, so a run with a remote master reads and logs like a local one. Closing it closes
 ssh's stdin; the server takes EOF as "stop" — and so does a runner that was SIGKILLed,
 because its ssh client dies with it (PR_SET_PDEATHSIG).
 
@@ -19,9 +21,11 @@ import socket
 import subprocess
 import sys
 import threading
-from typing import Any, List, Optional, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .errors import LaunchError
+from .events import EventReporter, StatusLines, event_level, find_events, log_event
+from .output import OutputMux
 from .processes import start_child, stop_child
 from .remote import remote_command, ssh_client_argv
 from .transport import format_address, parse_address
@@ -62,14 +66,15 @@ class RemoteServer:
     """A tuple-space server running on ``master``, driven over ssh (see the module doc)."""
 
     def __init__(self, settings: Any, master: str, authkey: bytes, bin_dir: str, run_id: str,
-                 pythonpath: str, stderr: Optional[TextIO] = None):
+                 pythonpath: str, mux: OutputMux, say: StatusLines):
         self.settings = settings
         self.master = master
         self._authkey = authkey
         self.bin_dir = bin_dir
         self.run_id = run_id
         self.pythonpath = pythonpath
-        self.stderr = stderr if stderr is not None else sys.stderr
+        self.mux = mux
+        self.say = say
         self.proc: Optional[subprocess.Popen] = None
         self._address: Optional[Tuple[str, int]] = None
         self._errors: List[str] = []
@@ -86,7 +91,9 @@ class RemoteServer:
         bind = self.settings.bind or master_address(self.master)
         argv = self.settings.python_argv(remote=True) + [
             "-m", "pastset", "server", "--bind", bind, "--port", str(self.settings.port), "--bin", self.bin_dir,
-            "--run", self.run_id, "--authkey-stdin", "--log-level", self.settings.log_level]
+            "--run", self.run_id, "--authkey-stdin", "--log-level", self.settings.log_level,
+            "--label-output", "true" if self.mux.labels else "false",
+            "--max-connections", str(self.settings.max_connections)]
         command = remote_command(argv, self.bin_dir, {"PYTHONPATH": self.pythonpath})
         ssh = ssh_client_argv(self.settings.ssh_argv)
         try:
@@ -100,7 +107,7 @@ class RemoteServer:
             self.proc.stdin.flush()
         except OSError:
             pass  # ssh died: the error is on its stderr
-        self._follow(self.proc.stderr, self.stderr, keep=True)
+        self._follow(self.proc.stderr, self._relay_err, keep=True)
         first: List[bytes] = []
         reader = threading.Thread(target=lambda: first.append(self.proc.stdout.readline()), daemon=True)
         reader.start()
@@ -113,11 +120,24 @@ class RemoteServer:
             raise LaunchError(f"master: the server on {self.master} did not start: {what}")
         host, port = parse_address(line)
         self._address = (bind if host in ("0.0.0.0", "::") else host, port)
-        self._follow(self.proc.stdout, sys.stdout, keep=False)
-        log.info("server on %s at %s", self.master, format_address(self._address))
+        self._follow(self.proc.stdout, lambda text: self.mux.line("out", text), keep=False)
+        log.debug("server on %s at %s", self.master, format_address(self._address))
         return self
 
-    def _follow(self, pipe: Any, target: TextIO, keep: bool) -> None:
+    def _relay_err(self, text: str) -> None:
+        """A line of the master's stderr: an event line joins this run's status lines and
+        log (written here once); anything else is shown as it is."""
+        self.mux.line("err", text)
+        for facts in find_events(text):
+            self._log_relayed(facts.pop("event"), facts)
+
+    def _log_relayed(self, event: str, facts: Dict[str, str]) -> None:
+        level = event_level(event)
+        if facts.get("level") in ("warning", "error", "critical"):
+            level = logging.WARNING
+        log_event(self.say.logger, event, facts, level, shown=True)
+
+    def _follow(self, pipe: Any, target: Callable[[str], None], keep: bool) -> None:
         """Copy ``pipe`` line by line to ``target`` (and keep stderr lines for error messages)."""
         def copy() -> None:
             with pipe:
@@ -126,8 +146,7 @@ class RemoteServer:
                     if keep and self._address is None:
                         self._errors.append(text.strip())
                         continue  # before the start: reported in the error, not twice
-                    target.write(text)
-                    target.flush()
+                    target(text.rstrip("\n"))
 
         thread = threading.Thread(target=copy, name=f"pastset-master-{self.master}", daemon=True)
         thread.start()
@@ -152,13 +171,14 @@ class RemoteServer:
             thread.join(1.0)
 
 
-def serve(bind: str, port: int, bin_dir: str, run_id: str, verbose: bool = False) -> int:
+def serve(bind: str, port: int, bin_dir: str, run_id: str, labels: bool = False,
+          max_connections: Optional[int] = None) -> int:
     """``python -m pastset server``: serve until stdin reaches EOF or SIGTERM/SIGHUP/SIGINT.
 
     The authkey is the first stdin line. The bound address is the first stdout line; task
-    output follows on stdout and events on stderr, as in an in-process run.
+    output follows on stdout (whole lines, ``[TASKID] ``-labelled with ``labels``) and
+    event lines on stderr, as in an in-process run.
     """
-    from .run import EventReporter
     from .server import Server
 
     key = sys.stdin.readline().strip()
@@ -180,8 +200,10 @@ def serve(bind: str, port: int, bin_dir: str, run_id: str, verbose: bool = False
 
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    server = Server((bind, port), authkey, os.path.abspath(bin_dir), run_id=run_id,
-                    on_event=EventReporter(sys.stderr, verbose))
+    mux = OutputMux(1, 2, labels)
+    extra = {} if max_connections is None else {"max_connections": max_connections}
+    server = Server((bind, port), authkey, os.path.abspath(bin_dir), run_id=run_id, output=mux.task_line,
+                    on_event=EventReporter(StatusLines(lambda line: mux.line("err", line), log)), **extra)
     server.start()
     try:
         sys.stdout.write(format_address(server.address) + "\n")

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from . import runrecord
 from .deadlock import DeadlockWatch, Verdict, failure_summary, format_report
-from .events import log_event, scheduler_event
+from .events import EventReporter, StatusLines, log_event
 from .errors import LaunchError, PastSetError, SettingsError
 from .launcher import Launcher, WorkerLaunch
 from .output import AppOutput, OutputMux, labels_on
@@ -84,33 +84,6 @@ def pastset_pythonpath(environ: Dict[str, str]) -> str:
     return os.pathsep.join(parts)
 
 
-class EventReporter:
-    """Turns scheduler events into the lines a user sees on stderr."""
-
-    def __init__(self, stream: TextIO, verbose: bool = False):
-        self.stream = stream
-        self.verbose = verbose
-
-    def __call__(self, kind: str, info: Dict[str, Any]) -> None:
-        event = scheduler_event(kind, info)
-        if event is not None:  # the log has one line per event, teardown's too
-            log_event(log, *event)
-        if info.get("stopping"):
-            return
-        line = None
-        if kind == "failed":
-            what = (info.get("error") or f"exited with code {info.get('returncode')}")
-            line = f"task {info['task']} ({info['app']}) on {info['host']} failed: {what}"
-        elif kind == "lost":
-            tasks = f", taking tasks {', '.join(info['tasks'])} with it" if info.get("tasks") else ""
-            line = f"worker {info['worker']} on {info['host']} was lost ({info['reason']}){tasks}"
-        elif self.verbose and kind == "registered":
-            line = f"worker {info['id']} registered from {info['host']}"
-        if line:
-            self.stream.write(f"pastset: {line}\n")
-            self.stream.flush()
-
-
 class Run:
     """One ``pastset run``; :meth:`execute` returns the exit code."""
 
@@ -133,36 +106,46 @@ class Run:
         # every line the run writes goes through the mux, so none is split by another
         self.mux = OutputMux(1, 2, labels_on(settings.label_output, _isatty(1)))
         self.status = _MuxStream(self.mux, "err") if self.stderr is sys.stderr else self.stderr
+        self.say = StatusLines(lambda line: self._write_status(line), log)
         self.watch: Optional[DeadlockWatch] = None
         self.deadlocked = threading.Event()
         self._view: Dict[str, Any] = {}
+        self._failed = 0  # tasks that failed, for the run-end event
+        self._summary: Optional[str] = None  # which tasks failed, printed last
 
     # -- the whole run ----------------------------------------------------------------
     def execute(self) -> int:
         bin_dir = self.settings.bin_dir()
         app_path = resolve_app(self.app, bin_dir)
         info, why = choose_launcher(self.settings, self.registry)
-        log.info("launcher %s (%s)", info.name, why)
+        self.launcher_why = why
         self.launcher = info.cls(self.settings, self.settings.launcher_options(info.name))
         previous = self._install_signal_handlers()
+        restore_log = _log_through(self.status) if self.stderr is sys.stderr else None
+        code: Optional[int] = None
         try:
             try:
                 self._start_server(bin_dir)
                 self._start_workers(bin_dir)
                 code = self._run_app(app_path)
-                log_event(log, "run-end", {"code": code})
                 return code
             except RunInterrupted as exc:
-                self._say(f"interrupted by {exc}; stopping the run")
-                return 128 + exc.signum
+                self.say("run-stopping", {"reason": f"interrupted by {exc}"})
+                code = 128 + exc.signum
+                return code
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 signal.signal(signum, signal.SIG_IGN)  # teardown is bounded; let it finish
             try:
                 self.teardown()
+                log_event(log, "run-end", {"code": code, "failed": self._failed or None})
+                if self._summary:  # the run's last lines, after the teardown's
+                    self._write_status(self._summary)
             finally:
                 for signum, handler in previous.items():
                     signal.signal(signum, handler)
+                if restore_log is not None:
+                    restore_log()
 
     # -- steps ------------------------------------------------------------------------
     def _start_server(self, bin_dir: str) -> None:
@@ -171,12 +154,11 @@ class Run:
 
         if not is_this_host(self.settings.master):  # on `master`, over ssh
             self.server = RemoteServer(self.settings, self.settings.master, self.authkey, bin_dir, self.run_id,
-                                       pastset_pythonpath(dict(os.environ)), stderr=self.stderr)
+                                       pastset_pythonpath(dict(os.environ)), self.mux, self.say)
         else:
             host = self.settings.bind or self.launcher.bind_host()
-            verbose = self.settings.log_level in ("debug", "info")
             self.server = Server((host, self.settings.port), self.authkey, bin_dir, run_id=self.run_id,
-                                 output=self.mux.task_line, on_event=EventReporter(self.status, verbose),
+                                 output=self.mux.task_line, on_event=EventReporter(self.say),
                                  max_connections=self.settings.max_connections)
         try:
             self.server.start()
@@ -185,7 +167,8 @@ class Run:
             raise SettingsError(
                 f"cannot listen on {host}:{self.settings.port}: {exc.strerror or exc} "
                 f"(bind from {self.settings.source('bind')}, port from {self.settings.source('port')})") from None
-        self.trace = start_trace(self.settings, self.server, self._say)
+        self.trace = start_trace(self.settings, self.server,
+                                 lambda text: self.say("trace", {"msg": text}, logging.INFO))
         bound_host, port = self.server.address
         self.address = (self.launcher.advertised_host(bound_host), port)
         self.control = RunControl(("127.0.0.1", port) if bound_host in ("0.0.0.0", "::") else (bound_host, port),
@@ -197,7 +180,8 @@ class Run:
         }
         runrecord.write_record(self.record)
         log_event(log, "run-start", {"run": self.run_id, "launcher": self.launcher.name,
-                                     "address": format_address(self.address), "bin": bin_dir})
+                                     "why": self.launcher_why, "address": format_address(self.address),
+                                     "bin": bin_dir})
 
     def _start_workers(self, bin_dir: str) -> None:
         assert self.launcher is not None and self.control is not None
@@ -283,7 +267,7 @@ class Run:
             if abort:
                 state = self.control.run_state()
                 if state["failed_tasks"] or state["lost"]:
-                    self._say("a task or worker failed and on_failure = abort: stopping the run")
+                    self.say("run-stopping", {"reason": "a task or worker failed and on_failure = abort"})
                     return 1
 
     # -- deadlock detection and the failure summary -------------------------------------
@@ -303,25 +287,25 @@ class Run:
 
     def _on_deadlock(self, verdict: Verdict, view: Dict[str, Any]) -> None:
         aborting = self.settings.on_deadlock == "abort"
+        self._failed = len(view.get("failed", []))
         report = format_report(verdict.waits, view.get("elements", {}), view.get("failed", []),
                                verdict.held, aborting=aborting)
+        self.mux.line("err", report)  # the report is the status line; the log has both
         log_event(log, "deadlock", {"held": verdict.held, "calls": len(verdict.waits),
-                                    "failed": len(view.get("failed", [])), "then": self.settings.on_deadlock})
-        self.mux.line("err", report)
+                                    "failed": len(view.get("failed", [])), "then": self.settings.on_deadlock},
+                  logging.WARNING, shown=True, detail=report)
         if aborting:
             self.deadlocked.set()
 
     def _failure_summary(self) -> None:
-        """The run's last lines when tasks failed: how many of how many, and which."""
+        """The run's last lines when tasks failed (how many of how many, and which), taken
+        while the server is still there."""
         try:
             view = self._deadlock_view()
         except PastSetError:
             return
-        summary = failure_summary(view["failed"], view["activity"]["tasks"])
-        if summary is not None:
-            for line in summary.splitlines():
-                self.status.write(line + "\n")
-            self.status.flush()
+        self._failed = len(view["failed"])
+        self._summary = failure_summary(view["failed"], view["activity"]["tasks"])
 
     # -- teardown ---------------------------------------------------------------------
     def teardown(self) -> None:
@@ -344,8 +328,9 @@ class Run:
             try:
                 self.launcher.stop(grace=2.0)
             except Exception as exc:  # teardown goes on; the user must hear of it
-                self._say(f"stopping the {self.launcher.name} launcher failed: {exc}")
-            log_event(log, "teardown", {"step": "stop-launcher", "launcher": self.launcher.name})
+                self.say("teardown", {"step": "stop-launcher", "launcher": self.launcher.name, "error": str(exc)})
+            else:
+                log_event(log, "teardown", {"step": "stop-launcher", "launcher": self.launcher.name})
         if self.trace is not None:  # before the server closes: its last counts are sampled
             self.trace.close()
         if self.server is not None:
@@ -365,8 +350,8 @@ class Run:
             previous[signum] = signal.signal(signum, interrupted)
         return previous
 
-    def _say(self, text: str) -> None:
-        self.status.write(f"pastset: {text}\n")
+    def _write_status(self, text: str) -> None:
+        self.status.write(text + "\n")
         self.status.flush()
 
 
@@ -379,6 +364,21 @@ def _isatty(fd: int) -> bool:
         return os.isatty(fd)
     except OSError:
         return False
+
+
+def _log_through(stream: Any) -> Any:
+    """Send the stderr log handlers' lines through ``stream`` (the run's mux), so a log
+    line is never cut by task output; returns the function that undoes it."""
+    moved = [h for h in logging.getLogger().handlers
+             if type(h) is logging.StreamHandler and h.stream is sys.stderr]
+    for handler in moved:
+        handler.setStream(stream)
+
+    def restore() -> None:
+        for handler in moved:
+            handler.setStream(sys.stderr)
+
+    return restore
 
 
 class _MuxStream:
@@ -419,7 +419,7 @@ class Progress:
         changed = have != self.last
         if changed:
             self.last = have
-            log.info("%d of %d workers registered", have, self.wanted)
+            log.debug("%d of %d workers registered", have, self.wanted)
         if self.tty and (changed or not self.shown) and time.monotonic() - self.started > 0.3:
             self.stream.write(f"\rpastset: waiting for workers: {have}/{self.wanted} registered ")
             self.stream.flush()

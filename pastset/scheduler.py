@@ -285,7 +285,7 @@ class Scheduler:
                             wait_within_call(self._changed)
                         except Timeout:
                             waited = time.monotonic() - began
-                            raise Timeout(f"task {task_id} ({task.app}) has not ended after {waited:.3g} s: "
+                            raise Timeout(f"task {task_id} ({task.app}) has not ended after {round(waited, 3):.15g} s: "
                                           f"it is {PUBLIC_STATE[task.state]}") from None
             return task_view(task)
 

@@ -33,7 +33,8 @@ from .space import TupleSpace
 from .statusdoc import build_status
 from .waits import Caller, FlowCounters, WaitRegistry
 from .validation import (check_app_args, check_app_name, check_count, check_delta, check_id, check_index,
-                         check_int, check_module_name, check_seconds, check_template, check_timeout, show)
+                         check_int, check_module_name, check_output_lines, check_seconds, check_template,
+                         check_timeout, show)
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ class WorkerService:
     @exposed
     def emit(self, lines: List[Tuple[str, str, str]]) -> None:
         """Print task output lines (stream "out"/"err", task id, text) on the run's terminal."""
-        for stream, task_id, text in lines:
+        for stream, task_id, text in check_output_lines(lines):
             self.task_output(stream, task_id, text)
 
     def disconnected(self, conn: Any) -> None:
@@ -744,7 +745,7 @@ class Server:
             _raise_fd_limit()
             self._core = ManagerServer(self.service, self._requested_address, self.authkey, **self._limits)
             self._core.start()
-            log.info("serving the tuple space on %s:%s", *self.address)
+            log.debug("serving the tuple space on %s:%s", *self.address)  # the run-start event says it
         return self
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ import math
 import os
 import re
 import reprlib
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 #: deepest nesting of tuples/frozensets a template may have; hashing recurses once per level
 MAX_TEMPLATE_DEPTH = 64
@@ -68,6 +68,29 @@ def check_id(name: str, value: Any) -> str:
     if type(value) is not str or len(value) > 200:
         raise TypeError(f"{name} must be a worker/task id (a short str), not {show(value)}")
     return value
+
+
+#: the streams a task's output line can be on
+OUTPUT_STREAMS = ("out", "err")
+
+
+def check_output_lines(lines: Any) -> List[Tuple[str, str, str]]:
+    """Task output as a worker sends it: a list of (stream "out"/"err", task id, text)
+    tuples; all are checked before any is printed, so a bad batch prints nothing."""
+    if not isinstance(lines, (list, tuple)):
+        raise TypeError(f"output lines must be a list of (stream, task id, text) tuples, not {show(lines)}")
+    checked = []
+    for line in lines:
+        if type(line) is not tuple or len(line) != 3:
+            raise TypeError(f"an output line must be a (stream, task id, text) tuple, not {show(line)}")
+        stream, task_id, text = line
+        if type(stream) is not str or stream not in OUTPUT_STREAMS:
+            raise ValueError(f"an output line's stream must be 'out' or 'err', not {show(stream)}")
+        check_id("task id", task_id)
+        if type(text) is not str:
+            raise TypeError(f"an output line's text must be a str, not {type(text).__name__}: {show(text)}")
+        checked.append((stream, task_id, text))
+    return checked
 
 
 def check_delta(value: Any) -> Optional[int]:

@@ -5,8 +5,8 @@ import io
 import logging
 import re
 
-from pastset.events import (EVENTS, EventFormatter, clock, format_event, log_event, parse_line,
-                            scheduler_event)
+from pastset.events import (EVENTS, EventFormatter, EventReporter, NotShown, StatusLines, clock, find_events,
+                            format_event, log_event, parse_line, scheduler_event)
 from pastset.scheduler import Scheduler
 
 LINE = re.compile(r"^pastset: \d\d:\d\d:\d\d\.\d\d\d [a-z-]+( \S+=(\S+|\"[^\"]*\"))*$")
@@ -58,3 +58,40 @@ def test_scheduler_events_become_run_events():
     assert all(name in EVENTS for name, _ in events)
     for name, facts in events:
         assert LINE.match(format_event(name, facts)), (name, facts)
+
+
+def test_a_status_line_is_written_once_and_logged_for_the_file():
+    shown, stderr_log, file_log = [], io.StringIO(), io.StringIO()
+    to_stderr, to_file = logging.StreamHandler(stderr_log), logging.StreamHandler(file_log)
+    to_stderr.addFilter(NotShown())
+    log = logging.getLogger("pastset.test-status")
+    log.setLevel(logging.INFO)
+    for handler in (to_stderr, to_file):
+        handler.setFormatter(EventFormatter())
+        log.addHandler(handler)
+    try:
+        status = StatusLines(shown.append, log)
+        EventReporter(status)("failed", {"task": "t1", "app": "a.py", "worker": "w1", "host": "n1",
+                                         "returncode": 3, "error": None, "stopping": False})
+        EventReporter(status)("registered", {"id": "w1", "host": "n1"})
+    finally:
+        log.removeHandler(to_stderr)
+        log.removeHandler(to_file)
+    assert [parse_line(line)[1] for line in shown] == ["task-failed"]
+    assert [parse_line(line)[1] for line in stderr_log.getvalue().splitlines()] == ["worker-registered"]
+    assert [parse_line(line)[1] for line in file_log.getvalue().splitlines()] == ["task-failed", "worker-registered"]
+
+
+def test_what_the_teardown_ends_is_not_called_lost_or_failed():
+    assert scheduler_event("lost", {"worker": "w1", "host": "n1", "reason": "closed", "stopping": True})[0] \
+        == "worker-left"
+    assert scheduler_event("failed", {"task": "t1", "app": "a.py", "worker": "w1", "host": "n1",
+                                      "returncode": -15, "stopping": True})[0] == "task-stopped"
+
+
+def test_find_events_reads_event_lines_among_others():
+    text = "\n".join(["[t1] pastset: not one", format_event("task-queued", {"task": "t1", "app": "a b.py"}),
+                      "pastset: deadlock: report", format_event("run-end", {"code": 0})])
+    assert find_events(text) == [{"event": "task-queued", "task": "t1", "app": "a b.py"},
+                                 {"event": "run-end", "code": "0"}]
+    assert find_events(text, "run-end") == [{"event": "run-end", "code": "0"}]

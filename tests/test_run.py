@@ -13,6 +13,7 @@ import signal
 import pytest
 
 import pastset
+from pastset.events import find_events
 from pastset_runs import LiveRun, describe, pids_with_env, run, survivors, write_app
 from procs import alive
 from procs import parent as parent_pid
@@ -195,7 +196,8 @@ def test_on_failure_abort_ends_the_run_when_a_task_fails(apps, env):
         code = live.wait(15)
         err = live.stderr()
         assert code == 1, err
-        assert "task t1 (crasher.py) on " in err and "failed: exited with code 5" in err
+        assert [(f["task"], f["app"], f["code"]) for f in find_events(err, "task-failed")] == [
+            ("t1", "crasher.py", "5")], err
         assert "on_failure = abort" in err
         assert_nothing_left(live.tag)
 

@@ -5,6 +5,7 @@ every wait is bounded.
 """
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -310,3 +311,13 @@ def test_events_carry_pid_app_and_duration(sched, events):
     kinds = dict((k, i) for k, i in events)
     assert kinds["started"]["pid"] == 5 and kinds["started"]["app"] == "a.py"
     assert kinds["finished"]["duration"] >= 0
+
+
+def test_wait_task_timeout_says_how_long_in_plain_seconds(sched):
+    tid = sched.spawn("slow.py", [])
+    with pytest.raises(Timeout) as caught:
+        sched.wait_task(tid, 0)
+    assert "has not ended after 0 s: it is queued" in str(caught.value)
+    with pytest.raises(Timeout) as caught:
+        sched.wait_task(tid, 0.05)
+    assert re.search(r"after 0\.\d{1,3} s:", str(caught.value)), caught.value

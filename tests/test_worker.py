@@ -18,6 +18,7 @@ import pytest
 
 import pastset
 from pastset import worker as worker_module
+from pastset.events import find_events
 from pastset.protocol import RunControl
 from pastset_runs import LiveRun, clean_env, describe, pastset_argv, run, survivors, write_app
 
@@ -175,9 +176,12 @@ def test_missing_and_crashing_tasks_are_reported_and_the_run_goes_on(apps, env):
     assert done.stdout == "still here\n"
     host = socket.gethostname()
     err = done.stderr
-    assert f"pastset: task t1 (nosuch.py) on {host}" in err and "the task's file 'nosuch.py' was not found" in err
-    assert "--bin DIR" in err and f"the bin directory searched is {apps}" in err
-    assert f"pastset: task t2 (crash.py) on {host}" in err and "failed: exited with code 1" in err
+    failed = {facts["task"]: facts for facts in find_events(err, "task-failed")}
+    assert failed["t1"]["app"] == "nosuch.py" and failed["t1"]["host"].startswith(host), err
+    assert "the task's file 'nosuch.py' was not found" in failed["t1"]["reason"]
+    assert "--bin DIR" in failed["t1"]["reason"] and f"the bin directory searched is {apps}" in failed["t1"]["reason"]
+    assert failed["t2"]["app"] == "crash.py" and failed["t2"]["host"].startswith(host), err
+    assert failed["t2"]["code"] == "1", err
     assert "RuntimeError: boom" in err  # the task's own traceback reaches the run's stderr
 
 
@@ -191,8 +195,8 @@ def test_a_tasks_last_lines_reach_the_run_before_its_end_is_reported(apps, env):
                                "sys.exit(4)\n")
     done = run_ok(["run", "--bin", str(apps), "chatty.py"], env)
     err = done.stderr
-    assert "failed: exited with code 4" in err, err[-500:]
-    assert err.index("line 2999") < err.index("pastset: task t1 (loud.py)")
+    assert [f["code"] for f in find_events(err, "task-failed")] == ["4"], err[-500:]
+    assert err.index("line 2999") < err.index(" task-failed task=t1 app=loud.py ")
 
 
 SLEEPER = '''\

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
+from pastset.events import find_events
 from pastset_runs import outside_env, pastset_argv  # noqa: F401  (pastset_argv: for the tests)
 from procs import processes_mentioning  # noqa: F401  (for the tests)
 from serverproc import wait_empty
@@ -135,6 +136,19 @@ class Runner:
                 pass
             self.proc.wait(10)
         self._file.close()
+
+
+def submitted_job(text: str, system: str) -> Dict[str, str]:
+    """The facts of the one ``job-submitted`` event line in ``text`` (a run's output),
+    checking it names ``system`` (e.g. "SLURM")."""
+    (submitted,) = find_events(text, "job-submitted")
+    assert submitted["system"] == system, submitted
+    return submitted
+
+
+def job_states(text: str, job: str) -> List[str]:
+    """The states the run showed for batch job ``job`` (``job-state`` event lines), in order."""
+    return [facts["state"] for facts in find_events(text, "job-state") if facts["job"] == job]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from pastset.events import find_events
 from pastset_runs import outside_env
 from pastset_runs import pastset_argv as base_argv
 from procs import command_lines, processes_mentioning  # noqa: F401  (command_lines: for the tests)
@@ -81,7 +82,8 @@ class Result:
 
 def worker_nodes(stderr: str) -> Dict[str, str]:
     """worker id -> the address it registered from (``--log-level info`` event lines)."""
-    return dict(re.findall(r"worker (w\d+) registered from .*?\(([\d.]+)\)", stderr))
+    return {facts["worker"]: re.search(r"\(([\d.]+)\)", facts["host"]).group(1)
+            for facts in find_events(stderr, "worker-registered")}
 
 
 class BackgroundRun:

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from .batchrun import Runner, assert_pi_on_job, job_config, pastset_argv, processes_mentioning, run, wait_until
+from .batchrun import (Runner, assert_pi_on_job, job_config, pastset_argv, processes_mentioning, run, submitted_job,
+                       wait_until)
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,9 @@ def test_a_submitted_job_runs_the_workers(system, setup):
                             "--wait-timeout", str(system.wait), "mcpiserver.py", "2", "4", "2000"), env)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
-    job = re.search(rf"submitted {system.title} job (\d+) \(pastset-[0-9-]+\) for 2 worker", out).group(1)
+    submitted = submitted_job(out, system.title)
+    assert re.fullmatch(r"pastset-[0-9-]+", submitted["name"]) and submitted["workers"] == "2", submitted
+    job = submitted["job"]
     assert_pi_on_job(out, job)
     assert wait_until(lambda: not cluster.queue(), 15), cluster.queue()
     assert not any((tmp / "jobs").iterdir()), "the job directory (with the authkey file) was left behind"
@@ -74,7 +77,7 @@ def test_killed_runner_leaves_no_worker_and_no_job(system, setup, sig):
     try:
         runner.wait_for("app started", system.wait)
         text = runner.wait_for("sleeper running", 20)
-        job = re.search(rf"submitted {system.title} job (\d+)", text).group(1)
+        job = submitted_job(text, system.title)["job"]
         assert job in cluster.queue()
         assert wait_until(lambda: len([p for p in processes_mentioning(str(bin_dir))
                                        if "sleeper.py" in p]) == 2, 15)

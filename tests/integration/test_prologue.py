@@ -18,7 +18,7 @@ from typing import Dict, List
 
 import pytest
 
-from .batchrun import batch_setup, job_config, pastset_argv, run, run_env, wait_until, write_config
+from .batchrun import batch_setup, job_config, pastset_argv, run, run_env, submitted_job, wait_until, write_config
 from .clusters import SgeCluster, SlurmCluster, SshCluster
 
 pytestmark = pytest.mark.slow
@@ -221,7 +221,7 @@ def test_prologue_in_a_submitted_job_runs_in_the_script_and_before_each_worker(r
                             "--procs", "2", "--bin", str(p["bin"]), "--wait-timeout", "60", "probe.py", "2"), env)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
-    job = re.search(rf"submitted {system} job (\d+)", out).group(1)
+    job = submitted_job(out, system)["job"]
     assert all(f" job={job} " in line for line in seen(out, 2)), out
     assert marks(p["marker"]) == 3  # the job script, then each of the two started workers
     assert wait_until(lambda: not cluster.queue(), 15), cluster.queue()

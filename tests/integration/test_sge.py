@@ -5,12 +5,11 @@ The cases it shares with the slurm launcher are in ``test_batch.py``.
 """
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
 
-from .batchrun import SGE, job_config, pastset_argv, run, wait_until
+from .batchrun import SGE, job_config, job_states, pastset_argv, run, submitted_job, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("system", [SGE], indirect=True, ids=str)]
 
@@ -23,8 +22,8 @@ def test_pending_job_and_wait_timeout(setup):
                             "--wait-timeout", "4", "mcpiserver.py"), env)
     took = time.monotonic() - started
     assert done.returncode == 1, done.stderr
-    job = re.search(r"submitted Grid Engine job (\d+)", done.stderr).group(1)
-    assert f"pastset: Grid Engine job {job} qw (pending)" in done.stderr
+    job = submitted_job(done.stderr, "Grid Engine")["job"]
+    assert "qw (pending)" in job_states(done.stderr, job), done.stderr
     assert (f"pastset: error: only 0 of 20 workers registered within 4 s (wait_timeout); "
             f"still waiting for: Grid Engine job {job} qw (pending)") in done.stderr
     assert took < 25

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from .batchrun import SLURM, assert_pi_on_job, job_config, pastset_argv, run, wait_until
+from .batchrun import SLURM, assert_pi_on_job, job_config, job_states, pastset_argv, run, submitted_job, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("system", [SLURM], indirect=True, ids=str)]
 
@@ -44,8 +44,8 @@ def test_pending_job_shows_its_state_and_wait_timeout_ends_the_wait(setup):
                                 "--wait-timeout", "4", "mcpiserver.py"), env)
         took = time.monotonic() - started
         assert done.returncode == 1, done.stderr
-        job = re.search(r"submitted SLURM job (\d+)", done.stderr).group(1)
-        assert f"pastset: SLURM job {job} PENDING (Resources)" in done.stderr
+        job = submitted_job(done.stderr, "SLURM")["job"]
+        assert "PENDING (Resources)" in job_states(done.stderr, job), done.stderr
         assert (f"pastset: error: only 0 of 2 workers registered within 4 s (wait_timeout); "
                 f"still waiting for: SLURM job {job} PENDING (Resources)") in done.stderr
         assert took < 20

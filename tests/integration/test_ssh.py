@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from procs import command_lines
 
+from pastset.events import find_events
+
 from .clusters import SshCluster, require
 from .sshruns import EXAMPLES, BackgroundRun, run, wait_gone, worker_nodes
 
@@ -118,7 +120,7 @@ def test_master_on_a_node_runs_the_server_there(ssh_cluster: SshCluster, tmp_pat
                  ["--procs", "2", "--master", master, "--bin", str(EXAMPLES), "--log-level", "info",
                   "mcpiserver.py", "2", "4", "20000"])
     assert result.code == 0, result
-    assert re.search(rf"server on {re.escape(master)} at {re.escape(master)}:\d+", result.stderr), result
+    assert [e["address"].rsplit(":", 1)[0] for e in find_events(result.stderr, "run-start")] == [master], result
     assert "Pi is found as" in result.stdout, result
     assert sorted(worker_nodes(result.stderr).values()) == sorted(ssh_cluster.nodes[:2]), result
     assert_nodes_clean(ssh_cluster, ssh_cluster.nodes[:2])

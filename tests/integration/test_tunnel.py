@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from pastset.events import find_events
+
 from .clusters import SshCluster
 from .sshruns import EXAMPLES, BackgroundRun, pastset_argv, run, wait_gone
 
@@ -37,7 +39,8 @@ def test_firewalled_node_with_tunnel_runs(ssh_cluster: SshCluster, tmp_path: Pat
     assert result.code == 0, result
     assert re.search(r"Pi is found as 3\.\d+ with 2 worker\(s\)", result.stdout), result
     # tunnelled workers connect from the loopback end of their tunnel
-    assert len(re.findall(r"worker w\d+ registered from .*\(127\.0\.0\.1\)", result.stderr)) == 2, result
+    registered = find_events(result.stderr, "worker-registered")
+    assert [f["host"].endswith("(127.0.0.1)") for f in registered] == [True, True], result
     assert len(re.findall(r"mcpiclient on ", result.stdout)) == 2, result
     for ip in (node, ssh_cluster.nodes[0]):
         assert not ssh_cluster.wait_no_processes(ip, timeout=5.0)

@@ -1,0 +1,74 @@
+"""A run whose server is on another host (``master``): its task output and events read
+like a local run's — task lines labelled, event lines once on stderr and in the local log
+file — and the run's max_connections reaches the server there."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from pastset.events import find_events
+
+from .clusters import SshCluster
+from .sshruns import run, worker_nodes
+
+pytestmark = pytest.mark.slow
+
+APP = """\
+import pastset
+pset = pastset.PastSet()
+tasks = [pset.spawn("hello.py", []), pset.spawn("hello.py", []), pset.spawn("crash.py", [])]
+print("codes", [t.wait(timeout=60) for t in tasks])
+"""
+HELLO = "import os\nprint('hello from', os.environ['PASTSET_TASK'])\n"
+CRASH = "import sys\nprint('crashing', file=sys.stderr)\nsys.exit(4)\n"
+
+
+def write_apps(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("story.py", APP), ("hello.py", HELLO), ("crash.py", CRASH)):
+        (bin_dir / name).write_text(text)
+    return bin_dir
+
+
+def test_remote_master_labels_task_output_and_logs_events_here(ssh_cluster: SshCluster, tmp_path: Path) -> None:
+    master, nodes = ssh_cluster.nodes[1], ssh_cluster.nodes[:2]
+    bin_dir = write_apps(tmp_path)
+    log_file = tmp_path / "run.log"
+    result = run(ssh_cluster, tmp_path, nodes,
+                 ["--procs", "2", "--master", master, "--bin", str(bin_dir), "--label-output", "true",
+                  "--log-level", "info", "--log-file", str(log_file), "story.py"])
+    assert result.code == 0, result
+    assert "codes [0, 0, 4]" in result.stdout, result
+    # task lines come labelled from the server on the master, whole
+    assert sorted(line for line in result.stdout.splitlines() if "hello from" in line) == [
+        "[t1] hello from t1", "[t2] hello from t2"], result
+    assert "[t3] crashing" in result.stderr.splitlines(), result
+    # the master's events: on stderr once each, and in this run's log file
+    (start,) = find_events(result.stderr, "run-start")
+    assert start["address"].startswith(f"{master}:"), result
+    assert sorted(worker_nodes(result.stderr).values()) == sorted(nodes), result
+    shown = [tuple(sorted(e.items())) for e in find_events(result.stderr)]
+    assert not [e for e, n in Counter(shown).items() if n > 1], result
+    failed = find_events(result.stderr, "task-failed")
+    assert [(e["task"], e["code"]) for e in failed] == [("t3", "4")], result
+    logged = find_events(log_file.read_text())
+    names = Counter(e["event"] for e in logged)
+    assert names["worker-registered"] == 2 and names["task-ended"] == 2 and names["task-failed"] == 1, \
+        log_file.read_text()
+    for ip in nodes:
+        assert not ssh_cluster.wait_no_processes(ip, timeout=5.0)
+
+
+def test_remote_master_gets_the_runs_max_connections(ssh_cluster: SshCluster, tmp_path: Path) -> None:
+    master = ssh_cluster.nodes[1]
+    bin_dir = write_apps(tmp_path)
+    # the runner's control connection and one worker fill it: the app's connection is refused
+    result = run(ssh_cluster, tmp_path, [ssh_cluster.nodes[0]],
+                 ["--procs", "1", "--master", master, "--bin", str(bin_dir), "--max-connections", "2", "story.py"])
+    assert result.code != 0, result
+    assert "max_connections (2) reached" in result.stderr, result
+    for ip in ssh_cluster.nodes[:2]:
+        assert not ssh_cluster.wait_no_processes(ip, timeout=5.0)
