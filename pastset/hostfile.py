@@ -7,7 +7,7 @@ lists ``host slots queue processors``, read with ``slots_column=1``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from .errors import LaunchError, SettingsError
 
@@ -64,6 +64,16 @@ def host_lines(path: str, *, slots_column: Optional[int] = None, source: Optiona
     if not found:
         raise HostFileError(f"host file {path!r}{origin} lists no hosts (one host per line, '#' starts a comment)")
     return found
+
+
+def where_host(entries: Sequence[HostLine], host: str) -> Optional[str]:
+    """Where ``host`` stands among ``entries``: ``line 3 of host file 'hosts'``, or
+    ``lines 3 and 7 of host file 'hosts'`` when it is listed more than once; None if absent."""
+    found = [entry for entry in entries if entry.host == host]
+    if len(found) <= 1:
+        return found[0].where() if found else None
+    numbers = [str(entry.line) for entry in found]
+    return f"lines {', '.join(numbers[:-1])} and {numbers[-1]} of host file {found[0].path!r}"
 
 
 def read_host_file(path: str, *, slots_column: Optional[int] = None, source: Optional[str] = None) -> List[str]:

@@ -25,7 +25,7 @@ import traceback
 from multiprocessing import managers
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import transport, tuplelog
+from . import safepickle, transport, tuplelog
 from .element import CallerGone, Element, set_call_context, set_wait_registry
 from .errors import ElementDeleted, PastSetError, Timeout, XFunctionError
 from .scheduler import Scheduler
@@ -627,7 +627,7 @@ class ManagerServer(managers.Server):
         _serving.conn = conn
         set_wait_registry(self.service.waits)
         methods = {name: getattr(self.service, name) for name in SpaceService.exposed}
-        recv, send = conn.recv, conn.send
+        recv, send = safepickle.request_reader(conn), conn.send
         stopping = self.stop_event.is_set
         try:
             while not stopping():

@@ -23,6 +23,8 @@ from serverproc import wait_empty
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 TAG_ENV = "PASTSET_TEST_TAG"
+#: deadlock grace (seconds) of a run a test holds open (:class:`LiveRun`)
+HELD_RUN_DEADLOCK_GRACE = 3600
 
 
 def outside_env(base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
@@ -68,9 +70,16 @@ class LiveRun:
     """A ``python -m pastset run`` in the background; read its stdout line by line.
 
     ``close()`` (or the ``with`` block) kills whatever of it is left, by PID and tag.
+
+    Such a run is held open while the test looks at it, its app and tasks waiting on
+    purpose: the run would call that a deadlock after its 3 s grace and end with status 3,
+    which under load can come before the test is done. So its deadlock grace is an hour
+    unless the test sets one (a ``--deadlock-grace`` flag wins over this).
     """
 
     def __init__(self, args: Sequence[str], env: Dict[str, str], cwd: Optional[str] = None):
+        env = dict(env)
+        env.setdefault("PSDEADLOCKGRACE", str(HELD_RUN_DEADLOCK_GRACE))
         self.env = env
         self.tag = env[TAG_ENV]
         self.proc = subprocess.Popen(pastset_argv(*args), env=env, cwd=cwd, stdin=subprocess.DEVNULL,

@@ -203,6 +203,24 @@ def test_unresolvable_host_names_its_host_file_line(env, tmp_path):
     assert "check the host name" in err and "bind" not in err
 
 
+def test_unresolvable_host_among_good_ones_names_its_host_file_line(env, tmp_path):
+    """One name resolves (so the run starts its ssh clients), the other does not: ssh's own
+    words are followed by the host file line and what to check."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("no-such-host.invalid  # typo\nlocalhost\nno-such-host.invalid\n")
+    app = tmp_path / "app.py"
+    app.write_text("print('never')\n")
+    # port 1: nothing listens there, so localhost fails too, the same way on every machine
+    done = run(["run", "--launcher", "ssh", "--hosts", str(hosts), "--procs", "3", str(app)],
+               dict(env, PSSSH="ssh -p 1"))
+    assert done.returncode == 1, done.stderr
+    line = next((x for x in done.stderr.splitlines() if "no-such-host.invalid:" in x), "")
+    assert "Could not resolve hostname" in line, done.stderr
+    assert f"'no-such-host.invalid' (lines 1 and 3 of host file {str(hosts)!r})" in line, done.stderr
+    assert "check the host name" in line, done.stderr
+    assert "line " not in next(x for x in done.stderr.splitlines() if x.strip().startswith("localhost:"))
+
+
 def test_config_shows_a_broken_setup_then_says_what_a_run_would_refuse(env, tmp_path):
     missing_bin, missing_hosts = tmp_path / "no-bin", tmp_path / "no-hosts"
     done = run(["config", "--bin", str(missing_bin), "--hosts", str(missing_hosts)], env)

@@ -14,9 +14,13 @@ import pytest
 import pastset
 from pastset import XFunctionError
 from pastset.client import Channel
+from pastset.safepickle import MAX_NESTING
 from pastset.transport import SERVICE_ID
 
+#: deep enough to crash the server if it were hashed while the request is read
 DEPTH = 1_000_000
+#: past every argument check's limit, yet within what the server agrees to unpickle
+CHECKED_DEPTH = MAX_NESTING - 100
 _PLACEHOLDER = "@@deep-template@@"
 
 
@@ -31,13 +35,21 @@ def raw_call(server, method, *args):
         channel.close()
 
 
-def deep_call(server, method, *args, depth=DEPTH):
-    """Like :func:`raw_call`, with every ``DEEP`` among ``args`` replaced by a tuple nested
-    ``depth`` deep: hand-written pickle opcodes, as pickling one would overflow the stack."""
-    request = pickle.dumps((SERVICE_ID, method, args, {}), protocol=2)
+def deep_request(method, *args, depth=DEPTH, protocol=2):
+    """The request ``method(*args)``, pickled, with every ``DEEP`` among ``args`` replaced by
+    a tuple nested ``depth`` deep: hand-written opcodes, as pickling one would overflow the
+    stack. Protocol 2 builds sets and frozensets by calling their type, 4 with their opcodes."""
+    request = pickle.dumps((SERVICE_ID, method, args, {}), protocol=protocol)
+    if request[2:3] == b"\x95":  # FRAME: optional, and its length would be wrong after the edit
+        request = request[:2] + request[11:]
     text = _PLACEHOLDER.encode()
+    name = (b"\x8c" + bytes([len(text)]) if protocol >= 4 else b"X" + struct.pack("<I", len(text))) + text
+    assert name in request
     deep = b")" + b"\x85" * depth  # EMPTY_TUPLE, then TUPLE1 (wrap in a 1-tuple) depth times
-    request = request.replace(b"X" + struct.pack("<I", len(text)) + text, deep)
+    return request.replace(name, deep)
+
+
+def send_raw(server, request):
     channel = Channel(server.address, server.authkey)
     try:
         conn = channel.connection()
@@ -45,6 +57,11 @@ def deep_call(server, method, *args, depth=DEPTH):
         return conn.recv()
     finally:
         channel.close()
+
+
+def deep_call(server, method, *args, depth=DEPTH, protocol=2):
+    """Like :func:`raw_call`, with every ``DEEP`` among ``args`` nested ``depth`` deep."""
+    return send_raw(server, deep_request(method, *args, depth=depth, protocol=protocol))
 
 
 DEEP = _PLACEHOLDER
@@ -72,7 +89,7 @@ def refused(reply, error, *needles):
     ("delelement", ((DEEP,),)),
 ])
 def test_deeply_nested_template(server_process, method, args):
-    refused(deep_call(server_process, method, *args), ValueError, "nests deeper than")
+    refused(deep_call(server_process, method, *args, depth=CHECKED_DEPTH), ValueError, "nests deeper than 64")
     assert server_process.alive()
     serves(server_process)
 
@@ -91,8 +108,69 @@ def test_too_many_template_entries(server_process):
     ("task_started", ("w1", DEEP, 1)),
 ])
 def test_deeply_nested_ids(server_process, method, args):
-    refused(deep_call(server_process, method, *args), TypeError, "id")
+    refused(deep_call(server_process, method, *args, depth=CHECKED_DEPTH), TypeError, "id")
     assert server_process.alive()
+    serves(server_process)
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+@pytest.mark.parametrize("method, args", [
+    ("enter", (frozenset({DEEP}), None)),
+    ("enter", ({DEEP: 1}, None)),
+    ("enter", ({DEEP}, None)),
+    ("enter", (("tag", [1, frozenset({DEEP})]), None)),
+    ("spawn", ("app.py", [{DEEP}])),
+    ("move", (1, b"x", {DEEP: None})),
+], ids=["frozenset", "dict-key", "set", "in-a-list", "spawn-args", "move-timeout"])
+def test_hashed_while_read(server_process, method, args, protocol):
+    """A deep tuple that unpickling hashes (frozenset or set element, dict key) would crash
+    the server before any check runs: the request is refused unread."""
+    refused(deep_call(server_process, method, *args, protocol=protocol), ValueError,
+            f"nests deeper than {MAX_NESTING} levels")
+    assert server_process.alive()
+    serves(server_process)
+
+
+def test_refused_request_keeps_the_connection_in_step(server_process):
+    """Each request gets its own reply: after a refused one, the same connection goes on."""
+    channel = Channel(server_process.address, server_process.authkey)
+    try:
+        conn = channel.connection()
+        conn.send_bytes(deep_request("enter", frozenset({DEEP}), None))
+        conn.send((SERVICE_ID, "hello", (), {}))
+        refused(conn.recv(), ValueError, "nests deeper than")
+        kind, hello = conn.recv()
+        assert kind == "#RETURN" and "version" in hello
+    finally:
+        channel.close()
+    serves(server_process)
+
+
+def test_not_a_pickle_is_refused(server_process):
+    refused(send_raw(server_process, b"\x80\x05" + b"\xff" * MAX_NESTING), ValueError,
+            "not a pickle the server can read")
+    serves(server_process)
+
+
+def test_large_legitimate_requests_are_read(server_process):
+    """Size is not depth: an 8 MiB tuple, a tuple of a million ints, a batch of 10,000."""
+    with pastset.PastSet(server_process.address, authkey=server_process.authkey) as pset:
+        e = pset.enter(("big",))
+        big = (b"x" * (8 << 20),)
+        e.move(big)
+        assert e.observe(timeout=30) == big
+        ints = tuple(range(1_000_000))
+        e.move(ints)
+        assert e.observe(timeout=30) == ints
+        batch = [("job", i, str(i)) for i in range(10_000)]
+        assert e.move_many(batch) == 10_000
+        assert e.observe_many(10_000, timeout=30) == batch
+        wide = ("wide",) + tuple(range(9_000))
+        pset.enter(wide)  # 9,000 opcodes of template, well within its limits
+        nested = ("nested", "x" * MAX_NESTING)  # long enough to be walked
+        for _ in range(60):
+            nested = (nested, "level")
+        pset.enter(nested)
     serves(server_process)
 
 
@@ -177,4 +255,12 @@ def test_xfunction_method_that_exits_is_an_error_not_a_lost_connection(server_pr
         with pytest.raises(XFunctionError, match=r"xmexits\.move failed: SystemExit\(4\)"):
             element.move(("exits", 1))
         assert pset.status() is not None  # the same connection still works
+    serves(server_process)
+
+
+@pytest.mark.parametrize("request_bytes", [b"not a pickle", pickle.dumps(("x",) * 3, 2)[:-1] + b"\x00",
+                                           b"\x80\x02cno_such_module\nname\n."],
+                         ids=["junk", "bad-opcode", "unknown-global"])
+def test_unreadable_small_request_is_answered(server_process, request_bytes):
+    refused(send_raw(server_process, request_bytes), ValueError, "could not unpickle the request")
     serves(server_process)

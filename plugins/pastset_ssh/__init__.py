@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import pastset
 from pastset.errors import LaunchError
+from pastset.hostfile import HostLine, where_host
 from pastset.launcher import Launcher, WorkerLaunch, lines_option
 from pastset.processes import kill_recorded, process_identity, start_child, stop_child
 from pastset.remote import (PROLOGUE_FAILED, Starter, after_prologue, local_address_towards, prologue_lines,
@@ -34,6 +35,8 @@ log = logging.getLogger("pastset.ssh")
 
 #: what a worker prints when it cannot reach the server (pastset.transport.connect)
 _UNREACHABLE = "cannot reach the PastSet server"
+#: what ssh prints for a host name that does not resolve
+_UNRESOLVED = "Could not resolve hostname"
 
 
 class SshLauncher(Launcher):
@@ -50,6 +53,7 @@ class SshLauncher(Launcher):
         self.prologue = prologue_lines(self.options.get("prologue"), f"[pastset.launcher.{self.name}]")
         self.clients: List[Starter] = []
         self._hosts: Optional[List[str]] = None
+        self._host_lines: List[HostLine] = []
         self._sources: Dict[str, Optional[str]] = {}
         self._wildcard = False  # the server listens on every address: tell each host its own
 
@@ -63,7 +67,8 @@ class SshLauncher(Launcher):
     def hosts(self) -> List[str]:
         """The hosts file's hosts; ``localhost`` when there is none (as the original did)."""
         if self._hosts is None:
-            hosts = self.settings.host_list()
+            self._host_lines = self.settings.host_lines()
+            hosts = [entry.host for entry in self._host_lines]
             if not hosts:
                 log.warning("No hosts file given (hosts, PSHOSTS, --hosts) - only using localhost")
                 hosts = ["localhost"]
@@ -80,13 +85,17 @@ class SshLauncher(Launcher):
                 self._sources[host] = local_address_towards(host)
         found = {a for a in self._sources.values() if a}
         if not found:
-            where = {entry.host: entry.where() for entry in self.settings.host_lines()}
-            named = "; ".join(f"{host!r}" + (f" ({where[host]})" if host in where else "") for host in self.hosts())
+            named = "; ".join(self._named(host) for host in dict.fromkeys(self.hosts()))
             raise LaunchError(f"ssh: cannot resolve or reach {named}: check the host name"
-                              + ("s in the host file" if where else ""))
+                              + ("s in the host file" if self._host_lines else ""))
         if len(found) == 1:
             return found.pop()
         return "0.0.0.0"
+
+    def _named(self, host: str) -> str:
+        """``'node7' (line 3 of host file 'hosts')``: the host, and where it is listed."""
+        where = where_host(self._host_lines, host)
+        return f"{host!r} ({where})" if where else repr(host)
 
     def advertised_host(self, bound_host: str) -> str:
         if bound_host in ("0.0.0.0", "::"):
@@ -148,7 +157,9 @@ class SshLauncher(Launcher):
             lines = [lines[-1]]  # the exception itself; the frames are noise here
         text = "; ".join(lines)
         python = shlex.join(self.settings.python_argv(remote=True))
-        if PROLOGUE_FAILED in text:
+        if _UNRESOLVED in text:
+            text += f" -- {self._named(client.label)} is a name ssh cannot resolve: check the host name"
+        elif PROLOGUE_FAILED in text:
             text += f" -- in [pastset.launcher.{self.name}] prologue, run on {client.label} before the worker"
         elif _UNREACHABLE in text and not self.settings.tunnel:
             text += (f" -- {client.label} cannot reach the server's port; if its firewall lets only ssh "

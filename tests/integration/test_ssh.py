@@ -59,6 +59,8 @@ def test_host_down_or_unknown_fails_fast_naming_it(ssh_cluster: SshCluster, tmp_
     assert f"{bad}: ssh: " in result.stderr, result
     assert ("No route to host" in result.stderr or "timed out" in result.stderr
             or "Could not resolve hostname" in result.stderr), result
+    if which == "unresolvable":
+        assert f"{bad!r} (line 2 of host file" in result.stderr and "check the host name" in result.stderr, result
     assert_nodes_clean(ssh_cluster, ssh_cluster.nodes[:1])
 
 

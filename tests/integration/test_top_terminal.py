@@ -20,6 +20,7 @@ TESTS = Path(__file__).resolve().parents[1]
 # The loop with a fake fetch: a status document that changes every frame, until ``frames``
 # frames were shown (then the fetch says the run ended) or Ctrl-C.
 SCRIPT = textwrap.dedent("""
+    import os
     import sys
     sys.path.insert(0, {tests!r})
     from pastset.errors import ConnectError
@@ -39,8 +40,9 @@ SCRIPT = textwrap.dedent("""
         return doc
 
     code = run_top(fetch, interval=0.2)
-    with open(sys.argv[2], "w") as f:
+    with open(sys.argv[2] + ".part", "w") as f:  # renamed when whole: the test waits for the name
         f.write(str(code))
+    os.replace(sys.argv[2] + ".part", sys.argv[2])
 """)
 
 
