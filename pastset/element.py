@@ -186,7 +186,11 @@ class Element:
                 self._check_live()
             if self._movers or (self._bound is not None and self._last - self._first >= self._bound):
                 self._await_room()
-            self.__set_entry(self._last, data)
+            log = self.__data
+            if log is not None and log.end == self._last:
+                log.append(data)
+            else:
+                self.__set_entry(self._last, data)
             self._last += 1
             if self._unobserved is not None or self._indexed_waiters:
                 self._moved()
@@ -225,9 +229,15 @@ class Element:
         with self._lock:
             if self._deleted:
                 self._check_live()
-            if index == -1:
-                return self._take_next()
-            return self._read(index)
+            if index != -1:
+                return self._read(index)
+            if self._first >= self._last:
+                self._await_unobserved()
+            data = self.__data.get(self._first)  # type: ignore[union-attr]
+            self._first += 1
+            if self._movers or (self._unobserved is not None and self._first < self._last):
+                self._observed()
+            return data
 
     def first(self) -> int:
         """Number of the oldest tuple nobody has observed yet."""
@@ -427,15 +437,6 @@ class Element:
             if self._first < self._last and not self._deleted and self._unobserved is not None:
                 self._unobserved.notify()
             raise
-
-    def _take_next(self) -> Any:
-        if self._first >= self._last:
-            self._await_unobserved()
-        data = self.__data.get(self._first)  # type: ignore[union-attr]
-        self._first += 1
-        if self._movers or (self._unobserved is not None and self._first < self._last):
-            self._observed()
-        return data
 
     def _read(self, index: int) -> Any:
         if index < self._oldest:
