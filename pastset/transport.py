@@ -153,13 +153,11 @@ class Connection(mpc.Connection):
             buf = _read(handle, 65536)
             if not buf:
                 raise EOFError
+            if len(buf) >= 4:
+                end = 4 + _SIZE.unpack_from(buf)[0]
+                if end == len(buf):
+                    return _loads(buf[4:])
             self._rbuf = buf
-        have = len(buf)
-        if have >= 4:
-            end = 4 + _SIZE.unpack_from(buf)[0]
-            if 4 <= end <= have:
-                self._rbuf = buf[end:] if end < have else b""
-                return _loads(buf[4:end])  # a copy is cheaper than a view at these sizes
         return _loads(self._read_message(None))
 
     def _recv_bytes(self, maxsize=None):
