@@ -12,7 +12,7 @@ of the medians (targets <= 1.3 on one CPU, <= 1.1 on two) and ``rounds`` the ran
 the per-round ratios. Also prints the time from nothing to the answer of the first
 call (connect + handshake + first call; target <= 10 ms).
 
-    python bench/bench_roundtrip.py [--pairs 2000] [--rounds 15]
+    python bench/bench_roundtrip.py [--pairs 500] [--rounds 41]
 """
 from __future__ import annotations
 
@@ -114,8 +114,8 @@ def main() -> None:
     import pastset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--pairs", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=41)
     opts = parser.parse_args()
 
     cpus = sorted(os.sched_getaffinity(0))
