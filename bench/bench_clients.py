@@ -11,18 +11,9 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
-import subprocess
-import sys
 import time
 
-SERVER = r"""
-import sys, pastset
-key = bytes.fromhex(sys.stdin.readline().strip())
-with pastset.Server(authkey=key) as server:
-    print(server.address[1], flush=True)
-    sys.stdin.read()
-"""
+from benchlib import ServerProcess
 
 
 def client_process(port, key, first, count, seconds, ready, go, out):
@@ -75,22 +66,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64, 512, 2000])
     parser.add_argument("--seconds", type=float, default=3.0)
     opts = parser.parse_args()
-    key = os.urandom(32)
-    proc = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    proc.stdin.write(key.hex().encode() + b"\n")
-    proc.stdin.flush()
-    port = int(proc.stdout.readline())
-    try:
+    with ServerProcess() as server:
         print("clients  pairs/s  errors")
         for n in opts.clients:
-            rate, errors = run(port, key, n, opts.seconds, min(n, 8))
+            rate, errors = run(server.address[1], server.authkey, n, opts.seconds, min(n, 8))
             print(f"{n:7d} {rate:8.0f} {errors:7d}", flush=True)
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdin.close()
-        proc.stdout.close()
-
 
 if __name__ == "__main__":
     main()

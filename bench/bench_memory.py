@@ -10,40 +10,8 @@ after observing all and axe, >= 90% of that memory is returned; an empty element
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
-import time
 
-SERVER = r"""
-import os, sys, pastset
-key = bytes.fromhex(sys.stdin.readline().strip())
-with pastset.Server(authkey=key) as server:
-    print(server.address[1], os.getpid(), flush=True)
-    sys.stdin.read()
-"""
-
-
-def rss(pid: int) -> int:
-    """Resident set size of ``pid`` in bytes (Linux /proc)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-def start_server(key: bytes):
-    proc = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    proc.stdin.write(key.hex().encode() + b"\n")
-    proc.stdin.flush()
-    port, pid = map(int, proc.stdout.readline().split())
-    return proc, port, pid
-
-
-def settle(pid: int) -> int:
-    time.sleep(0.3)
-    return rss(pid)
+from benchlib import ServerProcess, settle
 
 
 def main() -> None:
@@ -53,40 +21,33 @@ def main() -> None:
     parser.add_argument("--tuples", type=int, default=1_000_000)
     parser.add_argument("--templates", type=int, default=100_000)
     opts = parser.parse_args()
-    key = os.urandom(32)
-    proc, port, pid = start_server(key)
-    try:
-        with pastset.PastSet(("127.0.0.1", port), authkey=key) as pset:
-            e = pset.enter(("memory", int, float))
-            e.move_many([(i, 0.5) for i in range(1000)])  # warm the code paths up
-            e.observe_many(1000)
-            e.axe(1000)
-            base = settle(pid)
-            n = opts.tuples
-            for start in range(0, n, 10_000):
-                e.move_many([(i, i * 0.5) for i in range(start, min(n, start + 10_000))])
-            full = settle(pid)
-            got = 0
-            while got < n:
-                got += len(e.observe_many(10_000))
-            e.axe(e.first())
-            after = settle(pid)
-            per_tuple = (full - base) / n
-            returned = (full - after) / max(1, full - base)
-            print(f"stored (i, float): {per_tuple:.1f} bytes of server RSS each ({n:,} tuples; target <= 80)")
-            print(f"after observing all and axe: {returned * 100:.0f}% of it returned (target >= 90%)")
+    with ServerProcess() as server, pastset.PastSet(server.address, authkey=server.authkey) as pset:
+        pid = server.pid
+        e = pset.enter(("memory", int, float))
+        e.move_many([(i, 0.5) for i in range(1000)])  # warm the code paths up
+        e.observe_many(1000)
+        e.axe(1000)
+        base = settle(pid)
+        n = opts.tuples
+        for start in range(0, n, 10_000):
+            e.move_many([(i, i * 0.5) for i in range(start, min(n, start + 10_000))])
+        full = settle(pid)
+        got = 0
+        while got < n:
+            got += len(e.observe_many(10_000))
+        e.axe(e.first())
+        after = settle(pid)
+        per_tuple = (full - base) / n
+        returned = (full - after) / max(1, full - base)
+        print(f"stored (i, float): {per_tuple:.1f} bytes of server RSS each ({n:,} tuples; target <= 80)")
+        print(f"after observing all and axe: {returned * 100:.0f}% of it returned (target >= 90%)")
 
-            before = settle(pid)
-            for i in range(opts.templates):
-                pset.enter(("empty", i))
-            grown = settle(pid)
-            print(f"empty element: {(grown - before) / opts.templates:.0f} bytes each "
-                  f"({opts.templates:,} templates; target <= 1024)")
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdin.close()
-        proc.stdout.close()
+        before = settle(pid)
+        for i in range(opts.templates):
+            pset.enter(("empty", i))
+        grown = settle(pid)
+        print(f"empty element: {(grown - before) / opts.templates:.0f} bytes each "
+              f"({opts.templates:,} templates; target <= 1024)")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
 """Benchmark: a move+observe pair through pastset against a raw TCP+pickle floor.
 
-Both servers run in their own processes on loopback, pinned with
-``os.sched_setaffinity``: first everything on one CPU (the pure software cost), then
-the servers on another CPU than the client (every call pays a cross-CPU wake-up, which
-on VMs varies with where the scheduler puts processes — pinning makes it reproducible).
-Rounds interleave the two so that machine noise hits both alike; the figures are the
-ratios of the medians (``ratio=pastset/floor``; targets <= 1.3 on one CPU, <= 1.1 on two). Also prints the time from nothing to the
-answer of the first call (connect + handshake + first call; target <= 10 ms).
+Both servers run in processes of their own on loopback, every thread of them pinned
+(:func:`benchlib.pin`): first everything on one CPU (the pure software cost), then the
+servers on another CPU than the client (every call pays a cross-CPU wake-up, which on
+VMs varies with where the scheduler puts processes; pinning makes it reproducible).
+The floor does the same work in the least Python can: one ``sendall`` of header and
+pickled request, a buffered read of the answer, the tuple pickled on the way in and
+unpickled on the way out. Rounds alternate which of the two goes first, so machine
+noise hits both alike; the figures are medians, ``ratio=pastset/floor`` is the ratio
+of the medians (targets <= 1.3 on one CPU, <= 1.1 on two) and ``rounds`` the range of
+the per-round ratios. Also prints the time from nothing to the answer of the first
+call (connect + handshake + first call; target <= 10 ms).
 
-    python bench/bench_roundtrip.py [--pairs 2000] [--rounds 7]
+    python bench/bench_roundtrip.py [--pairs 500] [--rounds 41]
 """
 from __future__ import annotations
 
@@ -18,14 +22,14 @@ import pickle
 import socket
 import statistics
 import struct
-import subprocess
-import sys
 import time
+
+from benchlib import ServerProcess, pin, start_script, stop
 
 _HEADER = struct.Struct("!i")
 
 FLOOR_SERVER = r"""
-import pickle, socket, struct, sys
+import pickle, socket, struct
 H = struct.Struct("!i")
 srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(8)
 print(srv.getsockname()[1], flush=True)
@@ -49,14 +53,6 @@ while True:
     conn.close()
 """
 
-PASTSET_SERVER = r"""
-import sys, pastset
-key = bytes.fromhex(sys.stdin.readline().strip())
-with pastset.Server(authkey=key) as server:
-    print(server.address[1], flush=True)
-    sys.stdin.read()
-"""
-
 
 class FloorClient:
     """The least a request/response over TCP with pickle can cost in Python."""
@@ -67,23 +63,20 @@ class FloorClient:
         self.file = self.sock.makefile("rb")
 
     def call(self, op, arg=None):
-        out = pickle.dumps((op, pickle.dumps(arg, pickle.HIGHEST_PROTOCOL)), pickle.HIGHEST_PROTOCOL)
+        out = pickle.dumps((op, arg), pickle.HIGHEST_PROTOCOL)
         self.sock.sendall(_HEADER.pack(len(out)) + out)
         (n,) = _HEADER.unpack(self.file.read(4))
         return pickle.loads(self.file.read(n))
 
+    def move(self, item) -> bool:
+        return self.call("move", pickle.dumps(item, pickle.HIGHEST_PROTOCOL))
+
+    def observe(self):
+        return pickle.loads(self.call("observe"))
+
     def close(self):
         self.file.close()
         self.sock.close()
-
-
-def start(code: str, stdin_line: bytes = b"") -> tuple:
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    if stdin_line:
-        proc.stdin.write(stdin_line)
-        proc.stdin.flush()
-    port = int(proc.stdout.readline())
-    return proc, port
 
 
 def time_pairs(move, observe, pairs: int, item) -> float:
@@ -94,67 +87,68 @@ def time_pairs(move, observe, pairs: int, item) -> float:
     return (time.perf_counter() - t0) / pairs
 
 
-def measure(opts, floor_port: int, ps_port: int, key: bytes) -> tuple:
-    """Median seconds per pair of the floor and of pastset, rounds interleaved."""
+def measure(opts, floor_port: int, server: ServerProcess) -> tuple:
+    """Seconds per pair of the floor and of pastset, one figure per round each."""
     import pastset
 
     floor = FloorClient(floor_port)
-    pset = pastset.PastSet(("127.0.0.1", ps_port), authkey=key)
+    pset = pastset.PastSet(server.address, authkey=server.authkey)
     element = pset.enter(("bench", int, float))
     item = (42, 3.14)
+    both = [(floor.move, floor.observe), (element.move, element.observe)]
+    for move, observe in both:  # warm up
+        time_pairs(move, observe, 500, item)
     floor_times, ps_times = [], []
-    time_pairs(lambda x: floor.call("move", x), lambda: floor.call("observe"), 200, item)  # warm up
-    time_pairs(element.move, element.observe, 200, item)
-    for _ in range(opts.rounds):
-        floor_times.append(time_pairs(lambda x: floor.call("move", x), lambda: floor.call("observe"),
-                                      opts.pairs, item))
-        ps_times.append(time_pairs(element.move, element.observe, opts.pairs, item))
+    for r in range(opts.rounds):
+        order = both if r % 2 == 0 else both[::-1]
+        times = [time_pairs(move, observe, opts.pairs, item) for move, observe in order]
+        f, p = times if r % 2 == 0 else times[::-1]
+        floor_times.append(f)
+        ps_times.append(p)
     pset.close()
     floor.close()
-    return statistics.median(floor_times), statistics.median(ps_times)
+    return floor_times, ps_times
 
 
 def main() -> None:
     import pastset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--pairs", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=41)
     opts = parser.parse_args()
 
-    key = os.urandom(32)
-    floor_proc, floor_port = start(FLOOR_SERVER)
-    ps_proc, ps_port = start(PASTSET_SERVER, key.hex().encode() + b"\n")
     cpus = sorted(os.sched_getaffinity(0))
+    floor_proc, floor_port = start_script(FLOOR_SERVER)
     results = {}
     try:
-        # servers and client pinned: all on one CPU (pure software cost), then the
-        # servers on another CPU than the client (every call pays a cross-CPU wake-up)
-        for label, server_cpu in (("same CPU", cpus[0]), ("two CPUs", cpus[-1])):
-            if label == "two CPUs" and len(cpus) < 2:
-                continue
-            os.sched_setaffinity(0, {cpus[0]})
-            for proc in (floor_proc, ps_proc):
-                os.sched_setaffinity(proc.pid, {server_cpu})
-            results[label] = measure(opts, floor_port, ps_port, key)
-        os.sched_setaffinity(0, set(cpus))
-        connects = []
-        for _ in range(20):
-            t0 = time.perf_counter()
-            with pastset.PastSet(("127.0.0.1", ps_port), authkey=key) as fresh:
-                fresh.enter(("bench", int, float)).last()
-            connects.append(time.perf_counter() - t0)
+        with ServerProcess() as server:
+            for label, server_cpu in (("same CPU", cpus[0]), ("two CPUs", cpus[-1])):
+                if label == "two CPUs" and len(cpus) < 2:
+                    continue
+                os.sched_setaffinity(0, {cpus[0]})
+                for pid in (floor_proc.pid, server.pid):
+                    pin(pid, {server_cpu})
+                results[label] = measure(opts, floor_port, server)
+            os.sched_setaffinity(0, set(cpus))
+            for pid in (floor_proc.pid, server.pid):
+                pin(pid, cpus)
+            connects = []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                with pastset.PastSet(server.address, authkey=server.authkey) as fresh:
+                    fresh.enter(("bench", int, float)).last()
+                connects.append(time.perf_counter() - t0)
     finally:
-        for proc in (floor_proc, ps_proc):
-            proc.kill()
-            proc.wait()
-            for stream in (proc.stdin, proc.stdout):
-                if stream:
-                    stream.close()
+        stop(floor_proc)
     targets = {"same CPU": 1.3, "two CPUs": 1.1}
-    for label, (f, p) in results.items():
+    for label, (floor, ps) in results.items():
+        f, p = statistics.median(floor), statistics.median(ps)
+        each = [b / a for a, b in zip(floor, ps)]
         print(f"{label}: floor {f * 1e6:.1f} us/pair (raw TCP + pickle), pastset {p * 1e6:.1f} us/pair, "
-              f"ratio=pastset/floor {p / f:.2f} (target <= {targets[label]}; median of {opts.rounds} rounds)")
+              f"ratio=pastset/floor {p / f:.2f} (target <= {targets[label]}; medians of {opts.rounds} rounds "
+              f"of {opts.pairs} pairs; rounds {min(each):.2f}..{max(each):.2f}; "
+              f"floor {min(floor) * 1e6:.1f}..{max(floor) * 1e6:.1f} us)")
     print(f"connect+first call: {statistics.median(connects) * 1e3:.2f} ms median of 20 (target <= 10 ms)")
 
 

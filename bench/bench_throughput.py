@@ -20,24 +20,15 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import time
 
+from benchlib import ServerProcess
+
 BATCH = 1000
-
-PASTSET_SERVER = r"""
-import sys, pastset
-key = bytes.fromhex(sys.stdin.readline().strip())
-with pastset.Server(authkey=key) as server:
-    print(server.address[1], flush=True)
-    sys.stdin.read()
-"""
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -160,15 +151,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     opts = parser.parse_args()
 
-    key = os.urandom(32)
-    ps = subprocess.Popen([sys.executable, "-c", PASTSET_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    ps.stdin.write(key.hex().encode() + b"\n")
-    ps.stdin.flush()
-    ps_port = int(ps.stdout.readline())
+    ps = ServerProcess().start()
+    ps_port, key = ps.address[1], ps.authkey
     redis_proc = None
     have_redis = shutil.which("redis-server") is not None
     try:
-        import redis  # noqa: F401
+        import redis
     except ImportError:
         have_redis = False
     if have_redis:
@@ -176,8 +164,6 @@ def main() -> None:
         redis_proc = subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "",
                                        "--appendonly", "no", "--bind", "127.0.0.1"],
                                       stdout=subprocess.DEVNULL)
-        import redis
-
         for _ in range(100):
             try:
                 redis.Redis(port=redis_port).ping()
@@ -209,12 +195,10 @@ def main() -> None:
                     [((redis_producer, (redis_port, f"bench:{r}:s{i}", each, 0)),
                       (redis_consumer, (redis_port, f"bench:{r}:s{i}", each, 0))) for i in range(8)], 8))
     finally:
-        for proc in (ps, redis_proc):
-            if proc is not None:
-                proc.kill()
-                proc.wait()
-        ps.stdin.close()
-        ps.stdout.close()
+        ps.stop()
+        if redis_proc is not None:
+            redis_proc.kill()
+            redis_proc.wait()
 
     med = {k: statistics.median(v) for k, v in results.items() if v}
     print(f"tuples/s, median of {opts.rounds} interleaved rounds (range in brackets):")

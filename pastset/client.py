@@ -88,6 +88,17 @@ def _server_failure(method: str, traceback_text: Any) -> str:
     return text
 
 
+_forks = 0  # how many forks made this process (from the first one): a cheap "am I a child?"
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 class Channel:
     """Authenticated connections to one server, one per thread, made on first use.
 
@@ -105,13 +116,13 @@ class Channel:
         self._local = threading.local()
         self._all: List[transport.Connection] = []
         self._lock = threading.Lock()
-        self._pid = os.getpid()
+        self._forks = _forks
         self.closed = False
 
     def connection(self) -> transport.Connection:
         """This thread's connection, made (and authenticated) on first use."""
-        if self._pid != os.getpid():  # forked: the parent's connections are not ours
-            self._local, self._all, self._pid = threading.local(), [], os.getpid()
+        if self._forks != _forks:  # forked: the parent's connections are not ours
+            self._local, self._all, self._forks = threading.local(), [], _forks
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
@@ -140,7 +151,7 @@ class Channel:
 
     def call(self, method: str, *args: Any) -> Any:
         """Call ``method`` on the server's space service; raise what the server raised."""
-        conn = self._local.__dict__.get("conn") if self._pid == os.getpid() else None
+        conn = self._local.__dict__.get("conn") if self._forks == _forks else None
         if conn is None:
             conn = self.connection()
         try:

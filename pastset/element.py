@@ -182,31 +182,43 @@ class Element:
         Blocked moves complete in the order they blocked.
         """
         with self._lock:
-            self._check_live()
-            turn = _context.turn
-            if turn is not None and turn[0] is self:  # a batch of this thread holds the turn
-                if self._full():
-                    with waiting(self._blocked_move(), self.__template):
-                        while self._full():
-                            self._wait("_room")
-                            self._check_live()
-                    _check_caller()
-            elif self._movers or self._full():
-                ticket = object()
-                movers = self._queue(ticket)
-                try:
-                    with waiting(self._blocked_move(), self.__template):
-                        while movers[0] is not ticket or self._full():
-                            self._wait("_room")
-                            self._check_live()
-                    _check_caller()
-                finally:
-                    movers.remove(ticket)
-                    self._room.notify_all()  # type: ignore[union-attr]
-            self.__set_entry(self._last, data)
+            if self._deleted:
+                self._check_live()
+            if self._movers or (self._bound is not None and self._last - self._first >= self._bound):
+                self._await_room()
+            log = self.__data
+            if log is not None and log.end == self._last:
+                log.append(data)
+            else:
+                self.__set_entry(self._last, data)
             self._last += 1
-            self._moved()
+            if self._unobserved is not None or self._indexed_waiters:
+                self._moved()
             return True
+
+    def _await_room(self) -> None:
+        """(Lock held) wait until a move may take effect: its turn has come and the bound
+        lets it in. A batch of this thread that holds the turn (``turn``) waits for room only."""
+        turn = _context.turn
+        if turn is not None and turn[0] is self:
+            if self._full():
+                with waiting(self._blocked_move(), self.__template):
+                    while self._full():
+                        self._wait("_room")
+                        self._check_live()
+                _check_caller()
+            return
+        ticket = object()
+        movers = self._queue(ticket)
+        try:
+            with waiting(self._blocked_move(), self.__template):
+                while movers[0] is not ticket or self._full():
+                    self._wait("_room")
+                    self._check_live()
+            _check_caller()
+        finally:
+            movers.remove(ticket)
+            self._room.notify_all()  # type: ignore[union-attr]
 
     def observe(self, index: int) -> Any:
         """Unindexed (``index == -1``): take the tuple at ``first()`` and advance it.
@@ -215,10 +227,17 @@ class Element:
         exists. Dropped tuples raise :class:`Expired`.
         """
         with self._lock:
-            self._check_live()
-            if index == -1:
-                return self._take_next()
-            return self._read(index)
+            if self._deleted:
+                self._check_live()
+            if index != -1:
+                return self._read(index)
+            if self._first >= self._last:
+                self._await_unobserved()
+            data = self.__data.get(self._first)  # type: ignore[union-attr]
+            self._first += 1
+            if self._movers or (self._unobserved is not None and self._first < self._last):
+                self._observed()
+            return data
 
     def first(self) -> int:
         """Number of the oldest tuple nobody has observed yet."""
@@ -403,25 +422,21 @@ class Element:
             self._room.notify_all()  # type: ignore[union-attr]
 
     def _await_unobserved(self, operation: str = "observe") -> None:
+        """Wait until a tuple is unobserved. A caller that had to wait is checked to be
+        still there before it takes one (one that did not wait asked just now)."""
+        if self._first < self._last:
+            return
         try:
-            if self._first >= self._last:
-                with waiting(operation, self.__template):
-                    while self._first >= self._last:
-                        self._wait("_unobserved")
-                        self._check_live()
+            with waiting(operation, self.__template):
+                while self._first >= self._last:
+                    self._wait("_unobserved")
+                    self._check_live()
             _check_caller()
         except BaseException:
             # a wake-up this waiter received is passed on, so no tuple waits unseen
             if self._first < self._last and not self._deleted and self._unobserved is not None:
                 self._unobserved.notify()
             raise
-
-    def _take_next(self) -> Any:
-        self._await_unobserved()
-        data = self.__data.get(self._first)  # type: ignore[union-attr]
-        self._first += 1
-        self._observed()
-        return data
 
     def _read(self, index: int) -> Any:
         if index < self._oldest:

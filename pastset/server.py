@@ -105,7 +105,8 @@ class ElementService:
     @exposed
     def move(self, eid: int, payload: bytes, timeout: Optional[float] = None) -> bool:
         element = self.space.element(eid)
-        timeout = check_timeout(timeout)
+        if timeout is not None:
+            timeout = check_timeout(timeout)
         if not isinstance(payload, bytes):
             raise TypeError("move payload must be the pickled tuple (bytes)")
         set_call_context(timeout, _caller_alive, eid)
@@ -119,8 +120,10 @@ class ElementService:
     @exposed
     def observe(self, eid: int, index: int = -1, timeout: Optional[float] = None) -> bytes:
         element = self.space.element(eid)
-        timeout = check_timeout(timeout)
-        check_index(index, allow_unindexed=True)
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+        if index != -1 or type(index) is not int:  # -1.0 == -1 but is no index
+            check_index(index, allow_unindexed=True)
         set_call_context(timeout, _caller_alive, eid)
         if type(element) is Element:
             data = element.observe(index)

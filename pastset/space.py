@@ -122,7 +122,7 @@ class TupleSpace:
 
     def element(self, eid: int) -> Element:
         """The element with id ``eid``; ElementDeleted if it was deleted."""
-        element = self._by_id.get(check_element_id(eid))
+        element = self._by_id.get(eid if type(eid) is int else check_element_id(eid))
         if element is None:
             raise ElementDeleted(f"element #{eid} has been deleted")
         return element

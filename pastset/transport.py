@@ -47,6 +47,7 @@ USER_TIMEOUT_MS = 20_000
 
 _dumps = pickle.dumps
 _read = os.read
+_write = os.write
 _SIZE = struct.Struct("!i")
 _SIZE64 = struct.Struct("!Q")
 _loads = pickle.loads
@@ -111,7 +112,8 @@ class Connection(mpc.Connection):
     """A multiprocessing Connection that pickles with plain ``pickle.dumps``.
 
     Reads are buffered: one ``read`` usually brings a whole small message (header and
-    body), where the base class reads the header and the body separately.
+    body), where the base class reads the header and the body separately; a small
+    message goes out in one ``write`` of header and body.
     """
 
     _rbuf = b""
@@ -129,11 +131,33 @@ class Connection(mpc.Connection):
             super().close()
 
     def send(self, obj) -> None:
-        self._check_closed()
-        self._send_bytes(_dumps(obj, _HIGHEST))
+        handle = self._handle
+        if handle is None:
+            self._check_closed()
+        buf = _dumps(obj, _HIGHEST)
+        size = len(buf)
+        if size > 16384:  # big: no copy to join the header on (Nagle is off anyway)
+            self._send_bytes(buf)
+            return
+        buf = _SIZE.pack(size) + buf  # header and body in one write
+        sent = _write(handle, buf)
+        if sent < len(buf):
+            self._send(buf[sent:])
 
     def recv(self):
-        self._check_closed()
+        handle = self._handle
+        if handle is None:
+            self._check_closed()
+        buf = self._rbuf
+        if not buf:  # the common case: one read brings one whole small message
+            buf = _read(handle, 65536)
+            if not buf:
+                raise EOFError
+            if len(buf) >= 4:
+                end = 4 + _SIZE.unpack_from(buf)[0]
+                if end == len(buf):
+                    return _loads(buf[4:])
+            self._rbuf = buf
         return _loads(self._read_message(None))
 
     def _recv_bytes(self, maxsize=None):

@@ -104,7 +104,10 @@ class TupleLog:
             if self._objects is None:
                 self._objects = {}
             self._objects[self.end] = value
-        data, starts = self._open_chunk(len(payload))
+        tail = self._chunks[-1] if self._chunks else None
+        if tail is None or len(tail[1]) >= CHUNK_TUPLES or len(tail[0]) + len(payload) > CHUNK_BYTES:
+            tail = self._open_chunk(len(payload))  # seals the tail if it is full
+        data, starts = tail
         starts.append(len(data))
         data += payload
         self.end += 1
@@ -151,7 +154,12 @@ class TupleLog:
                 return value
         if not self.oldest <= number < self.end:
             raise KeyError(number)
-        data, starts, k = self._locate(number)
+        base = self._bases[-1]
+        if number >= base:  # most reads are of the newest chunk
+            data, starts = self._chunks[-1]
+            k = number - base
+        else:
+            data, starts, k = self._locate(number)
         a = starts[k]
         b = starts[k + 1] if k + 1 < len(starts) else len(data)
         return data[a:b] if type(data) is bytes else bytes(data[a:b])

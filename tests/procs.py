@@ -40,6 +40,15 @@ def parent(pid: int) -> int:
     return int(fields[1])
 
 
+def rss(pid: int) -> int:
+    """The resident set size of ``pid`` in bytes (VmRSS of ``/proc/PID/status``)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise ProcessLookupError(f"no VmRSS for pid {pid} (a zombie or a kernel thread)")
+
+
 def cmdline(pid: int) -> str:
     """The command line of ``pid``, arguments joined by spaces ('' when it is gone)."""
     try:

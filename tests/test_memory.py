@@ -7,17 +7,10 @@ import time
 import pytest
 
 import pastset
+from procs import rss
 from serverproc import ServerProcess
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-
-
-def rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc status")
 
 
 def test_axe_returns_the_memory_of_observed_tuples():

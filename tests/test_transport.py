@@ -237,3 +237,44 @@ def test_shutdown_racing_close_never_touches_a_closed_descriptor(listener):
     finally:
         client.close()
         server.close()
+
+
+def test_messages_arrive_whole_however_the_bytes_are_cut():
+    """Several messages in one read, one message over many reads, big and small ones."""
+    import os
+    import pickle
+    import struct
+
+    a, b = socket.socketpair()
+    reader, writer = transport.Connection(a.detach()), transport.Connection(b.detach())
+    try:
+        def frame(obj):
+            body = pickle.dumps(obj)
+            return struct.pack("!i", len(body)) + body
+
+        small, big = ("move", 1, b"x" * 10), ("big", b"y" * 300_000)
+        os.write(writer.fileno(), frame(small) + frame(2) + frame(3))  # three in one read
+        assert [reader.recv(), reader.recv(), reader.recv()] == [small, 2, 3]
+        whole = frame(small)
+        done = threading.Event()
+
+        def trickle():  # one message a byte at a time, then a big one by the class itself
+            for i in range(len(whole)):
+                os.write(writer.fileno(), whole[i:i + 1])
+                time.sleep(0.001)
+            writer.send(big)
+            writer.send_bytes(b"raw")  # multiprocessing's own framing
+            done.set()
+
+        thread = threading.Thread(target=trickle, daemon=True)
+        thread.start()
+        assert reader.recv() == small
+        assert reader.recv() == big
+        assert reader.recv_bytes() == b"raw"
+        assert done.wait(10)
+        writer.close()
+        with pytest.raises(EOFError):
+            reader.recv()
+    finally:
+        for conn in (reader, writer):
+            conn.close()

@@ -1,0 +1,55 @@
+"""What the benchmarks share: a server in a process of its own, pinning, server RSS.
+
+The server process and the ``/proc`` readers are the tests' own (``tests/serverproc.py``,
+``tests/procs.py``), so a benchmark measures the server exactly as the tests run it.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Iterable, Tuple
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+
+from procs import rss  # noqa: E402  (the one /proc reader; re-exported for the benches)
+from serverproc import ServerProcess  # noqa: E402
+
+__all__ = ["ServerProcess", "rss", "pin", "start_script", "stop", "settle"]
+
+
+def pin(pid: int, cpus: Iterable[int]) -> None:
+    """Pin every thread of process ``pid`` to ``cpus``.
+
+    ``os.sched_setaffinity(pid)`` alone pins one thread (the main one); a server's
+    connection threads are started by its accept thread and inherit *its* affinity, so
+    each thread in ``/proc/PID/task`` is pinned, the accept thread included.
+    """
+    cpus = set(cpus)
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:  # a thread that just ended
+            pass
+
+
+def start_script(code: str) -> Tuple[subprocess.Popen, int]:
+    """Run ``python -c code``, which prints the port it listens on; (process, port)."""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    return proc, int(proc.stdout.readline())
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Kill a process :func:`start_script` started and close its pipes."""
+    proc.kill()
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout):
+        if stream:
+            stream.close()
+
+
+def settle(pid: int, seconds: float = 0.3) -> int:
+    """The RSS of ``pid`` in bytes after a short pause (freed memory shows)."""
+    time.sleep(seconds)
+    return rss(pid)
