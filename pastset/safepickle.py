@@ -23,7 +23,6 @@ This bounds data nesting only. A key holder can still make the unpickler call an
 """
 from __future__ import annotations
 
-import functools
 import pickle
 import pickletools
 import struct
@@ -226,7 +225,7 @@ def request_reader(conn) -> Callable[[], Any]:
     """
     # the raw message, as transport.Connection.recv reads it: recv_bytes() would work
     # too, but adds ~0.4 us per request (checks and a BytesIO), doubling this guard's cost
-    read, send = functools.partial(conn._read_message, None), conn.send
+    read, send = conn.recv_message, conn.send
 
     def recv() -> Any:
         while True:

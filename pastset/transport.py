@@ -145,6 +145,10 @@ class Connection(mpc.Connection):
             self._send(buf[sent:])
 
     def recv(self):
+        return _loads(self.recv_message())
+
+    def recv_message(self) -> bytes:
+        """The next whole message, still pickled (the server checks requests before unpickling)."""
         handle = self._handle
         if handle is None:
             self._check_closed()
@@ -156,9 +160,9 @@ class Connection(mpc.Connection):
             if len(buf) >= 4:
                 end = 4 + _SIZE.unpack_from(buf)[0]
                 if end == len(buf):
-                    return _loads(buf[4:])
+                    return buf[4:]
             self._rbuf = buf
-        return _loads(self._read_message(None))
+        return self._read_message(None)
 
     def _recv_bytes(self, maxsize=None):
         return io.BytesIO(self._read_message(maxsize))
