@@ -183,3 +183,16 @@ def write_app(directory, name: str, source: str) -> str:
     with open(path, "w") as f:
         f.write(source)
     return path
+
+
+#: an app that spawns ``tasks`` (format it with a list of file names) and then waits for a
+#: result one of them should move: the shape of the commonest deadlock
+RESULT_WAITER = """\
+import pastset
+ps = pastset.PastSet()
+result = ps.enter(("result", int))
+for app in {tasks!r}:
+    ps.spawn(app)
+print("waiting", flush=True)
+print("result", result.observe()[1])
+"""

@@ -18,7 +18,7 @@ import time
 import pytest
 
 import pastset
-from pastset_runs import EXAMPLES, LiveRun, describe, run, survivors, write_app
+from pastset_runs import EXAMPLES, RESULT_WAITER, LiveRun, describe, run, survivors, write_app
 
 GRACE = "1"  #: a small deadlock_grace, so each case runs a few seconds only
 
@@ -38,15 +38,6 @@ def finished(args, env, code, timeout=60, cwd=None):
     return done
 
 
-RESULT_WAITER = """\
-import pastset
-ps = pastset.PastSet()
-result = ps.enter(("result", int))
-for app in {tasks!r}:
-    ps.spawn(app)
-print("waiting", flush=True)
-print("result", result.observe()[1])
-"""
 CRASH = "import pastset\npastset.PastSet().enter(('result', int))\nraise RuntimeError('boom')\n"
 
 

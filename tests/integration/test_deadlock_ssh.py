@@ -8,20 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from pastset_runs import RESULT_WAITER
+
 from .clusters import SshCluster
 from .sshruns import run
 
 pytestmark = pytest.mark.slow
 
-APP = """\
-import pastset
-ps = pastset.PastSet()
-result = ps.enter(("result", int))
-for app in {tasks!r}:
-    ps.spawn(app)
-print("waiting", flush=True)
-print("result", result.observe()[1])
-"""
 
 
 def write(directory: Path, name: str, text: str) -> None:
@@ -38,7 +31,7 @@ def test_a_deadlock_with_tasks_on_ssh_hosts_is_reported_and_ends_the_run(ssh_clu
                                                                        tmp_path: Path) -> None:
     apps = tmp_path / "apps"
     apps.mkdir()
-    write(apps, "app.py", APP.format(tasks=["crash.py", "stuck.py"]))
+    write(apps, "app.py", RESULT_WAITER.format(tasks=["crash.py", "stuck.py"]))
     write(apps, "crash.py", "raise SystemExit(4)\n")
     write(apps, "stuck.py", "import pastset\npastset.PastSet().enter(('go',)).observe()\n")
     nodes = ssh_cluster.nodes[:2]
@@ -56,7 +49,7 @@ def test_a_deadlock_with_tasks_on_ssh_hosts_is_reported_and_ends_the_run(ssh_clu
 def test_a_task_sleeping_on_an_ssh_host_is_no_deadlock(ssh_cluster: SshCluster, tmp_path: Path) -> None:
     apps = tmp_path / "apps"
     apps.mkdir()
-    write(apps, "app.py", APP.format(tasks=["sleepy.py"]))
+    write(apps, "app.py", RESULT_WAITER.format(tasks=["sleepy.py"]))
     write(apps, "sleepy.py", "import time, pastset\nps = pastset.PastSet()\ntime.sleep(3)\n"
                              "end = time.time() + 2\nwhile time.time() < end:\n    pass\n"
                              "ps.enter(('result', int)).move(('result', 7))\n")
