@@ -26,7 +26,7 @@ from multiprocessing import managers
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import safepickle, transport, tuplelog
-from .element import CallerGone, Element, set_call_context, set_wait_registry
+from .element import CallerGone, Element, call_state, set_call_context, set_wait_registry
 from .errors import ElementDeleted, PastSetError, Timeout, XFunctionError
 from .scheduler import Scheduler
 from .space import TupleSpace
@@ -42,6 +42,8 @@ SERVICE_ID = transport.SERVICE_ID
 transport.register_serializer()
 
 _serving = threading.local()  # .conn: the connection the current server thread serves
+_state = call_state()  # move/observe set the call context inline (as set_call_context does)
+_monotonic = time.monotonic
 
 
 def _current_connection() -> Optional[transport.Connection]:
@@ -109,10 +111,12 @@ class ElementService:
             timeout = check_timeout(timeout)
         if not isinstance(payload, bytes):
             raise TypeError("move payload must be the pickled tuple (bytes)")
-        set_call_context(timeout, _caller_alive, eid)
         if type(element) is Element:
+            _state.deadline = None if timeout is None else _monotonic() + timeout
+            _state.caller_alive, _state.element = _caller_alive, eid
             element.move(payload)
         else:
+            set_call_context(timeout, _caller_alive, eid)
             _run_xfunction(element, "move", pickle.loads, payload)
         self.flows.moved(eid)
         return True
@@ -124,11 +128,13 @@ class ElementService:
             timeout = check_timeout(timeout)
         if index != -1 or type(index) is not int:  # -1.0 == -1 but is no index
             check_index(index, allow_unindexed=True)
-        set_call_context(timeout, _caller_alive, eid)
         if type(element) is Element:
+            _state.deadline = None if timeout is None else _monotonic() + timeout
+            _state.caller_alive, _state.element = _caller_alive, eid
             data = element.observe(index)
             self.flows.observed(eid)
             return data
+        set_call_context(timeout, _caller_alive, eid)
         value = _run_xfunction(element, "observe", lambda i: i, index)
         self.flows.observed(eid)
         try:
