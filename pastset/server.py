@@ -667,6 +667,7 @@ class ManagerServer(managers.Server):
         finally:
             _serving.conn = None
             set_wait_registry(None)
+            self.service.flows.retire()
 
     def connection_counts(self) -> Tuple[int, int, int]:
         """(connections held, of which in the handshake, of which waiting for a slot)."""
