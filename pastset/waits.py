@@ -244,19 +244,24 @@ class FlowCounters:
 
     def moved(self, element: int, n: int = 1) -> None:
         """``n`` tuples were moved into ``element``."""
-        counts = self.counts()
-        entry = counts.get(element)
-        if entry is None:
-            entry = counts[element] = [0, 0, self._clock()]
-        entry[0] += n
+        try:
+            self._local.counts[element][0] += n
+        except (AttributeError, KeyError):  # this thread's first count (of this element)
+            self._first_count(element)[0] += n
 
     def observed(self, element: int, n: int = 1) -> None:
         """``n`` tuples of ``element`` were observed."""
+        try:
+            self._local.counts[element][1] += n
+        except (AttributeError, KeyError):
+            self._first_count(element)[1] += n
+
+    def _first_count(self, element: int) -> List[Any]:
         counts = self.counts()
         entry = counts.get(element)
         if entry is None:
             entry = counts[element] = [0, 0, self._clock()]
-        entry[1] += n
+        return entry
 
     def retire(self) -> None:
         """This thread counts no more (its connection ended): keep what it counted."""
