@@ -106,7 +106,9 @@ class ElementService:
 
     @exposed
     def move(self, eid: int, payload: bytes, timeout: Optional[float] = None) -> bool:
-        element = self.space.element(eid)
+        element = self.space.by_id.get(eid) if type(eid) is int else None
+        if element is None:  # deleted, or not an int: space.element raises the right error
+            element = self.space.element(eid)
         if timeout is not None:
             timeout = check_timeout(timeout)
         if not isinstance(payload, bytes):
@@ -123,7 +125,9 @@ class ElementService:
 
     @exposed
     def observe(self, eid: int, index: int = -1, timeout: Optional[float] = None) -> bytes:
-        element = self.space.element(eid)
+        element = self.space.by_id.get(eid) if type(eid) is int else None
+        if element is None:  # deleted, or not an int: space.element raises the right error
+            element = self.space.element(eid)
         if timeout is not None:
             timeout = check_timeout(timeout)
         if index != -1 or type(index) is not int:  # -1.0 == -1 but is no index
