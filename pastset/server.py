@@ -637,13 +637,17 @@ class ManagerServer(managers.Server):
         wire format: ``("#RETURN", result)``, ``("#ERROR", exception)`` for what the
         method raised, ``("#TRACEBACK", text)`` for a request it could not handle.
         """
+        if self.stop_event.is_set():
+            return
         _serving.conn = conn
         set_wait_registry(self.service.waits)
         methods = {name: getattr(self.service, name) for name in SpaceService.exposed}
         recv, send = safepickle.request_reader(conn), conn.send
-        stopping = self.stop_event.is_set
         try:
-            while not stopping():
+            # no stop check per request (Event.is_set is a Python call): shutdown_all sets
+            # the stop event and then shuts every held connection down, which ends this
+            # loop at its next read (EOF) or send (an error)
+            while True:
                 try:
                     request = recv()
                 except (EOFError, OSError):
