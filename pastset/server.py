@@ -26,7 +26,7 @@ from multiprocessing import managers
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import safepickle, transport, tuplelog
-from .element import CallerGone, Element, set_call_context, set_wait_registry
+from .element import CallerGone, Element, call_state, set_call_context, set_wait_registry
 from .errors import ElementDeleted, PastSetError, Timeout, XFunctionError
 from .scheduler import Scheduler
 from .space import TupleSpace
@@ -42,6 +42,8 @@ SERVICE_ID = transport.SERVICE_ID
 transport.register_serializer()
 
 _serving = threading.local()  # .conn: the connection the current server thread serves
+_state = call_state()  # move/observe set the call context inline (as set_call_context does)
+_monotonic = time.monotonic
 
 
 def _current_connection() -> Optional[transport.Connection]:
@@ -104,31 +106,39 @@ class ElementService:
 
     @exposed
     def move(self, eid: int, payload: bytes, timeout: Optional[float] = None) -> bool:
-        element = self.space.element(eid)
+        element = self.space.by_id.get(eid) if type(eid) is int else None
+        if element is None:  # deleted, or not an int: space.element raises the right error
+            element = self.space.element(eid)
         if timeout is not None:
             timeout = check_timeout(timeout)
         if not isinstance(payload, bytes):
             raise TypeError("move payload must be the pickled tuple (bytes)")
-        set_call_context(timeout, _caller_alive, eid)
         if type(element) is Element:
+            _state.deadline = None if timeout is None else _monotonic() + timeout
+            _state.caller_alive, _state.element = _caller_alive, eid
             element.move(payload)
         else:
+            set_call_context(timeout, _caller_alive, eid)
             _run_xfunction(element, "move", pickle.loads, payload)
         self.flows.moved(eid)
         return True
 
     @exposed
     def observe(self, eid: int, index: int = -1, timeout: Optional[float] = None) -> bytes:
-        element = self.space.element(eid)
+        element = self.space.by_id.get(eid) if type(eid) is int else None
+        if element is None:  # deleted, or not an int: space.element raises the right error
+            element = self.space.element(eid)
         if timeout is not None:
             timeout = check_timeout(timeout)
         if index != -1 or type(index) is not int:  # -1.0 == -1 but is no index
             check_index(index, allow_unindexed=True)
-        set_call_context(timeout, _caller_alive, eid)
         if type(element) is Element:
+            _state.deadline = None if timeout is None else _monotonic() + timeout
+            _state.caller_alive, _state.element = _caller_alive, eid
             data = element.observe(index)
             self.flows.observed(eid)
             return data
+        set_call_context(timeout, _caller_alive, eid)
         value = _run_xfunction(element, "observe", lambda i: i, index)
         self.flows.observed(eid)
         try:
@@ -627,13 +637,17 @@ class ManagerServer(managers.Server):
         wire format: ``("#RETURN", result)``, ``("#ERROR", exception)`` for what the
         method raised, ``("#TRACEBACK", text)`` for a request it could not handle.
         """
+        if self.stop_event.is_set():
+            return
         _serving.conn = conn
         set_wait_registry(self.service.waits)
         methods = {name: getattr(self.service, name) for name in SpaceService.exposed}
         recv, send = safepickle.request_reader(conn), conn.send
-        stopping = self.stop_event.is_set
         try:
-            while not stopping():
+            # no stop check per request (Event.is_set is a Python call): shutdown_all sets
+            # the stop event and then shuts every held connection down, which ends this
+            # loop at its next read (EOF) or send (an error)
+            while True:
                 try:
                     request = recv()
                 except (EOFError, OSError):
@@ -661,6 +675,7 @@ class ManagerServer(managers.Server):
         finally:
             _serving.conn = None
             set_wait_registry(None)
+            self.service.flows.retire()
 
     def connection_counts(self) -> Tuple[int, int, int]:
         """(connections held, of which in the handshake, of which waiting for a slot)."""

@@ -18,7 +18,8 @@ import itertools
 import os
 import sys
 import threading
-from typing import Dict, Optional, Tuple
+from types import MappingProxyType
+from typing import Dict, Mapping, Optional, Tuple
 
 from .element import Element
 from .errors import ElementDeleted, XFunctionError
@@ -94,6 +95,8 @@ class TupleSpace:
         self.xfunctions = XFunctionLoader(bin_dir)
         self._by_template: Dict[tuple, Tuple[int, Element]] = {}
         self._by_id: Dict[int, Element] = {}
+        #: element id -> element, to read only (the server's move/observe look up here first)
+        self.by_id: Mapping[int, Element] = MappingProxyType(self._by_id)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 

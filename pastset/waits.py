@@ -11,13 +11,12 @@ Three small things the server keeps beside the tuple space, read by ``pastset st
   registry.waiting(...)`` while it waits and is removed when the wait ends, however it ends.
   Entered only when a call actually blocks, so the fast path pays nothing.
   :meth:`WaitRegistry.snapshot` returns plain data.
-* :class:`FlowCounters` — per element, cumulative moves and observes and the rate of each
-  over the last few seconds, kept in per-second buckets so one ``status`` call can answer
-  without a background sampler.
+* :class:`FlowCounters` — per element, cumulative moves and observes (counted without a
+  lock or a clock read: each thread has its own counts), and the rate of each over the
+  last few seconds, from samples of the totals that status calls take.
 """
 from __future__ import annotations
 
-import functools
 import itertools
 import threading
 import time
@@ -208,48 +207,16 @@ class WaitRegistry:
         return [w for w in self.current() if w.timeout is None]
 
 
-class _Flow:
-    """One element's counts of one kind: a total, the count of the current second, and
-    per-second buckets of the seconds before it (filed only when the second changes, so
-    counting within a second is two additions)."""
-
-    __slots__ = ("total", "second", "count", "seconds", "counts")
-
-    def __init__(self, size: int):
-        self.total = 0
-        self.second = -1  # the second ``count`` belongs to
-        self.count = 0
-        self.seconds = [-1] * size
-        self.counts = [0] * size
-
-    def add(self, second: int, n: int) -> None:
-        self.total += n
-        if second == self.second:
-            self.count += n
-        else:
-            self.roll(second, n)
-
-    def roll(self, second: int, n: int) -> None:
-        """A new second began: file the last one's count in its bucket, start counting anew."""
-        if self.second >= 0:
-            slot = self.second % len(self.seconds)
-            self.seconds[slot] = self.second
-            self.counts[slot] = self.count
-        self.second, self.count = second, n
-
-    def recent(self, now_second: int, window: int) -> int:
-        """Tuples counted in the seconds ``now_second - window + 1 .. now_second``."""
-        oldest = now_second - window + 1
-        current = self.count if oldest <= self.second <= now_second else 0
-        return current + sum(c for s, c in zip(self.seconds, self.counts)
-                             if oldest <= s <= now_second and s != self.second)
-
-
 class FlowCounters:
     """Per element: cumulative moves and observes, and moves/s, observes/s over ``window`` s.
 
-    :meth:`moved` / :meth:`observed` are on the hot path of every call: one clock read,
-    one lock, a dict lookup and two additions (a bucket is filed once a second).
+    Counting is on the hot path of every call, so it takes no lock and reads no clock:
+    each thread counts into a dict of its own (element id -> [moves, observes, first
+    seen]), which only that thread writes; :meth:`snapshot` adds them up. Rates come from
+    samples of those totals that :meth:`snapshot` keeps (``pastset status`` and ``top``
+    poll it): a rate is what was counted since the newest sample taken at least
+    ``window`` s ago (else since the element was first seen), over the time since then.
+    A server thread hands its counts over with :meth:`retire` when its connection ends.
     """
 
     def __init__(self, window: int = 5, clock: Callable[[], float] = time.monotonic):
@@ -258,59 +225,110 @@ class FlowCounters:
         self.window = int(window)
         self._clock = clock
         self._lock = threading.Lock()
-        self._flows: Dict[int, List[Any]] = {}  # element id -> [first seen, moves _Flow, observes _Flow]
-        # the hot path calls these: one Python call each instead of two
-        self.moved = functools.partial(self._add, 1)  # type: ignore[method-assign]
-        self.observed = functools.partial(self._add, 2)  # type: ignore[method-assign]
+        self._local = threading.local()
+        self._threads: List[Dict[int, List[Any]]] = []  # every live thread's counts
+        self._retired: Dict[int, List[Any]] = {}  # counts of threads that retired
+        self._samples: Dict[int, List[tuple]] = {}  # element id -> [(time, moves, observes)], oldest first
 
-    def _entry(self, element: int, now: float) -> List[Any]:
-        entry = self._flows.get(element)
-        if entry is None:
-            entry = self._flows[element] = [now, _Flow(self.window + 1), _Flow(self.window + 1)]
-        return entry
+    def counts(self) -> Dict[int, List[Any]]:
+        """This thread's counts (element id -> [moves, observes, first seen]), which only
+        this thread may change: the server's move and observe add to them directly."""
+        try:
+            return self._local.counts
+        except AttributeError:
+            mine: Dict[int, List[Any]] = {}
+            with self._lock:
+                self._threads.append(mine)
+            self._local.counts = mine
+            return mine
 
     def moved(self, element: int, n: int = 1) -> None:
         """``n`` tuples were moved into ``element``."""
-        self._add(1, element, n)
+        try:
+            self._local.counts[element][0] += n
+        except (AttributeError, KeyError):  # this thread's first count (of this element)
+            self._first_count(element)[0] += n
 
     def observed(self, element: int, n: int = 1) -> None:
         """``n`` tuples of ``element`` were observed."""
-        self._add(2, element, n)
+        try:
+            self._local.counts[element][1] += n
+        except (AttributeError, KeyError):
+            self._first_count(element)[1] += n
 
-    def _add(self, kind: int, element: int, n: int = 1) -> None:
-        second = int(self._clock())
+    def _first_count(self, element: int) -> List[Any]:
+        counts = self.counts()
+        entry = counts.get(element)
+        if entry is None:
+            entry = counts[element] = [0, 0, self._clock()]
+        return entry
+
+    def retire(self) -> None:
+        """This thread counts no more (its connection ended): keep what it counted."""
+        mine = getattr(self._local, "counts", None)
+        if mine is None:
+            return
+        del self._local.counts
         with self._lock:
-            try:
-                flow = self._flows[element][kind]
-            except KeyError:
-                flow = self._entry(element, self._clock())[kind]
-            flow.total += n
-            if second == flow.second:
-                flow.count += n
-            else:
-                flow.roll(second, n)
+            self._threads = [c for c in self._threads if c is not mine]
+            for element, (moves, observes, seen) in list(mine.items()):
+                kept = self._retired.get(element)
+                if kept is None:
+                    self._retired[element] = [moves, observes, seen]
+                else:
+                    kept[0] += moves
+                    kept[1] += observes
+                    kept[2] = min(kept[2], seen)
 
     def forget(self, element: int) -> None:
         """The element was deleted."""
         with self._lock:
-            self._flows.pop(element, None)
+            for counts in self._threads:
+                counts.pop(element, None)
+            self._retired.pop(element, None)
+            self._samples.pop(element, None)
+
+    def _totals(self) -> Dict[int, List[Any]]:
+        """(Lock held) element id -> [moves, observes, first seen] over every thread."""
+        totals: Dict[int, List[Any]] = {}
+        for counts in [self._retired] + self._threads:
+            for element, (moves, observes, seen) in list(counts.items()):  # one C call: no race
+                total = totals.get(element)
+                if total is None:
+                    totals[element] = [moves, observes, seen]
+                else:
+                    total[0] += moves
+                    total[1] += observes
+                    total[2] = min(total[2], seen)
+        return totals
 
     def snapshot(self) -> Dict[int, Dict[str, float]]:
         """element id -> {moves, observes, moves_per_s, observes_per_s}.
 
-        A rate is the tuples of the last ``window`` whole seconds plus the current one,
-        over the time that covers (less for an element younger than that, at least 1 s).
+        A rate is the tuples counted since the newest sample at least ``window`` s old
+        (the element's first sighting when there is none), over the time since then, at
+        least 1 s. Each snapshot is kept as a sample.
         """
         now = self._clock()
-        now_second = int(now)
-        start = now_second - self.window + 1
+        oldest_needed = now - self.window
         result = {}
         with self._lock:
-            for element, (seen, moves, observes) in self._flows.items():
-                span = max(1.0, now - max(seen, start))
+            for element, (moves, observes, seen) in self._totals().items():
+                samples = self._samples.setdefault(element, [])
+                since, moves0, observes0 = seen, 0, 0
+                for sample in samples:
+                    if sample[0] > oldest_needed:
+                        break
+                    since, moves0, observes0 = sample
+                span = max(1.0, now - since)
                 result[element] = {
-                    "moves": moves.total, "observes": observes.total,
-                    "moves_per_s": round(moves.recent(now_second, self.window) / span, 2),
-                    "observes_per_s": round(observes.recent(now_second, self.window) / span, 2),
+                    "moves": moves, "observes": observes,
+                    "moves_per_s": round((moves - moves0) / span, 2),
+                    "observes_per_s": round((observes - observes0) / span, 2),
                 }
+                # keep the newest sample older than the window and those within it
+                while len(samples) > 1 and samples[1][0] <= oldest_needed:
+                    del samples[0]
+                if not samples or now - samples[-1][0] >= 0.5:  # at most two a second
+                    samples.append((now, moves, observes))
         return result

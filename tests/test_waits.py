@@ -134,16 +134,43 @@ def test_with_details_keeps_what_the_caller_said():
 def test_flow_counters_count_totals_and_rates_over_the_window():
     clock = FakeClock(100.0)
     flows = FlowCounters(window=5, clock=clock)
-    for second in range(10):  # 10 moves and 5 observes each second for 10 s
+    for second in range(10):  # 10 moves and 5 observes each second for 10 s, polled each second
         clock.now = 100.0 + second
         flows.moved(1, 10)
         flows.observed(1, 5)
+        flows.snapshot()
     clock.now = 109.5
     snap = flows.snapshot()[1]
     assert snap["moves"] == 100 and snap["observes"] == 50
-    # seconds 105..109 hold 50 moves, over the 4.5 s from 105.0 to 109.5
-    assert snap["moves_per_s"] == pytest.approx(50 / 4.5, abs=0.01)
-    assert snap["observes_per_s"] == pytest.approx(25 / 4.5, abs=0.01)
+    # since the sample at 104.0 (the newest at least 5 s old): 50 moves over 5.5 s
+    assert snap["moves_per_s"] == pytest.approx(50 / 5.5, abs=0.01)
+    assert snap["observes_per_s"] == pytest.approx(25 / 5.5, abs=0.01)
+
+
+def test_a_first_snapshot_rates_since_the_element_was_first_seen():
+    clock = FakeClock(100.0)
+    flows = FlowCounters(window=5, clock=clock)
+    flows.moved(1, 10)
+    clock.now = 110.0
+    flows.observed(1, 40)
+    snap = flows.snapshot()[1]
+    assert (snap["moves_per_s"], snap["observes_per_s"]) == (1.0, 4.0)
+
+
+def test_counts_of_ended_threads_are_kept_and_forgotten_with_the_element():
+    flows = FlowCounters()
+
+    def serve():
+        flows.moved(3, 7)
+        flows.retire()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    thread.join(30)
+    flows.observed(3, 2)
+    assert (flows.snapshot()[3]["moves"], flows.snapshot()[3]["observes"]) == (7, 2)
+    flows.forget(3)
+    assert flows.snapshot() == {}
 
 
 def test_rates_fall_to_zero_when_the_flow_stops_and_totals_stay():
