@@ -37,6 +37,7 @@ class _CallContext(threading.local):
     turn: Optional[tuple] = None  # (element, ticket) while this thread moves a batch
     waits: Any = None  # the server's WaitRegistry (set once per server thread), or None
     element: Optional[int] = None  # the id of the element the current call is on
+    timeout: Optional[float] = None  # the current call's timeout as given (for its Timeout message)
 
 
 _context = _CallContext()
@@ -50,6 +51,7 @@ def set_call_context(timeout: Optional[float] = None,
     Server threads set it before every call (plain assignments: this is on the hot
     path of every move and observe)."""
     _context.deadline = None if timeout is None else time.monotonic() + timeout
+    _context.timeout = timeout
     _context.caller_alive = caller_alive
     _context.element = element
 
@@ -78,7 +80,7 @@ def waiting(operation: str, template: Any = None) -> ContextManager[Any]:
     text = None if template is None else format_template(template)
     inner = nullcontext() if registry is None else registry.waiting(
         operation, element=_context.element, template=text, timeout=timeout)
-    return _Blocking(inner, operation, text, timeout)
+    return _Blocking(inner, operation, text, None if deadline is None else _context.timeout)
 
 
 class _Blocking:
@@ -108,12 +110,12 @@ class _Blocking:
 def call_context(timeout: Optional[float] = None,
                  caller_alive: Optional[Callable[[], bool]] = None) -> Iterator[None]:
     """Run the calls inside with a deadline and a liveness probe, then restore."""
-    saved = (_context.deadline, _context.caller_alive, _context.element)
+    saved = (_context.deadline, _context.timeout, _context.caller_alive, _context.element)
     set_call_context(timeout, caller_alive, _context.element)
     try:
         yield
     finally:
-        _context.deadline, _context.caller_alive, _context.element = saved
+        _context.deadline, _context.timeout, _context.caller_alive, _context.element = saved
 
 
 def wait_within_call(cond: threading.Condition) -> None:

@@ -115,7 +115,7 @@ class ElementService:
             raise TypeError("move payload must be the pickled tuple (bytes)")
         if type(element) is Element:
             _state.deadline = None if timeout is None else _monotonic() + timeout
-            _state.caller_alive, _state.element = _caller_alive, eid
+            _state.caller_alive, _state.element, _state.timeout = _caller_alive, eid, timeout
             element.move(payload)
         else:
             set_call_context(timeout, _caller_alive, eid)
@@ -134,7 +134,7 @@ class ElementService:
             check_index(index, allow_unindexed=True)
         if type(element) is Element:
             _state.deadline = None if timeout is None else _monotonic() + timeout
-            _state.caller_alive, _state.element = _caller_alive, eid
+            _state.caller_alive, _state.element, _state.timeout = _caller_alive, eid, timeout
             data = element.observe(index)
             self.flows.observed(eid)
             return data
