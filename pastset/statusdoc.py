@@ -23,8 +23,8 @@ key                    meaning
   ``delta``            the bound on unobserved tuples, or null
   ``moves``            moves so far (cumulative)
   ``observes``         observes so far, indexed ones included (cumulative)
-  ``moves_per_s``      moves per second over the last few seconds
-  ``observes_per_s``   observes per second over the last few seconds
+  ``moves_per_s``      moves per second over about the last 5 s (a first status: since the element was seen)
+  ``observes_per_s``   observes per second, the same way
   ``waiting``          list of the calls waiting on this element now (see ``waits``)
 ``waits``              list, every call waiting now, oldest first:
   ``who``              a phrase: ``app``, ``task t3 (sum.py on w1@node2)``, ``worker w1``
