@@ -73,3 +73,10 @@ def sends(monkeypatch):
     monkeypatch.setattr(transport.Connection, "send", counting_send)
     return counter
 
+
+@pytest.fixture
+def apps(tmp_path):
+    """An empty applications (``bin``) directory for a test's apps and tasks."""
+    directory = tmp_path / "apps"
+    directory.mkdir()
+    return directory

@@ -196,3 +196,12 @@ for app in {tasks!r}:
 print("waiting", flush=True)
 print("result", result.observe()[1])
 """
+
+
+def finished(args, env, code=0, timeout=60, cwd=None):
+    """Run ``pastset ARGS`` to its end; assert its exit status and that nothing of the run is left."""
+    done = run(args, env, timeout=timeout, cwd=cwd)
+    assert done.returncode == code, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    left = survivors(env["PASTSET_TEST_TAG"])
+    assert not left, describe(left)
+    return done

@@ -18,24 +18,10 @@ import time
 import pytest
 
 import pastset
-from pastset_runs import EXAMPLES, RESULT_WAITER, LiveRun, describe, run, survivors, write_app
+from pastset_runs import EXAMPLES, RESULT_WAITER, LiveRun, finished, survivors, write_app
 
 GRACE = "1"  #: a small deadlock_grace, so each case runs a few seconds only
 
-
-@pytest.fixture
-def apps(tmp_path):
-    directory = tmp_path / "apps"
-    directory.mkdir()
-    return directory
-
-
-def finished(args, env, code, timeout=60, cwd=None):
-    done = run(args, env, timeout=timeout, cwd=cwd)
-    assert done.returncode == code, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    left = survivors(env["PASTSET_TEST_TAG"])
-    assert not left, describe(left)
-    return done
 
 
 CRASH = "import pastset\npastset.PastSet().enter(('result', int))\nraise RuntimeError('boom')\n"

@@ -7,22 +7,8 @@ import re
 
 import pytest
 
-from pastset_runs import describe, run, survivors, write_app
+from pastset_runs import finished, write_app
 
-
-@pytest.fixture
-def apps(tmp_path):
-    directory = tmp_path / "apps"
-    directory.mkdir()
-    return directory
-
-
-def finished(args, env, code=0, timeout=60):
-    done = run(args, env, timeout=timeout)
-    assert done.returncode == code, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    left = survivors(env["PASTSET_TEST_TAG"])
-    assert not left, describe(left)
-    return done
 
 
 TWO_CRASHES = """\

@@ -61,9 +61,8 @@ pset.enter(("go", int)).observe()
 
 
 @pytest.fixture
-def apps(tmp_path):
-    directory = tmp_path / "apps"
-    directory.mkdir()
+def apps(apps):
+    directory = apps
     for name, source in (("waiter.py", WAITER), ("looper.py", LOOPER), ("crasher.py", CRASHER),
                          ("spawncrash.py", SPAWN_CRASH_AND_WAIT)):
         write_app(directory, name, source)

@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from pastset.events import EVENTS, find_events
-from pastset_runs import describe, run, survivors, write_app
+from pastset_runs import finished as run_finished, run, write_app
 
 #: the app: a task that crashes, one that is not there, one that works; then it waits
 #: for a result that will never come, so the run ends as a deadlock (exit status 3)
@@ -31,9 +31,8 @@ PROCS = 2
 
 
 @pytest.fixture
-def apps(tmp_path):
-    directory = tmp_path / "apps"
-    directory.mkdir()
+def apps(apps):
+    directory = apps
     write_app(directory, "story.py", APP)
     write_app(directory, "crash.py", "import sys\nprint('crashing now')\nsys.exit(int(sys.argv[1]))\n")
     write_app(directory, "fine.py", "print('fine')\n")
@@ -41,11 +40,8 @@ def apps(tmp_path):
 
 
 def finished(args, env):
-    done = run(args, env, timeout=90)
-    assert done.returncode == 3, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    left = survivors(env["PASTSET_TEST_TAG"])
-    assert not left, describe(left)
-    return done
+    """The story app ends in a deadlock (status 3), and nothing of the run is left."""
+    return run_finished(args, env, 3, timeout=90)
 
 
 def key(facts):

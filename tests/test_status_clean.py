@@ -40,9 +40,8 @@ pset.enter(("never", int)).observe()
 
 
 @pytest.fixture
-def apps(tmp_path):
-    directory = tmp_path / "apps"
-    directory.mkdir()
+def apps(apps):
+    directory = apps
     write_app(directory, "waiter.py", WAITER)
     write_app(directory, "looper.py", LOOPER)
     return directory

@@ -4,25 +4,10 @@ missing file names the directory searched and suggests --bin DIR); the run ends 
 summary of the tasks that failed, and its exit status stays the app's."""
 from __future__ import annotations
 
-import pytest
 
 import pastset
-from pastset_runs import describe, run, survivors, write_app
+from pastset_runs import finished, write_app
 
-
-@pytest.fixture
-def apps(tmp_path):
-    directory = tmp_path / "apps"
-    directory.mkdir()
-    return directory
-
-
-def finished(args, env, code, timeout=60):
-    done = run(args, env, timeout=timeout)
-    assert done.returncode == code, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    left = survivors(env["PASTSET_TEST_TAG"])
-    assert not left, describe(left)
-    return done
 
 
 HANDLES = """\
