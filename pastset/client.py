@@ -99,6 +99,21 @@ def _forked() -> None:
 os.register_at_fork(after_in_child=_forked)
 
 
+#: a pickle this short cannot nest deeper than the safe limit (pastset.safepickle.MAX_NESTING;
+#: every level takes at least one byte)
+_SHALLOW_FOR_SURE = 4096
+
+
+def _load_tuple(data: Any) -> Any:
+    """Unpickle an observed tuple. Tuples are pickled by whoever moved them, and one nesting
+    too deep would crash this process while it is read (C recursion), so a tuple too large
+    to be shallow for sure is walked first (a few µs; small ones pay one length check)."""
+    if len(data) > _SHALLOW_FOR_SURE:
+        from . import safepickle  # on first need: most programs never observe a large tuple
+
+        safepickle.check(data, "the observed tuple", "the client")
+    return _loads(data)
+
 class Channel:
     """Authenticated connections to one server, one per thread, made on first use.
 
@@ -229,7 +244,7 @@ class ElementHandle:
             check_index(index, allow_unindexed=True)
         if timeout is not None:
             timeout = check_timeout(timeout)
-        return _loads(self._call("observe", self._eid, index, timeout))
+        return _load_tuple(self._call("observe", self._eid, index, timeout))
 
     def move_many(self, tuples: Iterable[Any], timeout: Optional[float] = None) -> int:
         """Move every tuple of ``tuples`` in one round trip; return how many were moved.
@@ -274,7 +289,7 @@ class ElementHandle:
         offs = _array("Q")
         offs.frombytes(offsets)
         view = memoryview(blob)
-        return [_loads(view[a:b]) for a, b in zip(offs, offs[1:])]
+        return [_load_tuple(view[a:b]) for a, b in zip(offs, offs[1:])]
 
     def first(self) -> int:
         """Number of the oldest tuple nobody has observed yet."""

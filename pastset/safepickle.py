@@ -201,12 +201,13 @@ def _memo_index(data: bytes, start: int, stop: int, size: int) -> int:
     return int.from_bytes(data[start:stop], "little")
 
 
-def check(data: bytes) -> None:
+def check(data: bytes, what: str = "the request", refused_by: str = "the server") -> None:
     """Raise ValueError if pickle ``data`` nests deeper than :data:`MAX_NESTING` levels, or
-    is no pickle; return if unpickling it cannot overflow the stack."""
+    is no pickle; return if unpickling it cannot overflow the stack. ``what`` and
+    ``refused_by`` name the data and its reader in the message."""
     if len(data) > MAX_NESTING and nesting(data) > MAX_NESTING:
-        raise ValueError(f"the request nests deeper than {MAX_NESTING} levels (objects inside "
-                         f"objects); the server refuses it unread")
+        raise ValueError(f"{what} nests deeper than {MAX_NESTING} levels (objects inside "
+                         f"objects); {refused_by} refuses it unread")
 
 
 def loads(data: bytes) -> Any:

@@ -264,3 +264,35 @@ def test_xfunction_method_that_exits_is_an_error_not_a_lost_connection(server_pr
 def test_unreadable_small_request_is_answered(server_process, request_bytes):
     refused(send_raw(server_process, request_bytes), ValueError, "could not unpickle the request")
     serves(server_process)
+
+
+def test_a_tuple_nesting_too_deep_is_refused_by_the_consumer_not_a_crash(pset):
+    """A key holder may move a value that would crash whoever unpickles it (a deep tuple
+    inside a frozenset is hashed while it is read): the consumer refuses it with a
+    ValueError, and large ordinary tuples still come through."""
+    import pickle
+    import sys
+
+    from pastset.client import _SHALLOW_FOR_SURE
+    from pastset.safepickle import MAX_NESTING
+
+    assert _SHALLOW_FOR_SURE == MAX_NESTING
+    deep = ()
+    for _ in range(MAX_NESTING + 10):
+        deep = (deep,)
+    elem = pset.enter(("deep", object))
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(4 * MAX_NESTING)  # pickle.dumps recurses once per level
+    try:
+        payload = pickle.dumps((frozenset({deep}),), pickle.HIGHEST_PROTOCOL)
+    finally:
+        sys.setrecursionlimit(limit)
+    elem._call("move", elem._eid, payload, None)
+    elem.move(("big", "x" * 100_000))
+    elem.move_many([("many", bytes(5000))] * 3)
+    with pytest.raises(ValueError, match="the observed tuple nests deeper than"):
+        elem.observe()
+    assert elem.observe() == ("big", "x" * 100_000)
+    assert elem.observe_many(3) == [("many", bytes(5000))] * 3
+    with pytest.raises(ValueError, match="nests deeper than"):
+        elem.observe(0)
