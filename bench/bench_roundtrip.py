@@ -4,9 +4,11 @@ Both servers run in processes of their own on loopback, every thread of them pin
 (:func:`benchlib.pin`): first everything on one CPU (the pure software cost), then the
 servers on another CPU than the client (every call pays a cross-CPU wake-up, which on
 VMs varies with where the scheduler puts processes; pinning makes it reproducible).
-The floor does the same work in the least Python can: one ``sendall`` of header and
-pickled request, a buffered read of the answer, the tuple pickled on the way in and
-unpickled on the way out. Rounds alternate which of the two goes first, so machine
+The floor is the least a pickle RPC can do in Python: one ``sendall`` of header and
+pickled request, a buffered read of the pickled answer, the tuple pickled on the way in
+and unpickled on the way out. pastset sends move and observe as compact frames
+(:mod:`pastset.frames`: no pickled envelope around the pickled tuple), so it can come in
+under the floor. Rounds alternate which of the two goes first, so machine
 noise hits both alike; the figures are medians, ``ratio=pastset/floor`` is the ratio
 of the medians (targets <= 1.3 on one CPU, <= 1.1 on two) and ``rounds`` the range of
 the per-round ratios. Also prints the time from nothing to the answer of the first

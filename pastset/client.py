@@ -15,7 +15,7 @@ import threading
 from array import array as _array
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from . import transport, validation
+from . import frames, transport, validation
 from .transport import SERVICE_ID
 from .errors import ConnectError, PastSetError
 from .runenv import ADDRESS_ENV, AUTHKEY_ENV, STRICT_ENV, caller_identity
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 _dumps = pickle.dumps
 _loads = pickle.loads
 _HIGHEST = pickle.HIGHEST_PROTOCOL
+_REPLY_TRUE, _REPLY_BYTES = frames.REPLY_TRUE, frames.REPLY_BYTES
+_move_request, _observe_request = frames.move_request, frames.observe_request
 
 _NO_RUN = ("no PastSet run to connect to: start your program with `python -m pastset run "
            "app.py` (which sets PASTSET_ADDRESS and PASTSET_AUTHKEY), or pass "
@@ -166,12 +168,33 @@ class Channel:
 
     def call(self, method: str, *args: Any) -> Any:
         """Call ``method`` on the server's space service; raise what the server raised."""
+        return self._result(method, self._round_trip(method, (SERVICE_ID, method, args, {}), False))
+
+    def call_frame(self, method: str, message: bytes) -> Any:
+        """Make a call sent as a compact frame (:mod:`pastset.frames`; ``message`` is
+        the whole request): True or the returned bytes (a memoryview), or what the
+        server raised, as for :meth:`call`."""
+        body = self._round_trip(method, message, True)
+        tag = body[0] if body else 0
+        if tag == _REPLY_BYTES:
+            return memoryview(body)[1:]
+        if tag == _REPLY_TRUE:
+            return True
+        return self._result(method, body)
+
+    def _round_trip(self, method: str, request: Any, framed: bool) -> bytes:
+        """Send ``request`` on this thread's connection, pickled or (``framed``) as the
+        whole message it already is, and return the reply's body (still pickled, or a
+        frame reply)."""
         conn = self._local.__dict__.get("conn") if self._forks == _forks else None
         if conn is None:
             conn = self.connection()
         try:
-            conn.send((SERVICE_ID, method, args, {}))
-            kind, result = conn.recv()
+            if framed:
+                conn.send_message(request)
+            else:
+                conn.send(request)
+            return conn.recv_message()
         except (OSError, EOFError) as exc:
             self._drop(conn)
             if self.closed:
@@ -183,6 +206,11 @@ class Channel:
             # connection is out of step; the server sees it close and undoes nothing
             self._drop(conn)
             raise
+
+    @staticmethod
+    def _result(method: str, body: bytes) -> Any:
+        """The result in a pickled reply; raise what the server raised."""
+        kind, result = _loads(body)
         if kind == "#RETURN":
             return result
         if kind == "#ERROR":
@@ -216,10 +244,13 @@ class Channel:
 class ElementHandle:
     """A program's handle on one element; its methods are the PastSet operations."""
 
-    __slots__ = ("_call", "_eid", "_template", "_strict")
+    __slots__ = ("_call", "_call_frame", "_eid", "_template", "_strict")
 
-    def __init__(self, channel: Channel, eid: int, template: tuple, strict: bool = False):
+    def __init__(self, channel: Channel, eid: int, template: tuple, strict: bool = False,
+                 use_frames: bool = False):
         self._call = channel.call
+        # move and an unindexed observe go as compact frames when the server reads them
+        self._call_frame = channel.call_frame if use_frames else None
         self._eid = eid
         self._template = template
         self._strict = strict
@@ -236,14 +267,18 @@ class ElementHandle:
             problem = matches_template(data, self._template)
             if problem:
                 raise TypeError(f"strict mode: {problem}")
+        if self._call_frame is not None:
+            return self._call_frame("move", _move_request(self._eid, payload, timeout))
         return self._call("move", self._eid, payload, timeout)
 
     def observe(self, index: int = -1, timeout: Optional[float] = None) -> Any:
         """Take the next unobserved tuple (``index=-1``), or read tuple ``index``."""
-        if index != -1 or type(index) is not int:  # -1.0 == -1 but is no index
-            check_index(index, allow_unindexed=True)
         if timeout is not None:
             timeout = check_timeout(timeout)
+        if index != -1 or type(index) is not int:  # -1.0 == -1 but is no index
+            check_index(index, allow_unindexed=True)
+        elif self._call_frame is not None:
+            return _load_tuple(self._call_frame("observe", _observe_request(self._eid, timeout)))
         return _load_tuple(self._call("observe", self._eid, index, timeout))
 
     def move_many(self, tuples: Iterable[Any], timeout: Optional[float] = None) -> int:
@@ -349,6 +384,7 @@ class PastSet:
         self.strict = strict
         self._channel = Channel(address, bytes(authkey), connect_timeout)
         self.server_info = self._channel.call("hello")
+        self._frames = self.server_info.get("frames") == frames.VERSION
 
     @property
     def address(self) -> Tuple[str, int]:
@@ -364,7 +400,7 @@ class PastSet:
         if xfunction is not None:
             check_module_name(xfunction)
         eid = self._channel.call("enter", template, xfunction)
-        return ElementHandle(self._channel, eid, template, self.strict)
+        return ElementHandle(self._channel, eid, template, self.strict, self._frames)
 
     def delelement(self, element: Union[ElementHandle, tuple]) -> None:
         """Remove an element (by handle or template); blocked calls on it fail."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import pickle
 import pickletools
 import struct
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List
 
 #: deepest nesting (containers, objects) a request may have; also the size, in bytes, up to
 #: which a request is read without a walk (it cannot nest deeper than its length)
@@ -217,30 +217,12 @@ def loads(data: bytes) -> Any:
     return _loads(data)
 
 
-def request_reader(conn) -> Callable[[], Any]:
-    """A ``conn.recv`` for the server's serving loop that reads each request with :func:`loads`.
-
-    A request refused, or one the unpickler fails on, is answered here with
-    ``("#ERROR", ValueError(...))`` and the next one is read: the loop sees only requests
-    that unpickled, and each request still gets one reply, so the connection stays in step.
-    """
-    # the raw message, as transport.Connection.recv reads it: recv_bytes() would work
-    # too, but adds ~0.4 us per request (checks and a BytesIO), doubling this guard's cost
-    read, send = conn.recv_message, conn.send
-
-    def recv() -> Any:
-        while True:
-            data = read()
-            if len(data) > MAX_NESTING:
-                try:
-                    check(data)
-                except ValueError as exc:
-                    send(("#ERROR", exc))
-                    continue
-            try:
-                return _loads(data)
-            except Exception as exc:
-                send(("#ERROR", ValueError(f"the server could not unpickle the request: "
-                                           f"{type(exc).__name__}: {exc}")))
-
-    return recv
+def request(data: bytes) -> Any:
+    """A request the server read, unpickled: :func:`loads`, and a ValueError too for one
+    the unpickler fails on, so the server answers either with one error reply and the
+    connection stays in step."""
+    check(data)
+    try:
+        return _loads(data)
+    except Exception as exc:
+        raise ValueError(f"the server could not unpickle the request: {type(exc).__name__}: {exc}") from None

@@ -25,7 +25,7 @@ import traceback
 from multiprocessing import managers
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import safepickle, transport, tuplelog
+from . import frames, safepickle, transport, tuplelog
 from .element import CallerGone, Element, call_state, set_call_context, set_wait_registry
 from .errors import ElementDeleted, PastSetError, Timeout, XFunctionError
 from .scheduler import Scheduler
@@ -94,7 +94,7 @@ class ElementService:
     def hello(self) -> Dict[str, Any]:
         from . import __version__
 
-        return {"version": __version__, "run": self.run_id, "pid": os.getpid()}
+        return {"version": __version__, "run": self.run_id, "pid": os.getpid(), "frames": frames.VERSION}
 
     @exposed
     def enter(self, template: tuple, xfunction: Optional[str] = None) -> int:
@@ -642,29 +642,30 @@ class ManagerServer(managers.Server):
         _serving.conn = conn
         set_wait_registry(self.service.waits)
         methods = {name: getattr(self.service, name) for name in SpaceService.exposed}
-        recv, send = safepickle.request_reader(conn), conn.send
+        move, observe = methods["move"], methods["observe"]
+        read, send, send_message = conn.recv_message, conn.send, conn.send_message
         try:
             # no stop check per request (Event.is_set is a Python call): shutdown_all sets
             # the stop event and then shuts every held connection down, which ends this
             # loop at its next read (EOF) or send (an error)
             while True:
                 try:
-                    request = recv()
+                    data = read()
                 except (EOFError, OSError):
                     return
-                try:
-                    ident, name, args, kwds = request
-                    if ident != SERVICE_ID:
-                        raise KeyError(f"no object {ident!r} on this server")
-                    function = methods.get(name)
-                    if function is None:
-                        raise AttributeError(f"method {name!r} is not in exposed methods of the PastSet server")
+                if data and data[0] in _FRAME_TAGS:  # move or observe (pastset.frames)
                     try:
-                        msg = ("#RETURN", function(*args, **kwds) if kwds else function(*args))
+                        msg = frames.answer(data, move, observe)
                     except Exception as exc:
                         msg = ("#ERROR", exc)
-                except Exception:
-                    msg = ("#TRACEBACK", traceback.format_exc())
+                    if type(msg) is bytes:
+                        try:
+                            send_message(msg)
+                        except Exception:
+                            return
+                        continue
+                else:
+                    msg = _answer(methods, data)
                 try:
                     try:
                         send(msg)
@@ -694,6 +695,33 @@ class ManagerServer(managers.Server):
             conn.shutdown()
         if self._accepter is not None:
             self._accepter.join(5)
+
+
+def _answer(methods: Dict[str, Callable[..., Any]], data: bytes) -> Tuple[str, Any]:
+    """The reply to a pickled request ``(object id, method, args, kwds)`` in BaseManager's
+    wire format: ``("#RETURN", result)``, ``("#ERROR", exception)`` for what the method
+    raised or a request refused unread (:func:`pastset.safepickle.request`), and
+    ``("#TRACEBACK", text)`` for a request that could not be handled."""
+    try:
+        request = safepickle.request(data)
+    except ValueError as exc:
+        return ("#ERROR", exc)
+    try:
+        ident, name, args, kwds = request
+        if ident != SERVICE_ID:
+            raise KeyError(f"no object {ident!r} on this server")
+        function = methods.get(name)
+        if function is None:
+            raise AttributeError(f"method {name!r} is not in exposed methods of the PastSet server")
+        try:
+            return ("#RETURN", function(*args, **kwds) if kwds else function(*args))
+        except Exception as exc:
+            return ("#ERROR", exc)
+    except Exception:
+        return ("#TRACEBACK", traceback.format_exc())
+
+
+_FRAME_TAGS = (frames.MOVE, frames.OBSERVE)
 
 
 class _Backoff:

@@ -144,6 +144,15 @@ class Connection(mpc.Connection):
         if sent < len(buf):
             self._send(buf[sent:])
 
+    def send_message(self, message: bytes) -> None:
+        """Send a message that already starts with its 4-byte length header (a frame)."""
+        handle = self._handle
+        if handle is None:
+            self._check_closed()
+        sent = _write(handle, message)
+        if sent < len(message):
+            self._send(message[sent:])
+
     def recv(self):
         return _loads(self.recv_message())
 

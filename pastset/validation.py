@@ -110,7 +110,11 @@ def check_timeout(timeout: Any) -> Optional[float]:
     if not timeout >= 0:  # also refuses NaN, which compares false with everything
         raise ValueError(f"timeout must be >= 0 (0 = don't wait, None or inf = wait for ever), "
                          f"not {timeout!r}")
-    return None if math.isinf(timeout) else float(timeout)
+    try:
+        seconds = float(timeout)
+    except OverflowError:  # an int beyond any float: as good as for ever
+        return None
+    return None if math.isinf(seconds) else seconds
 
 
 def check_seconds(name: str, value: Any) -> float:

@@ -62,15 +62,17 @@ class SendCounter:
 
 @pytest.fixture
 def sends(monkeypatch):
-    """Count ``transport.Connection.send`` calls, to prove a bad call sends nothing."""
+    """Count messages sent (``transport.Connection.send`` and ``send_message`` calls), to
+    prove a bad call sends nothing."""
     counter = SendCounter()
-    original = transport.Connection.send
+    for name in ("send", "send_message"):
+        original = getattr(transport.Connection, name)
 
-    def counting_send(self, obj):
-        counter.count += 1
-        return original(self, obj)
+        def counting(self, obj, original=original):
+            counter.count += 1
+            return original(self, obj)
 
-    monkeypatch.setattr(transport.Connection, "send", counting_send)
+        monkeypatch.setattr(transport.Connection, name, counting)
     return counter
 
 

@@ -100,6 +100,14 @@ def test_bad_timeouts(pset, sends, timeout, error):
     assert (e.first(), e.last()) == (0, 1)
 
 
+@pytest.mark.parametrize("timeout", [10 ** 400, float("inf"), 1e308])
+def test_timeouts_beyond_any_wait_mean_for_ever(pset, timeout):
+    e = pset.enter(("forever",))
+    assert e.move("a", timeout=timeout) is True
+    assert e.observe(timeout=timeout) == "a"
+    assert e.observe(0, timeout=timeout) == "a"
+
+
 @pytest.mark.parametrize("name, error", [
     ("../x", ValueError), ("os.system", ValueError), ("a/b", ValueError), ("", ValueError),
     ("x.py", ValueError), ("x\n", ValueError), (42, TypeError), (b"xmod", TypeError),

@@ -212,10 +212,14 @@ class SpaceMachine(RuleBasedStateMachine):
             self.pset.delelement(self.template(name))
 
 
-@pytest.fixture(scope="module")
-def shared_pset():
+@pytest.fixture(scope="module", params=["frames", "pickled"])
+def shared_pset(request):
+    """A client of a server of this module; move and observe go as compact frames
+    (pastset.frames), or as pickled calls as to a server that does not read frames."""
     with pastset.Server() as server:
         with pastset.PastSet(server.address, authkey=server.authkey) as pset:
+            assert pset._frames
+            pset._frames = request.param == "frames"
             yield pset
 
 

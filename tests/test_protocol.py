@@ -10,6 +10,7 @@ import inspect
 
 import pytest
 
+from pastset import frames
 from pastset.client import ElementHandle, PastSet
 from pastset.protocol import RunControl, WorkerSession
 from pastset.server import SpaceService, exposed_names
@@ -26,6 +27,14 @@ class RecordingChannel:
 
     def call(self, method, *args):
         self.calls.append((method, args))
+        return self.reply
+
+    def call_frame(self, method, message):
+        """A compact frame (pastset.frames): record the call the server will make of it."""
+        def record(name):
+            return lambda *args: self.calls.append((name, args)) or True
+        frames.answer(message[4:], record("move"), record("observe"))
+        assert self.calls[-1][0] == method
         return self.reply
 
 
@@ -68,7 +77,7 @@ def test_program_calls_name_exposed_server_methods():
     channel.reply = b"\x80\x05N."  # a pickled None for observe to unpickle
     handle.observe()
     pset = PastSet.__new__(PastSet)
-    pset._channel, pset.strict = channel, False
+    pset._channel, pset.strict, pset._frames = channel, False, False
     channel.reply = 1
     for call in (lambda: pset.enter(("t",)), lambda: pset.delelement(("t",)), lambda: pset.delelement(handle),
                  lambda: pset.spawn("app.py"), pset.halt, pset.status):
@@ -76,6 +85,18 @@ def test_program_calls_name_exposed_server_methods():
     assert {method for method, _ in channel.calls} >= {"move", "observe", "first", "last", "delta", "axe",
                                                        "template", "enter", "delelement", "delelement_id",
                                                        "spawn", "halt", "status"}
+    for method, args in channel.calls:
+        assert_names_exposed_server_method(method, args)
+
+
+def test_frame_calls_name_exposed_server_methods():
+    channel = RecordingChannel(reply=b"\x80\x05N.")
+    handle = ElementHandle(channel, 1, ("t",), use_frames=True)  # type: ignore[arg-type]
+    handle.move(1)
+    handle.move(1, timeout=0.5)
+    handle.observe()
+    handle.observe(timeout=0)
+    assert [method for method, _ in channel.calls] == ["move", "move", "observe", "observe"]
     for method, args in channel.calls:
         assert_names_exposed_server_method(method, args)
 
