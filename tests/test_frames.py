@@ -155,3 +155,20 @@ def test_answer_sends_other_results_pickled():
     assert frames.answer(frames.move_request(1, b"x", None)[4:], lambda *a: 5, None) == ("#RETURN", 5)
     assert frames.answer(frames.move_request(1, b"x", 2.5)[4:], lambda *a: a, None) == ("#RETURN", (1, b"x", 2.5))
     assert frames.answer(frames.observe_request(3, None)[4:], None, lambda *a: a) == ("#RETURN", (3, -1, None))
+
+
+@pytest.mark.parametrize("protocol", [0, 2, pickle.HIGHEST_PROTOCOL])
+def test_large_tuples_of_any_pickle_protocol_arrive_through_frames(pset, protocol):
+    """An observed tuple arrives as a memoryview of the reply; one large enough to be walked
+    before it is unpickled reads as it does from bytes, whichever protocol pickled it (any
+    key holder may move one; protocol 0 has opcodes with arguments up to a newline)."""
+    element = pset.enter(("protocols", object))
+    value = ("x" * 5000, 1.5, 10 ** 30, ["a"] * 3)
+    for _ in range(3):
+        element._call("move", element._eid, pickle.dumps(value, protocol), None)
+    assert element.observe() == value
+    assert element.observe_many(2) == [value, value]
+    depth = 5000  # too deep: refused unread, whichever protocol
+    element._call("move", element._eid, b"(" * depth + b"(I1\nt" + b"t" * depth + b".", None)
+    with pytest.raises(ValueError, match="the observed tuple nests deeper than"):
+        element.observe()
