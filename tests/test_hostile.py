@@ -304,7 +304,7 @@ def test_a_deep_tuple_moved_to_an_xfunction_element_is_refused_not_a_crash(serve
     refused with an error there, as it is in a request, instead of crashing the server."""
     (bin_dir / "xplain.py").write_text("from pastset.element import Element as Base\n\n\n"
                                        "class Element(Base):\n    pass\n")
-    # a frozenset holding a tuple nested DEEP levels: hashed while it is read
+    # a frozenset holding a tuple nested DEPTH levels: hashed while it is read
     payload = pickle.dumps((frozenset({_PLACEHOLDER}),), 2)
     payload = payload.replace(b"X" + struct.pack("<I", len(_PLACEHOLDER)) + _PLACEHOLDER.encode(),
                               b")" + b"\x85" * DEPTH)
