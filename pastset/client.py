@@ -268,7 +268,9 @@ class ElementHandle:
             if problem:
                 raise TypeError(f"strict mode: {problem}")
         if self._call_frame is not None:
-            return self._call_frame("move", _move_request(self._eid, payload, timeout))
+            message = _move_request(self._eid, payload, timeout)
+            if message is not None:  # else too large for a frame
+                return self._call_frame("move", message)
         return self._call("move", self._eid, payload, timeout)
 
     def observe(self, index: int = -1, timeout: Optional[float] = None) -> Any:

@@ -34,6 +34,10 @@ MOVE = ord("M")
 OBSERVE = ord("O")
 REPLY_TRUE = ord("T")
 REPLY_BYTES = ord("B")
+#: the longest body a frame has (its length header is a signed 32-bit int): a longer move,
+#: or an observed tuple too large for a bytes reply, travels pickled instead (pickled
+#: messages have the transport's 64-bit length form)
+MAX_BODY = 2 ** 31 - 1
 #: the timeout field's value for None (negative timeouts are refused before they are sent)
 NO_TIMEOUT = -1.0
 
@@ -46,10 +50,13 @@ _TRUE_REPLY = _BYTES_REPLY.pack(1, b"T")
 _ARGS = struct.Struct("!qd")  # element id, timeout (after the tag)
 
 
-def move_request(eid: int, payload: bytes, timeout: Optional[float]) -> bytes:
-    """The whole message (header included) for ``move(eid, payload, timeout)``."""
-    return _MOVE.pack(_MOVE_HEAD + len(payload), b"M", eid,
-                      NO_TIMEOUT if timeout is None else timeout) + payload
+def move_request(eid: int, payload: bytes, timeout: Optional[float]) -> Optional[bytes]:
+    """The whole message (header included) for ``move(eid, payload, timeout)``, or None
+    when the payload is too large for a frame (:data:`MAX_BODY`: send the call pickled)."""
+    size = _MOVE_HEAD + len(payload)
+    if size > MAX_BODY:
+        return None
+    return _MOVE.pack(size, b"M", eid, NO_TIMEOUT if timeout is None else timeout) + payload
 
 
 def observe_request(eid: int, timeout: Optional[float]) -> bytes:
@@ -60,8 +67,9 @@ def observe_request(eid: int, timeout: Optional[float]) -> bytes:
 def answer(body: bytes, move: Callable[..., Any], observe: Callable[..., Any]) -> Any:
     """Call ``move`` or ``observe`` (the service's methods) as frame ``body`` asks. Return
     the reply message (bytes, header included), or ``("#RETURN", result)`` to send pickled
-    for a result no frame reply carries. What the method raises propagates, and so does a
-    ValueError for a malformed frame; the caller answers those pickled."""
+    for a result no frame reply carries (not bytes, or too large: :data:`MAX_BODY`). What
+    the method raises propagates, and so does a ValueError for a malformed frame; the
+    caller answers those pickled."""
     if len(body) < _MOVE_HEAD:
         raise ValueError(f"a PastSet call frame of {len(body)} bytes is cut short")
     eid, timeout = _ARGS.unpack_from(body, 1)
@@ -75,6 +83,6 @@ def answer(body: bytes, move: Callable[..., Any], observe: Callable[..., Any]) -
         result = observe(eid, -1, timeout)
     if result is True:
         return _TRUE_REPLY
-    if type(result) is bytes:
+    if type(result) is bytes and len(result) < MAX_BODY:
         return _BYTES_REPLY.pack(len(result) + 1, b"B") + result
     return ("#RETURN", result)

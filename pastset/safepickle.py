@@ -26,7 +26,7 @@ from __future__ import annotations
 import pickle
 import pickletools
 import struct
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Union
 
 #: deepest nesting (containers, objects) a request may have; also the size, in bytes, up to
 #: which a request is read without a walk (it cannot nest deeper than its length)
@@ -93,7 +93,7 @@ class _Unreadable(Exception):
     """The walk met something the unpickler would refuse too."""
 
 
-def nesting(data: bytes, limit: int = MAX_NESTING) -> int:
+def nesting(data: Union[bytes, memoryview], limit: int = MAX_NESTING) -> int:
     """How deep the objects in pickle ``data`` nest (a conservative count, at most ``limit + 1``:
     the walk stops once it passes ``limit``). Raises ValueError if ``data`` is not a pickle.
 
@@ -120,6 +120,8 @@ def nesting(data: bytes, limit: int = MAX_NESTING) -> int:
                     raise _Unreadable(f"negative length at byte {pos}")
                 pos += prefix.size + length
             else:
+                if type(data) is memoryview:  # (an observed tuple) no index() before Python 3.14
+                    data = data.tobytes()
                 start = pos
                 pos = data.index(b"\n", pos) + 1
                 if size == _TWO_LINES:
@@ -201,7 +203,7 @@ def _memo_index(data: bytes, start: int, stop: int, size: int) -> int:
     return int.from_bytes(data[start:stop], "little")
 
 
-def check(data: bytes, what: str = "the request", refused_by: str = "the server") -> None:
+def check(data: Union[bytes, memoryview], what: str = "the request", refused_by: str = "the server") -> None:
     """Raise ValueError if pickle ``data`` nests deeper than :data:`MAX_NESTING` levels, or
     is no pickle; return if unpickling it cannot overflow the stack. ``what`` and
     ``refused_by`` name the data and its reader in the message."""

@@ -155,3 +155,50 @@ def test_answer_sends_other_results_pickled():
     assert frames.answer(frames.move_request(1, b"x", None)[4:], lambda *a: 5, None) == ("#RETURN", 5)
     assert frames.answer(frames.move_request(1, b"x", 2.5)[4:], lambda *a: a, None) == ("#RETURN", (1, b"x", 2.5))
     assert frames.answer(frames.observe_request(3, None)[4:], None, lambda *a: a) == ("#RETURN", (3, -1, None))
+
+
+@pytest.mark.parametrize("protocol", [0, 2, pickle.HIGHEST_PROTOCOL])
+def test_large_tuples_of_any_pickle_protocol_arrive_through_frames(pset, protocol):
+    """An observed tuple arrives as a memoryview of the reply; one large enough to be walked
+    before it is unpickled reads as it does from bytes, whichever protocol pickled it (any
+    key holder may move one; protocol 0 has opcodes with arguments up to a newline)."""
+    element = pset.enter(("protocols", object))
+    value = ("x" * 5000, 1.5, 10 ** 30, ["a"] * 3)
+    for _ in range(3):
+        element._call("move", element._eid, pickle.dumps(value, protocol), None)
+    assert element.observe() == value
+    assert element.observe_many(2) == [value, value]
+    depth = 5000  # too deep: refused unread, whichever protocol
+    element._call("move", element._eid, b"(" * depth + b"(I1\nt" + b"t" * depth + b".", None)
+    with pytest.raises(ValueError, match="the observed tuple nests deeper than"):
+        element.observe()
+
+
+def test_what_a_frame_cannot_carry_is_left_to_pickles():
+    """A frame's length header is a signed 32-bit int: a move whose message would be longer
+    is not made into a frame (the client sends it pickled), and an observed tuple too
+    large for a bytes reply is answered pickled, never lost to an error after it was taken
+    (pickled messages have the transport's 64-bit length form). bytes(n) is zeroed lazily,
+    so these cost no memory."""
+    too_big = bytes(2 ** 31 - 1)
+    # booleans only in the asserts: a failing assert must not print gigabytes
+    refused = frames.move_request(1, too_big, None) is None
+    assert refused
+    taken = []
+    reply = frames.answer(frames.observe_request(1, None)[4:], None, lambda *a: taken.append(a) or too_big)
+    pickled = type(reply) is tuple and reply[0] == "#RETURN" and reply[1] is too_big
+    assert pickled and taken == [(1, -1, None)]
+
+
+def test_moves_and_tuples_too_large_for_a_frame_travel_pickled(pset, monkeypatch):
+    sent = []
+    original = transport.Connection.send_message
+    monkeypatch.setattr(transport.Connection, "send_message",
+                        lambda conn, message: sent.append(message[4]) or original(conn, message))
+    monkeypatch.setattr(frames, "MAX_BODY", 1000)  # both ends: this server runs in this process
+    element = pset.enter(("large", object))
+    large, small = ("x" * 2000,), ("y",)
+    assert element.move(large) is True and element.move(small) is True
+    assert sent == [frames.MOVE]  # the large one went pickled
+    assert element.observe() == large and element.observe() == small
+    assert element.first() == element.last() == 2

@@ -12,7 +12,7 @@ import struct
 import pytest
 
 import pastset
-from pastset import XFunctionError
+from pastset import XFunctionError, frames, tuplelog
 from pastset.client import Channel
 from pastset.safepickle import MAX_NESTING
 from pastset.transport import SERVICE_ID
@@ -296,3 +296,27 @@ def test_a_tuple_nesting_too_deep_is_refused_by_the_consumer_not_a_crash(pset):
     assert elem.observe_many(3) == [("many", bytes(5000))] * 3
     with pytest.raises(ValueError, match="nests deeper than"):
         elem.observe(0)
+
+
+@pytest.mark.parametrize("framed", [True, False], ids=["frame", "pickled"])
+def test_a_deep_tuple_moved_to_an_xfunction_element_is_refused_not_a_crash(server_process, bin_dir, framed):
+    """An X-function element's server unpickles every moved tuple: one nesting too deep is
+    refused with an error there, as it is in a request, instead of crashing the server."""
+    (bin_dir / "xplain.py").write_text("from pastset.element import Element as Base\n\n\n"
+                                       "class Element(Base):\n    pass\n")
+    # a frozenset holding a tuple nested DEPTH levels: hashed while it is read
+    payload = pickle.dumps((frozenset({_PLACEHOLDER}),), 2)
+    payload = payload.replace(b"X" + struct.pack("<I", len(_PLACEHOLDER)) + _PLACEHOLDER.encode(),
+                              b")" + b"\x85" * DEPTH)
+    with pastset.PastSet(server_process.address, authkey=server_process.authkey) as pset:
+        element = pset.enter(("deep", object), "xplain")
+        with pytest.raises(XFunctionError, match="nests deeper than"):
+            if framed:
+                element._call_frame("move", frames.move_request(element._eid, payload, None))
+            else:
+                element._call("move", element._eid, payload, None)
+        with pytest.raises(XFunctionError, match="nests deeper than"):
+            element._call("move_many", element._eid, *tuplelog.pack([payload]), None)
+        element.move((1,))
+        assert element.observe(timeout=10) == (1,)
+    serves(server_process)
