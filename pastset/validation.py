@@ -114,7 +114,7 @@ def check_timeout(timeout: Any) -> Optional[float]:
         seconds = float(timeout)
     except OverflowError:  # an int beyond any float: as good as for ever
         return None
-    return None if math.isinf(seconds) else seconds
+    return None if math.isinf(seconds) else abs(seconds)  # abs: -0.0 is 0 ("after 0 s", not "-0 s")
 
 
 def check_seconds(name: str, value: Any) -> float:

@@ -100,6 +100,12 @@ def test_bad_timeouts(pset, sends, timeout, error):
     assert (e.first(), e.last()) == (0, 1)
 
 
+def test_minus_zero_timeout_is_zero(pset):
+    e = pset.enter(("minus zero",))
+    with pytest.raises(pastset.Timeout, match=r"after 0 s"):
+        e.observe(timeout=-0.0)
+
+
 @pytest.mark.parametrize("timeout", [10 ** 400, float("inf"), 1e308])
 def test_timeouts_beyond_any_wait_mean_for_ever(pset, timeout):
     e = pset.enter(("forever",))
