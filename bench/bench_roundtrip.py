@@ -10,8 +10,9 @@ and unpickled on the way out. pastset sends move and observe as compact frames
 (:mod:`pastset.frames`: no pickled envelope around the pickled tuple), so it can come in
 under the floor. Rounds alternate which of the two goes first, so machine
 noise hits both alike; the figures are medians, ``ratio=pastset/floor`` is the ratio
-of the medians (targets <= 1.3 on one CPU, <= 1.1 on two) and ``rounds`` the range of
-the per-round ratios. Also prints the time from nothing to the answer of the first
+of the medians (targets <= 1.3 on one CPU, <= 1.1 on two), ``paired`` the median of the
+per-round ratios (each round's two figures are measured back to back, so a drift of the
+machine between rounds cancels out of it) and ``rounds`` their range. Also prints the time from nothing to the answer of the first
 call (connect + handshake + first call; target <= 10 ms).
 
     python bench/bench_roundtrip.py [--pairs 500] [--rounds 41]
@@ -149,7 +150,7 @@ def main() -> None:
         each = [b / a for a, b in zip(floor, ps)]
         print(f"{label}: floor {f * 1e6:.1f} us/pair (raw TCP + pickle), pastset {p * 1e6:.1f} us/pair, "
               f"ratio=pastset/floor {p / f:.2f} (target <= {targets[label]}; medians of {opts.rounds} rounds "
-              f"of {opts.pairs} pairs; rounds {min(each):.2f}..{max(each):.2f}; "
+              f"of {opts.pairs} pairs; paired {statistics.median(each):.2f}, rounds {min(each):.2f}..{max(each):.2f}; "
               f"floor {min(floor) * 1e6:.1f}..{max(floor) * 1e6:.1f} us)")
     print(f"connect+first call: {statistics.median(connects) * 1e3:.2f} ms median of 20 (target <= 10 ms)")
 

@@ -651,6 +651,7 @@ class ManagerServer(managers.Server):
         methods = {name: getattr(self.service, name) for name in SpaceService.exposed}
         move, observe = methods["move"], methods["observe"]
         read, send, send_message = conn.recv_message, conn.send, conn.send_message
+        answer_frame, frame_tags = frames.answer, _FRAME_TAGS
         try:
             # no stop check per request (Event.is_set is a Python call): shutdown_all sets
             # the stop event and then shuts every held connection down, which ends this
@@ -660,9 +661,9 @@ class ManagerServer(managers.Server):
                     data = read()
                 except (EOFError, OSError):
                     return
-                if data and data[0] in _FRAME_TAGS:  # move or observe (pastset.frames)
+                if data and data[0] in frame_tags:  # move or observe (pastset.frames)
                     try:
-                        msg = frames.answer(data, move, observe)
+                        msg = answer_frame(data, move, observe)
                     except Exception as exc:
                         msg = ("#ERROR", exc)
                     if type(msg) is bytes:
