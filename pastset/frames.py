@@ -32,6 +32,8 @@ from typing import Any, Callable, Optional
 VERSION = 1
 MOVE = ord("M")
 OBSERVE = ord("O")
+#: the first bytes of the requests this module defines
+REQUEST_TAGS = (MOVE, OBSERVE)
 REPLY_TRUE = ord("T")
 REPLY_BYTES = ord("B")
 #: the longest body a frame has (its length header is a signed 32-bit int): a longer move,
@@ -42,10 +44,9 @@ MAX_BODY = 2 ** 31 - 1
 NO_TIMEOUT = -1.0
 
 # each with the transport's length header first, so a message is one pack (+ payload)
-_MOVE = struct.Struct("!icqd")  # length, tag, element id, timeout
-_OBSERVE = struct.Struct("!icqd")
+_REQUEST = struct.Struct("!icqd")  # length, tag, element id, timeout
 _BYTES_REPLY = struct.Struct("!ic")
-_MOVE_HEAD = _MOVE.size - 4  # bytes of a move frame before its payload
+_HEAD = _REQUEST.size - 4  # bytes of a request frame (before a move's payload)
 _TRUE_REPLY = _BYTES_REPLY.pack(1, b"T")
 _ARGS = struct.Struct("!qd")  # element id, timeout (after the tag)
 
@@ -53,15 +54,15 @@ _ARGS = struct.Struct("!qd")  # element id, timeout (after the tag)
 def move_request(eid: int, payload: bytes, timeout: Optional[float]) -> Optional[bytes]:
     """The whole message (header included) for ``move(eid, payload, timeout)``, or None
     when the payload is too large for a frame (:data:`MAX_BODY`: send the call pickled)."""
-    size = _MOVE_HEAD + len(payload)
+    size = _HEAD + len(payload)
     if size > MAX_BODY:
         return None
-    return _MOVE.pack(size, b"M", eid, NO_TIMEOUT if timeout is None else timeout) + payload
+    return _REQUEST.pack(size, b"M", eid, NO_TIMEOUT if timeout is None else timeout) + payload
 
 
 def observe_request(eid: int, timeout: Optional[float]) -> bytes:
     """The whole message (header included) for an unindexed ``observe(eid, -1, timeout)``."""
-    return _OBSERVE.pack(_OBSERVE.size - 4, b"O", eid, NO_TIMEOUT if timeout is None else timeout)
+    return _REQUEST.pack(_HEAD, b"O", eid, NO_TIMEOUT if timeout is None else timeout)
 
 
 def answer(body: bytes, move: Callable[..., Any], observe: Callable[..., Any]) -> Any:
@@ -70,15 +71,15 @@ def answer(body: bytes, move: Callable[..., Any], observe: Callable[..., Any]) -
     for a result no frame reply carries (not bytes, or too large: :data:`MAX_BODY`). What
     the method raises propagates, and so does a ValueError for a malformed frame; the
     caller answers those pickled."""
-    if len(body) < _MOVE_HEAD:
+    if len(body) < _HEAD:
         raise ValueError(f"a PastSet call frame of {len(body)} bytes is cut short")
     eid, timeout = _ARGS.unpack_from(body, 1)
     if timeout == NO_TIMEOUT:
         timeout = None
     if body[0] == MOVE:
-        result = move(eid, body[_MOVE_HEAD:], timeout)
+        result = move(eid, body[_HEAD:], timeout)
     else:
-        if len(body) != _MOVE_HEAD:
+        if len(body) != _HEAD:
             raise ValueError("an observe frame carries no payload")
         result = observe(eid, -1, timeout)
     if result is True:

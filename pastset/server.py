@@ -641,8 +641,8 @@ class ManagerServer(managers.Server):
 
         BaseManager's own loop does far more per call than the space service needs
         (proxy id tables, typeid lookups, fallbacks, debug logging); this one keeps its
-        wire format: ``("#RETURN", result)``, ``("#ERROR", exception)`` for what the
-        method raised, ``("#TRACEBACK", text)`` for a request it could not handle.
+        wire format (:func:`_answer`) and also reads move and observe sent as compact
+        frames (:mod:`pastset.frames`), which it answers with frame replies.
         """
         if self.stop_event.is_set():
             return
@@ -651,7 +651,7 @@ class ManagerServer(managers.Server):
         methods = {name: getattr(self.service, name) for name in SpaceService.exposed}
         move, observe = methods["move"], methods["observe"]
         read, send, send_message = conn.recv_message, conn.send, conn.send_message
-        answer_frame, frame_tags = frames.answer, _FRAME_TAGS
+        answer_frame, frame_tags = frames.answer, frames.REQUEST_TAGS
         try:
             # no stop check per request (Event.is_set is a Python call): shutdown_all sets
             # the stop event and then shuts every held connection down, which ends this
@@ -727,9 +727,6 @@ def _answer(methods: Dict[str, Callable[..., Any]], data: bytes) -> Tuple[str, A
             return ("#ERROR", exc)
     except Exception:
         return ("#TRACEBACK", traceback.format_exc())
-
-
-_FRAME_TAGS = (frames.MOVE, frames.OBSERVE)
 
 
 class _Backoff:
