@@ -44,7 +44,7 @@ from .events import StatusLines
 from .hostfile import read_host_file  # noqa: F401 (the batch plugins read node files with it)
 from .launcher import Launcher, WorkerLaunch, lines_option, run_command, text_option
 from .processes import kill_recorded, process_identity, start_child, stop_child
-from .remote import (PROLOGUE_SHELL, Starter, after_prologue, prologue_block, prologue_lines, shell_line,
+from .remote import (PROLOGUE_SHELL, Starter, after_prologue, prologue_block, shell_line,
                      with_environment)
 
 log = logging.getLogger(__name__)
@@ -78,26 +78,12 @@ def directives(prefix: str, options: Sequence[str]) -> List[str]:
     return [f"{prefix} {option.strip()}" for option in options if option and option.strip()]
 
 
-def extra_options(value: Any, launcher: str) -> List[str]:
-    """The ``extra`` key of a launcher table: a list of strings (or one string) of directives."""
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise LaunchError(f"[pastset.launcher.{launcher}] extra: {value!r} is not a list of strings "
-                      f"(e.g. extra = [\"--mem=4G\"])")
-
-
-def option_text(options: Mapping[str, Any], key: str, launcher: str) -> str:
-    """A string key of a launcher table, stripped; an error naming the key if it is not a string."""
-    value = options.get(key, "")
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise LaunchError(f"[pastset.launcher.{launcher}] {key}: {value!r} is not a string")
-    return value.strip()
+def option_text(options: Mapping[str, Any], key: str, launcher: str = "") -> str:
+    """A text option of a launcher table as a string ("" when unset). A launcher's own
+    ``self.options`` are checked against its ``option_specs`` already, so this only reads;
+    kept for launchers that call it (``launcher`` is no longer needed)."""
+    value = options.get(key)
+    return "" if value is None else str(value).strip()
 
 
 def spread(hosts: Sequence[str], count: int) -> List[str]:
@@ -172,8 +158,8 @@ class BatchLauncher(Launcher):
                  environ: Optional[Mapping[str, str]] = None):
         super().__init__(settings, options)
         self.environ: Dict[str, str] = dict(os.environ if environ is None else environ)
-        self.extra = extra_options(self.options.get("extra"), self.name)
-        self.prologue = prologue_lines(self.options.get("prologue"), f"[pastset.launcher.{self.name}]")
+        self.extra: List[str] = list(self.options["extra"])
+        self.prologue: List[str] = list(self.options["prologue"])
         self.job_id: Optional[str] = None
         self.files: Optional[JobFiles] = None
         self.children: List[Starter] = []
@@ -286,7 +272,7 @@ class BatchLauncher(Launcher):
                           command=self.job_command(launch, files), epilogue=epilogue)
 
     def job_files(self, run_id: str) -> JobFiles:
-        workdir = os.path.expanduser(option_text(self.options, "workdir", self.name) or DEFAULT_WORKDIR)
+        workdir = os.path.expanduser(self.options["workdir"] or DEFAULT_WORKDIR)
         directory = os.path.join(os.path.abspath(workdir), run_id)
         return JobFiles(directory, os.path.join(directory, "job.sh"), os.path.join(directory, "authkey"),
                         os.path.join(directory, "job.out"))

@@ -17,7 +17,7 @@ import shlex
 import socket
 import subprocess
 import threading
-from typing import Any, Collection, Deque, List, Mapping, Optional, Sequence, TextIO
+from typing import Collection, Deque, List, Mapping, Optional, Sequence, TextIO
 
 from .errors import LaunchError
 
@@ -59,21 +59,6 @@ PROLOGUE_SHELL = "bash"
 PROLOGUE_NAME = "pastset-prologue"
 #: what that shell prints (with the exit code and the line) when a prologue line fails
 PROLOGUE_FAILED = "pastset: prologue line failed"
-
-
-def prologue_lines(value: Any, where: str) -> List[str]:
-    """The ``prologue`` option as lines: a list of strings, or one string of one or more lines.
-
-    Blank lines are dropped. ``where`` names the option in the error (``[pastset.launcher.ssh]``).
-    """
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        value = value.splitlines()
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise LaunchError(f"{where} prologue: {value!r} is not a list of strings "
-                          f"(e.g. prologue = [\"module load python\", \"source ~/venv/bin/activate\"])")
-    return [line for item in value for line in item.splitlines() if line.strip()]
 
 
 def prologue_block(lines: Sequence[str]) -> List[str]:

@@ -306,11 +306,12 @@ def _stripped_text(value: Any) -> str:
 
 
 def _lines(value: Any) -> List[str]:
-    """A list of strings, or one string meaning a list of one (empty: none)."""
+    """A list of strings, or one string of one or more lines, as its lines: a string with
+    line breaks in it is split at them, and blank lines are dropped."""
     if isinstance(value, str):
-        return [value] if value.strip() else []
+        value = [value]
     if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
-        return list(value)
+        return [line for item in value for line in item.splitlines() if line.strip()]
     raise ValueError(value)
 
 
@@ -326,7 +327,8 @@ def text_option(name: str, doc: str, default: str = "") -> SettingSpec:
 
 
 def lines_option(name: str, doc: str) -> SettingSpec:
-    """A ``[pastset.launcher.NAME]`` key holding a list of strings, or one string."""
+    """A ``[pastset.launcher.NAME]`` key holding a list of lines: a list of strings, or
+    one string of one or more lines (blank lines dropped)."""
     return _option(name, (), doc, "a list of strings (or one string)", _lines, (list, str))
 
 

@@ -11,11 +11,11 @@ import pytest
 import shlex
 import subprocess
 
-from pastset.batch import (LOOP_HOST, JobFiles, directives, extra_options, job_script, read_host_file, spread,
+from pastset.batch import (LOOP_HOST, JobFiles, directives, job_script, option_text, read_host_file, spread,
                            with_environment)
 from pastset.errors import LaunchError
 from pastset.launcher import WorkerLaunch
-from pastset.remote import PROLOGUE_FAILED, after_prologue, prologue_lines
+from pastset.remote import PROLOGUE_FAILED, after_prologue
 from pastset.settings import Settings
 from pastset_pbs import PbsLauncher, parse_qstat_f
 from pastset_sge import SgeLauncher, parse_qstat
@@ -52,10 +52,19 @@ def test_directives_prefix_each_option_and_drop_blanks():
 
 
 def test_extra_must_be_strings():
-    assert extra_options("--mem=1G", "slurm") == ["--mem=1G"]
-    assert extra_options(["-a", "-b"], "slurm") == ["-a", "-b"]
-    with pytest.raises(LaunchError, match=r"\[pastset.launcher.slurm\] extra: 3"):
-        extra_options(3, "slurm")
+    assert make(SlurmLauncher, {"extra": "--mem=1G"}).extra == ["--mem=1G"]
+    assert make(SlurmLauncher, {"extra": ["-a", "-b"]}).extra == ["-a", "-b"]
+    assert make(SlurmLauncher).extra == []
+    with pytest.raises(LaunchError, match=r"\[pastset.launcher.slurm\].* extra: 3"):
+        make(SlurmLauncher, {"extra": 3})
+
+
+def test_text_options_arrive_checked_and_stripped():
+    launcher = make(SlurmLauncher, {"partition": "  debug "})
+    assert launcher.options["partition"] == "debug" and launcher.options["account"] == ""
+    assert option_text(launcher.options, "partition") == "debug"  # the helper third-party launchers call
+    with pytest.raises(LaunchError, match=r"partition: 3"):
+        make(SlurmLauncher, {"partition": 3})
 
 
 def test_unknown_table_key_is_named():
@@ -296,9 +305,10 @@ PROLOGUE = ["module load python/3.11", "source ~/venv/bin/activate", "export FOO
 
 
 def test_prologue_is_a_list_or_one_multi_line_string():
-    assert prologue_lines(["a", "b"], "[x]") == ["a", "b"]
-    assert prologue_lines("a\n\n  b\n", "[x]") == ["a", "  b"]
-    assert prologue_lines("", "[x]") == [] and prologue_lines(None, "[x]") == []
+    assert make(SgeLauncher, {"prologue": ["a", "b"]}).prologue == ["a", "b"]
+    assert make(SgeLauncher, {"prologue": "a\n\n  b\n"}).prologue == ["a", "  b"]
+    assert make(SgeLauncher, {"prologue": ["x\ny", " "]}).prologue == ["x", "y"]
+    assert make(SgeLauncher, {"prologue": ""}).prologue == [] and make(SgeLauncher).prologue == []
     with pytest.raises(LaunchError, match=r"\[pastset.launcher.sge\] prologue: 3 .*is not a list of strings"):
         make(SgeLauncher, {"prologue": 3})
 

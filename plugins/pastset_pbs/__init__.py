@@ -17,7 +17,7 @@ import shutil
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import pastset
-from pastset.batch import (LOOP_HOST, BatchLauncher, JobFiles, JobState, option_text, read_host_file, spread,
+from pastset.batch import (LOOP_HOST, BatchLauncher, JobFiles, JobState, read_host_file, spread,
                            this_host_address)
 from pastset.remote import local_address_towards, shell_line, ssh_client_argv
 from pastset.launcher import WorkerLaunch, run_command, text_option
@@ -59,13 +59,13 @@ class PbsLauncher(BatchLauncher):
 
     def header_options(self, launch: WorkerLaunch, files: JobFiles) -> List[str]:
         options = [f"-N {self.job_name(launch)}", f"-o {files.output}", "-j oe"]
-        resources = option_text(self.options, "resources", self.name).replace("{procs}", str(launch.count))
+        resources = self.options["resources"].replace("{procs}", str(launch.count))
         if resources:
             options.append(f"-l {resources}")
-        walltime = option_text(self.options, "walltime", self.name)
+        walltime = self.options["walltime"]
         if walltime:
             options.append(f"-l walltime={walltime}")
-        queue = option_text(self.options, "queue", self.name)
+        queue = self.options["queue"]
         if queue:
             options.append(f"-q {queue}")
         return options + self.extra

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import pastset
-from pastset.batch import (LOOP_HOST, BatchLauncher, JobFiles, JobState, option_text, read_host_file, shell_line,
+from pastset.batch import (LOOP_HOST, BatchLauncher, JobFiles, JobState, read_host_file, shell_line,
                            spread)
 from pastset.launcher import WorkerLaunch, run_command, text_option
 
@@ -43,10 +43,10 @@ class SgeLauncher(BatchLauncher):
         return (int(value), f"NSLOTS={value}") if value.isdigit() else None
 
     def header_options(self, launch: WorkerLaunch, files: JobFiles) -> List[str]:
-        pe = option_text(self.options, "pe", self.name) or "smp"
+        pe = self.options["pe"] or "smp"
         options = [f"-N {self.job_name(launch)}", f"-pe {pe} {launch.count}", f"-o {files.output}", "-j y",
                    f"-S {self.script_shell()}"]
-        queue = option_text(self.options, "queue", self.name)
+        queue = self.options["queue"]
         if queue:
             options.append(f"-q {queue}")
         return options + self.extra

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import pastset
-from pastset.batch import BatchLauncher, JobFiles, JobState, option_text, shell_line
+from pastset.batch import BatchLauncher, JobFiles, JobState, shell_line
 from pastset.launcher import WorkerLaunch, run_command, text_option
 
 #: job states after which the job's workers are gone (squeue --states=all)
@@ -54,7 +54,7 @@ class SlurmLauncher(BatchLauncher):
         options = [f"--job-name={self.job_name(launch)}", f"--ntasks={launch.count}",
                    f"--output={files.output}"]
         for key in ("partition", "time", "account"):
-            value = option_text(self.options, key, self.name)
+            value = self.options[key]
             if value:
                 options.append(f"--{key}={value}")
         return options + self.extra

@@ -28,7 +28,7 @@ from pastset.errors import LaunchError
 from pastset.hostfile import HostLine, where_host
 from pastset.launcher import Launcher, WorkerLaunch, lines_option
 from pastset.processes import kill_recorded, process_identity, start_child, stop_child
-from pastset.remote import (PROLOGUE_FAILED, Starter, after_prologue, local_address_towards, prologue_lines,
+from pastset.remote import (PROLOGUE_FAILED, Starter, after_prologue, local_address_towards,
                             remote_command, ssh_client_argv)
 
 log = logging.getLogger("pastset.ssh")
@@ -50,7 +50,7 @@ class SshLauncher(Launcher):
 
     def __init__(self, settings: Any, options: Optional[Mapping[str, Any]] = None):
         super().__init__(settings, options)
-        self.prologue = prologue_lines(self.options.get("prologue"), f"[pastset.launcher.{self.name}]")
+        self.prologue: List[str] = list(self.options["prologue"])
         self.clients: List[Starter] = []
         self._hosts: Optional[List[str]] = None
         self._host_lines: List[HostLine] = []
