@@ -31,13 +31,19 @@ class CallerGone(Exception):
     """The client of a blocked call disconnected; the call gives up without effect."""
 
 
+#: the current call of a thread, as :attr:`_CallContext.call` holds it: its deadline (a
+#: ``time.monotonic()`` time, or None), its timeout as given (for its Timeout message), a
+#: liveness probe of its caller (or None) and the id of the element it is on (or None)
+CallInfo = Tuple[Optional[float], Optional[float], Optional[Callable[[], bool]], Optional[int]]
+_NO_CALL: CallInfo = (None, None, None, None)
+
+
 class _CallContext(threading.local):
-    deadline: Optional[float] = None
-    caller_alive: Optional[Callable[[], bool]] = None
+    # the call's facts in one tuple: a thread-local attribute costs several hundred
+    # instructions to set, and the server sets them before every move and observe
+    call: CallInfo = _NO_CALL
     turn: Optional[tuple] = None  # (element, ticket) while this thread moves a batch
     waits: Any = None  # the server's WaitRegistry (set once per server thread), or None
-    element: Optional[int] = None  # the id of the element the current call is on
-    timeout: Optional[float] = None  # the current call's timeout as given (for its Timeout message)
 
 
 _context = _CallContext()
@@ -50,15 +56,12 @@ def set_call_context(timeout: Optional[float] = None,
     liveness probe and the id of the element they are on (named when a call waits).
     Server threads set it before every call (plain assignments: this is on the hot
     path of every move and observe)."""
-    _context.deadline = None if timeout is None else time.monotonic() + timeout
-    _context.timeout = timeout
-    _context.caller_alive = caller_alive
-    _context.element = element
+    _context.call = (None if timeout is None else time.monotonic() + timeout, timeout, caller_alive, element)
 
 
 def call_state() -> Any:
     """This module's per-thread call context itself, for the server's move and observe,
-    which assign its ``deadline``, ``caller_alive`` and ``element`` inline exactly as
+    which assign its ``call`` (a :data:`CallInfo`) inline exactly as
     :func:`set_call_context` does (a Python call less on the hot path of every call)."""
     return _context
 
@@ -75,12 +78,12 @@ def waiting(operation: str, template: Any = None) -> ContextManager[Any]:
     is left of its timeout. Entered only when a call really blocks, so the fast path
     pays nothing."""
     registry = _context.waits
-    deadline = _context.deadline
+    deadline, given, _, element = _context.call
     timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
     text = None if template is None else format_template(template)
     inner = nullcontext() if registry is None else registry.waiting(
-        operation, element=_context.element, template=text, timeout=timeout)
-    return _Blocking(inner, operation, text, None if deadline is None else _context.timeout)
+        operation, element=element, template=text, timeout=timeout)
+    return _Blocking(inner, operation, text, None if deadline is None else given)
 
 
 class _Blocking:
@@ -110,12 +113,12 @@ class _Blocking:
 def call_context(timeout: Optional[float] = None,
                  caller_alive: Optional[Callable[[], bool]] = None) -> Iterator[None]:
     """Run the calls inside with a deadline and a liveness probe, then restore."""
-    saved = (_context.deadline, _context.timeout, _context.caller_alive, _context.element)
-    set_call_context(timeout, caller_alive, _context.element)
+    saved = _context.call
+    set_call_context(timeout, caller_alive, saved[3])
     try:
         yield
     finally:
-        _context.deadline, _context.timeout, _context.caller_alive, _context.element = saved
+        _context.call = saved
 
 
 def wait_within_call(cond: threading.Condition) -> None:
@@ -124,7 +127,7 @@ def wait_within_call(cond: threading.Condition) -> None:
     Raises :class:`Timeout` once the call's deadline has passed and
     :class:`CallerGone` when the caller has disconnected.
     """
-    deadline = _context.deadline
+    deadline, _, alive, _ = _context.call
     interval = LIVENESS_INTERVAL
     if deadline is not None:
         remaining = deadline - time.monotonic()
@@ -132,14 +135,13 @@ def wait_within_call(cond: threading.Condition) -> None:
             raise Timeout("timed out")
         interval = min(interval, remaining)
     cond.wait(interval)
-    alive = _context.caller_alive
     if alive is not None and not alive():
         raise CallerGone()
 
 
 def _check_caller() -> None:
     """Right before a blocking call takes effect: make sure someone will get the answer."""
-    alive = _context.caller_alive
+    alive = _context.call[2]
     if alive is not None and not alive():
         raise CallerGone()
 

@@ -114,8 +114,7 @@ class ElementService:
         if not isinstance(payload, bytes):
             raise TypeError("move payload must be the pickled tuple (bytes)")
         if type(element) is Element:
-            _state.deadline = None if timeout is None else _monotonic() + timeout
-            _state.caller_alive, _state.element, _state.timeout = _caller_alive, eid, timeout
+            _state.call = (None if timeout is None else _monotonic() + timeout, timeout, _caller_alive, eid)
             element.move(payload)
         else:
             set_call_context(timeout, _caller_alive, eid)
@@ -133,8 +132,7 @@ class ElementService:
         if index != -1 or type(index) is not int:  # -1.0 == -1 but is no index
             check_index(index, allow_unindexed=True)
         if type(element) is Element:
-            _state.deadline = None if timeout is None else _monotonic() + timeout
-            _state.caller_alive, _state.element, _state.timeout = _caller_alive, eid, timeout
+            _state.call = (None if timeout is None else _monotonic() + timeout, timeout, _caller_alive, eid)
             data = element.observe(index)
             self.flows.observed(eid)
             return data

@@ -231,16 +231,20 @@ def test_timeout_on_move_moves_nothing_and_leaves_no_ticket():
 def test_call_context_is_per_thread_and_restored():
     from pastset.element import _context
 
+    def deadline():
+        return _context.call[0]
+
     with call_context(5):
-        outer = _context.deadline
+        outer = deadline()
+        assert outer is not None and _context.call[1] == 5
         with call_context(None):
-            assert _context.deadline is None
-        assert _context.deadline == outer
+            assert deadline() is None
+        assert deadline() == outer
         seen = []
-        threading_worker = start(lambda: seen.append(_context.deadline))
+        threading_worker = start(lambda: seen.append(deadline()))
         threading_worker.outcome(5)
         assert seen == [None]
-    assert _context.deadline is None
+    assert deadline() is None
 
 
 def test_a_gone_caller_takes_nothing():
