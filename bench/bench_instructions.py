@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 from benchlib import ServerProcess, start_script, stop
 from bench_roundtrip import FLOOR_SERVER
@@ -61,8 +62,9 @@ def instructions(out: Path) -> int:
     raise RuntimeError(f"no summary in {out}")
 
 
-def run_client(kind: str, pairs: int, port: int, key: bytes, out: Path, wrap: bool) -> None:
-    prefix = cachegrind(out) if wrap else []
+def run_client(kind: str, pairs: int, port: int, key: bytes, out: Optional[Path] = None) -> None:
+    """Make ``pairs`` pairs in a client process; under cachegrind, writing ``out``, if given."""
+    prefix = [] if out is None else cachegrind(out)
     subprocess.run(prefix + [sys.executable, "-c", CLIENT, kind, str(pairs), str(port), BENCH_DIR],
                    input=key.hex().encode(), stderr=subprocess.DEVNULL, check=True)
 
@@ -74,13 +76,13 @@ def server_counts(pairs: int, work: Path) -> dict:
     floor = subprocess.Popen(cachegrind(out) + [sys.executable, "-c", FLOOR_ONCE],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     port = int(floor.stdout.readline())
-    run_client("floor", pairs, port, b"", work / "unused", wrap=False)
+    run_client("floor", pairs, port, b"")
     floor.wait()
     floor.stdout.close()
     counts["floor"] = instructions(out)
     out = work / f"pastset-server.{pairs}"
     with ServerProcess(prefix=cachegrind(out)) as server:
-        run_client("pastset", pairs, server.address[1], server.authkey, work / "unused", wrap=False)
+        run_client("pastset", pairs, server.address[1], server.authkey)
     counts["pastset"] = instructions(out)
     return counts
 
@@ -90,7 +92,7 @@ def client_counts(pairs: int, work: Path, floor_port: int, server: ServerProcess
     counts = {}
     for kind, port, key in (("floor", floor_port, b""), ("pastset", server.address[1], server.authkey)):
         out = work / f"{kind}-client.{pairs}"
-        run_client(kind, pairs, port, key, out, wrap=True)
+        run_client(kind, pairs, port, key, out)
         counts[kind] = instructions(out)
     return counts
 

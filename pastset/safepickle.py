@@ -212,10 +212,10 @@ def check(data: Union[bytes, memoryview], what: str = "the request", refused_by:
                          f"objects); {refused_by} refuses it unread")
 
 
-def loads(data: bytes) -> Any:
-    """``pickle.loads(data)``, but a request nesting deeper than :data:`MAX_NESTING` levels
-    is refused with a ValueError before anything in it is built."""
-    check(data)
+def loads(data: bytes, what: str = "the request") -> Any:
+    """``pickle.loads(data)``, but ``data`` (named ``what`` in the error) nesting deeper than
+    :data:`MAX_NESTING` levels is refused with a ValueError before anything in it is built."""
+    check(data, what)
     return _loads(data)
 
 
@@ -223,7 +223,7 @@ def request(data: bytes) -> Any:
     """A request the server read, unpickled: :func:`loads`, and a ValueError too for one
     the unpickler fails on, so the server answers either with one error reply and the
     connection stays in step."""
-    check(data)
+    check(data)  # not loads(): a nesting refusal must keep its own message, not be reworded below
     try:
         return _loads(data)
     except Exception as exc:

@@ -401,8 +401,7 @@ def _print_output(stream: str, task_id: str, text: str) -> None:
 def _load_moved(payload: bytes) -> Any:
     """A tuple moved to an X-function element, unpickled; one nesting deep enough to crash
     this process while it is read is refused unread (ValueError), as a request would be."""
-    safepickle.check(payload, "the moved tuple")
-    return pickle.loads(payload)
+    return safepickle.loads(payload, "the moved tuple")
 
 
 def _run_xfunction(element: Element, method: str, convert: Callable[[Any], Any], arg: Any) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Dict, List
 
@@ -140,13 +141,18 @@ def slurm(slurm_cluster: SlurmCluster, tmp_path: Path):
     yield from batch_setup(slurm_cluster, tmp_path)
 
 
+def probe_in_salloc(conf: Path, p: Dict[str, object], env: Dict[str, str]) -> subprocess.CompletedProcess:
+    """Run the probe app with 2 workers inside a 2-task ``salloc`` allocation."""
+    return run(["salloc", "--ntasks=2", *pastset_argv("run", "--config", str(conf), "--procs", "2",
+                                                      "--bin", str(p["bin"]), "--wait-timeout", "40",
+                                                      "probe.py", "2")], env)
+
+
 def test_slurm_prologue_in_each_srun_task_inside_salloc(slurm) -> None:
     cluster, _, env, tmp = slurm
     p = probe(tmp)
     conf = job_config(tmp, "slurm", prologue=p["prologue"])
-    done = run(["salloc", "--ntasks=2", *pastset_argv("run", "--config", str(conf), "--procs", "2",
-                                                       "--bin", str(p["bin"]), "--wait-timeout", "40",
-                                                       "probe.py", "2")], env)
+    done = probe_in_salloc(conf, p, env)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     job = re.search(r"Granted job allocation (\d+)", out).group(1)
@@ -159,9 +165,7 @@ def test_slurm_failing_prologue_ends_the_run_with_its_error(slurm) -> None:
     cluster, _, env, tmp = slurm
     p = probe(tmp)
     conf = job_config(tmp, "slurm", prologue=["no-such-command-xyz"])
-    done = run(["salloc", "--ntasks=2", *pastset_argv("run", "--config", str(conf), "--procs", "2",
-                                                       "--bin", str(p["bin"]), "--wait-timeout", "40",
-                                                       "probe.py", "2")], env)
+    done = probe_in_salloc(conf, p, env)
     out = done.stdout + done.stderr
     assert_failed_in_prologue(done, out)
     assert "srun (2 workers in job" in out, out
