@@ -19,8 +19,8 @@ import sys
 import threading
 import time
 
-from pastset.deadlock import INTERVAL, DeadlockWatch, TaskSampler
-from pastset.scheduler import Scheduler
+from pastset.run.deadlock import INTERVAL, DeadlockWatch, TaskSampler
+from pastset.space.scheduler import Scheduler
 
 BLOCKED = "import socket, sys\na, b = socket.socketpair()\nprint('ready', flush=True)\na.recv(1)"
 

@@ -7,7 +7,7 @@ VMs varies with where the scheduler puts processes; pinning makes it reproducibl
 The floor is the least a pickle RPC can do in Python: one ``sendall`` of header and
 pickled request, a buffered read of the pickled answer, the tuple pickled on the way in
 and unpickled on the way out. pastset sends move and observe as compact frames
-(:mod:`pastset.frames`: no pickled envelope around the pickled tuple), so it can come in
+(:mod:`pastset.wire.frames`: no pickled envelope around the pickled tuple), so it can come in
 under the floor. Rounds alternate which of the two goes first, so machine
 noise hits both alike; the figures are medians, ``ratio=pastset/floor`` is the ratio
 of the medians (targets <= 1.3 on one CPU, <= 1.1 on two), ``paired`` the median of the

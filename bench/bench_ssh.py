@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the tests' own modules, as py
 from integration.clusters import SshCluster  # noqa: E402
 
 import pastset  # noqa: E402
-from pastset.tunnel import open_tunnel  # noqa: E402
+from pastset.launch.tunnel import open_tunnel  # noqa: E402
 
 #: prints the monotonic clock (system-wide on Linux) the moment the run lets the app start
 STAMP_APP = "import time\nprint(time.monotonic(), flush=True)\n"

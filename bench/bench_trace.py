@@ -3,7 +3,7 @@
 1. Per-event cost in this process, for each kind of input the trace writer and the wait
    registry take (events/s and microseconds each).
 2. A move+observe pair against a ``pastset.Server`` wired as ``pastset run --trace FILE``
-   wires it (:class:`pastset.runtrace.RunTrace`: scheduler events, waits listener, element
+   wires it (:class:`pastset.run.runtrace.RunTrace`: scheduler events, waits listener, element
    counters sampled 10 times a second) and against the same server untraced; both servers
    in child processes, rounds interleaved, ratio of the medians (``ratio=traced/plain``;
    target <= 1.1). Both count flows and register waits: that is every server now.
@@ -26,7 +26,7 @@ from bench_roundtrip import start, time_pairs  # noqa: E402  (one definition of 
 # events, the waits listener, the writer sampling every element's counters 10 times a second).
 TRACED_SERVER = r"""
 import sys, pastset
-from pastset.runtrace import RunTrace
+from pastset.run.runtrace import RunTrace
 key = bytes.fromhex(sys.stdin.readline().strip())
 with pastset.Server(authkey=key) as server:
     trace = RunTrace(sys.argv[1], 10.0, server)
@@ -45,8 +45,8 @@ with pastset.Server(authkey=key) as server:
 
 
 def per_event(events: int) -> None:
-    from pastset.trace import TraceWriter
-    from pastset.waits import Caller, FlowCounters, WaitRegistry
+    from pastset.observe.trace import TraceWriter
+    from pastset.space.waits import Caller, FlowCounters, WaitRegistry
 
     app = Caller("app")
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,7 +108,7 @@ def pairs(opts: argparse.Namespace) -> None:
                     proc.kill()
                     proc.wait()
                 proc.stdout.close()
-        from pastset.trace import load
+        from pastset.observe.trace import load
 
         samples = sum(e.get("ph") == "C" for e in load(trace_file))
     plain, traced = statistics.median(times[0]), statistics.median(times[1])

@@ -8,22 +8,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import (  # noqa: E402
-    ConnectError,
-    ElementDeleted,
-    Expired,
-    LaunchError,
-    PastSetError,
-    SettingsError,
-    TaskError,
-    Timeout,
-    XFunctionError,
-)
-from .client import ElementHandle, PastSet  # noqa: E402
+from .errors import (ConnectError, ElementDeleted, Expired, LaunchError, PastSetError, SettingsError, TaskError, Timeout, XFunctionError)
+from .client.pastset import ElementHandle, PastSet  # noqa: E402
 
 # Imported on first use: every task and worker imports pastset, and most never need the
 # server (BaseManager machinery) or the plugin manager (pluggy) — start-up time matters.
-_LAZY = {"Server": ".server", "hookimpl": ".plugins"}
+_LAZY = {"Server": ".server.server", "hookimpl": ".launch.plugins", "Element": ".space.element"}
 
 
 def __getattr__(name: str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import pastset
-from pastset import transport
+from pastset.wire import connection as transport
 
 from pastset_runs import clean_env
 from serverproc import ServerProcess

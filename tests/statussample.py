@@ -2,8 +2,8 @@
 shared by the status view and ``top`` tests."""
 from __future__ import annotations
 
-from pastset.statusdoc import build_status
-from pastset.waits import Caller, FlowCounters, WaitRegistry
+from pastset.observe.statusdoc import build_status
+from pastset.space.waits import Caller, FlowCounters, WaitRegistry
 
 RUN = {"run": "r1", "version": "0.1.0", "pid": 4242}
 

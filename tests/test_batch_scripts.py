@@ -11,12 +11,12 @@ import pytest
 import shlex
 import subprocess
 
-from pastset.batch import (LOOP_HOST, JobFiles, directives, job_script, option_text, read_host_file, spread,
+from pastset.launch.batch import (LOOP_HOST, JobFiles, directives, job_script, option_text, read_host_file, spread,
                            with_environment)
 from pastset.errors import LaunchError
-from pastset.launcher import WorkerLaunch
-from pastset.remote import PROLOGUE_FAILED, after_prologue
-from pastset.settings import Settings
+from pastset.launch.launcher import WorkerLaunch
+from pastset.launch.remote import PROLOGUE_FAILED, after_prologue
+from pastset.settings.load import Settings
 from pastset_pbs import PbsLauncher, parse_qstat_f
 from pastset_sge import SgeLauncher, parse_qstat
 from pastset_slurm import SlurmLauncher, parse_squeue
@@ -251,8 +251,8 @@ def test_detect_names_the_variable(cls, environ, expected):
 
 
 def test_auto_picks_the_allocation_it_is_in():
-    from pastset.plugins import launchers, make_plugin_manager
-    from pastset.run import choose_launcher
+    from pastset.launch.plugins import launchers, make_plugin_manager
+    from pastset.run.runner import choose_launcher
 
     registry = launchers(make_plugin_manager(autoload=False))
     info, why = choose_launcher(Settings(), registry, environ={"SLURM_JOB_ID": "42"})
@@ -269,8 +269,8 @@ def test_auto_picks_the_allocation_it_is_in():
     ({}, (1, "default")),
 ])
 def test_inside_an_allocation_procs_defaults_to_its_size(monkeypatch, environ, expected):
-    from pastset.plugins import make_plugin_manager
-    from pastset.settings import load_settings
+    from pastset.launch.plugins import make_plugin_manager
+    from pastset.settings.load import load_settings
 
     for name in ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_NTASKS", "SLURM_NPROCS", "SLURM_JOB_NUM_NODES",
                  "PE_HOSTFILE", "NSLOTS", "PBS_NODEFILE", "PBS_JOBID", "PSLAUNCHER", "PSPROCS"):
@@ -283,8 +283,8 @@ def test_inside_an_allocation_procs_defaults_to_its_size(monkeypatch, environ, e
 
 
 def test_allocation_size_never_overrides_what_the_user_said(monkeypatch):
-    from pastset.plugins import make_plugin_manager
-    from pastset.settings import load_settings
+    from pastset.launch.plugins import make_plugin_manager
+    from pastset.settings.load import load_settings
 
     monkeypatch.setenv("SLURM_JOB_ID", "7")
     monkeypatch.setenv("SLURM_NTASKS", "6")

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from pastset.deadlock import (APP, Detector, Observation, failure_summary, format_report,
+from pastset.run.deadlock import (APP, Detector, Observation, failure_summary, format_report,
                               participant_of)
-from pastset.procstat import cpu_time, sample, timed_waits
+from pastset.run.procstat import cpu_time, sample, timed_waits
 
 GRACE = 3.0
 
@@ -220,8 +220,8 @@ def test_summary_counts_and_lists_failed_tasks():
 
 
 # -- the runner's watch and the worker's sampler, with real processes ------------------
-from pastset.deadlock import DeadlockWatch, TaskSampler  # noqa: E402
-from pastset.scheduler import Scheduler  # noqa: E402
+from pastset.run.deadlock import DeadlockWatch, TaskSampler  # noqa: E402
+from pastset.space.scheduler import Scheduler  # noqa: E402
 
 BLOCKED = "import socket\na, b = socket.socketpair()\na.recv(1)"
 SMALL_GRACE = 0.5

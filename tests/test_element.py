@@ -1,4 +1,4 @@
-"""pastset.element.Element on its own: the PastSet semantics.
+"""pastset.space.element.Element on its own: the PastSet semantics.
 
 Proves the first/last pointers (``0 1`` then ``1 1``), exactly-once unindexed observe,
 indexed observe, FIFO release of moves blocked by ``delta``, the bound's read/set/remove,
@@ -14,7 +14,7 @@ from typing import Optional
 
 import pytest
 
-from pastset.element import CallerGone, Element, call_context
+from pastset.space.element import CallerGone, Element, call_context
 from pastset.errors import ElementDeleted, Expired, Timeout
 
 from serverproc import start, wait_until
@@ -229,7 +229,7 @@ def test_timeout_on_move_moves_nothing_and_leaves_no_ticket():
 
 
 def test_call_context_is_per_thread_and_restored():
-    from pastset.element import _context
+    from pastset.space.element import _context
 
     def deadline():
         return _context.call[0]

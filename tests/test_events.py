@@ -5,9 +5,9 @@ import io
 import logging
 import re
 
-from pastset.events import (EVENTS, EventFormatter, EventReporter, NotShown, StatusLines, clock, find_events,
+from pastset.observe.events import (EVENTS, EventFormatter, EventReporter, NotShown, StatusLines, clock, find_events,
                             format_event, log_event, parse_line, scheduler_event)
-from pastset.scheduler import Scheduler
+from pastset.space.scheduler import Scheduler
 
 LINE = re.compile(r"^pastset: \d\d:\d\d:\d\d\.\d\d\d [a-z-]+( \S+=(\S+|\"[^\"]*\"))*$")
 

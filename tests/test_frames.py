@@ -1,4 +1,4 @@
-"""Move and observe as compact frames (pastset.frames): the same answers as pickled calls,
+"""Move and observe as compact frames (pastset.wire.frames): the same answers as pickled calls,
 a client that falls back to pickles for a server that does not read frames, and a server
 that refuses malformed frames with one error reply and goes on serving the connection."""
 from __future__ import annotations
@@ -10,9 +10,11 @@ import struct
 import pytest
 
 import pastset
-from pastset import ElementDeleted, Timeout, XFunctionError, frames, transport
-from pastset.client import Channel, ElementHandle
-from pastset.server import ElementService
+from pastset import ElementDeleted, Timeout, XFunctionError
+from pastset.wire import frames
+from pastset.wire import connection as transport
+from pastset.client.pastset import Channel, ElementHandle
+from pastset.server.server import ElementService
 
 
 def pickled_handle(pset, handle):

@@ -12,10 +12,12 @@ import struct
 import pytest
 
 import pastset
-from pastset import XFunctionError, frames, tuplelog
-from pastset.client import Channel
-from pastset.safepickle import MAX_NESTING
-from pastset.transport import SERVICE_ID
+from pastset import XFunctionError
+from pastset.wire import frames
+from pastset.space import tuplelog
+from pastset.client.pastset import Channel
+from pastset.wire.safepickle import MAX_NESTING
+from pastset.wire.connection import SERVICE_ID
 
 #: deep enough to crash the server if it were hashed while the request is read
 DEPTH = 1_000_000
@@ -273,8 +275,8 @@ def test_a_tuple_nesting_too_deep_is_refused_by_the_consumer_not_a_crash(pset):
     import pickle
     import sys
 
-    from pastset.client import _SHALLOW_FOR_SURE
-    from pastset.safepickle import MAX_NESTING
+    from pastset.client.pastset import _SHALLOW_FOR_SURE
+    from pastset.wire.safepickle import MAX_NESTING
 
     assert _SHALLOW_FOR_SURE == MAX_NESTING
     deep = ()

@@ -215,7 +215,7 @@ class SpaceMachine(RuleBasedStateMachine):
 @pytest.fixture(scope="module", params=["frames", "pickled"])
 def shared_pset(request):
     """A client of a server of this module; move and observe go as compact frames
-    (pastset.frames), or as pickled calls as to a server that does not read frames."""
+    (pastset.wire.frames), or as pickled calls as to a server that does not read frames."""
     with pastset.Server() as server:
         with pastset.PastSet(server.address, authkey=server.authkey) as pset:
             assert pset._frames

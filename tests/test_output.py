@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from pastset.output import AppOutput, LineAssembler, OutputMux, label, labels_on, read_lines
+from pastset.run.output import AppOutput, LineAssembler, OutputMux, label, labels_on, read_lines
 
 
 def test_assembler_gives_whole_lines_and_keeps_the_unfinished_end():

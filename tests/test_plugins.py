@@ -15,12 +15,12 @@ import pluggy
 import pytest
 
 import pastset
-from pastset.launcher import Launcher, WorkerLaunch, text_option
+from pastset.launch.launcher import Launcher, WorkerLaunch, text_option
 from pastset.errors import SettingsError
-from pastset.plugins import BUILTIN_PLUGINS, launchers, make_plugin_manager
-from pastset.processes import start_child, stop_child
-from pastset.run import Run, choose_launcher
-from pastset.settings import load_settings
+from pastset.launch.plugins import BUILTIN_PLUGINS, launchers, make_plugin_manager
+from pastset.launch.processes import start_child, stop_child
+from pastset.run.runner import Run, choose_launcher
+from pastset.settings.load import load_settings
 from pastset_runs import describe, survivors, tagged_pids, write_app
 
 ROOT = Path(__file__).resolve().parent.parent

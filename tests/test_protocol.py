@@ -10,10 +10,10 @@ import inspect
 
 import pytest
 
-from pastset import frames
-from pastset.client import ElementHandle, PastSet
-from pastset.protocol import RunControl, WorkerSession
-from pastset.server import SpaceService, exposed_names
+from pastset.wire import frames
+from pastset.client.pastset import ElementHandle, PastSet
+from pastset.client.sessions import RunControl, WorkerSession
+from pastset.server.server import SpaceService, exposed_names
 
 
 class RecordingChannel:
@@ -30,7 +30,7 @@ class RecordingChannel:
         return self.reply
 
     def call_frame(self, method, message):
-        """A compact frame (pastset.frames): record the call the server will make of it."""
+        """A compact frame (pastset.wire.frames): record the call the server will make of it."""
         def record(name):
             return lambda *args: self.calls.append((name, args)) or True
         frames.answer(message[4:], record("move"), record("observe"))

@@ -28,7 +28,8 @@ import time
 import pytest
 
 import pastset
-from pastset import ConnectError, transport
+from pastset import ConnectError
+from pastset.wire import connection as transport
 
 from integration.clusters import require
 from serverproc import ServerProcess, start, wait_until

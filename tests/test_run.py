@@ -13,7 +13,7 @@ import signal
 import pytest
 
 import pastset
-from pastset.events import find_events
+from pastset.observe.events import find_events
 from pastset_runs import LiveRun, describe, pids_with_env, run, survivors, write_app
 from procs import alive
 from procs import parent as parent_pid

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from pastset.events import EVENTS, find_events
+from pastset.observe.events import EVENTS, find_events
 from pastset_runs import finished as run_finished, run, write_app
 
 #: the app: a task that crashes, one that is not there, one that works; then it waits

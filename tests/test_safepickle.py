@@ -9,8 +9,8 @@ import random
 
 import pytest
 
-from pastset import safepickle
-from pastset.safepickle import MAX_NESTING, check, loads, nesting
+from pastset.wire import safepickle
+from pastset.wire.safepickle import MAX_NESTING, check, loads, nesting
 
 PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
 LEAVES = [1, 2**70, -5, 1.5, "s", "ü" * 3, b"b" * 300, None, True, int, decimal.Decimal("1.5"),

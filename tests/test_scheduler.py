@@ -11,7 +11,7 @@ import time
 import pytest
 
 from pastset.errors import PastSetError, Timeout
-from pastset.scheduler import HALT, STOP, Scheduler
+from pastset.space.scheduler import HALT, STOP, Scheduler
 
 from serverproc import start, wait_until
 

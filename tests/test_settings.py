@@ -1,4 +1,4 @@
-"""Tests for pastset.settings: every layer, every spelling, and every way a value can be wrong."""
+"""Tests for pastset.settings.load: every layer, every spelling, and every way a value can be wrong."""
 from __future__ import annotations
 
 import argparse
@@ -14,13 +14,13 @@ import pluggy
 import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
-from pastset import hookspecs
+from pastset.launch import hookspecs
 from pastset.errors import SettingsError
-from pastset.cli import add_setting_flags, setting_flags
-from pastset.commands import describe
-from pastset.configfiles import config_search_path, default_user_files
-from pastset.hostfile import read_host_file
-from pastset.settings import SETTINGS, Settings, load_settings
+from pastset.cli.main import add_setting_flags, setting_flags
+from pastset.cli.commands import describe
+from pastset.settings.files import config_search_path, default_user_files
+from pastset.settings.hostfile import read_host_file
+from pastset.settings.load import SETTINGS, Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "pastset.toml.example"
@@ -682,7 +682,7 @@ def test_example_file_tables_and_ini_form_parse(load, tmp_path):
     tables = text[text.index("# [pastset.launcher]"):text.index("# The same settings")]
     uncommented = "\n".join(line[2:] for line in tables.splitlines() if line.startswith("# "))
     config = write(tmp_path / "tables.toml", uncommented)
-    from pastset.plugins import launchers, make_plugin_manager
+    from pastset.launch.plugins import launchers, make_plugin_manager
 
     specs = {name: info.cls.option_specs for name, info in launchers(make_plugin_manager(autoload=False)).items()}
     s = load(config_file=config, launcher_options=specs)

@@ -1,4 +1,4 @@
-"""pastset.space: the template registry and X-function loading from ``bin`` only.
+"""pastset.space.tuplespace: the template registry and X-function loading from ``bin`` only.
 
 Proves equal templates share an element, different ones don't, deletion gives a fresh
 element under a new id while old ids fail with ElementDeleted, X-function names must be
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from pastset.element import Element
+from pastset.space.element import Element
 from pastset.errors import ElementDeleted, XFunctionError
-from pastset.space import TupleSpace, XFunctionLoader, check_module_name
+from pastset.space.tuplespace import TupleSpace, XFunctionLoader, check_module_name
 
 from serverproc import start, wait_until
 

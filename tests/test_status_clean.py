@@ -13,8 +13,8 @@ import sys
 import pytest
 
 import pastset
-from pastset import runrecord
-from pastset.processes import process_identity
+from pastset.run import records as runrecord
+from pastset.launch.processes import process_identity
 from pastset_runs import LiveRun, clean_env, describe, run, survivors, write_app
 
 from serverproc import wait_until

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from liveapp import connect, live_app, release
-from pastset.statusdoc import KEYS
+from pastset.observe.statusdoc import KEYS
 from pastset_runs import run
 
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 import pastset
-from pastset.statusdoc import KEYS, build_status, format_template
-from pastset.statusview import SECTIONS, format_seconds, render_status, render_top
+from pastset.observe.statusdoc import KEYS, build_status, format_template
+from pastset.observe.statusview import SECTIONS, format_seconds, render_status, render_top
 
 from statussample import sample_doc
 

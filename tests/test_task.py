@@ -12,8 +12,8 @@ import time
 import pytest
 
 from pastset.errors import PastSetError, TaskError, Timeout
-from pastset.scheduler import Scheduler
-from pastset.task import Task, TaskCalls, app_not_found
+from pastset.space.scheduler import Scheduler
+from pastset.client.task import Task, TaskCalls, app_not_found
 
 from serverproc import start
 

@@ -70,7 +70,7 @@ def test_task_error_is_exported():
 
 
 def test_the_log_file_has_one_event_line_per_step(apps, env, tmp_path):
-    from pastset.events import parse_line
+    from pastset.observe.events import parse_line
 
     write_app(apps, "app.py", "import pastset\nps = pastset.PastSet()\nps.spawn('ok.py').wait()\n"
                               "try:\n    ps.spawn('bad.py').wait()\nexcept pastset.TaskError:\n    pass\n")

@@ -5,7 +5,7 @@ import io
 import time
 
 from pastset.errors import ConnectError
-from pastset.top import ENTER, HOME, LEAVE, run_top
+from pastset.observe.top import ENTER, HOME, LEAVE, run_top
 
 from statussample import sample_doc
 

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from pastset import trace
-from pastset.scheduler import Scheduler
-from pastset.trace import APP_PID, ELEMENTS_PID, TraceWriter, counter_series, load, names, repair, slices
-from pastset.waits import Caller, WaitRegistry
+from pastset.observe import trace
+from pastset.space.scheduler import Scheduler
+from pastset.observe.trace import APP_PID, ELEMENTS_PID, TraceWriter, counter_series, load, names, repair, slices
+from pastset.space.waits import Caller, WaitRegistry
 
 
 class FakeClock:
@@ -199,7 +199,7 @@ def test_many_threads_writing_at_once_lose_nothing(path):
 
 KILLED = textwrap.dedent("""
     import os, signal, sys
-    from pastset.trace import TraceWriter
+    from pastset.observe.trace import TraceWriter
     writer = TraceWriter(sys.argv[1])
     writer.app_started("app.py")
     writer.on_event("registered", {"id": "w1", "host": "node1"})

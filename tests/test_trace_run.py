@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pastset import trace
+from pastset.observe import trace
 from pastset_runs import EXAMPLES, LiveRun, clean_env, run, write_app
 
 BAGS = 12

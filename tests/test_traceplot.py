@@ -9,13 +9,13 @@ import textwrap
 import pytest
 
 from pastset.errors import PastSetError
-from pastset.trace import TraceWriter
-from pastset.waits import Caller
+from pastset.observe.trace import TraceWriter
+from pastset.space.waits import Caller
 
 matplotlib = pytest.importorskip("matplotlib", reason="matplotlib is the optional plot extra: "
                                  "pip install '.[plot]' to run these tests")
 
-from pastset import traceplot  # noqa: E402  (after the skip: needs matplotlib to be useful)
+from pastset.observe import traceplot  # noqa: E402  (after the skip: needs matplotlib to be useful)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -66,7 +66,7 @@ def test_a_trace_renders_as_a_png_of_sane_size(tmp_path):
 
 def test_the_rows_are_the_app_its_waits_and_each_worker(tmp_path):
     write_trace(tmp_path / "run.json")
-    from pastset.trace import load
+    from pastset.observe.trace import load
 
     labels = [label for _, label in traceplot.rows(load(str(tmp_path / "run.json")))]
     assert labels == ["app", "app: waits"] + [f"worker w{n} (node{n}): tasks" for n in range(1, 5)]
@@ -93,7 +93,7 @@ def test_without_matplotlib_the_error_says_how_to_install_it(tmp_path):
     code = textwrap.dedent(f"""
         import sys
         sys.modules["matplotlib"] = None  # as if it were not installed
-        from pastset import traceplot
+        from pastset.observe import traceplot
         from pastset.errors import PastSetError
         try:
             traceplot.plot({str(tmp_path / "run.json")!r}, {str(tmp_path / "x.png")!r})

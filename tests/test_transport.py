@@ -1,4 +1,4 @@
-"""pastset.transport: addresses, socket tuning, the lean Connection, Listener and connect().
+"""pastset.wire.connection: addresses, socket tuning, the lean Connection, Listener and connect().
 
 Proves address parsing/formatting, TCP_NODELAY and keepalive on both ends, plain-pickle
 messages interoperating with multiprocessing's framing, peer_gone/shutdown, a big listen
@@ -15,7 +15,7 @@ from multiprocessing import connection as mpc
 
 import pytest
 
-from pastset import transport
+from pastset.wire import connection as transport
 from pastset.errors import ConnectError
 
 from serverproc import start
@@ -196,7 +196,7 @@ def test_connect_to_a_non_pastset_peer(listener):
 def test_client_factory_is_registered_for_basemanager():
     from multiprocessing import managers
 
-    import pastset.server  # noqa: F401 - the server registers the transport
+    import pastset.server.server  # noqa: F401 - the server registers the transport
 
     assert managers.listener_client[transport.SERIALIZER] == (transport.Listener, transport.Client)
 

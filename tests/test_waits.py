@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from pastset.waits import ANONYMOUS, Caller, FlowCounters, WaitRegistry
+from pastset.space.waits import ANONYMOUS, Caller, FlowCounters, WaitRegistry
 
 
 class FakeClock:

@@ -17,9 +17,9 @@ import sys
 import pytest
 
 import pastset
-from pastset import worker as worker_module
-from pastset.events import find_events
-from pastset.protocol import RunControl
+from pastset.run import worker as worker_module
+from pastset.observe.events import find_events
+from pastset.client.sessions import RunControl
 from pastset_runs import LiveRun, clean_env, describe, pastset_argv, run, survivors, write_app
 
 from procs import alive

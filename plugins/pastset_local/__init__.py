@@ -15,9 +15,9 @@ from typing import Any, Dict, List, Mapping
 
 import pastset
 from pastset.errors import LaunchError
-from pastset.launcher import Launcher, WorkerLaunch
-from pastset.processes import kill_recorded, process_identity, start_child, stop_child, wait_exit
-from pastset.remote import Starter, shell_line
+from pastset.launch.launcher import Launcher, WorkerLaunch
+from pastset.launch.processes import kill_recorded, process_identity, start_child, stop_child, wait_exit
+from pastset.launch.remote import Starter, shell_line
 
 #: seconds workers that were told to stop get to exit on their own before SIGTERM
 EXIT_PATIENCE = 0.5

@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import pastset
-from pastset.batch import (LOOP_HOST, BatchLauncher, JobFiles, JobState, read_host_file, shell_line,
+from pastset.launch.batch import (LOOP_HOST, BatchLauncher, JobFiles, JobState, read_host_file, shell_line,
                            spread)
-from pastset.launcher import WorkerLaunch, run_command, text_option
+from pastset.launch.launcher import WorkerLaunch, run_command, text_option
 
 #: qstat state letters: pending (q), running (r), transferring (t), error (E), deleting (d) ...
 ERROR_MARK = "E"

@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import pastset
-from pastset.batch import BatchLauncher, JobFiles, JobState, shell_line
-from pastset.launcher import WorkerLaunch, run_command, text_option
+from pastset.launch.batch import BatchLauncher, JobFiles, JobState, shell_line
+from pastset.launch.launcher import WorkerLaunch, run_command, text_option
 
 #: job states after which the job's workers are gone (squeue --states=all)
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",

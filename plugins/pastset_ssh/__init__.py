@@ -25,15 +25,15 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import pastset
 from pastset.errors import LaunchError
-from pastset.hostfile import HostLine, where_host
-from pastset.launcher import Launcher, WorkerLaunch, lines_option
-from pastset.processes import kill_recorded, process_identity, start_child, stop_child
-from pastset.remote import (PROLOGUE_FAILED, Starter, after_prologue, local_address_towards,
+from pastset.settings.hostfile import HostLine, where_host
+from pastset.launch.launcher import Launcher, WorkerLaunch, lines_option
+from pastset.launch.processes import kill_recorded, process_identity, start_child, stop_child
+from pastset.launch.remote import (PROLOGUE_FAILED, Starter, after_prologue, local_address_towards,
                             remote_command, ssh_client_argv)
 
 log = logging.getLogger("pastset.ssh")
 
-#: what a worker prints when it cannot reach the server (pastset.transport.connect)
+#: what a worker prints when it cannot reach the server (pastset.wire.connection.connect)
 _UNREACHABLE = "cannot reach the PastSet server"
 #: what ssh prints for a host name that does not resolve
 _UNRESOLVED = "Could not resolve hostname"
@@ -135,7 +135,7 @@ class SshLauncher(Launcher):
             client.write_line(line)  # the key fits in the pipe buffer: this never blocks
 
     def _tunnel(self, launch: WorkerLaunch) -> str:
-        from pastset.tunnel import tunnel_spec
+        from pastset.launch.tunnel import tunnel_spec
 
         return tunnel_spec(self.settings, tuple(launch.address))
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from pastset.events import find_events
+from pastset.observe.events import find_events
 from pastset_runs import outside_env, pastset_argv  # noqa: F401  (pastset_argv: for the tests)
 from procs import processes_mentioning  # noqa: F401  (for the tests)
 from serverproc import wait_empty

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from pastset.events import find_events
+from pastset.observe.events import find_events
 from pastset_runs import outside_env
 from pastset_runs import pastset_argv as base_argv
 from procs import command_lines, processes_mentioning  # noqa: F401  (command_lines: for the tests)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pastset.events import find_events
+from pastset.observe.events import find_events
 
 from .batchrun import SLURM, job_config, pastset_argv, run, wait_until
 

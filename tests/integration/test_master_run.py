@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pastset.events import find_events
+from pastset.observe.events import find_events
 
 from .clusters import SshCluster
 from .sshruns import run, worker_nodes

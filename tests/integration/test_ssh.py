@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from procs import command_lines
 
-from pastset.events import find_events
+from pastset.observe.events import find_events
 
 from .clusters import SshCluster, require
 from .sshruns import EXAMPLES, BackgroundRun, run, wait_gone, worker_nodes

@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from pastset.errors import ConnectError
-    from pastset.top import run_top
+    from pastset.observe.top import run_top
     from statussample import sample_doc
 
     frames = int(sys.argv[1])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pastset.events import find_events
+from pastset.observe.events import find_events
 
 from .clusters import SshCluster
 from .sshruns import EXAMPLES, BackgroundRun, pastset_argv, run, wait_gone
@@ -70,7 +70,7 @@ def test_tunnel_checks_the_sshd_host_key_against_known_hosts(ssh_cluster: SshClu
     import logging
 
     import pastset
-    from pastset.tunnel import open_tunnel
+    from pastset.launch.tunnel import open_tunnel
 
     master = ssh_cluster.master_address
     kind, real = (ssh_cluster.tmpdir / "ssh_host_ed25519_key.pub").read_text().split()[:2]

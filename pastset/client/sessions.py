@@ -1,0 +1,108 @@
+"""The client side of the two internal protocols: a worker's session and the runner's control.
+
+A worker and the runner talk to the server over the same authenticated connections as a
+program does, but call the methods of the server's worker and run-control services. Each
+of those calls is one named method here, so a call name is written once on this side
+(and once, as the method, on the server's); a test ties the two together.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Dict, List, Optional, Tuple
+
+from .pastset import Channel
+
+
+class _Session:
+    """An authenticated connection to a run's server (one per thread, made on first use)."""
+
+    def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0):
+        self._channel = Channel(address, bytes(authkey), connect_timeout, self._identity)
+        self.server_info: Dict[str, Any] = self._channel.call("hello")  # fails early if unreachable
+
+    @property
+    def address(self) -> Tuple[str, int]:
+        return self._channel.address
+
+    def _identity(self) -> Dict[str, Any]:
+        """Who this session's connections say they are (see :class:`pastset.waits.Caller`)."""
+        return {"kind": "client", "pid": os.getpid()}
+
+    def close(self) -> None:
+        """Close every connection; a call blocked in another thread fails."""
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class WorkerSession(_Session):
+    """A worker's calls: register once, then take tasks and report on them."""
+
+    worker_id = ""
+
+    def register(self, specs: Dict[str, Any]) -> str:
+        """Announce this worker (its host's specs); return and keep the id the run gave it."""
+        self.worker_id = self._channel.call("register_worker", specs)
+        return self.worker_id
+
+    def _identity(self) -> Dict[str, Any]:
+        return {"kind": "worker", "worker": self.worker_id or None, "pid": os.getpid()}
+
+    def next_task(self, timeout: Optional[float] = None) -> Any:
+        """Block until the scheduler hands this worker a task (a dict), HALT or STOP."""
+        return self._channel.call("next_task", self.worker_id, timeout)
+
+    def task_started(self, task_id: str, pid: int) -> None:
+        """The task runs as process ``pid``."""
+        self._channel.call("task_started", self.worker_id, task_id, pid)
+
+    def task_finished(self, task_id: str, returncode: Optional[int], error: Optional[str] = None) -> None:
+        """The task ended with ``returncode``, or could not run at all (``error`` says why)."""
+        self._channel.call("task_finished", self.worker_id, task_id, returncode, error)
+
+    def emit(self, lines: List[Tuple[str, str, str]]) -> None:
+        """Print task output lines ``(stream, task id, text)`` ("out"/"err") on the run's terminal."""
+        self._channel.call("emit", lines)
+
+    def task_samples(self, samples: Dict[str, Dict[str, Any]]) -> None:
+        """This worker's latest CPU/timer samples of its running tasks, by task id."""
+        self._channel.call("task_samples", self.worker_id, samples)
+
+    def local_address(self) -> str:
+        """The address this host reaches the server from (nodes may share a hostname)."""
+        sock = socket.socket(fileno=self._channel.connection().fileno())
+        try:
+            return str(sock.getsockname()[0])
+        except OSError:
+            return ""
+        finally:
+            sock.detach()
+
+
+class RunControl(_Session):
+    """The runner's calls: wait for workers, poll the run's health, stop it."""
+
+    def wait_workers(self, count: int, timeout: float) -> int:
+        """Wait up to ``timeout`` s for ``count`` registrations; return how many came."""
+        return self._channel.call("wait_workers", count, timeout)
+
+    def wait_workers_gone(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s until no worker is connected; return how many still are."""
+        return self._channel.call("wait_workers_gone", timeout)
+
+    def run_state(self) -> Dict[str, int]:
+        """Counts: registered and connected workers, failed tasks, lost workers."""
+        return self._channel.call("run_state")
+
+    def deadlock_view(self) -> Dict[str, Any]:
+        """Waiting calls, scheduler activity, waited-on elements, failed tasks, counts."""
+        return self._channel.call("deadlock_view")
+
+    def stop_run(self) -> None:
+        """Tell every worker to stop its tasks and exit."""
+        self._channel.call("stop_run")

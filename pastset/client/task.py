@@ -1,0 +1,123 @@
+"""The handle ``spawn`` returns: a task's id, its state, its exit code, and a way to wait.
+
+A :class:`Task` is also the task id string itself (``"t3"``), so programs written when
+``spawn`` returned the id — or ignored what it returned — keep working: it prints,
+compares, hashes, formats and pickles as that string. Its state lives on the server
+(the scheduler); the handle asks through a :class:`TaskCalls` object, the client's half
+of the task protocol, and remembers the answer once the task has ended.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional
+
+from ..errors import TaskError
+from ..space.scheduler import ENDED
+
+
+class TaskCalls:
+    """The client's half of the task protocol: one method per server call."""
+
+    def __init__(self, call: Callable[..., Any]):
+        self._call = call  # e.g. a client channel's ``call(method, *args)``
+
+    def task_info(self, task_id: str) -> Dict[str, Any]:
+        """The task's state now, as the scheduler's ``task_view`` gives it."""
+        return self._call("task_info", task_id)
+
+    def wait_task(self, task_id: str, timeout: Optional[float]) -> Dict[str, Any]:
+        """Block until the task ended (or raise Timeout); its final state."""
+        return self._call("wait_task", task_id, timeout)
+
+
+def never_ran(info: Dict[str, Any]) -> Optional[str]:
+    """Why ``wait`` raises TaskError for this ended task, or None if it ran to its end."""
+    if info["state"] == "lost":
+        return info.get("error") or "its worker was lost"
+    if info["state"] == "failed" and info.get("returncode") is None:
+        return info.get("error") or "it could not start"
+    return None
+
+
+def app_not_found(app: str, path: str, bin_dir: str) -> str:
+    """The failure reason of a task whose application file is missing.
+
+    It says where the worker looked and how to point it elsewhere, since the usual
+    cause is starting the run from another directory than the one holding the tasks.
+    """
+    return (f"the task's file {app!r} was not found: no file {path} (the bin directory searched is "
+            f"{bin_dir}; start the run with --bin DIR, or set PSBIN, to name the directory that "
+            f"holds {app!r})")
+
+
+class Task(str):
+    """A spawned task: ``task.id``, ``task.state``, ``task.returncode``, ``task.wait()``.
+
+    ``state`` is "queued", "running", "done" (exit 0), "failed" (non-zero exit, or it
+    could not start) or "lost" (its worker died). ``returncode`` is None until the task
+    ended; negative means it was killed by that signal.
+    """
+
+    _calls: Optional[TaskCalls]
+    _final: Optional[Dict[str, Any]]
+
+    def __new__(cls, task_id: str, calls: Optional[TaskCalls] = None) -> "Task":
+        task = super().__new__(cls, task_id)
+        task._calls = calls
+        task._final = None
+        return task
+
+    @property
+    def id(self) -> str:
+        return str.__str__(self)
+
+    def __str__(self) -> str:
+        return self.id
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id}>"
+
+    def __reduce__(self) -> Any:
+        # the connection stays behind: a pickled task (moved into the space, sent to a
+        # process) is its id string on the other side
+        return (str, (self.id,))
+
+    def info(self) -> Dict[str, Any]:
+        """Everything the scheduler knows of the task now (app, worker, host, error …)."""
+        if self._final is not None:
+            return dict(self._final)
+        if self._calls is None:
+            raise TaskError(f"task {self.id}: this handle is not connected to its run")
+        return self._remember(self._calls.task_info(self.id))
+
+    @property
+    def state(self) -> str:
+        return self.info()["state"]
+
+    @property
+    def returncode(self) -> Optional[int]:
+        return self.info()["returncode"]
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        """Wait until the task ended and return its exit code.
+
+        Raises :class:`TaskError` if it never ran or its worker was lost, and
+        :class:`Timeout` if it has not ended within ``timeout`` seconds (0: don't wait).
+        """
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or timeout < 0):
+            raise ValueError(f"timeout must be None or a number >= 0, not {timeout!r}")
+        info = self._final
+        if info is None:
+            if self._calls is None:
+                raise TaskError(f"task {self.id}: this handle is not connected to its run")
+            info = self._remember(self._calls.wait_task(self.id, timeout))
+        reason = never_ran(info)
+        if reason is not None:
+            raise TaskError(f"task {self.id} ({info['app']}) {'was lost' if info['state'] == 'lost' else 'never ran'}: "
+                            f"{reason}")
+        return info["returncode"]
+
+    def _remember(self, info: Dict[str, Any]) -> Dict[str, Any]:
+        if info["state"] in ENDED:
+            self._final = dict(info)
+        return info
