@@ -2,7 +2,7 @@
 shared by the status view and ``top`` tests."""
 from __future__ import annotations
 
-from pastset.observe.statusdoc import build_status
+from pastset.server.status import build_status
 from pastset.space.waits import Caller, FlowCounters, WaitRegistry
 
 RUN = {"run": "r1", "version": "0.1.0", "pid": 4242}

@@ -14,7 +14,7 @@ import pytest
 import pastset
 from pastset import XFunctionError
 from pastset.wire import frames
-from pastset.space import tuplelog
+from pastset.wire import batches
 from pastset.client.pastset import Channel
 from pastset.wire.safepickle import MAX_NESTING
 from pastset.wire.connection import SERVICE_ID
@@ -318,7 +318,7 @@ def test_a_deep_tuple_moved_to_an_xfunction_element_is_refused_not_a_crash(serve
             else:
                 element._call("move", element._eid, payload, None)
         with pytest.raises(XFunctionError, match="nests deeper than"):
-            element._call("move_many", element._eid, *tuplelog.pack([payload]), None)
+            element._call("move_many", element._eid, *batches.pack([payload]), None)
         element.move((1,))
         assert element.observe(timeout=10) == (1,)
     serves(server_process)

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from pastset.errors import PastSetError, Timeout
-from pastset.space.scheduler import HALT, STOP, Scheduler
+from pastset.space.scheduler import Scheduler
+from pastset.wire.contract import HALT, STOP
 
 from serverproc import start, wait_until
 

@@ -7,7 +7,9 @@ import json
 import pytest
 
 import pastset
-from pastset.observe.statusdoc import KEYS, build_status, format_template
+from pastset.observe.statusdoc import KEYS
+from pastset.server.status import build_status
+from pastset.wire.validation import format_template
 from pastset.observe.statusview import SECTIONS, format_seconds, render_status, render_top
 
 from statussample import sample_doc

@@ -22,7 +22,7 @@ from ..wire.connection import SERVICE_ID
 from ..errors import ConnectError, PastSetError
 from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, STRICT_ENV, caller_identity
 from ..wire.validation import (check_app_name, check_count, check_delta, check_index, check_module_name, check_timeout)
-from ..space.tuplelog import pack as _pack
+from ..wire.batches import pack as _pack
 
 if TYPE_CHECKING:
     from .task import Task

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Optional
 
 from ..errors import TaskError
-from ..space.scheduler import ENDED
+from ..wire.contract import ENDED
 
 
 class TaskCalls:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-import re
 import socket
 import threading
 from typing import Any, Callable, Optional, Sequence, Tuple
 
 from ..errors import ConnectError
+from ..settings.specs import parse_spec
 
 log = logging.getLogger("pastset.tunnel")
 
@@ -37,16 +37,6 @@ KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
 _KEY_PREFERENCE = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
                    "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
 
-_SPEC = re.compile(r"(?:(?P<user>[^@\s]+)@)?(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^@\s:\[\]]+))(?::(?P<port>\d{1,5}))?")
-
-
-def parse_spec(spec: str) -> Tuple[Optional[str], str, int]:
-    """``[user@]host[:port]`` (IPv6 as ``[addr]``) -> (user or None, host, port; 22 by default)."""
-    match = _SPEC.fullmatch(spec.strip())
-    if match is None or (match.group("port") and not 1 <= int(match.group("port")) <= 65535):
-        raise ConnectError(f"tunnel: {spec!r} is not [user@]host[:port]")
-    port = int(match.group("port") or 22)
-    return match.group("user"), match.group("ipv6") or match.group("host"), port
 
 
 def tunnel_spec(settings: Any, server_address: Tuple[str, int]) -> str:

@@ -1,7 +1,7 @@
 """The status document: what ``pastset status --json`` prints and ``PastSet.status()`` returns.
 
-One plain dict (JSON types only), built on the server by :func:`build_status` from the
-scheduler's snapshot, the space's elements, the waits and the flow counters. Its keys are
+One plain dict (JSON types only), built on the server (:mod:`pastset.server.status`) from
+the scheduler's snapshot, the space's elements, the waits and the flow counters. Its keys are
 stable: :data:`KEYS` lists them all, and a test pins that list.
 
 =====================  =====================================================================
@@ -66,10 +66,7 @@ key                    meaning
 """
 from __future__ import annotations
 
-import time
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
-
-from ..space.waits import Caller
+from typing import Dict, Sequence
 
 #: every key of the document, per level: "" is the top level, the others name its lists
 KEYS: Dict[str, Sequence[str]] = {
@@ -83,81 +80,3 @@ KEYS: Dict[str, Sequence[str]] = {
     "workers": ("id", "host", "system", "arch", "cores", "memory_mb", "disk_mb", "benchmark", "pid",
                 "state", "running", "done", "failed"),
 }
-
-
-def format_template(value: Any) -> str:
-    """A template as the user wrote it: types by name, values by repr, tuples nested.
-
-    ``('work', str)`` rather than ``('work', <class 'str'>)``; a class from another module
-    keeps its module: ``(decimal.Decimal,)``.
-    """
-    if isinstance(value, type):
-        if value.__module__ == "builtins":
-            return value.__qualname__
-        return f"{value.__module__}.{value.__qualname__}"
-    if type(value) is tuple:
-        inner = ", ".join(format_template(v) for v in value)
-        return f"({inner},)" if len(value) == 1 else f"({inner})"
-    if type(value) is list:
-        return "[" + ", ".join(format_template(v) for v in value) + "]"
-    return repr(value)
-
-
-def _pick(row: Mapping[str, Any], keys: Iterable[str]) -> Dict[str, Any]:
-    return {k: row.get(k) for k in keys}
-
-
-def _with_task_details(wait: Dict[str, Any], tasks: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
-    """A wait by a task, with the task's application, worker and host from the scheduler."""
-    caller = Caller.from_dict(wait.get("caller") or {})
-    task = tasks.get(caller.task) if caller.kind == "task" else None
-    if task is not None:
-        caller = caller.with_details(application=task.get("app") or task.get("application"),
-                                     worker=task.get("worker"), host=task.get("host"), pid=task.get("pid"))
-    row = _pick(wait, KEYS["waits"])
-    row["caller"], row["who"] = caller.to_dict(), caller.label()
-    return row
-
-
-def build_status(*, run: Dict[str, Any], scheduler: Dict[str, Any], elements: Dict[tuple, Dict[str, Any]],
-                 waits: List[Dict[str, Any]], flows: Dict[int, Dict[str, float]],
-                 now: Optional[float] = None) -> Dict[str, Any]:
-    """Assemble the document.
-
-    ``run``: ``{run, version, pid}`` (the server's hello); ``scheduler``: the scheduler's
-    snapshot (workers and tasks as dicts, ``halted``, ``queued``; a task's program may be
-    under ``app`` or ``application``); ``elements``: template -> ``{id, first, last, delta,
-    xfunction}`` as the space reports them; ``waits``: :meth:`WaitRegistry.snapshot`;
-    ``flows``: :meth:`FlowCounters.snapshot`.
-    """
-    now = time.time() if now is None else now
-    tasks_by_id = {t["id"]: t for t in scheduler.get("tasks", [])}
-    waits = [_with_task_details(w, tasks_by_id) for w in waits]
-    by_element: Dict[Any, List[Dict[str, Any]]] = {}
-    for wait in waits:
-        by_element.setdefault(wait.get("element"), []).append(wait)
-    rows = []
-    for template, info in elements.items():
-        flow = flows.get(info["id"], {})
-        first, last = info["first"], info["last"]
-        rows.append({
-            "id": info["id"], "template": format_template(template), "xfunction": info.get("xfunction"),
-            "first": first, "last": last, "unobserved": last - first, "delta": info.get("delta"),
-            "moves": flow.get("moves", 0), "observes": flow.get("observes", 0),
-            "moves_per_s": flow.get("moves_per_s", 0.0), "observes_per_s": flow.get("observes_per_s", 0.0),
-            "waiting": by_element.get(info["id"], []),
-        })
-    rows.sort(key=lambda r: r["id"])
-    tasks = []
-    for task in scheduler.get("tasks", []):
-        row = dict(task)
-        row.setdefault("application", row.get("app"))
-        started, ended = row.get("started"), row.get("ended")
-        row["run_time"] = None if started is None else round((ended or now) - started, 3)
-        tasks.append(_pick(row, KEYS["tasks"]))
-    return {
-        "run": run.get("run"), "version": run.get("version"), "pid": run.get("pid"), "time": now,
-        "halted": bool(scheduler.get("halted")), "queued": scheduler.get("queued", 0),
-        "elements": rows, "waits": waits, "tasks": tasks,
-        "workers": [_pick(w, KEYS["workers"]) for w in scheduler.get("workers", [])],
-    }

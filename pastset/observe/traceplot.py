@@ -12,7 +12,7 @@ import argparse
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import PastSetError
-from ..wire.runenv import STOPPED_WITH_RUN
+from ..wire.contract import STOPPED_WITH_RUN
 from .trace import APP_PID, counter_series, load, names, slices
 
 INSTALL_HINT = "pastset trace-plot needs matplotlib: pip install 'pastset[plot]'"

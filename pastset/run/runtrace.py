@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterator, Optional, Tuple
 
-from ..observe.statusdoc import format_template
+from ..wire.validation import format_template
 from ..observe.trace import TraceWriter
 
 log = logging.getLogger("pastset.run")

@@ -27,7 +27,8 @@ from .deadlock import TaskSampler
 from ..errors import ConnectError, PastSetError
 from .output import read_lines
 from ..client.sessions import WorkerSession
-from ..wire.runenv import (ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, HALT, RUN_ENV, STOP, STOPPED_WITH_RUN, TASK_ENV, WORKER_ENV)
+from ..wire.contract import HALT, STOP, STOPPED_WITH_RUN
+from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, TASK_ENV, WORKER_ENV
 from ..launch.processes import start_child, stop_child
 from ..client.task import app_not_found
 from ..wire.connection import format_address, parse_address

@@ -28,12 +28,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ..wire import frames
 from ..wire import safepickle
 from ..wire import connection as transport
-from ..space import tuplelog
+from ..wire import batches
 from ..space.element import CallerGone, Element, call_state, set_call_context, set_wait_registry
 from ..errors import ElementDeleted, PastSetError, Timeout, XFunctionError
 from ..space.scheduler import Scheduler
 from ..space.tuplespace import TupleSpace
-from ..observe.statusdoc import build_status
+from .status import build_status
 from ..space.waits import Caller, FlowCounters, WaitRegistry
 from ..wire.validation import (check_app_args, check_app_name, check_count, check_delta, check_id, check_index, check_int, check_module_name, check_output_lines, check_seconds, check_template, check_timeout, show)
 
@@ -147,11 +147,11 @@ class ElementService:
 
     @exposed
     def move_many(self, eid: int, blob: bytes, lengths: bytes, timeout: Optional[float] = None) -> int:
-        """Move a packed batch (``tuplelog.pack``) under consecutive numbers; Timeout
+        """Move a packed batch (:mod:`pastset.wire.batches`) under consecutive numbers; Timeout
         carries ``moved``."""
         element = self.space.element(eid)
         timeout = check_timeout(timeout)
-        offs = tuplelog.offsets_of(blob, lengths)
+        offs = batches.offsets_of(blob, lengths)
         set_call_context(timeout, _caller_alive, eid)
         if type(element) is Element:
             done = element.move_packed(blob, offs)
@@ -191,7 +191,7 @@ class ElementService:
             pass
         self.flows.observed(eid, len(values))
         try:
-            return tuplelog.pack_reply([pickle.dumps(v, pickle.HIGHEST_PROTOCOL) for v in values])
+            return batches.pack_reply([pickle.dumps(v, pickle.HIGHEST_PROTOCOL) for v in values])
         except Exception as exc:
             raise XFunctionError(f"X-function observe returned a value that cannot be pickled: {exc!r}") from None
 

@@ -23,7 +23,19 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 from ..errors import ConnectError, SettingsError
 from ..wire.connection import MAX_CONNECTIONS
-from ..launch.tunnel import parse_spec
+
+#: an ssh destination: ``[user@]host[:port]``, IPv6 as ``[addr]``
+_SPEC = re.compile(r"(?:(?P<user>[^@\s]+)@)?(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^@\s:\[\]]+))(?::(?P<port>\d{1,5}))?")
+
+
+def parse_spec(spec: str) -> Tuple[Optional[str], str, int]:
+    """``[user@]host[:port]`` (IPv6 as ``[addr]``) -> (user or None, host, port; 22 by default)."""
+    match = _SPEC.fullmatch(spec.strip())
+    if match is None or (match.group("port") and not 1 <= int(match.group("port")) <= 65535):
+        raise ConnectError(f"tunnel: {spec!r} is not [user@]host[:port]")
+    port = int(match.group("port") or 22)
+    return match.group("user"), match.group("ipv6") or match.group("host"), port
+
 
 CONFIG_ENV = "PASTSET_CONFIG"
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, ContextManager, Iterator, Optional, Tuple
 
 from ..errors import ElementDeleted, Expired, Timeout
-from ..observe.statusdoc import format_template
+from ..wire.validation import format_template
 from .tuplelog import TupleLog
 
 #: how often a blocked call wakes to check that its caller is still connected (seconds)

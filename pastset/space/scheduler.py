@@ -23,7 +23,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional
 
 from .element import call_context, wait_within_call, waiting
 from ..errors import PastSetError, Timeout
-from ..wire.runenv import HALT, STOP
+from ..wire.contract import ENDED, HALT, STOP
 
 
 @dataclass
@@ -74,9 +74,6 @@ GONE = ("lost", "exited")
 #: started is still "queued" to its owner
 PUBLIC_STATE = {"queued": "queued", "assigned": "queued", "running": "running",
                 "done": "done", "failed": "failed", "lost": "lost"}
-
-#: task states in which the task has ended for good
-ENDED = ("done", "failed", "lost")
 
 
 def task_view(task: TaskInfo) -> Dict[str, Any]:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
-from itertools import accumulate
 from typing import Any, Dict, List, Optional, Tuple
+
+from ..wire.batches import pack_reply
 
 #: a chunk is sealed once it holds this many bytes (a bigger tuple gets a chunk of its own)
 CHUNK_BYTES = 256 * 1024
@@ -50,20 +51,6 @@ def give_back_memory() -> None:
         _trim(0)
 
 
-def pack(payloads: List[bytes]) -> Tuple[bytes, bytes]:
-    """Many payloads -> (their concatenation, their lengths as array('I') bytes)."""
-    return b"".join(payloads), array("I", map(len, payloads)).tobytes()
-
-
-def offsets_of(blob: bytes, lengths: bytes) -> array:
-    """Check ``lengths`` against ``blob`` and return the n+1 start offsets (array('Q'))."""
-    if not isinstance(blob, bytes) or not isinstance(lengths, bytes) or len(lengths) % 4:
-        raise TypeError("a packed batch is (bytes, array('I') bytes of the lengths)")
-    sizes = array("I")
-    sizes.frombytes(lengths)
-    if sum(sizes) != len(blob):
-        raise ValueError("a packed batch's lengths do not add up to its size")
-    return array("Q", accumulate(sizes, initial=0))
 
 
 class TupleLog:
@@ -219,8 +206,3 @@ class TupleLog:
         """Bytes of payload and offsets held (for tests and status)."""
         return sum(len(d) + 4 * len(s) for d, s in self._chunks)
 
-
-def pack_reply(items: List[bytes]) -> Tuple[bytes, bytes]:
-    """Payloads -> (their concatenation, n+1 offsets as array('Q') bytes), the form of
-    :meth:`TupleLog.packed` and of an observe_many reply."""
-    return b"".join(items), array("Q", accumulate(map(len, items), initial=0)).tobytes()

@@ -1,5 +1,4 @@
-"""Names every process of a run agrees on: the environment that says where the server is,
-and the scheduler's answers to a worker asking for work.
+"""The environment every process of a run agrees on: where the server is, who this process is.
 
 A run puts the environment variables in the environment of its application, workers and
 tasks; ``PastSet()`` with no arguments reads them. Kept in a module of their own so that
@@ -29,9 +28,3 @@ def caller_identity() -> dict:
         return {"kind": "app", "pid": os.getpid()}
     return {"kind": "client", "pid": os.getpid()}
 
-
-HALT = "halt"  #: next_task's answer after halt(): no more tasks will come
-STOP = "stop"  #: next_task's answer when the run ends: stop every task now
-
-#: the reason a worker gives for a task it ended because the run was over (not a failure of the task)
-STOPPED_WITH_RUN = "stopped with the run"

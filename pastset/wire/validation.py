@@ -186,3 +186,21 @@ def check_app_args(args: Any) -> List[str]:
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise TypeError(f"spawn args must be a list of str, not {show(args)}")
     return args
+
+
+def format_template(value: Any) -> str:
+    """A template as the user wrote it: types by name, values by repr, tuples nested.
+
+    ``('work', str)`` rather than ``('work', <class 'str'>)``; a class from another module
+    keeps its module: ``(decimal.Decimal,)``.
+    """
+    if isinstance(value, type):
+        if value.__module__ == "builtins":
+            return value.__qualname__
+        return f"{value.__module__}.{value.__qualname__}"
+    if type(value) is tuple:
+        inner = ", ".join(format_template(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if type(value) is list:
+        return "[" + ", ".join(format_template(v) for v in value) + "]"
+    return repr(value)
