@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 from ..errors import LaunchError
 from ..observe.events import StatusLines
 from ..settings.hostfile import read_host_file  # noqa: F401 (the batch plugins read node files with it)
+from ..settings.specs import SettingSpec
 from .launcher import Launcher, WorkerLaunch, lines_option, run_command, text_option
 from .processes import kill_recorded, process_identity, start_child, stop_child
 from .remote import PROLOGUE_SHELL, Starter, after_prologue, prologue_block, shell_line, with_environment
@@ -148,10 +149,12 @@ class BatchLauncher(Launcher):
 
     remote = True
     auto_priority = 10
-    option_specs = (lines_option("extra", "extra job-script directive lines, e.g. [\"--mem=4G\"]"),
-                    text_option("workdir", "parent of the per-run job directories (shared with the nodes); "
-                                "empty means " + DEFAULT_WORKDIR),
-                    lines_option("prologue", "shell lines run on each node before the worker starts (module load ..., source venv/bin/activate)"))
+    option_specs: ClassVar[Tuple[SettingSpec, ...]] = (
+        lines_option("extra", "extra job-script directive lines, e.g. [\"--mem=4G\"]"),
+        text_option("workdir", "parent of the per-run job directories (shared with the nodes); "
+                    "empty means " + DEFAULT_WORKDIR),
+        lines_option("prologue", "shell lines run on each node before the worker starts "
+                     "(module load ..., source venv/bin/activate)"))
 
     def __init__(self, settings: Any, options: Optional[Mapping[str, Any]] = None,
                  environ: Optional[Mapping[str, str]] = None):

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import LaunchError
-from .processes import is_same_process
+from ..settings.load import Settings
 from ..settings.specs import SettingSpec, lines_option, option_defaults, option_values, text_option
 from ..wire.connection import format_address
+from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV  # noqa: F401 (part of this API)
+from .processes import is_same_process
 
 log = logging.getLogger(__name__)
-
-from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV  # noqa: F401 (part of this API)
 
 __all__ = ["Launcher", "WorkerLaunch", "SettingSpec", "text_option", "lines_option", "run_command"]
 
@@ -103,7 +103,7 @@ class Launcher(abc.ABC):
     #: True if workers run on other hosts (the server then binds beyond loopback)
     remote: ClassVar[bool] = False
 
-    def __init__(self, settings: Any, options: Optional[Mapping[str, Any]] = None):
+    def __init__(self, settings: Settings, options: Optional[Mapping[str, Any]] = None):
         self.settings = settings
         given, problems = option_values(self.option_specs, options or {}, f"[pastset.launcher.{self.name}]",
                                         "the run's settings")
@@ -113,7 +113,7 @@ class Launcher(abc.ABC):
         self.options: Dict[str, Any] = {**option_defaults(self.option_specs), **given}
 
     @classmethod
-    def detect(cls, environ: Mapping[str, str], settings: Any) -> Optional[str]:
+    def detect(cls, environ: Mapping[str, str], settings: Settings) -> Optional[str]:
         """For ``launcher = "auto"``: a reason if this launcher fits here, else None."""
         return None
 
@@ -166,7 +166,8 @@ class Launcher(abc.ABC):
                 plan.append(f"remove directory {value}")
             elif isinstance(value, list):
                 what = _SINGULAR.get(key, key.rstrip("s"))
-                plan += [f"end {cls.name} {what} pid {item['pid']}" + (f" (on {item['host']})" if item.get("host") else "")
+                plan += [f"end {cls.name} {what} pid {item['pid']}"
+                         + (f" (on {item['host']})" if item.get("host") else "")
                          for item in value if isinstance(item, Mapping) and "pid" in item and is_same_process(item)]
         return plan
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional, Type
 
 import pluggy
 
 from . import hookspecs
 from ..errors import SettingsError
+
+if TYPE_CHECKING:
+    from .launcher import Launcher
 
 hookimpl = pluggy.HookimplMarker("pastset")
 
@@ -79,7 +82,7 @@ class LauncherInfo:
     """A registered launcher and where it comes from."""
 
     name: str
-    cls: type
+    cls: Type[Launcher]
     provider: str  # "pastset 0.1.0 (built-in)" or "acme-launcher 1.2"
 
 
@@ -100,7 +103,7 @@ def launchers(pm: Optional[pluggy.PluginManager] = None) -> Dict[str, LauncherIn
         plugin_name = pm.get_name(plugin) or "?"
         provider = providers.get(plugin_name, plugin_name)
 
-        def register(cls: type, _provider: str = provider) -> None:
+        def register(cls: Type[Launcher], _provider: str = provider) -> None:
             name = getattr(cls, "name", "")
             if not name or not isinstance(name, str):
                 raise SettingsError(f"{_provider} registered a launcher without a name: {cls!r}")
@@ -121,6 +124,8 @@ def _plugin_providers(pm: pluggy.PluginManager) -> Dict[str, str]:
     providers = {name: f"pastset {__version__} (built-in)" for name in BUILTIN_PLUGINS}
     for plugin, dist in pm.list_plugin_distinfo():
         plugin_name = pm.get_name(plugin)
+        if plugin_name is None:
+            continue
         meta = getattr(dist, "metadata", None)
         dist_name = (meta["name"] if meta is not None else None) or getattr(dist, "project_name", "?")
         providers[plugin_name] = f"{dist_name} {dist.version}"

@@ -18,9 +18,10 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from ..errors import ConnectError
+from ..settings.load import Settings
 from ..settings.specs import parse_spec
 
 log = logging.getLogger("pastset.tunnel")
@@ -39,7 +40,7 @@ _KEY_PREFERENCE = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", 
 
 
 
-def tunnel_spec(settings: Any, server_address: Tuple[str, int]) -> str:
+def tunnel_spec(settings: Settings, server_address: Tuple[str, int]) -> str:
     """Where to tunnel through: the ``tunnel_via`` setting, else the server's host, port 22."""
     if settings is not None and settings.tunnel_via:
         return settings.tunnel_via
@@ -142,7 +143,7 @@ def _no_delay(forwarder: Any) -> None:
 def _closer(forwarder: Any) -> Callable[[], None]:
     """A close function that stops the forwarder but never waits more than CLOSE_TIMEOUT."""
     lock = threading.Lock()
-    closed = []
+    closed: List[bool] = []
 
     def close() -> None:
         with lock:

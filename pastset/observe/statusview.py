@@ -149,7 +149,7 @@ def sections(doc: Dict[str, Any], what: str = "all", filters: Sequence[str] = ()
         tasks = keep(doc.get("tasks", []), filters)
         if compact:  # running and failed tasks matter most on a small screen
             order = {"running": 0, "failed": 1, "lost": 1, "assigned": 2, "queued": 3}
-            tasks = sorted(tasks, key=lambda t: order.get(t.get("state"), 4))
+            tasks = sorted(tasks, key=lambda t: order.get(t.get("state") or "", 4))
         out.append(("tasks", table(tasks, TOP_TASK_COLUMNS if compact else TASK_COLUMNS, width)))
     if what in ("all", "workers", "clients"):
         out.append(("workers", table(keep(doc.get("workers", []), filters),

@@ -30,6 +30,12 @@ def frame(lines: list) -> str:
         (lines[-1] + CLEAR_LINE if lines else "") + CLEAR_BELOW
 
 
+def _terminal_size() -> Tuple[int, int]:
+    """(columns, lines) of the terminal now: read anew for each frame."""
+    columns, lines = shutil.get_terminal_size()
+    return columns, lines
+
+
 def run_top(fetch: Callable[[], Dict[str, Any]], out: Optional[TextIO] = None, interval: float = 1.0,
             tty: Optional[bool] = None, size: Optional[Callable[[], Tuple[int, int]]] = None,
             sleep: Callable[[float], None] = time.sleep, rounds: Optional[int] = None) -> int:
@@ -42,7 +48,7 @@ def run_top(fetch: Callable[[], Dict[str, Any]], out: Optional[TextIO] = None, i
     if tty is None:
         tty = out.isatty()
     if size is None:
-        size = lambda: tuple(shutil.get_terminal_size())  # noqa: E731 - read anew each frame
+        size = _terminal_size
     ended = None
     if tty:
         out.write(ENTER)

@@ -1,9 +1,9 @@
 """``pastset trace-plot FILE -o out.png``: a run's trace drawn as a PNG timeline.
 
-For where no browser can open Perfetto: one row per track (the app, each worker's task
-tracks, waits), task bars labelled with their task id and program, failed tasks in red (not those the run stopped at its end),
-long waits in grey; below, each element's unobserved tuples over time. Reads closed and
-unterminated trace files alike. Needs matplotlib, the optional ``plot`` extra:
+For where no browser can open Perfetto: one row per track (the app, each worker's
+task tracks, waits), task bars labelled with their task id and program, failed tasks in
+red (not those the run stopped at its end), long waits in grey; below, each element's
+unobserved tuples over time. Reads closed and unterminated trace files alike. Needs matplotlib, the optional ``plot`` extra:
 ``pip install 'pastset[plot]'``.
 """
 from __future__ import annotations
@@ -83,8 +83,8 @@ def figure(path: str, title: Optional[str] = None, width: float = 12.0) -> Any:
     origin = min(s["ts"] for s in spans)
     height = 1.2 + 0.42 * len(track_rows) + (2.2 if series else 0)
     fig = plt.figure(figsize=(width, height), dpi=110)
-    grid = fig.add_gridspec(2 if series else 1, 1, height_ratios=[0.42 * len(track_rows) + 0.6, 2.0][:2 if series else 1],
-                            hspace=0.35)
+    plots = 2 if series else 1
+    grid = fig.add_gridspec(plots, 1, height_ratios=[0.42 * len(track_rows) + 0.6, 2.0][:plots], hspace=0.35)
     ax = fig.add_subplot(grid[0])
     end = max((s["ts"] + s["dur"] - origin) / 1e6 for s in spans)
     ax.set_xlim(0, end * 1.02 or 1)

@@ -24,11 +24,12 @@ import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import LaunchError
-from ..observe.events import EventReporter, StatusLines, event_level, find_events, log_event
-from .output import OutputMux
 from ..launch.processes import start_child, stop_child
 from ..launch.remote import remote_command, ssh_client_argv
+from ..observe.events import EventReporter, StatusLines, event_level, find_events, log_event
+from ..settings.load import Settings
 from ..wire.connection import format_address, parse_address
+from .output import OutputMux
 
 log = logging.getLogger("pastset.remote_server")
 
@@ -57,7 +58,7 @@ def is_this_host(name: str) -> bool:
 def master_address(name: str) -> str:
     """The address of the master as this machine resolves it: where everyone reaches it."""
     try:
-        return socket.getaddrinfo(name, None, socket.AF_UNSPEC, socket.SOCK_STREAM)[0][4][0]
+        return str(socket.getaddrinfo(name, None, socket.AF_UNSPEC, socket.SOCK_STREAM)[0][4][0])
     except OSError as exc:
         raise LaunchError(f"master: cannot resolve {name!r}: {exc}") from None
 
@@ -65,7 +66,7 @@ def master_address(name: str) -> str:
 class RemoteServer:
     """A tuple-space server running on ``master``, driven over ssh (see the module doc)."""
 
-    def __init__(self, settings: Any, master: str, authkey: bytes, bin_dir: str, run_id: str,
+    def __init__(self, settings: Settings, master: str, authkey: bytes, bin_dir: str, run_id: str,
                  pythonpath: str, mux: OutputMux, say: StatusLines):
         self.settings = settings
         self.master = master
@@ -109,7 +110,8 @@ class RemoteServer:
             pass  # ssh died: the error is on its stderr
         self._follow(self.proc.stderr, self._relay_err, keep=True)
         first: List[bytes] = []
-        reader = threading.Thread(target=lambda: first.append(self.proc.stdout.readline()), daemon=True)
+        stdout = self.proc.stdout
+        reader = threading.Thread(target=lambda: first.append(stdout.readline()), daemon=True)
         reader.start()
         reader.join(START_TIMEOUT)
         line = first[0].decode(errors="replace").strip() if first else ""

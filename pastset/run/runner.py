@@ -17,21 +17,22 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
-from . import records as runrecord
-from .deadlock import DeadlockWatch, Verdict, failure_summary, format_report
-from ..observe.events import EventReporter, StatusLines, log_event
+from ..client.sessions import RunControl
 from ..errors import LaunchError, PastSetError, SettingsError
 from ..launch.launcher import Launcher, WorkerLaunch
-from .output import AppOutput, OutputMux, labels_on
-from ..wire.runenv import (ADDRESS_ENV, APP_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_ENV, TASK_ENV, WORKER_ENV)
 from ..launch.plugins import LauncherInfo, launchers
 from ..launch.processes import process_identity, start_child, stop_child, wait_exit
-from ..client.sessions import RunControl
-from .runtrace import RunTrace, start_trace
+from ..observe.events import EventReporter, StatusLines, log_event
 from ..server.server import Server
+from ..settings.load import Settings
 from ..wire.connection import format_address
+from ..wire.runenv import ADDRESS_ENV, APP_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_ENV, TASK_ENV, WORKER_ENV
+from . import records as runrecord
+from .deadlock import DeadlockWatch, Verdict, failure_summary, format_report
+from .output import AppOutput, OutputMux, labels_on
+from .runtrace import RunTrace, start_trace
 
 log = logging.getLogger("pastset.run")
 
@@ -47,7 +48,7 @@ class RunInterrupted(Exception):
         self.signum = signum
 
 
-def choose_launcher(settings: Any, registry: Dict[str, LauncherInfo],
+def choose_launcher(settings: Settings, registry: Dict[str, LauncherInfo],
                     environ: Optional[Dict[str, str]] = None) -> Tuple[LauncherInfo, str]:
     """The launcher to use and why: the ``launcher`` setting, or what ``auto`` detects."""
     environ = dict(os.environ if environ is None else environ)
@@ -87,7 +88,7 @@ def pastset_pythonpath(environ: Dict[str, str]) -> str:
 class Run:
     """One ``pastset run``; :meth:`execute` returns the exit code."""
 
-    def __init__(self, settings: Any, app: str, app_args: Sequence[str], registry: Dict[str, LauncherInfo],
+    def __init__(self, settings: Settings, app: str, app_args: Sequence[str], registry: Dict[str, LauncherInfo],
                  stderr: Optional[TextIO] = None):
         self.settings = settings
         self.app = app
@@ -142,8 +143,8 @@ class Run:
                 if self._summary:  # the run's last lines, after the teardown's
                     self._write_status(self._summary)
             finally:
-                for signum, handler in previous.items():
-                    signal.signal(signum, handler)
+                for signal_number, handler in previous.items():
+                    signal.signal(signal_number, handler)
                 if restore_log is not None:
                     restore_log()
 
@@ -285,7 +286,7 @@ class Run:
             failed = 0
         return max(0, self.settings.procs - registered - failed)
 
-    def _on_deadlock(self, verdict: Verdict, view: Dict[str, Any]) -> None:
+    def _on_deadlock(self, verdict: Verdict, view: Mapping[str, Any]) -> None:
         aborting = self.settings.on_deadlock == "abort"
         self._failed = len(view.get("failed", []))
         report = format_report(verdict.waits, view.get("elements", {}), view.get("failed", []),
@@ -345,7 +346,7 @@ class Run:
         def interrupted(signum: int, frame: Any) -> None:
             raise RunInterrupted(signum)
 
-        previous = {}
+        previous: Dict[int, Any] = {}
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             previous[signum] = signal.signal(signum, interrupted)
         return previous
@@ -431,6 +432,6 @@ class Progress:
             self.stream.flush()
 
 
-def run_app(settings: Any, app: str, app_args: List[str], pm: Any = None) -> int:
+def run_app(settings: Settings, app: str, app_args: List[str], pm: Any = None) -> int:
     """Entry point used by the CLI."""
     return Run(settings, app, app_args, launchers(pm)).execute()

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterator, Optional, Tuple
 
-from ..wire.validation import format_template
 from ..observe.trace import TraceWriter
+from ..settings.load import Settings
+from ..wire.validation import format_template
 
 log = logging.getLogger("pastset.run")
 
@@ -62,7 +63,7 @@ class RunTrace:
         log.info("trace written to %s", self.writer.path)
 
 
-def start_trace(settings: Any, server: Any, say: Any) -> Optional[RunTrace]:
+def start_trace(settings: Settings, server: Any, say: Any) -> Optional[RunTrace]:
     """The run's trace when the ``trace`` setting names a file, else None.
 
     Only a server in this process can be traced; with ``master`` on another host the run

@@ -23,16 +23,16 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
-from .deadlock import TaskSampler
-from ..errors import ConnectError, PastSetError
-from .output import read_lines
 from ..client.sessions import WorkerSession
+from ..client.task import app_not_found
+from ..errors import ConnectError, PastSetError
+from ..launch.processes import start_child, stop_child
+from ..wire.connection import format_address, parse_address
 from ..wire.contract import HALT, STOP, STOPPED_WITH_RUN
 from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, TASK_ENV, WORKER_ENV
-from ..launch.processes import start_child, stop_child
-from ..client.task import app_not_found
-from ..wire.connection import format_address, parse_address
 from ..wire.validation import check_app_name
+from .deadlock import TaskSampler
+from .output import read_lines
 
 log = logging.getLogger("pastset.worker")
 

@@ -20,7 +20,7 @@ def _pick(row: Mapping[str, Any], keys: Iterable[str]) -> Dict[str, Any]:
 def _with_task_details(wait: Dict[str, Any], tasks: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
     """A wait by a task, with the task's application, worker and host from the scheduler."""
     caller = Caller.from_dict(wait.get("caller") or {})
-    task = tasks.get(caller.task) if caller.kind == "task" else None
+    task = tasks.get(caller.task) if caller.kind == "task" and caller.task else None
     if task is not None:
         caller = caller.with_details(application=task.get("app") or task.get("application"),
                                      worker=task.get("worker"), host=task.get("host"), pid=task.get("pid"))

@@ -10,13 +10,16 @@ from __future__ import annotations
 import builtins
 import os
 import traceback
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
 from ..errors import SettingsError
 from .specs import SETTINGS
 
+if TYPE_CHECKING:
+    from .load import Settings
 
-def choose_conf_help(settings: Any, environ: Mapping[str, str], flags: Mapping[str, Any]) -> None:
+
+def choose_conf_help(settings: Settings, environ: Mapping[str, str], flags: Mapping[str, Any]) -> None:
     """Settle conf_help before running it: a flag beats the environment beats the files."""
     spec = SETTINGS["conf_help"]
     if flags.get("conf_help") is not None:
@@ -25,7 +28,8 @@ def choose_conf_help(settings: Any, environ: Mapping[str, str], flags: Mapping[s
         settings.set("conf_help", environ[spec.env], f"environment {spec.env}")
 
 
-def run_conf_help(settings: Any, environ: Mapping[str, str], cwd: Optional[str]) -> Tuple[Dict[str, str], Dict[str, str]]:
+def run_conf_help(settings: Settings, environ: Mapping[str, str],
+                  cwd: Optional[str]) -> Tuple[Dict[str, str], Dict[str, str]]:
     """Run the conf_help file, if any; return the environment to read and, for the
     variables it changed, their source (``conf_help PATH``).
 

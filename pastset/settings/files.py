@@ -12,7 +12,7 @@ import configparser
 import os
 import re
 import sys
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Tuple
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -21,6 +21,9 @@ else:  # pragma: no cover - Python < 3.11 only
 
 from ..errors import SettingsError
 from .specs import BY_ENV, SETTINGS, check_toml_type, did_you_mean
+
+if TYPE_CHECKING:
+    from .load import Settings
 
 #: environment variable naming the one config file to read (like ``--config``)
 CONFIG_ENV = "PASTSET_CONFIG"
@@ -65,7 +68,7 @@ def files_to_read(config_file: Optional[str], environ: Mapping[str, str], cwd: O
     return [(path, False) for path in config_search_path(environ, cwd, system_files, user_files)]
 
 
-def read_config_file(settings: Any, path: str, required: bool) -> None:
+def read_config_file(settings: Settings, path: str, required: bool) -> None:
     """Apply one config file (TOML if it ends ``.toml``, else ini); skip it if optional and absent.
 
     :raises SettingsError: naming the file and every problem found in it.
@@ -92,7 +95,7 @@ def read_config_file(settings: Any, path: str, required: bool) -> None:
     settings.files_read.append(path)
 
 
-def _set(settings: Any, name: str, value: Any, source: str, problems: List[str], toml: bool) -> None:
+def _set(settings: Settings, name: str, value: Any, source: str, problems: List[str], toml: bool) -> None:
     """Set one value, noting the problem instead of stopping at it."""
     try:
         if toml:
@@ -102,7 +105,7 @@ def _set(settings: Any, name: str, value: Any, source: str, problems: List[str],
         problems.append(str(exc))
 
 
-def _apply_toml(settings: Any, path: str, text: str, problems: List[str]) -> None:
+def _apply_toml(settings: Settings, path: str, text: str, problems: List[str]) -> None:
     """Apply the ``[pastset]`` table of a TOML file; every other key is a problem."""
     try:
         data = tomllib.loads(text)
@@ -135,7 +138,7 @@ def _toml_hint(exc: Exception, text: str) -> str:
     return ""
 
 
-def _apply_launcher_tables(settings: Any, path: str, tables: Mapping[str, Any], problems: List[str]) -> None:
+def _apply_launcher_tables(settings: Settings, path: str, tables: Mapping[str, Any], problems: List[str]) -> None:
     """Apply ``[pastset.launcher]``: ``NAME`` tables (checked against that launcher's
     option specs) and ``name``, the ``launcher`` setting.
 
@@ -153,7 +156,7 @@ def _apply_launcher_tables(settings: Any, path: str, tables: Mapping[str, Any], 
                             "(allowed: name = \"LAUNCHER\" and [pastset.launcher.NAME] tables)")
 
 
-def _apply_ini(settings: Any, path: str, text: str, problems: List[str]) -> None:
+def _apply_ini(settings: Settings, path: str, text: str, problems: List[str]) -> None:
     """Apply the ``[DEFAULT]`` keys of an ini file (the original env names, any case).
 
     An empty value counts as unset, as an empty environment variable does: the original

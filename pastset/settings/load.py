@@ -16,9 +16,9 @@ import shlex
 import sys
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from ..errors import SettingsError
 from .confhelp import choose_conf_help, run_conf_help
 from .files import files_to_read, read_config_file
-from ..errors import SettingsError
 from .hostfile import HostLine, host_lines
 from .specs import SETTINGS, SettingSpec, did_you_mean, option_defaults, option_values
 
@@ -37,6 +37,36 @@ class Settings:
     ``Settings()`` holds the defaults; :func:`load_settings` builds the real one. Values
     enter only through :meth:`set`, which validates them, so every value held is valid.
     """
+
+    # The type of each setting's value, for readers and type checkers; the values live in
+    # ``_values`` and are read through __getattr__ (tests check these match the specs).
+    bin: str
+    root: str
+    master: str
+    hosts: str
+    procs: int
+    ssh: str
+    python: str
+    pkill: str
+    wait_procs: int  # reads as procs while unset
+    wait_timeout: float
+    log_path: str
+    log_level: str
+    conf_help: str
+    launcher: str
+    port: int
+    bind: str
+    max_connections: int
+    tunnel: bool
+    tunnel_via: str
+    tunnel_key: str
+    on_failure: str
+    trace: str
+    trace_wait_ms: float
+    strict: bool
+    deadlock_grace: float
+    on_deadlock: str
+    label_output: str
 
     def __init__(self, launcher_names: Optional[Iterable[str]] = None,
                  launcher_options: Optional[Mapping[str, Sequence[SettingSpec]]] = None) -> None:

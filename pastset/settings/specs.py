@@ -25,7 +25,8 @@ from ..errors import ConnectError, SettingsError
 from ..wire.connection import MAX_CONNECTIONS
 
 #: an ssh destination: ``[user@]host[:port]``, IPv6 as ``[addr]``
-_SPEC = re.compile(r"(?:(?P<user>[^@\s]+)@)?(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^@\s:\[\]]+))(?::(?P<port>\d{1,5}))?")
+_SPEC = re.compile(r"(?:(?P<user>[^@\s]+)@)?"
+                   r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^@\s:\[\]]+))(?::(?P<port>\d{1,5}))?")
 
 
 def parse_spec(spec: str) -> Tuple[Optional[str], str, int]:

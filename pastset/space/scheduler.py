@@ -21,9 +21,9 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional
 
-from .element import call_context, wait_within_call, waiting
 from ..errors import PastSetError, Timeout
 from ..wire.contract import ENDED, HALT, STOP
+from .element import call_context, wait_within_call, waiting
 
 
 @dataclass

@@ -21,9 +21,9 @@ import threading
 from types import MappingProxyType
 from typing import Dict, Mapping, Optional, Tuple
 
-from .element import Element
 from ..errors import ElementDeleted, XFunctionError
 from ..wire.validation import check_element_id, check_module_name
+from .element import Element
 
 #: X-function modules are imported under this prefix, so they never shadow a real module
 XFUNCTION_MODULE_PREFIX = "pastset_xfunction_"
@@ -76,9 +76,11 @@ class XFunctionLoader:
         if not defined:
             raise XFunctionError(must)
         spec = importlib.util.spec_from_file_location(XFUNCTION_MODULE_PREFIX + name, path)
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        if spec is None or spec.loader is None:
+            raise XFunctionError(f"X-function module {name!r} cannot be loaded from {path}")
+        module = importlib.util.module_from_spec(spec)
         try:
-            spec.loader.exec_module(module)  # type: ignore[union-attr]
+            spec.loader.exec_module(module)
         except (Exception, SystemExit) as exc:  # sys.exit() there must not end the connection
             raise XFunctionError(f"X-function module {name!r} failed to import: {exc!r}") from None
         sys.modules.setdefault(spec.name, module)  # so its instances can be pickled by reference

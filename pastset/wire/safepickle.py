@@ -197,7 +197,7 @@ def nesting(data: Union[bytes, memoryview], limit: int = MAX_NESTING) -> int:
         raise ValueError(f"the request is not a pickle the server can read: {str(exc) or type(exc).__name__}") from None
 
 
-def _memo_index(data: bytes, start: int, stop: int, size: int) -> int:
+def _memo_index(data: Union[bytes, memoryview], start: int, stop: int, size: int) -> int:
     if size == _LINE:
         return int(data[start:stop - 1])
     return int.from_bytes(data[start:stop], "little")

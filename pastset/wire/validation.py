@@ -139,7 +139,7 @@ def check_template(template: Any) -> tuple:
     if not template:
         raise ValueError("a template must not be empty: give at least a tag, e.g. ('name', int)")
     entries = 0
-    pending = [(template, 1)]
+    pending: List[Tuple[Any, int]] = [(template, 1)]
     while pending:
         container, depth = pending.pop()
         if depth > MAX_TEMPLATE_DEPTH:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 import pastset
 from pastset.errors import LaunchError
 from pastset.launch.launcher import Launcher, WorkerLaunch
 from pastset.launch.processes import kill_recorded, process_identity, start_child, stop_child, wait_exit
 from pastset.launch.remote import Starter, shell_line
+from pastset.settings import Settings
 
 #: seconds workers that were told to stop get to exit on their own before SIGTERM
 EXIT_PATIENCE = 0.5
@@ -30,7 +31,7 @@ class LocalLauncher(Launcher):
     summary = "worker processes on this machine (the default; no set-up)"
     auto_priority = 1000  # the fallback: auto picks it when nothing else fits
 
-    def __init__(self, settings: Any, options: Mapping[str, Any] = None):
+    def __init__(self, settings: Settings, options: Optional[Mapping[str, Any]] = None):
         super().__init__(settings, options)
         self.procs: List[subprocess.Popen] = []
         self.workers: List[Starter] = []

@@ -17,10 +17,10 @@ import shutil
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import pastset
-from pastset.launch.batch import (LOOP_HOST, BatchLauncher, JobFiles, JobState, read_host_file, spread,
-                           this_host_address)
-from pastset.launch.remote import local_address_towards, shell_line, ssh_client_argv
+from pastset.launch.batch import LOOP_HOST, BatchLauncher, JobFiles, JobState, read_host_file, spread, this_host_address
 from pastset.launch.launcher import WorkerLaunch, run_command, text_option
+from pastset.launch.remote import local_address_towards, shell_line, ssh_client_argv
+from pastset.settings import Settings
 
 #: job_state letters after which the job is over (Torque C, PBS Pro F with qstat -x)
 FINISHED = {"C", "F", "X"}
@@ -147,5 +147,5 @@ def pastset_register_launchers(register: Any) -> None:
 
 
 @pastset.hookimpl
-def pastset_configure(settings: Any) -> None:
+def pastset_configure(settings: Settings) -> None:
     PbsLauncher.configure_procs(settings)

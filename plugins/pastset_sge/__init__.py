@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import pastset
-from pastset.launch.batch import (LOOP_HOST, BatchLauncher, JobFiles, JobState, read_host_file, shell_line,
-                           spread)
+from pastset.launch.batch import LOOP_HOST, BatchLauncher, JobFiles, JobState, read_host_file, shell_line, spread
 from pastset.launch.launcher import WorkerLaunch, run_command, text_option
+from pastset.settings import Settings
 
 #: qstat state letters: pending (q), running (r), transferring (t), error (E), deleting (d) ...
 ERROR_MARK = "E"
@@ -101,5 +101,5 @@ def pastset_register_launchers(register: Any) -> None:
 
 
 @pastset.hookimpl
-def pastset_configure(settings: Any) -> None:
+def pastset_configure(settings: Settings) -> None:
     SgeLauncher.configure_procs(settings)

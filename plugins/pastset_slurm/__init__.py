@@ -19,6 +19,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 import pastset
 from pastset.launch.batch import BatchLauncher, JobFiles, JobState, shell_line
 from pastset.launch.launcher import WorkerLaunch, run_command, text_option
+from pastset.settings import Settings
 
 #: job states after which the job's workers are gone (squeue --states=all)
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
@@ -99,5 +100,5 @@ def pastset_register_launchers(register: Any) -> None:
 
 
 @pastset.hookimpl
-def pastset_configure(settings: Any) -> None:
+def pastset_configure(settings: Settings) -> None:
     SlurmLauncher.configure_procs(settings)

@@ -25,11 +25,18 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import pastset
 from pastset.errors import LaunchError
-from pastset.settings.hostfile import HostLine, where_host
 from pastset.launch.launcher import Launcher, WorkerLaunch, lines_option
 from pastset.launch.processes import kill_recorded, process_identity, start_child, stop_child
-from pastset.launch.remote import (PROLOGUE_FAILED, Starter, after_prologue, local_address_towards,
-                            remote_command, ssh_client_argv)
+from pastset.launch.remote import (
+    PROLOGUE_FAILED,
+    Starter,
+    after_prologue,
+    local_address_towards,
+    remote_command,
+    ssh_client_argv,
+)
+from pastset.settings import Settings
+from pastset.settings.hostfile import HostLine, where_host
 
 log = logging.getLogger("pastset.ssh")
 
@@ -46,9 +53,10 @@ class SshLauncher(Launcher):
     summary = "workers on the hosts of a hosts file, over ssh (OpenSSH client, BatchMode)"
     auto_priority = 50  # after batch systems (their allocation wins), before local
     remote = True
-    option_specs = (lines_option("prologue", "shell lines run on each host before the worker starts (source venv/bin/activate, module load ...)"),)
+    option_specs = (lines_option("prologue", "shell lines run on each host before the worker starts "
+                                 "(source venv/bin/activate, module load ...)"),)
 
-    def __init__(self, settings: Any, options: Optional[Mapping[str, Any]] = None):
+    def __init__(self, settings: Settings, options: Optional[Mapping[str, Any]] = None):
         super().__init__(settings, options)
         self.prologue: List[str] = list(self.options["prologue"])
         self.clients: List[Starter] = []
@@ -58,7 +66,7 @@ class SshLauncher(Launcher):
         self._wildcard = False  # the server listens on every address: tell each host its own
 
     @classmethod
-    def detect(cls, environ: Mapping[str, str], settings: Any) -> Optional[str]:
+    def detect(cls, environ: Mapping[str, str], settings: Settings) -> Optional[str]:
         if settings is not None and settings.hosts:
             return f"hosts file {settings.hosts} ({settings.source('hosts')}), so workers start over ssh"
         return None
