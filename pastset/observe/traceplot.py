@@ -3,8 +3,8 @@
 For where no browser can open Perfetto: one row per track (the app, each worker's
 task tracks, waits), task bars labelled with their task id and program, failed tasks in
 red (not those the run stopped at its end), long waits in grey; below, each element's
-unobserved tuples over time. Reads closed and unterminated trace files alike. Needs matplotlib, the optional ``plot`` extra:
-``pip install 'pastset[plot]'``.
+unobserved tuples over time. Reads closed and unterminated trace files alike. Needs
+matplotlib, the optional ``plot`` extra: ``pip install 'pastset[plot]'``.
 """
 from __future__ import annotations
 
