@@ -31,8 +31,6 @@ from typing import Any, Optional, Sequence, Tuple, Union
 from ..errors import ConnectError
 
 SERIALIZER = "pastset"
-#: the id under which the server exposes the tuple space (BaseManager's object id)
-SERVICE_ID = "space"
 BACKLOG = 4096
 #: seconds an unauthenticated peer gets to complete the whole HMAC handshake
 HANDSHAKE_TIMEOUT = 10.0
