@@ -21,7 +21,6 @@ import pastset
 from pastset import PastSetError
 from pastset.client import pastset as client_pastset
 from pastset.client import sessions
-from pastset.client.handles import ElementHandle
 from pastset.client.pastset import PastSet
 from pastset.client.sessions import RunControl, WorkerSession
 from pastset.server import service as server_service
