@@ -47,6 +47,11 @@ class RecordingChannel:
         self.calls.append((method, args))
         return self.replies.get(method)
 
+    def caller(self) -> Any:
+        def call(method: str, *args: Any) -> Any:  # a plain function, as a Channel's
+            return self.call(method, *args)
+        return call
+
     def call_frame(self, method: str, message: bytes) -> Any:
         """A compact frame: record the call the server makes of it."""
         def record(name: str) -> Any:
@@ -150,16 +155,42 @@ def test_a_misspelt_call_is_an_attribute_error():
         stub(lambda *args: None, dict)
 
 
-def test_a_stub_of_a_bound_method_calls_its_function_directly():
+def test_a_stub_binds_a_plain_function_to_each_name_as_a_method():
+    """The interpreter calls a bound plain function inline: a stub call costs what a direct one does."""
+    def call(name: str, *args: Any) -> Tuple[Any, ...]:
+        return (name,) + args
+
+    calls: Any = stub(call, SpaceCalls)
+    assert calls.move.__func__ is call and calls.move.__self__ == "move"
+    assert calls.first(3) == ("first", 3)
+
     class Channel:
         def call(self, name: str, *args: Any) -> Tuple[Any, ...]:
             return (self, name) + args
 
     channel = Channel()
-    calls: SpaceCalls = stub(channel.call, SpaceCalls)
-    move: Any = calls.move
-    assert move.func is Channel.call and move.args == (channel, "move")
+    calls = stub(channel.call, SpaceCalls)  # any other callable: a partial
+    assert calls.move.func == channel.call and calls.move.args == ("move",)
     assert calls.first(3) == (channel, "first", 3)
+
+
+def test_a_channels_caller_is_a_plain_function_that_does_not_keep_the_channel_alive(server):
+    import gc
+    import weakref
+
+    from pastset.client.channel import Channel
+
+    channel = Channel(server.address, server.authkey)
+    calls: SpaceCalls = stub(channel.caller(), SpaceCalls)
+    assert calls.hello()["frames"] == frames.VERSION
+    assert calls.enter(("caller", int)) == channel.call("enter", ("caller", int))
+    conn = weakref.ref(channel.connection())
+    gc.disable()
+    try:
+        del calls, channel
+        assert conn() is None  # freed by reference counting, no cycle
+    finally:
+        gc.enable()
 
 
 # -- the clients' side --------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """A client's connections to one server: one per thread, made on first use.
 
 A :class:`Channel` carries calls of any service of the contract
-(:mod:`pastset.wire.contract`); each side's typed stub (``stub(channel.call, SpaceCalls)``)
+(:mod:`pastset.wire.contract`); each side's typed stub (``stub(channel.caller(), SpaceCalls)``)
 names them. A call blocked in one thread never holds up another thread's, and a forked
 child makes connections of its own instead of sharing its parent's.
 """
@@ -100,9 +100,26 @@ class Channel:
             self._all.append(conn)
         return conn
 
+    def caller(self) -> Callable[..., Any]:
+        """``call(method, *args)``, a plain function: call ``method`` on the server's service
+        object and return its result, or raise what the server raised.
+
+        A stub (:func:`pastset.wire.contract.stub`) binds each call's name to it as a
+        method is bound to its instance, which the interpreter calls inline: a stub call
+        costs what a direct call does. The channel does not keep it: it refers to the
+        channel, and that cycle would leave an unclosed channel's connections to the
+        garbage collector instead of closing them when the last reference goes.
+        """
+        round_trip, result = self._round_trip, self._result
+
+        def call(method: str, *args: Any) -> Any:
+            return result(method, round_trip(method, (SERVICE_ID, method, args, {}), False))
+
+        return call
+
     def call(self, method: str, *args: Any) -> Any:
-        """Call ``method`` on the server's space service; raise what the server raised."""
-        return self._result(method, self._round_trip(method, (SERVICE_ID, method, args, {}), False))
+        """Call ``method`` by name (a raw call: programs call through a stub of :meth:`caller`)."""
+        return self.caller()(method, *args)
 
     def call_frame(self, method: str, message: bytes) -> Any:
         """Make a call sent as a compact frame (:mod:`pastset.wire.frames`; ``message`` is

@@ -58,7 +58,7 @@ class PastSet:
             strict = os.environ.get(STRICT_ENV, "").lower() in ("1", "true", "yes", "on")
         self.strict = strict
         self._channel = Channel(address, bytes(authkey), connect_timeout)
-        self._calls: SpaceCalls = stub(self._channel.call, SpaceCalls)
+        self._calls: SpaceCalls = stub(self._channel.caller(), SpaceCalls)
         self.server_info = self._calls.hello()
         # move and an unindexed observe go as compact frames when the server reads them
         self._call_frame = self._channel.call_frame if self.server_info.get("frames") == frames.VERSION else None

@@ -20,7 +20,7 @@ class _Session:
 
     def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0):
         self._channel = Channel(address, bytes(authkey), connect_timeout, self._identity)
-        space: SpaceCalls = stub(self._channel.call, SpaceCalls)
+        space: SpaceCalls = stub(self._channel.caller(), SpaceCalls)
         self.server_info: Dict[str, Any] = space.hello()  # fails early if unreachable
 
     @property
@@ -49,7 +49,7 @@ class WorkerSession(_Session):
 
     def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0):
         super().__init__(address, authkey, connect_timeout)
-        self._calls: WorkerCalls = stub(self._channel.call, WorkerCalls)
+        self._calls: WorkerCalls = stub(self._channel.caller(), WorkerCalls)
 
     def register(self, specs: Dict[str, Any]) -> str:
         """Announce this worker (its host's specs); return and keep the id the run gave it."""
@@ -95,7 +95,7 @@ class RunControl(_Session):
 
     def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0):
         super().__init__(address, authkey, connect_timeout)
-        self._calls: RunControlCalls = stub(self._channel.call, RunControlCalls)
+        self._calls: RunControlCalls = stub(self._channel.caller(), RunControlCalls)
 
     def wait_workers(self, count: int, timeout: float) -> int:
         """Wait up to ``timeout`` s for ``count`` registrations; return how many came."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 from functools import partial
+from types import FunctionType, MethodType
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Protocol, Tuple, Type
 
 #: the id under which the server exposes its one service object
@@ -177,21 +178,21 @@ CALLS: FrozenSet[str] = frozenset(name for service in SERVICES for name in call_
 class Stub:
     """One attribute per call of a service, each sending that call through ``call``.
 
-    ``call(name, *args)`` makes one round trip (a client channel's ``call``). Each call
-    is a :func:`functools.partial` of it, made once: calling one costs a C call more
-    than calling ``call`` itself. A name the contract does not declare is an
-    AttributeError naming the service's stub class (no ``__getattr__``: defining one
-    would slow every call's attribute lookup). Use :func:`stub`, which types the result
-    as the service's protocol.
+    ``call(name, *args)`` makes one round trip. When it is a plain Python function (what
+    a client channel's ``caller()`` gives), each call is that function bound to the
+    call's name the way a method is bound to its instance: the interpreter unpacks a
+    bound method and runs the function inline, so a stub call costs what calling
+    ``call`` directly does (a :func:`functools.partial` goes through C and costs a few
+    hundred instructions more). Any other callable is wrapped in a partial. A name the
+    contract does not declare is an AttributeError naming the service's stub class (no
+    ``__getattr__``: defining one would slow every call's attribute lookup). Use
+    :func:`stub`, which types the result as the service's protocol.
     """
 
     def __init__(self, call: Callable[..., Any], service: type):
-        # a bound method's function and instance go into the partial directly, so a call
-        # goes through one C wrapper, not two
-        function, bound = getattr(call, "__func__", None), getattr(call, "__self__", None)
+        bind = MethodType if type(call) is FunctionType else partial
         for name in call_names(service):
-            setattr(self, name, partial(call, name) if function is None or bound is None
-                    else partial(function, bound, name))
+            setattr(self, name, bind(call, name))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
@@ -202,7 +203,7 @@ _stub_classes: Dict[type, type] = {}
 
 def stub(call: Callable[..., Any], service: Type[Any]) -> Any:
     """A :class:`Stub` for ``service`` (one of :data:`SERVICES`); annotate the result with
-    the protocol, e.g. ``calls: SpaceCalls = stub(channel.call, SpaceCalls)``."""
+    the protocol, e.g. ``calls: SpaceCalls = stub(channel.caller(), SpaceCalls)``."""
     cls = _stub_classes.get(service)
     if cls is None:
         if service not in SERVICES:
