@@ -234,7 +234,7 @@ class Scheduler:
                 task.error = f"its worker {worker_id} on {worker.host} was lost ({reason})"
             # tasks handed to it but not yet started (picked up or not) go back to the queue
             requeue = [t for t in self.tasks.values()
-                       if t.state is TaskState.ASSIGNED and t.worker == worker_id and t not in self._assigned[worker_id]]
+                       if t.state == TaskState.ASSIGNED and t.worker == worker_id and t not in self._assigned[worker_id]]
             requeue += list(self._assigned.pop(worker_id, deque()))
             for task in requeue:
                 task.state, task.worker, task.host = TaskState.QUEUED, None, None
@@ -254,7 +254,7 @@ class Scheduler:
             self._worker(worker_id)
             for task_id, sample in samples.items():
                 task = self.tasks.get(task_id)
-                if task is not None and task.worker == worker_id and task.state is TaskState.RUNNING:
+                if task is not None and task.worker == worker_id and task.state == TaskState.RUNNING:
                     task.sample = dict(sample)
 
     # -- a task handle's side ---------------------------------------------------------
@@ -307,7 +307,7 @@ class Scheduler:
             return {
                 "pending": sum(t.state in PENDING for t in self.tasks.values()),
                 "running": [dict(task_view(t), sample=t.sample) for t in self.tasks.values()
-                            if t.state is TaskState.RUNNING],
+                            if t.state == TaskState.RUNNING],
                 "tasks": len(self.tasks),
             }
 
