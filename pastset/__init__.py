@@ -9,7 +9,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .errors import (ConnectError, ElementDeleted, Expired, LaunchError, PastSetError, SettingsError, TaskError, Timeout, XFunctionError)
-from .client.pastset import ElementHandle, PastSet  # noqa: E402
+from .client.handles import ElementHandle
+from .client.pastset import PastSet
 
 # Imported on first use: every task and worker imports pastset, and most never need the
 # server (BaseManager machinery) or the plugin manager (pluggy) — start-up time matters.

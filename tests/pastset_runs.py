@@ -25,6 +25,25 @@ EXAMPLES = os.path.join(ROOT, "examples")
 TAG_ENV = "PASTSET_TEST_TAG"
 #: deadlock grace (seconds) of a run a test holds open (:class:`LiveRun`)
 HELD_RUN_DEADLOCK_GRACE = 3600
+#: every event a run reports, and the facts each carries (what its log may hold)
+RUN_EVENTS = {
+    "run-start": "launcher, address (the server's), bin",
+    "job-submitted": "system, job, name, workers (a batch job for the workers)",
+    "job-state": "system, job, state (each change the runner sees)",
+    "worker-registered": "worker, host",
+    "task-queued": "task, app",
+    "task-started": "task, app, worker, host, pid",
+    "task-ended": "task, app, code, duration",
+    "task-failed": "task, app, worker, host, code or reason, duration",
+    "worker-lost": "worker, host, reason, tasks",
+    "deadlock": "held, calls, failed, then (abort or report); the report follows",
+    "run-stopping": "reason (a signal, on_failure = abort)",
+    "trace": "msg (why this run goes untraced)",
+    "task-stopped": "task, app, worker, host, code (killed as the run stopped)",
+    "worker-left": "worker, host (it left as the run stopped)",
+    "teardown": "step (stop-app, stop-workers, stop-launcher, stop-server, remove-record), and what it found",
+    "run-end": "code, failed (tasks)",
+}
 
 
 def outside_env(base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:

@@ -5,9 +5,10 @@ import io
 import logging
 import re
 
-from pastset.observe.events import (EVENTS, EventFormatter, EventReporter, NotShown, StatusLines, clock, find_events,
-                            format_event, log_event, parse_line, scheduler_event)
+from pastset.observe.events import (EventFormatter, EventReporter, NotShown, StatusLines, clock, find_events,
+                                    format_event, log_event, parse_line, scheduler_event)
 from pastset.space.scheduler import Scheduler
+from pastset_runs import RUN_EVENTS
 
 LINE = re.compile(r"^pastset: \d\d:\d\d:\d\d\.\d\d\d [a-z-]+( \S+=(\S+|\"[^\"]*\"))*$")
 
@@ -55,7 +56,7 @@ def test_scheduler_events_become_run_events():
     events = [e for e in seen if e]
     assert [e[0] for e in events] == ["task-queued", "worker-registered", "task-started", "task-failed"]
     assert events[2][1]["pid"] == 42 and events[3][1]["code"] == 2
-    assert all(name in EVENTS for name, _ in events)
+    assert all(name in RUN_EVENTS for name, _ in events)
     for name, facts in events:
         assert LINE.match(format_event(name, facts)), (name, facts)
 

@@ -13,18 +13,19 @@ import pastset
 from pastset import ElementDeleted, Timeout, XFunctionError
 from pastset.wire import frames
 from pastset.wire import connection as transport
-from pastset.client.pastset import Channel, ElementHandle
-from pastset.server.server import ElementService
+from pastset.client.channel import Channel
+from pastset.client.handles import ElementHandle
+from pastset.server.space_service import ElementService
 
 
 def pickled_handle(pset, handle):
     """The same element as ``handle``, called with pickled requests only."""
-    return ElementHandle(pset._channel, handle._eid, handle._template, use_frames=False)
+    return ElementHandle(pset._calls, handle._eid, handle._template)
 
 
 def test_server_says_it_reads_frames(pset):
     assert pset.server_info["frames"] == frames.VERSION
-    assert pset._frames
+    assert pset._call_frame is not None
 
 
 def test_frames_and_pickled_calls_share_one_element(pset):
@@ -104,7 +105,7 @@ def test_client_falls_back_to_pickles_for_a_server_without_frames(server, monkey
     monkeypatch.setattr(transport.Connection, "send_message",
                         lambda conn, message: sent.append(message) or original(conn, message))
     with pastset.PastSet(server.address, authkey=server.authkey) as pset:
-        assert not pset._frames
+        assert pset._call_frame is None
         element = pset.enter(("old", int))
         element.move((1,))
         assert element.observe() == (1,)
@@ -167,11 +168,11 @@ def test_large_tuples_of_any_pickle_protocol_arrive_through_frames(pset, protoco
     element = pset.enter(("protocols", object))
     value = ("x" * 5000, 1.5, 10 ** 30, ["a"] * 3)
     for _ in range(3):
-        element._call("move", element._eid, pickle.dumps(value, protocol), None)
+        element._calls.move(element._eid, pickle.dumps(value, protocol), None)
     assert element.observe() == value
     assert element.observe_many(2) == [value, value]
     depth = 5000  # too deep: refused unread, whichever protocol
-    element._call("move", element._eid, b"(" * depth + b"(I1\nt" + b"t" * depth + b".", None)
+    element._calls.move(element._eid, b"(" * depth + b"(I1\nt" + b"t" * depth + b".", None)
     with pytest.raises(ValueError, match="the observed tuple nests deeper than"):
         element.observe()
 

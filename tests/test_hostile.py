@@ -15,9 +15,9 @@ import pastset
 from pastset import XFunctionError
 from pastset.wire import frames
 from pastset.wire import batches
-from pastset.client.pastset import Channel
+from pastset.client.channel import Channel
 from pastset.wire.safepickle import MAX_NESTING
-from pastset.wire.connection import SERVICE_ID
+from pastset.wire.contract import SERVICE_ID
 
 #: deep enough to crash the server if it were hashed while the request is read
 DEPTH = 1_000_000
@@ -275,7 +275,7 @@ def test_a_tuple_nesting_too_deep_is_refused_by_the_consumer_not_a_crash(pset):
     import pickle
     import sys
 
-    from pastset.client.pastset import _SHALLOW_FOR_SURE
+    from pastset.client.handles import _SHALLOW_FOR_SURE
     from pastset.wire.safepickle import MAX_NESTING
 
     assert _SHALLOW_FOR_SURE == MAX_NESTING
@@ -289,7 +289,7 @@ def test_a_tuple_nesting_too_deep_is_refused_by_the_consumer_not_a_crash(pset):
         payload = pickle.dumps((frozenset({deep}),), pickle.HIGHEST_PROTOCOL)
     finally:
         sys.setrecursionlimit(limit)
-    elem._call("move", elem._eid, payload, None)
+    elem._calls.move(elem._eid, payload, None)
     elem.move(("big", "x" * 100_000))
     elem.move_many([("many", bytes(5000))] * 3)
     with pytest.raises(ValueError, match="the observed tuple nests deeper than"):
@@ -316,9 +316,9 @@ def test_a_deep_tuple_moved_to_an_xfunction_element_is_refused_not_a_crash(serve
             if framed:
                 element._call_frame("move", frames.move_request(element._eid, payload, None))
             else:
-                element._call("move", element._eid, payload, None)
+                element._calls.move(element._eid, payload, None)
         with pytest.raises(XFunctionError, match="nests deeper than"):
-            element._call("move_many", element._eid, *batches.pack([payload]), None)
+            element._calls.move_many(element._eid, *batches.pack([payload]), None)
         element.move((1,))
         assert element.observe(timeout=10) == (1,)
     serves(server_process)

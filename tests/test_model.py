@@ -218,8 +218,9 @@ def shared_pset(request):
     (pastset.wire.frames), or as pickled calls as to a server that does not read frames."""
     with pastset.Server() as server:
         with pastset.PastSet(server.address, authkey=server.authkey) as pset:
-            assert pset._frames
-            pset._frames = request.param == "frames"
+            assert pset._call_frame is not None
+            if request.param == "pickled":
+                pset._call_frame = None
             yield pset
 
 

@@ -12,8 +12,8 @@ from collections import Counter
 
 import pytest
 
-from pastset.observe.events import EVENTS, find_events
-from pastset_runs import finished as run_finished, run, write_app
+from pastset.observe.events import find_events
+from pastset_runs import RUN_EVENTS, finished as run_finished, run, write_app
 
 #: the app: a task that crashes, one that is not there, one that works; then it waits
 #: for a result that will never come, so the run ends as a deadlock (exit status 3)
@@ -55,7 +55,7 @@ def test_info_log_file_and_stderr_have_each_event_once(apps, env, tmp_path):
                      "--log-level", "info", "--log-file", str(log_file), "story.py"], env)
     logged = find_events(log_file.read_text())
     shown = find_events(done.stderr)
-    assert all(e["event"] in EVENTS for e in logged), logged
+    assert all(e["event"] in RUN_EVENTS for e in logged), logged
     names = Counter(e["event"] for e in logged)
     story = f"\nlog:\n{log_file.read_text()}\nstderr:\n{done.stderr}"
 

@@ -13,7 +13,8 @@ import pytest
 
 from pastset.errors import PastSetError, TaskError, Timeout
 from pastset.space.scheduler import Scheduler
-from pastset.client.task import Task, TaskCalls, app_not_found
+from pastset.client.task import Task, app_not_found
+from pastset.wire.contract import SpaceCalls, stub
 
 from serverproc import start
 
@@ -26,7 +27,7 @@ def sched():
 
 
 def spawn(sched, app="work.py"):
-    calls = TaskCalls(lambda method, *args: getattr(sched, method)(*args))
+    calls: SpaceCalls = stub(lambda method, *args: getattr(sched, method)(*args), SpaceCalls)
     return Task(sched.spawn(app, []), calls)
 
 

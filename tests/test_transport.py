@@ -193,12 +193,12 @@ def test_connect_to_a_non_pastset_peer(listener):
     w.outcome(5)
 
 
-def test_client_factory_is_registered_for_basemanager():
+def test_the_transport_is_registered_for_basemanager():
     from multiprocessing import managers
 
     import pastset.server.server  # noqa: F401 - the server registers the transport
 
-    assert managers.listener_client[transport.SERIALIZER] == (transport.Listener, transport.Client)
+    assert managers.listener_client[transport.SERIALIZER] == (transport.Listener, transport.connect)
 
 
 def test_listener_close_wakes_accept():

@@ -78,10 +78,9 @@ def directives(prefix: str, options: Sequence[str]) -> List[str]:
     return [f"{prefix} {option.strip()}" for option in options if option and option.strip()]
 
 
-def option_text(options: Mapping[str, Any], key: str, launcher: str = "") -> str:
+def option_text(options: Mapping[str, Any], key: str) -> str:
     """A text option of a launcher table as a string ("" when unset). A launcher's own
-    ``self.options`` are checked against its ``option_specs`` already, so this only reads;
-    kept for launchers that call it (``launcher`` is no longer needed)."""
+    ``self.options`` are checked against its ``option_specs`` already, so this only reads."""
     value = options.get(key)
     return "" if value is None else str(value).strip()
 

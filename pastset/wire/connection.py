@@ -31,8 +31,6 @@ from typing import Any, Optional, Sequence, Tuple, Union
 from ..errors import ConnectError
 
 SERIALIZER = "pastset"
-#: the id under which the server exposes the tuple space (BaseManager's object id)
-SERVICE_ID = "space"
 BACKLOG = 4096
 #: seconds an unauthenticated peer gets to complete the whole HMAC handshake
 HANDSHAKE_TIMEOUT = 10.0
@@ -254,7 +252,6 @@ class Listener:
             self._socket.close()
             raise
         self.address: Address = self._socket.getsockname()[:2]
-        self._last_accepted = None
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for a connection to accept; False if none came.
@@ -271,14 +268,9 @@ class Listener:
     def accept(self) -> Connection:
         if self._socket is None:
             raise OSError(errno.EBADF, "the listener is closed")
-        sock, peer = self._socket.accept()
-        self._last_accepted = peer
+        sock, _ = self._socket.accept()
         tune_socket(sock)
         return Connection(sock.detach())
-
-    @property
-    def last_accepted(self):
-        return self._last_accepted
 
     def close(self) -> None:
         sock, self._socket = self._socket, None
@@ -326,14 +318,11 @@ def connect(address: Address, authkey: bytes, timeout: float = 10.0) -> Connecti
     return conn
 
 
-def Client(address: Address, family=None, authkey: Optional[bytes] = None) -> Connection:
-    """BaseManager-compatible client factory (``listener_client`` protocol)."""
-    return connect(tuple(address), authkey or b"")
-
-
 def register_serializer() -> None:
-    """Make ``serializer="pastset"`` available to BaseManager (done by :mod:`pastset.server`;
-    clients do not need it, and ``multiprocessing.managers`` is slow to import)."""
+    """Make ``serializer="pastset"`` available to BaseManager: its server makes its
+    listener from it (done by :mod:`pastset.server.acceptor`; clients do not need it, and
+    ``multiprocessing.managers`` is slow to import). A BaseManager client on it would
+    connect with :func:`connect` (``connect(address, authkey=key)``)."""
     from multiprocessing import managers
 
-    managers.listener_client[SERIALIZER] = (Listener, Client)
+    managers.listener_client[SERIALIZER] = (Listener, connect)  # type: ignore[attr-defined]
