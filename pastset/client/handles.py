@@ -11,8 +11,7 @@ import pickle
 from array import array as _array
 from typing import Any, Callable, Iterable, List, Optional
 
-from ..wire import frames
-from ..wire import validation
+from ..wire import frames, validation
 from ..wire.batches import pack as _pack
 from ..wire.contract import SpaceCalls
 from ..wire.validation import check_count, check_delta, check_index, check_timeout

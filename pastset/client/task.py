@@ -99,8 +99,8 @@ class Task(str):
             info = self._remember(self._calls.wait_task(self.id, timeout))
         reason = never_ran(info)
         if reason is not None:
-            raise TaskError(f"task {self.id} ({info['app']}) {'was lost' if info['state'] == TaskState.LOST else 'never ran'}: "
-                            f"{reason}")
+            what = "was lost" if info["state"] == TaskState.LOST else "never ran"
+            raise TaskError(f"task {self.id} ({info['app']}) {what}: {reason}")
         return info["returncode"]
 
     def _remember(self, info: Dict[str, Any]) -> Dict[str, Any]:

@@ -17,8 +17,17 @@ from ..space.tuplespace import TupleSpace
 from ..space.waits import Caller, FlowCounters, WaitRegistry
 from ..wire import batches, frames
 from ..wire.contract import SpaceCalls
-from ..wire.validation import (check_app_args, check_app_name, check_count, check_delta, check_id, check_index,
-                               check_module_name, check_template, check_timeout)
+from ..wire.validation import (
+    check_app_args,
+    check_app_name,
+    check_count,
+    check_delta,
+    check_id,
+    check_index,
+    check_module_name,
+    check_template,
+    check_timeout,
+)
 from .context import caller_alive, current_connection
 from .status import build_status
 from .xfunction import dump_observed, load_moved, run_xfunction

@@ -233,8 +233,9 @@ class Scheduler:
                 task.state, task.ended = TaskState.LOST, time.time()
                 task.error = f"its worker {worker_id} on {worker.host} was lost ({reason})"
             # tasks handed to it but not yet started (picked up or not) go back to the queue
+            picked_up = self._assigned.get(worker_id, deque())
             requeue = [t for t in self.tasks.values()
-                       if t.state == TaskState.ASSIGNED and t.worker == worker_id and t not in self._assigned[worker_id]]
+                       if t.state == TaskState.ASSIGNED and t.worker == worker_id and t not in picked_up]
             requeue += list(self._assigned.pop(worker_id, deque()))
             for task in requeue:
                 task.state, task.worker, task.host = TaskState.QUEUED, None, None
