@@ -75,8 +75,3 @@ def test_a_type_checker_knows_the_public_names_and_rejects_others(tmp_path):
     errors = [line for line in out.stdout.splitlines() if ": error:" in line]
     assert errors == ['snippet.py:3: error: Module has no attribute "Typo"  [attr-defined]'], out.stdout + out.stderr
 
-
-def test_the_installed_version_is_pastset_version():
-    from importlib import metadata
-
-    assert metadata.version("pastset") == pastset.__version__

@@ -1,4 +1,4 @@
-"""The small commands around a run: ``config``, ``status`` (the original psmanage), ``clean``."""
+"""The small commands around a run: ``config``, ``status`` (pyPastSet's psmanage), ``clean``."""
 from __future__ import annotations
 
 import contextlib
