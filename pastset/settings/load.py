@@ -286,7 +286,7 @@ def load_settings(flags: Optional[Mapping[str, Any]] = None, config_file: Option
                   launcher_options: Optional[Mapping[str, Sequence[SettingSpec]]] = None) -> Settings:
     """Build the effective settings: defaults, files, conf_help, plugins, environment, flags.
 
-    :param flags: setting name -> value from the command line (see :func:`pastset.cli.setting_flags`).
+    :param flags: setting name -> value from the command line (see :func:`pastset.cli.flags.setting_flags`).
     :param config_file: read exactly this file and no other (``--config``); default:
         ``$PASTSET_CONFIG``, else the search path of :func:`pastset.settings.files.config_search_path`.
     :param environ: the environment to read (default ``os.environ``).
