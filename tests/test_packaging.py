@@ -57,3 +57,10 @@ def test_the_type_marker_and_the_license_are_shipped():
                                                      + " " * 23 + "Version 2, June 1991")
     files = metadata.files("pastset") or []
     assert any(f.name == "LICENSE" for f in files)
+
+
+def test_the_readme_names_the_claimed_versions():
+    minors = claimed_versions()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"for Python 3.{minors[0]} and later" in readme
+    assert f"(3.{minors[0]} to 3.{minors[-1]})" in readme
