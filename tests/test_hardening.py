@@ -258,9 +258,9 @@ def test_running_out_of_descriptors_backs_off_instead_of_spinning():
 # --------------------------------------------------------------------------- a killed runner
 
 ORPHANING_APP = '''\
-import subprocess, sys, pastset
+import os, subprocess, sys, pastset
 pset = pastset.PastSet()
-mine = subprocess.Popen(["sleep", "300"], process_group=0)  # a background job in a group of its own
+mine = subprocess.Popen(["sleep", "300"], preexec_fn=os.setpgrp)  # a background job in a group of its own
 pset.spawn("orphaning_task.py", [])
 task_sleep = pset.enter(("sleep", int)).observe(timeout=30)[1]
 print("sleeps", mine.pid, task_sleep, flush=True)

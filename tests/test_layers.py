@@ -28,7 +28,9 @@ ALLOWED: Dict[str, Set[str]] = {
     "run": {"errors", "wire", "observe", "space", "client", "settings", "server", "launch"},
     "cli": {"errors", "wire", "observe", "space", "client", "settings", "server", "launch", "run"},
     "element": {"space"},
-    "__init__": {"errors", "client"},
+    # the package's face: server, launch and space only on first use of Server, hookimpl and
+    # Element (and for the type checker), so importing pastset loads client and wire alone
+    "__init__": {"errors", "client", "server", "launch", "space"},
     "__main__": {"cli"},
 }
 #: the most plain modules pastset/ itself may hold

@@ -17,7 +17,7 @@ import pytest
 import pastset
 from pastset.launch.launcher import Launcher, WorkerLaunch, text_option
 from pastset.errors import SettingsError
-from pastset.launch.plugins import BUILTIN_PLUGINS, launchers, make_plugin_manager
+from pastset.launch.plugins import builtin_plugins, launchers, make_plugin_manager
 from pastset.launch.processes import start_child, stop_child
 from pastset.run.runner import Run, choose_launcher
 from pastset.settings.load import load_settings
@@ -181,19 +181,19 @@ def test_launcher_options_are_checked_when_settings_load(pm, tmp_path):
 
 def test_builtin_plugins_are_listed_once_and_all_ship():
     """The one list is the pyproject's ``pastset`` entry points: every package under
-    plugins/ is in it, and BUILTIN_PLUGINS is read from it (not written out again)."""
+    plugins/ is in it, and builtin_plugins() reads it (not written out again)."""
     shipped = sorted(p.name for p in (ROOT / "plugins").iterdir() if (p / "__init__.py").exists())
-    assert sorted(BUILTIN_PLUGINS.values()) == shipped
+    assert sorted(builtin_plugins().values()) == shipped
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     table = pyproject.split("[project.entry-points.pastset]", 1)[1].split("\n[", 1)[0]
     listed = dict(line.replace('"', "").split(" = ") for line in table.strip().splitlines()
                   if " = " in line and not line.startswith("#"))
-    assert listed == BUILTIN_PLUGINS
+    assert listed == builtin_plugins()
     assert '"plugins"' in pyproject  # the packages under plugins/ go into the wheel
     manager = make_plugin_manager(autoload=False)
-    assert set(launchers(manager)) == set(BUILTIN_PLUGINS)
+    assert set(launchers(manager)) == set(builtin_plugins())
 
 
 def test_builtins_load_with_autoload_disabled(monkeypatch):
     monkeypatch.setenv("PASTSET_DISABLE_PLUGIN_AUTOLOAD", "1")
-    assert set(launchers(make_plugin_manager())) >= set(BUILTIN_PLUGINS)
+    assert set(launchers(make_plugin_manager())) >= set(builtin_plugins())

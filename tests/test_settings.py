@@ -16,8 +16,8 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from pastset.launch import hookspecs
 from pastset.errors import SettingsError
-from pastset.cli.main import add_setting_flags, setting_flags
-from pastset.cli.commands import describe
+from pastset.cli.config import describe
+from pastset.cli.flags import add_setting_flags, setting_flags
 from pastset.settings.files import config_search_path, default_user_files
 from pastset.settings.hostfile import read_host_file
 from pastset.settings.load import SETTINGS, Settings, load_settings

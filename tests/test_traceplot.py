@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 
+from pastset.cli import main as cli_main
 from pastset.errors import PastSetError
 from pastset.observe.trace import TraceWriter
 from pastset.space.waits import Caller
@@ -76,7 +77,7 @@ def test_an_unterminated_trace_renders_too(tmp_path):
     writer = write_trace(tmp_path / "cut.json", close=False)
     try:
         assert not (tmp_path / "cut.json").read_text().rstrip().endswith("]")
-        assert traceplot.main([str(tmp_path / "cut.json"), "-o", str(tmp_path / "cut.png")]) == 0
+        assert cli_main(["trace-plot", str(tmp_path / "cut.json"), "-o", str(tmp_path / "cut.png")]) == 0
         png_size(tmp_path / "cut.png")
     finally:
         writer.close()
