@@ -20,11 +20,12 @@ from .clusters import (
     SgeCluster,
     SlurmCluster,
     SshCluster,
-    require,
     start_sge_cluster,
     start_slurm_cluster,
     start_ssh_cluster,
 )
+
+from helpers.components import require
 
 _HERE = Path(__file__).resolve().parent
 

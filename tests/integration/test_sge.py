@@ -1,7 +1,7 @@
 """What only the sge launcher has, against a real one-node Grid Engine: a job stuck pending
 (more slots than the queue has) ended by ``--wait-timeout``, its state in Grid Engine's words.
 
-The cases it shares with the slurm launcher are in ``test_batch.py``.
+The cases it shares with the slurm launcher are in ``test_batch_systems.py``.
 """
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from .batchrun import SGE, job_config, job_states, pastset_argv, run, submitted_job, wait_until
+from helpers.runs import run
+
+from .batchrun import SGE, job_config, job_states, jobs_left, submitted_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("system", [SGE], indirect=True, ids=str)]
 
@@ -18,8 +20,8 @@ def test_pending_job_and_wait_timeout(setup):
     cluster, bin_dir, env, tmp = setup
     started = time.monotonic()
     # 20 slots: the only queue has 8, so the job waits for ever
-    done = run(pastset_argv("run", "--config", str(job_config(tmp, "sge")), "--procs", "20", "--bin", str(bin_dir),
-                            "--wait-timeout", "4", "mcpiserver.py"), env)
+    done = run(["run", "--config", str(job_config(tmp, "sge")), "--procs", "20", "--bin", str(bin_dir),
+                "--wait-timeout", "4", "mcpiserver.py"], env)
     took = time.monotonic() - started
     assert done.returncode == 1, done.stderr
     job = submitted_job(done.stderr, "Grid Engine")["job"]
@@ -27,4 +29,4 @@ def test_pending_job_and_wait_timeout(setup):
     assert (f"pastset: error: only 0 of 20 workers registered within 4 s (wait_timeout); "
             f"still waiting for: Grid Engine job {job} qw (pending)") in done.stderr
     assert took < 25
-    assert wait_until(lambda: not cluster.queue(), 15), cluster.queue()
+    assert not jobs_left(cluster, 15)

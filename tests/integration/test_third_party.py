@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers.paths import README
+
 pytestmark = pytest.mark.slow
 
 PYPROJECT = """\
@@ -41,7 +43,7 @@ acme = "acme_pastset"
 
 def _readme_plugin() -> str:
     """The launcher plugin example of the README, so the documented code is the tested code."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = README.read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
     return next(block for block in blocks if "class AcmeLauncher(Launcher)" in block)
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Iterator, Mapping
 
-import procs
+from helpers import procs
 
 from .base import Cluster, ClusterError, run_command, terminate, wait_for
 

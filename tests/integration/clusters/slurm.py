@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable, Iterator
 
-import procs
+from helpers import procs
 
 from .base import (Cluster, ClusterError, DaemonDied, free_tcp_port, logs_report, port_open, run_command,
                    spawn_daemon, stop_popen, terminate, wait_for)
