@@ -28,3 +28,16 @@ def wait_empty(listing: Callable[[], Sequence[Any]], timeout: float = 5.0, inter
 
     wait_until(empty, timeout, interval)
     return left
+
+
+def wait_blocked(pset, count: int = 1, timeout: float = 10.0) -> list:
+    """Wait until ``count`` calls wait in the server ``pset`` (a client) is connected to, as
+    its status lists them; return that list (shorter or longer at the deadline)."""
+    waits: list = []
+
+    def listed() -> bool:
+        waits[:] = pset.status()["waits"]
+        return len(waits) == count
+
+    wait_until(listed, timeout, 0.01)
+    return waits

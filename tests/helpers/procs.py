@@ -8,6 +8,8 @@ pytest and from the benchmarks alike (no pytest import).
 from __future__ import annotations
 
 import os
+import platform
+import threading
 from typing import Dict, List, Optional, Sequence
 
 
@@ -40,13 +42,36 @@ def parent(pid: int) -> int:
     return int(fields[1])
 
 
+def status(pid: int) -> Dict[str, str]:
+    """The fields of ``/proc/PID/status`` (OSError when it is gone)."""
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
 def rss(pid: int) -> int:
     """The resident set size of ``pid`` in bytes (VmRSS of ``/proc/PID/status``)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise ProcessLookupError(f"no VmRSS for pid {pid} (a zombie or a kernel thread)")
+    field = status(pid).get("VmRSS")
+    if field is None:
+        raise ProcessLookupError(f"no VmRSS for pid {pid} (a zombie or a kernel thread)")
+    return int(field.split()[0]) * 1024
+
+
+def threads(pid: int) -> int:
+    """How many threads ``pid`` has."""
+    return int(status(pid)["Threads"])
+
+
+def fds(pid: int) -> int:
+    """How many file descriptors ``pid`` holds open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of ``pid`` so far."""
+    fields = _stat(pid)
+    if not fields:
+        raise ProcessLookupError(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cmdline(pid: int) -> str:
@@ -114,3 +139,20 @@ def descendants(pid: int) -> List[int]:
 def describe(pids_: Sequence[int]) -> str:
     """``pid: command line`` for an assertion message."""
     return "; ".join(f"{pid}: {cmdline(pid) or '(gone)'}" for pid in pids_)
+
+
+#: the number of futex(2), where a thread waits for a lock (the GIL too), per architecture
+_FUTEX = {"x86_64": 202, "aarch64": 98}
+
+
+def blocked_in_io(thread: threading.Thread) -> bool:
+    """Whether ``thread`` of this process sits in a system call other than a lock wait: the
+    read, accept, poll or select it blocks in (``/proc/self/task/TID/syscall``)."""
+    try:
+        with open(f"/proc/self/task/{thread.native_id}/syscall") as f:
+            first = f.read().split()[0]
+    except (OSError, IndexError):
+        return False
+    if not first.isdigit():  # "running", or -1 (not in a system call)
+        return False
+    return int(first) != _FUTEX.get(platform.machine(), -1)

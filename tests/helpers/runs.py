@@ -117,12 +117,12 @@ class LiveRun:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def read_until(self, text: str, timeout: float = 20.0) -> str:
-        """Read stdout until a line containing ``text``; return that line (fail on timeout,
-        or when the output ends first)."""
-        for line in self.lines:
-            if text in line:
-                return line
+    def read_until(self, text: str, timeout: float = 20.0, count: int = 1) -> str:
+        """Read stdout until the ``count``-th line containing ``text``; return that line
+        (fail on timeout, or when the output ends first)."""
+        seen = [line for line in self.lines if text in line]
+        if len(seen) >= count:
+            return seen[count - 1]
         deadline = time.monotonic() + timeout
         fd = self.proc.stdout.fileno()
         while time.monotonic() < deadline:
@@ -138,7 +138,9 @@ class LiveRun:
                 line = raw.decode(errors="replace")
                 self.lines.append(line)
                 if text in line:
-                    return line
+                    seen.append(line)
+                    if len(seen) == count:
+                        return line
         raise AssertionError(f"no line with {text!r} within {timeout} s; stdout so far: {self.lines!r}; "
                              f"exit code {self.proc.poll()}{self._stderr_so_far()}")
 

@@ -3,7 +3,7 @@ bounded join (a blocked call under test never hangs the suite)."""
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 
 class Worker(threading.Thread):
@@ -38,3 +38,16 @@ def start(fn: Callable[..., Any], *args: Any) -> Worker:
     worker = Worker(fn, *args)
     worker.start()
     return worker
+
+
+def waiting_on(cond: Optional[threading.Condition]) -> int:
+    """How many threads wait on ``cond`` (None: a condition not made yet, so none).
+
+    Read holding the condition's lock, so a blocked call between two of its waits (woken
+    by its own timeout to look around) counts as waiting; one woken by a notify does not
+    until it waits again. CPython's Condition keeps its waiters in a deque.
+    """
+    if cond is None:
+        return 0
+    with cond:
+        return len(cond._waiters)  # type: ignore[attr-defined]

@@ -22,8 +22,8 @@ from .clusters import SshCluster
 
 
 def ssh_env(cluster: SshCluster, runtime_dir: Path, **settings: str) -> Dict[str, str]:
-    """A clean environment with the cluster's ssh/python and ``settings`` (PS* names)."""
-    return clean_env(runtime_dir, PSSSH=cluster.ssh_command, PSPYTHON=cluster.python, **settings)
+    """A clean environment with the cluster's ssh/python, then ``settings`` (PS* names)."""
+    return clean_env(runtime_dir, **{"PSSSH": cluster.ssh_command, "PSPYTHON": cluster.python, **settings})
 
 
 def run_on_hosts(cluster: SshCluster, tmp_path: Path, hosts: Sequence[str], args: Sequence[str], *,

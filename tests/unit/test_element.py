@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Optional
 
 import pytest
 
@@ -18,18 +17,13 @@ from pastset.space.element import CallerGone, Element, call_context
 from pastset.errors import ElementDeleted, Expired, Timeout
 
 from helpers.polling import wait_until
-from helpers.threads import start
+from helpers.threads import start, waiting_on
 
 T = ("Test", int, float)
 
 
 def blocked_movers(element: Element) -> int:
     return len(element._movers or ())
-
-
-def waiting_on(cond: Optional[threading.Condition]) -> int:
-    # conditions are made on first wait; CPython's Condition keeps its waiters in a deque
-    return 0 if cond is None else len(cond._waiters)
 
 
 def test_first_last_like_the_original():
@@ -70,7 +64,7 @@ def test_indexed_observe_blocks_until_that_tuple_exists():
     assert wait_until(lambda: waiting_on(e._arrived) == 1)
     e.move("a")
     e.move("b")
-    time.sleep(0.05)
+    assert wait_until(lambda: waiting_on(e._arrived) == 1)  # each move woke it: it waits again
     assert not worker.done.is_set()
     e.move("c")
     assert worker.outcome(5) == "c"

@@ -15,7 +15,7 @@ from pastset.space.scheduler import Scheduler
 from pastset.wire.contract import HALT, STOP
 
 from helpers.polling import wait_until
-from helpers.threads import start
+from helpers.threads import start, waiting_on
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_among_equally_loaded_the_longest_waiting_gets_it(sched):
     w1, w2 = register(sched), register(sched)
     c1 = start(sched.next_task, w1)
     assert waiting(sched, w1)
-    time.sleep(0.01)
+    time.sleep(0.01)  # w2 starts waiting strictly later, whatever the clock's resolution
     c2 = start(sched.next_task, w2)
     assert waiting(sched, w2)
     sched.spawn("a.py", [])
@@ -99,7 +99,7 @@ def test_after_halt_the_next_call_waits_for_stop(sched):
     sched.halt()
     assert sched.next_task(w1) == HALT
     again = start(sched.next_task, w1)
-    time.sleep(0.3)
+    assert wait_until(lambda: waiting_on(sched._changed) == 1)  # blocked, not answered
     assert again.is_alive()
     sched.stop()
     assert again.outcome() == STOP
@@ -113,7 +113,7 @@ def test_halted_workers_are_not_given_late_tasks(sched):
     assert waiting(sched, w1)
     with pytest.raises(PastSetError):  # after halt a task would wait forever: refused
         sched.spawn("late.py", [])
-    time.sleep(0.2)
+    assert waiting_on(sched._changed) == 1  # nothing woke the waiting call
     assert again.is_alive()
     assert sched.snapshot()["queued"] == 0
     sched.stop()
@@ -187,7 +187,8 @@ def test_a_worker_that_finished_after_halt_exits_quietly(sched, events):
     watch = start(sched.next_task, w1)  # the worker's "tell me when the run stops" call
     assert waiting(sched, w1)
     sched.worker_lost(w1, "connection closed")
-    time.sleep(0.2)  # the watch call wakes up: it must not turn "exited" back into "halted"
+    # the watch call wakes up and waits again: it must not turn "exited" back into "halted"
+    assert wait_until(lambda: waiting_on(sched._changed) == 1)
     assert sched.snapshot()["workers"][0]["state"] == "exited"
     assert sched.counts()["connected"] == 0
     assert not [k for k, _ in events if k == "lost"]
@@ -249,7 +250,7 @@ def test_wait_task_returns_when_the_task_ends(sched):
     tid, wid = run_one(sched)
     sched.task_started(wid, tid, 1)
     waiter = start(sched.wait_task, tid)
-    time.sleep(0.05)
+    assert wait_until(lambda: waiting_on(sched._changed) == 1)
     assert waiter.is_alive()
     sched.task_finished(wid, tid, 3)
     info = waiter.outcome()
@@ -275,7 +276,7 @@ def test_a_lost_workers_running_task_is_lost_with_a_reason_and_wakes_its_waiter(
     tid, wid = run_one(sched)
     sched.task_started(wid, tid, 1)
     waiter = start(sched.wait_task, tid)
-    time.sleep(0.05)
+    assert wait_until(lambda: waiting_on(sched._changed) == 1)
     sched.worker_lost(wid, "connection closed")
     info = waiter.outcome()
     assert info["state"] == "lost"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import time
 
 import pytest
 
@@ -15,8 +14,10 @@ from pastset.errors import PastSetError, TaskError, Timeout
 from pastset.space.scheduler import Scheduler
 from pastset.client.task import Task, TaskCalls, app_not_found
 
-from helpers.threads import start
+from helpers.threads import start, waiting_on
 import pastset
+
+from helpers.polling import wait_until
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def test_wait_returns_the_exit_code_when_the_task_ends(sched):
     wid = pick_up(sched, task)
     sched.task_started(wid, task.id, 99)
     waiter = start(task.wait)
-    time.sleep(0.05)
+    assert wait_until(lambda: waiting_on(sched._changed) == 1)
     assert waiter.is_alive()
     sched.task_finished(wid, task.id, 0)
     assert waiter.outcome() == 0
@@ -109,7 +110,7 @@ def test_a_task_whose_worker_was_lost_raises_task_error(sched):
     wid = pick_up(sched, task)
     sched.task_started(wid, task.id, 99)
     waiter = start(task.wait, 10)
-    time.sleep(0.05)
+    assert wait_until(lambda: waiting_on(sched._changed) == 1)
     sched.worker_lost(wid, "connection reset")
     with pytest.raises(TaskError, match="task t1 \\(work.py\\) was lost: .*connection reset"):
         waiter.outcome()

@@ -71,7 +71,7 @@ def test_tasks_from_a_real_scheduler_appear_once_each_with_their_duration(path):
     for task_id in ids:
         assert scheduler.next_task(worker)["id"] == task_id
         scheduler.task_started(worker, task_id, pid=1000)
-        time.sleep(0.01)
+        time.sleep(0.01)  # a task that lasts a measurable time
         scheduler.task_finished(worker, task_id, 0 if task_id != ids[1] else 2)
     writer.close()
     events = load(path)

@@ -72,7 +72,7 @@ def test_messages_arrive_whole_however_the_bytes_are_cut():
         def trickle():  # one message a byte at a time, then a big one by the class itself
             for i in range(len(whole)):
                 os.write(writer.fileno(), whole[i:i + 1])
-                time.sleep(0.001)
+                time.sleep(0.001)  # the reader sees the message arrive in pieces
             writer.send(big)
             writer.send_bytes(b"raw")  # multiprocessing's own framing
             done.set()
@@ -89,3 +89,10 @@ def test_messages_arrive_whole_however_the_bytes_are_cut():
     finally:
         for conn in (reader, writer):
             conn.close()
+
+
+def test_the_shipped_keepalive_notices_a_vanished_peer_within_30_s():
+    """Probes begin after KEEPALIVE_IDLE s of silence; the kernel gives up USER_TIMEOUT_MS
+    after the last answer (or after KEEPALIVE_COUNT unanswered probes without it)."""
+    assert transport.KEEPALIVE_IDLE + transport.KEEPALIVE_INTERVAL * transport.KEEPALIVE_COUNT <= 30
+    assert transport.KEEPALIVE_IDLE + transport.KEEPALIVE_INTERVAL <= transport.USER_TIMEOUT_MS / 1000 <= 30

@@ -23,6 +23,7 @@ import pastset
 from pastset import (ConnectError, ElementDeleted, Expired, PastSetError, Timeout,
                      XFunctionError)
 
+from helpers.polling import wait_blocked
 from helpers.threads import start
 
 T = ("Test", int, float)
@@ -87,7 +88,7 @@ def test_delta_blocks_move_and_raising_it_releases(pset):
     assert e.delta(1) == 1
     e.move(0)
     mover = start(e.move, 1)
-    time.sleep(0.2)
+    assert len(wait_blocked(pset)) == 1
     assert not mover.done.is_set()
     assert e.last() == 1
     e.delta(2)
@@ -129,7 +130,7 @@ def test_delelement_fails_blocked_calls_and_old_handles(pset, server):
         h = other.enter(("doomed",))
         blocked2 = start(h.observe)
         blocked3 = start(h.observe)
-        time.sleep(0.2)
+        assert len(wait_blocked(pset, 3)) == 3
         assert not any(w.done.is_set() for w in (blocked, blocked2, blocked3))
         pset.delelement(e)
         for w in (blocked, blocked2, blocked3):
@@ -159,7 +160,7 @@ def test_delelement_while_observing_never_loses_a_taken_tuple(pset):
     e.move("x")
     assert e.observe() == "x"
     blocked = start(e.observe)
-    time.sleep(0.1)
+    assert len(wait_blocked(pset)) == 1
     pset.delelement(("race",))
     with pytest.raises(ElementDeleted):
         blocked.outcome(5)
@@ -226,7 +227,7 @@ def test_server_close_fails_blocked_clients(bin_dir):
         pset = pastset.PastSet(server.address, authkey=server.authkey)
         e = pset.enter(("x",))
         blocked = start(e.observe)
-        time.sleep(0.1)
+        assert len(wait_blocked(pset)) == 1
     try:
         with pytest.raises((ConnectError, ElementDeleted)):
             blocked.outcome(5)
@@ -240,7 +241,7 @@ def test_a_blocked_call_holds_up_no_other_thread(pset):
     a = pset.enter(("blocked",))
     b = pset.enter(("free",))
     blocked = start(a.observe)
-    time.sleep(0.1)
+    assert len(wait_blocked(pset)) == 1
     t0 = time.monotonic()
     for i in range(20):
         b.move(i)
@@ -272,7 +273,7 @@ def test_close_fails_a_call_blocked_in_another_thread(server):
     pset = pastset.PastSet(server.address, authkey=server.authkey)
     e = pset.enter(("closing",))
     blocked = start(e.observe)
-    time.sleep(0.2)
+    assert len(wait_blocked(pset)) == 1
     t0 = time.monotonic()
     pset.close()
     with pytest.raises(PastSetError, match="closed"):
@@ -429,7 +430,7 @@ def test_xfunction_using_mangled_template(xmodules, pset):
     with pytest.raises(Timeout):
         e.observe(timeout=0.1)
     waiter = start(e.observe)
-    time.sleep(0.1)
+    assert len(wait_blocked(pset)) == 1
     e.move(("Test", 7, 8))
     assert waiter.outcome(5) == ("Test", 7, 8.0)
     # the same template entered without a module name gets the same X-function element

@@ -12,6 +12,7 @@ import time
 
 import pastset
 
+from helpers.polling import wait_blocked
 from helpers.threads import start
 
 N_OBSERVERS, M_MOVERS, PER_MOVER = 4, 4, 150
@@ -68,7 +69,7 @@ def test_indexed_readers_in_parallel(pset):
         return [e.observe(i, timeout=20) for i in range(count)]
 
     readers = [start(reader) for _ in range(6)]
-    time.sleep(0.05)
+    assert len(wait_blocked(pset, 6)) == 6  # each waits for tuple 0
     for i in range(count):
         e.move(("entry", i))
     for w in readers:

@@ -21,6 +21,7 @@ import pastset
 from helpers.apps import RESULT_WAITER, write_apps
 from helpers.paths import EXAMPLES
 from helpers.runs import finished, LiveRun, survivors
+from helpers.polling import wait_until
 
 GRACE = "1"  #: a small deadlock_grace, so each case runs a few seconds only
 
@@ -29,8 +30,7 @@ CRASH = "import pastset\npastset.PastSet().enter(('result', int))\nraise Runtime
 
 
 def test_a_crashed_and_a_missing_task_end_the_run_with_the_report_and_status_3(apps, env):
-    write_apps(apps, {"app.py": RESULT_WAITER.format(tasks=["crash.py", "missing.py"])})
-    write_apps(apps, {"crash.py": CRASH})
+    write_apps(apps, {"app.py": RESULT_WAITER.format(tasks=["crash.py", "missing.py"]), "crash.py": CRASH})
     done = finished(["run", "--bin", str(apps), "--deadlock-grace", GRACE, "app.py"], env, 3)
     assert done.stdout == "waiting\n"
     err = done.stderr.splitlines()
@@ -47,8 +47,10 @@ def test_a_crashed_and_a_missing_task_end_the_run_with_the_report_and_status_3(a
 
 
 def test_the_report_names_a_waiting_task_with_its_application_worker_and_host(apps, env):
-    write_apps(apps, {"app.py": RESULT_WAITER.format(tasks=["stuck.py"])})
-    write_apps(apps, {"stuck.py": "import pastset\nps = pastset.PastSet()\nps.enter(('go',)).observe(3)\n"})
+    write_apps(apps, {
+        "app.py": RESULT_WAITER.format(tasks=["stuck.py"]),
+        "stuck.py": "import pastset\nps = pastset.PastSet()\nps.enter(('go',)).observe(3)\n",
+    })
     done = finished(["run", "--bin", str(apps), "--deadlock-grace", GRACE, "app.py"], env, 3)
     err = done.stderr.splitlines()
     first = next(i for i, line in enumerate(err) if "deadlock" in line)
@@ -64,13 +66,14 @@ def test_on_deadlock_report_prints_once_and_keeps_waiting(apps, env):
                  env) as live:
         live.read_until("waiting")
         record = live.record()
-        deadline = time.monotonic() + 30
-        err = b""
+        err = bytearray()
         os.set_blocking(live.proc.stderr.fileno(), False)
-        while b"deadlock" not in err and time.monotonic() < deadline:
-            err += live.proc.stderr.read() or b""
-            time.sleep(0.1)
-        assert b"still waiting (on_deadlock = report)" in err, err
+
+        def reported() -> bool:
+            err.extend(live.proc.stderr.read() or b"")
+            return b"still waiting (on_deadlock = report)" in err
+
+        assert wait_until(reported, 30, 0.1), err
         time.sleep(2.5)  # more than twice the grace: no second report
         with pastset.PastSet(record["address"], authkey=bytes.fromhex(record["authkey"])) as ps:
             ps.enter(("result", int)).move(("result", 42))
@@ -99,8 +102,7 @@ BUSY = "import time\nend = time.time() + 3\nwhile time.time() < end:\n    pass"
      "threading.Thread(target=work).start()\nprint('result', ps.enter(('result', int)).observe()[1])\n", ""),
 ])
 def test_no_false_alarm(apps, env, case, app, task):
-    write_apps(apps, {"app.py": app})
-    write_apps(apps, {"mover.py": MOVER.format(work=task)})
+    write_apps(apps, {"app.py": app, "mover.py": MOVER.format(work=task)})
     done = finished(["run", "--bin", str(apps), "--deadlock-grace", GRACE, "app.py"], env, 0)
     assert done.stdout.splitlines()[-1] == "result 7", case
     assert "deadlock" not in done.stderr, (case, done.stderr)
@@ -110,8 +112,7 @@ def test_no_false_alarm_while_the_only_worker_starts_and_the_task_is_queued(apps
     slow = tmp_path / "slowpython"
     slow.write_text(f'#!/bin/sh\ncase "$*" in *"pastset worker"*) sleep 3;; esac\nexec {sys.executable} "$@"\n')
     slow.chmod(slow.stat().st_mode | stat.S_IEXEC)
-    write_apps(apps, {"app.py": RESULT_WAITER.format(tasks=["mover.py"])})
-    write_apps(apps, {"mover.py": MOVER.format(work="")})
+    write_apps(apps, {"app.py": RESULT_WAITER.format(tasks=["mover.py"]), "mover.py": MOVER.format(work="")})
     done = finished(["run", "--bin", str(apps), "--deadlock-grace", GRACE, "--wait-procs", "0",
                      "--python", str(slow), "app.py"], env, 0)
     assert done.stdout.splitlines() == ["waiting", "result 7"]

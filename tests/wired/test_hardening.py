@@ -9,7 +9,7 @@
 * running out of file descriptors makes accept back off instead of spinning;
 * a SIGKILLed runner leaves processes behind only until ``pastset clean`` ends them.
 
-Servers under attack run in a child process (:mod:`serverproc`), so their threads, memory,
+Servers under attack run in a child process (:mod:`helpers.serverproc`), so their threads, memory,
 descriptors and CPU time are read from /proc.
 """
 from __future__ import annotations
@@ -18,39 +18,17 @@ import os
 import signal
 import socket
 import time
-from typing import Dict, List
+from typing import List
 
 import pytest
 
-from helpers.polling import wait_until
-from helpers.serverproc import ServerProcess
-from helpers.peers import closed_by_peer, raise_nofile, serves
+from helpers.apps import write_apps
 from helpers.components import require
-
-
-def proc_status(pid: int) -> Dict[str, str]:
-    """The fields of /proc/PID/status."""
-    with open(f"/proc/{pid}/status") as f:
-        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
-
-
-def threads_of(pid: int) -> int:
-    return int(proc_status(pid)["Threads"])
-
-
-def rss_mb(pid: int) -> float:
-    return int(proc_status(pid)["VmRSS"].split()[0]) / 1024
-
-
-def fds_of(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of ``pid`` so far."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from helpers.peers import closed_by_peer, raise_nofile, serves
+from helpers.polling import wait_until
+from helpers.procs import alive, cpu_seconds, describe, fds, rss, threads
+from helpers.runs import LiveRun, clean_env, run, survivors, tagged_pids
+from helpers.serverproc import ServerProcess
 
 
 def crowd(address, n: int) -> List[socket.socket]:
@@ -75,14 +53,7 @@ def close_all(socks: List[socket.socket]) -> None:
 
 def assert_gone(server: ServerProcess) -> None:
     server.stop()
-    assert not os.path.exists(f"/proc/{server.pid}") or _is_zombie(server.pid), "the server is left running"
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return proc_status(pid)["State"].startswith("Z")
-    except OSError:
-        return True
+    assert not alive(server.pid), "the server is left running"
 
 
 # --------------------------------------------------------------------------- out of threads
@@ -121,6 +92,14 @@ class PidsLimit:
                     return root
         return ""
 
+    def reached(self, pid: int) -> bool:
+        """Whether ``pid`` was refused a thread: the cgroup counts each refusal in pids.events;
+        under RLIMIT_NPROC, whether it holds ``limit`` threads."""
+        if self.cgroup:
+            events = dict(line.split() for line in _read(os.path.join(self.cgroup, "pids.events")).splitlines())
+            return int(events.get("max", 0)) > 0
+        return threads(pid) >= self.limit
+
     def remove(self) -> None:
         if self.cgroup and wait_until(lambda: not _read(os.path.join(self.cgroup, "cgroup.procs")), 10):
             os.rmdir(self.cgroup)
@@ -147,8 +126,8 @@ def test_running_out_of_threads_does_not_end_the_accept_loop():
         server.start()
         socks = crowd(server.address, 120)  # each wants a thread; only a few can have one
         try:
-            time.sleep(1.0)  # the accept loop hits "can't start new thread" now
-            assert threads_of(server.pid) <= 12
+            assert wait_until(lambda: limit.reached(server.pid), 10, 0.05), "the server never ran out of threads"
+            assert threads(server.pid) <= 12
             serves(server, within=8.0)  # it gets its turn while the crowd is there
             serves(server, within=8.0)
         finally:
@@ -196,7 +175,7 @@ def test_a_slow_drip_handshake_is_dropped_at_the_deadline():
         finally:
             drip.close()
         serves(server, within=2.0)
-        assert wait_until(lambda: threads_of(server.pid) <= 3, 5), threads_of(server.pid)
+        assert wait_until(lambda: threads(server.pid) <= 3, 5), threads(server.pid)
     assert_gone(server)
 
 
@@ -210,22 +189,23 @@ def test_an_idle_crowd_costs_bounded_threads_and_a_newcomer_gets_in():
                                     "max_connections": most})
     raise_nofile(2000)
     with server:
-        base_threads, base_fds, base_rss = threads_of(server.pid), fds_of(server.pid), rss_mb(server.pid)
+        base_threads, base_fds, base_rss = threads(server.pid), fds(server.pid), rss(server.pid) / 2**20
         socks = crowd(server.address, 600)
         try:
-            time.sleep(1.0)
-            threads = threads_of(server.pid)
-            assert threads <= base_threads + pending + 2, f"{threads} threads for an idle crowd"
-            assert fds_of(server.pid) <= base_fds + most + 2
+            # the server has taken in as many as it holds (dropping the oldest for newcomers)
+            assert wait_until(lambda: fds(server.pid) >= base_fds + most, 10, 0.05), fds(server.pid)
+            held = threads(server.pid)
+            assert held <= base_threads + pending + 2, f"{held} threads for an idle crowd"
+            assert fds(server.pid) <= base_fds + most + 2
             t0 = time.monotonic()
             serves(server, within=5.0)  # the newest connection gets the next slot
             assert time.monotonic() - t0 < 5
-            assert threads_of(server.pid) <= base_threads + pending + 2
-            assert rss_mb(server.pid) < base_rss + 50
+            assert threads(server.pid) <= base_threads + pending + 2
+            assert rss(server.pid) / 2**20 < base_rss + 50
         finally:
             close_all(socks)
-        assert wait_until(lambda: threads_of(server.pid) <= base_threads, 10), threads_of(server.pid)
-        assert wait_until(lambda: fds_of(server.pid) <= base_fds, 10), fds_of(server.pid)
+        assert wait_until(lambda: threads(server.pid) <= base_threads, 10), threads(server.pid)
+        assert wait_until(lambda: fds(server.pid) <= base_fds, 10), fds(server.pid)
         serves(server, within=2.0)
     assert_gone(server)
 
@@ -241,13 +221,13 @@ def test_running_out_of_descriptors_backs_off_instead_of_spinning():
     with server:
         socks = crowd(server.address, 300)  # far more than the server can hold
         try:
-            time.sleep(0.5)
+            assert wait_until(lambda: fds(server.pid) >= 40 - 4, 10, 0.05), fds(server.pid)  # near its limit
             cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
-            time.sleep(2.0)
+            time.sleep(2.0)  # the span its CPU time is measured over
             used = cpu_seconds(server.pid) - cpu0
             span = time.monotonic() - t0
             assert used < 0.3 * span, f"the server used {used:.2f} s of CPU in {span:.1f} s"
-            assert fds_of(server.pid) <= 40
+            assert fds(server.pid) <= 40
             assert server.alive()
         finally:
             close_all(socks)
@@ -279,37 +259,24 @@ pastset.PastSet().enter(("never", int)).observe()
 
 @pytest.fixture
 def orphaning_apps(tmp_path):
-    from helpers.apps import write_apps
-
-    directory = tmp_path / "apps"
-    directory.mkdir()
-    write_apps(directory, {"orphaning.py": ORPHANING_APP})
-    write_apps(directory, {"orphaning_task.py": ORPHANING_TASK})
-    return directory
-
-
-def _alive(pid: int) -> bool:
-    return os.path.exists(f"/proc/{pid}") and not _is_zombie(pid)
+    return write_apps(tmp_path / "apps", {"orphaning.py": ORPHANING_APP, "orphaning_task.py": ORPHANING_TASK})
 
 
 @pytest.mark.slow
 def test_clean_ends_what_a_sigkilled_runner_left(orphaning_apps, tmp_path):
-    from helpers.procs import describe
-    from helpers.runs import clean_env, LiveRun, run, survivors
-
     env = clean_env(tmp_path)
     with LiveRun(["run", "--bin", str(orphaning_apps), "orphaning.py", "wait"], env) as live:
         sleeps = [int(pid) for pid in live.read_until("sleeps").split()[1:]]
         record = live.record()
-        os.kill(live.proc.pid, signal.SIGKILL)
-        live.proc.wait(10)
-        time.sleep(0.5)  # the app, the worker and the task die with the runner; the sleeps may not
-        left_behind = [pid for pid in sleeps if _alive(pid)]
+        assert live.signal(signal.SIGKILL) == -signal.SIGKILL
+        # the app, the worker and the task die with the runner; the sleeps may not
+        assert wait_until(lambda: set(tagged_pids(live.tag)) <= set(sleeps), 10, 0.05), describe(tagged_pids(live.tag))
+        left_behind = [pid for pid in sleeps if alive(pid)]
         done = run(["clean", "--run", record["run"]], env)
         assert done.returncode == 0, done.stderr
         if left_behind:
             assert "leftover" in done.stdout and all(str(pid) in done.stdout for pid in left_behind), done.stdout
-        assert wait_until(lambda: not any(_alive(pid) for pid in sleeps), 5), describe(sleeps)
+        assert wait_until(lambda: not any(alive(pid) for pid in sleeps), 5), describe(sleeps)
         left = survivors(live.tag)
         assert not left, describe(left)
         assert not os.path.exists(os.path.join(str(tmp_path), f"{record['run']}.json"))
@@ -317,13 +284,10 @@ def test_clean_ends_what_a_sigkilled_runner_left(orphaning_apps, tmp_path):
 
 @pytest.mark.slow
 def test_a_finished_run_ends_the_apps_jobs_in_other_process_groups(orphaning_apps, tmp_path):
-    from helpers.procs import describe
-    from helpers.runs import clean_env, LiveRun, survivors
-
     env = clean_env(tmp_path)
     with LiveRun(["run", "--bin", str(orphaning_apps), "orphaning.py", "exit"], env) as live:
         sleeps = [int(pid) for pid in live.read_until("sleeps").split()[1:]]
         assert live.wait() == 0
-        assert wait_until(lambda: not any(_alive(pid) for pid in sleeps), 5), describe(sleeps)
+        assert wait_until(lambda: not any(alive(pid) for pid in sleeps), 5), describe(sleeps)
         left = survivors(live.tag)
         assert not left, describe(left)

@@ -26,8 +26,7 @@ fail(sys.argv[1])
 
 
 def test_two_tasks_tracebacks_are_told_apart(apps, env):
-    write_apps(apps, {"app.py": TWO_CRASHES})
-    write_apps(apps, {"crash.py": CRASH})
+    write_apps(apps, {"app.py": TWO_CRASHES, "crash.py": CRASH})
     done = finished(["run", "--procs", "2", "--bin", str(apps), "--label-output", "true", "app.py"], env)
     assert done.stdout == "[1, 1]\n"
     by_task = {}
@@ -61,8 +60,7 @@ for i in range(300):
 @pytest.mark.parametrize("labels", ["true", "false"])
 def test_lines_are_never_split_with_an_unbuffered_app_printing_at_the_same_time(apps, env, labels):
     env = dict(env, PYTHONUNBUFFERED="1")
-    write_apps(apps, {"app.py": CHATTY_APP})
-    write_apps(apps, {"chatty.py": CHATTY_TASK})
+    write_apps(apps, {"app.py": CHATTY_APP, "chatty.py": CHATTY_TASK})
     done = finished(["run", "--procs", "2", "--bin", str(apps), "--label-output", labels, "app.py"], env)
     prefix = r"\[t\d\] " if labels == "true" else ""
     app_lines = [l for l in done.stdout.splitlines() if l.startswith("app line")]
@@ -76,7 +74,9 @@ def test_lines_are_never_split_with_an_unbuffered_app_printing_at_the_same_time(
 
 
 def test_auto_means_no_labels_when_stdout_is_piped(apps, env):
-    write_apps(apps, {"app.py": "import pastset\npastset.PastSet().spawn('hi.py').wait()\n"})
-    write_apps(apps, {"hi.py": "print('hello from a task')\n"})
+    write_apps(apps, {
+        "app.py": "import pastset\npastset.PastSet().spawn('hi.py').wait()\n",
+        "hi.py": "print('hello from a task')\n",
+    })
     done = finished(["run", "--bin", str(apps), "app.py"], env)
     assert done.stdout == "hello from a task\n"

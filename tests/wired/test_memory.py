@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import pytest
 
 import pastset
 from helpers.procs import rss
 from helpers.serverproc import ServerProcess
+from helpers.polling import wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -31,7 +31,7 @@ def test_axe_returns_the_memory_of_observed_tuples():
                 got += len(e.observe_many(20_000))
             assert e.observe(1000 + n - 1) == (n - 1, (n - 1) * 0.25)  # observed stays readable
             e.axe(1000 + n)
-            time.sleep(0.2)
+            wait_until(lambda: rss(server.pid) - base < 0.5 * (peak - base), 5, 0.05)
             left = rss(server.pid) - base
             assert left < 0.5 * (peak - base), f"{left} of {peak - base} bytes still held after axe"
             with pytest.raises(pastset.Expired):

@@ -6,11 +6,11 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 from pastset.run.output import AppOutput, OutputMux, label, read_lines
 
 from helpers.pipes import Captured
+from helpers.polling import wait_until
 
 
 def run_app(mux, code, env_extra=None, terminal=False):
@@ -71,7 +71,7 @@ def test_a_task_line_after_an_unfinished_app_line_starts_on_a_new_line():
     mux = OutputMux(cap.out_w, cap.err_w, labels=True)
     code = "import sys, time\nsys.stdout.write('Working...')\ntime.sleep(1.0)\nsys.stdout.write(' done\\n')"
     proc, app = run_app(mux, code)
-    time.sleep(0.6)  # the unfinished line has been written by now
+    assert wait_until(lambda: "Working..." in cap.so_far(), 20)  # the app's line, unfinished for a second
     mux.task_line("out", "t1", "hello")
     assert proc.wait(30) == 0 and app.join(10)
     assert cap.close()["out"] == "Working...\n[t1] hello\n done\n"

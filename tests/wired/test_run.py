@@ -267,8 +267,7 @@ pset.enter(("strict-report", str, str)).move(("strict-report", "task", outcome))
 def test_strict_setting_reaches_the_app_and_its_tasks(tmp_path, env, flag, outcome):
     directory = tmp_path / "strict"
     directory.mkdir()
-    write_apps(directory, {"strict.py": STRICT_APP})
-    write_apps(directory, {"strict_task.py": STRICT_TASK})
+    write_apps(directory, {"strict.py": STRICT_APP, "strict_task.py": STRICT_TASK})
     done = run(["run", flag, "--bin", str(directory), "strict.py"], env)
     assert done.returncode == 0, done.stderr
     assert f"app: {outcome}" in done.stdout and f"task: {outcome}" in done.stdout, done.stdout

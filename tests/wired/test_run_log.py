@@ -32,9 +32,11 @@ PROCS = 2
 @pytest.fixture
 def apps(apps):
     directory = apps
-    write_apps(directory, {"story.py": APP})
-    write_apps(directory, {"crash.py": "import sys\nprint('crashing now')\nsys.exit(int(sys.argv[1]))\n"})
-    write_apps(directory, {"fine.py": "print('fine')\n"})
+    write_apps(directory, {
+        "story.py": APP,
+        "crash.py": "import sys\nprint('crashing now')\nsys.exit(int(sys.argv[1]))\n",
+        "fine.py": "print('fine')\n",
+    })
     return directory
 
 

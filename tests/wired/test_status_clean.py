@@ -44,8 +44,7 @@ pset.enter(("never", int)).observe()
 @pytest.fixture
 def apps(apps):
     directory = apps
-    write_apps(directory, {"waiter.py": WAITER})
-    write_apps(directory, {"looper.py": LOOPER})
+    write_apps(directory, {"waiter.py": WAITER, "looper.py": LOOPER})
     return directory
 
 

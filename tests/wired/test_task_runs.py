@@ -34,10 +34,12 @@ raise SystemExit(5)
 
 
 def test_spawn_returns_a_task_handle_with_state_exit_code_and_wait(apps, env):
-    write_apps(apps, {"handles.py": HANDLES})
-    write_apps(apps, {"ok.py": "import sys\nassert sys.argv[1:] == ['x']\n"})
-    write_apps(apps, {"bad.py": "raise SystemExit(2)\n"})
-    write_apps(apps, {"slow.py": "import pastset\npastset.PastSet().enter(('release',)).observe()\n"})
+    write_apps(apps, {
+        "handles.py": HANDLES,
+        "ok.py": "import sys\nassert sys.argv[1:] == ['x']\n",
+        "bad.py": "raise SystemExit(2)\n",
+        "slow.py": "import pastset\npastset.PastSet().enter(('release',)).observe()\n",
+    })
     done = finished(["run", "--procs", "2", "--bin", str(apps), "handles.py"], env, 5)
     out = done.stdout.splitlines()
     assert out[0] == "is str: True True True True"
@@ -56,8 +58,10 @@ def test_spawn_returns_a_task_handle_with_state_exit_code_and_wait(apps, env):
 
 
 def test_a_run_without_failed_tasks_prints_no_summary(apps, env):
-    write_apps(apps, {"fine.py": "import pastset\nt = pastset.PastSet().spawn('ok.py')\nprint(t.wait())\n"})
-    write_apps(apps, {"ok.py": "print('task ran')\n"})
+    write_apps(apps, {
+        "fine.py": "import pastset\nt = pastset.PastSet().spawn('ok.py')\nprint(t.wait())\n",
+        "ok.py": "print('task ran')\n",
+    })
     done = finished(["run", "--bin", str(apps), "fine.py"], env, 0)
     assert sorted(done.stdout.splitlines()) == ["0", "task ran"]
     assert "failed" not in done.stderr
@@ -66,9 +70,11 @@ def test_a_run_without_failed_tasks_prints_no_summary(apps, env):
 def test_the_log_file_has_one_event_line_per_step(apps, env, tmp_path):
     from pastset.observe.events import parse_line
 
-    write_apps(apps, {"app.py": "import pastset\nps = pastset.PastSet()\nps.spawn('ok.py').wait()\n"
-                              "try:\n    ps.spawn('bad.py').wait()\nexcept pastset.TaskError:\n    pass\n"})
-    write_apps(apps, {"ok.py": ""})
+    write_apps(apps, {
+        "app.py": "import pastset\nps = pastset.PastSet()\nps.spawn('ok.py').wait()\n"
+                  "try:\n    ps.spawn('bad.py').wait()\nexcept pastset.TaskError:\n    pass\n",
+        "ok.py": "",
+    })
     log_file = tmp_path / "run.log"
     finished(["run", "--bin", str(apps), "--log-level", "info", "--log-file", str(log_file), "app.py"], env, 0)
     events = [parse_line(line) for line in log_file.read_text().splitlines() if line.startswith("pastset: ")]

@@ -26,9 +26,11 @@ def read_all(fd: int) -> bytes:
 def test_on_a_terminal_task_lines_are_labelled_and_app_lines_intact(tmp_path, env):
     apps = tmp_path / "apps"
     apps.mkdir()
-    write_apps(apps, {"app.py": "import pastset\nps = pastset.PastSet()\nprint('app says hi')\n"
-                              "ps.spawn('task.py').wait()\n"})
-    write_apps(apps, {"task.py": "print('task says hi')\n"})
+    write_apps(apps, {
+        "app.py": "import pastset\nps = pastset.PastSet()\nprint('app says hi')\n"
+                  "ps.spawn('task.py').wait()\n",
+        "task.py": "print('task says hi')\n",
+    })
     parent, child = os.openpty()
     proc = subprocess.Popen(pastset_argv("run", "--bin", str(apps), "app.py"), env=env, stdout=child,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)

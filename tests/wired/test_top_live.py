@@ -1,28 +1,23 @@
-"""``pastset top`` against a live run (the run of :mod:`liveapp`), stdout piped: plain
+"""``pastset top`` against a live run (the run of :mod:`helpers.liveapp`), stdout piped: plain
 status blocks every interval; Ctrl-C (SIGINT) or the run ending exits 0."""
 from __future__ import annotations
 
 import contextlib
 import re
 import signal
-import subprocess
-import time
+import uuid
 
 from helpers.liveapp import live_app, release
-from helpers.runs import pastset_argv
+from helpers.runs import LiveRun
 
 
 @contextlib.contextmanager
 def top_of(record, env, interval="0.3"):
-    """``pastset top --run ID`` with stdout piped; killed on the way out if still running."""
-    top = subprocess.Popen(pastset_argv("top", "--run", record["run"], "--interval", interval), env=env,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    """``pastset top --run ID`` with stdout piped, under a tag of its own (so closing it
+    leaves the run alone); killed on the way out if still running."""
+    env = dict(env, PASTSET_TEST_TAG=uuid.uuid4().hex)
+    with LiveRun(["top", "--run", record["run"], "--interval", interval], env) as top:
         yield top
-    finally:
-        if top.poll() is None:
-            top.kill()
-            top.wait()
 
 
 def blocks(out):
@@ -33,11 +28,9 @@ def blocks(out):
 def test_top_piped_prints_blocks_until_ctrl_c(tmp_path):
     with live_app(tmp_path) as (_, record, env):
         with top_of(record, env) as top:
-            time.sleep(2.5)
-            assert top.poll() is None, top.communicate()
-            top.send_signal(signal.SIGINT)
-            out, err = top.communicate(timeout=20)
-        assert top.returncode == 0, err
+            top.read_until("pastset top  ", count=3)  # a block, a second, and the start of a third
+            assert top.signal(signal.SIGINT) == 0, top.stderr()
+            out = "\n".join(top.lines) + "\n" + top.output()
         assert "\x1b[" not in out  # not a terminal: no escape sequences
         shown = blocks(out)
         assert len(shown) >= 2, out
@@ -51,10 +44,10 @@ def test_top_piped_prints_blocks_until_ctrl_c(tmp_path):
 def test_top_exits_0_when_the_run_ends(tmp_path):
     with live_app(tmp_path) as (live, record, env):
         with top_of(record, env) as top:
-            time.sleep(1.0)
+            top.read_until("pastset top  ")
             release(record)
             assert live.wait(30) == 0
-            out, err = top.communicate(timeout=30)
-    assert top.returncode == 0, err
+            assert top.wait(30) == 0, top.stderr()
+            out = "\n".join(top.lines) + "\n" + top.output()
     assert re.match(rf"pastset top  \d\d:\d\d:\d\d\nrun {record['run']}", out), out
     assert out.rstrip().splitlines()[-1].startswith("pastset top: the run has ended")

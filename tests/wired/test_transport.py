@@ -18,6 +18,8 @@ import pytest
 from pastset.wire import connection as transport
 from pastset.errors import ConnectError
 
+from helpers.polling import wait_until
+from helpers.procs import blocked_in_io
 from helpers.threads import start
 
 
@@ -77,18 +79,20 @@ def test_connect_roundtrip_and_socket_options(listener):
                 assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == transport.USER_TIMEOUT_MS
             finally:
                 sock.detach()
-        # after the handshake reads must not time out any more
         client.send(("hi", [1, 2.5, None]))
         assert server.recv() == ("hi", [1, 2.5, None])
+        sock = socket.socket(fileno=client.fileno())
+        try:  # after the handshake reads must not time out any more
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16) == bytes(16)
+        finally:
+            sock.detach()
         reader = start(client.recv)
-        time.sleep(0.3)
-        assert reader.is_alive()
+        assert wait_until(lambda: blocked_in_io(reader))
         server.send({"big": b"x" * 100000})
         assert reader.outcome(5) == {"big": b"x" * 100000}
         assert not server.peer_gone()
         client.close()
-        time.sleep(0.05)
-        assert server.peer_gone()
+        assert wait_until(server.peer_gone)
     finally:
         client.close()
         server.close()
@@ -101,7 +105,7 @@ def test_shutdown_wakes_a_blocked_reader(listener):
     server = server_side.outcome(5)
     try:
         reader = start(server.recv)
-        time.sleep(0.1)
+        assert wait_until(lambda: blocked_in_io(reader))
         server.shutdown()
         with pytest.raises((EOFError, OSError)):
             reader.outcome(5)
@@ -170,7 +174,7 @@ def test_connect_to_a_non_pastset_peer(listener):
 def test_listener_close_wakes_accept():
     lst = transport.Listener(("127.0.0.1", 0))
     w = start(lst.accept)
-    time.sleep(0.1)
+    assert wait_until(lambda: blocked_in_io(w))
     lst.close()
     with pytest.raises(OSError):
         w.outcome(5)

@@ -3,21 +3,18 @@ what, identities come from the connection, counts follow moves and observes."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 import pastset
 
+from helpers.polling import wait_until
 
-def _waits_when(server, predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        snap = server.waits.snapshot()
-        if predicate(snap):
-            return snap
-        time.sleep(0.02)
-    raise AssertionError(f"the waits never matched: {server.waits.snapshot()}")
+
+def waits_of(server, count: int) -> list:
+    """The server's list of waits once it holds ``count`` calls."""
+    assert wait_until(lambda: len(server.waits.snapshot()) == count, 10), server.waits.snapshot()
+    return server.waits.snapshot()
 
 
 def test_a_blocked_observe_shows_its_element_template_and_caller(server, monkeypatch):
@@ -27,7 +24,7 @@ def test_a_blocked_observe_shows_its_element_template_and_caller(server, monkeyp
         elem = ps.enter(("work", str))
         thread = threading.Thread(target=elem.observe, daemon=True)
         thread.start()
-        snap = _waits_when(server, lambda s: len(s) == 1)
+        snap = waits_of(server, 1)
         wait = snap[0]
         assert wait["operation"] == "observe"
         assert wait["template"] == "('work', str)"
@@ -50,7 +47,7 @@ def test_indexed_observe_timeouts_and_blocked_moves_are_named(server, monkeypatc
                    threading.Thread(target=elem.observe, args=(5,), kwargs={"timeout": 60}, daemon=True)]
         for t in threads:
             t.start()
-        snap = _waits_when(server, lambda s: len(s) == 2)
+        snap = waits_of(server, 2)
         ops = {w["operation"]: w for w in snap}
         assert "move (blocked by delta 1)" in ops
         assert ops["observe index 5"]["timeout"] is not None
@@ -73,10 +70,7 @@ def test_a_closed_connection_forgets_its_caller(server, monkeypatch):
     with pastset.PastSet(server.address, authkey=server.authkey) as ps:
         ps.enter(("x",))
         assert any(c.kind == "app" for c in server.waits._callers.values())
-    deadline = time.monotonic() + 10
-    while server.waits._callers and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not server.waits._callers
+    assert wait_until(lambda: not server.waits._callers, 10), server.waits._callers
 
 
 def test_a_timeout_names_the_operation_the_element_and_how_long(pset):

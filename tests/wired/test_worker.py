@@ -64,22 +64,20 @@ print(json.dumps({"cwd": os.getcwd(), "argv": sys.argv[1:], "authkey": bool(os.e
 
 SPAWN_AND_WAIT = '''\
 """Spawn APP ARGS and wait until the task has ended (the run ends with this app)."""
-import sys, time, pastset
+import sys, pastset
 pset = pastset.PastSet()
 app, args = sys.argv[1], sys.argv[2:]
 task = pset.spawn(app, args)
 pset.halt()
-deadline = time.monotonic() + 30
-while time.monotonic() < deadline:
-    if [t for t in pset.status()["tasks"] if t["id"] == task and t["state"] in ("done", "failed", "lost")]:
-        break
-    time.sleep(0.05)
+try:
+    task.wait(timeout=30)
+except pastset.TaskError:  # it never ran, or its worker was lost: it ended all the same
+    pass
 '''
 
 
 def test_tasks_run_from_bin_with_the_runs_environment(apps, env, tmp_path):
-    write_apps(apps, {"taskenv.py": TASK_ENV})
-    write_apps(apps, {"spawner.py": SPAWN_AND_WAIT})
+    write_apps(apps, {"taskenv.py": TASK_ENV, "spawner.py": SPAWN_AND_WAIT})
     env = dict(env, MY_MARK="from-the-runner")
     done = run_ok(["run", "--bin", str(apps), "spawner.py", "taskenv.py", "a b", "c"], env, cwd=str(tmp_path))
     seen = json.loads(done.stdout)
@@ -113,8 +111,7 @@ print(sorted({w["id"] for w in pset.status()["workers"]}))
 
 
 def test_one_worker_runs_several_tasks_at_once(apps, env):
-    write_apps(apps, {"rendezvous.py": RENDEZVOUS})
-    write_apps(apps, {"twoatonce.py": TWO_AT_ONCE})
+    write_apps(apps, {"rendezvous.py": RENDEZVOUS, "twoatonce.py": TWO_AT_ONCE})
     done = run_ok(["run", "--procs", "1", "--bin", str(apps), "twoatonce.py"], env)
     assert done.stdout.splitlines() == ["['a', 'b']", "['w1']"]
     assert "failed" not in done.stderr
@@ -126,7 +123,7 @@ on the run's stdout while the task still runs (it waits for an ack after printin
 import sys, time, pastset
 sys.stdout.write("half ")
 sys.stdout.flush()
-time.sleep(0.2)
+time.sleep(0.2)  # the two halves of the line reach the worker in two reads
 sys.stdout.write("and half\\n")
 print("x" * 200000)
 print("to stderr 1", file=sys.stderr)
@@ -138,8 +135,7 @@ print("acked", flush=True)
 
 
 def test_task_output_is_forwarded_line_by_line_as_it_comes(apps, env):
-    write_apps(apps, {"chatty.py": CHATTY})
-    write_apps(apps, {"spawner.py": SPAWN_AND_WAIT})
+    write_apps(apps, {"chatty.py": CHATTY, "spawner.py": SPAWN_AND_WAIT})
     with LiveRun(["run", "--bin", str(apps), "spawner.py", "chatty.py"], env) as live:
         live.read_until("waiting for ack")  # while the task still runs
         record = live.record()
@@ -163,9 +159,11 @@ print(pset.enter(("fine", str)).observe(timeout=30)[1])
 
 
 def test_missing_and_crashing_tasks_are_reported_and_the_run_goes_on(apps, env):
-    write_apps(apps, {"reports.py": REPORTS})
-    write_apps(apps, {"crash.py": "raise RuntimeError('boom')\n"})
-    write_apps(apps, {"fine.py": "import pastset\npastset.PastSet().enter(('fine', str)).move(('fine', 'still here'))\n"})
+    write_apps(apps, {
+        "reports.py": REPORTS,
+        "crash.py": "raise RuntimeError('boom')\n",
+        "fine.py": "import pastset\npastset.PastSet().enter(('fine', str)).move(('fine', 'still here'))\n",
+    })
     done = run_ok(["run", "--bin", str(apps), "reports.py"], env)
     assert done.stdout == "still here\n"
     host = socket.gethostname()
@@ -180,13 +178,12 @@ def test_missing_and_crashing_tasks_are_reported_and_the_run_goes_on(apps, env):
 
 
 def test_a_tasks_last_lines_reach_the_run_before_its_end_is_reported(apps, env):
-    write_apps(apps, {"chatty.py": "import time, pastset\npset = pastset.PastSet()\npset.spawn('loud.py', [])\n"
-                                 "deadline = time.time() + 30\n"
-                                 "while pset.status()['tasks'][0]['state'] != 'failed' and time.time() < deadline:\n"
-                                 "    time.sleep(0.05)\n"})
-    write_apps(apps, {"loud.py": "import sys\n"
-                               "for i in range(3000):\n    print('line', i, file=sys.stderr)\n"
-                               "sys.exit(4)\n"})
+    write_apps(apps, {
+        "chatty.py": "import pastset\npastset.PastSet().spawn('loud.py', []).wait(timeout=30)\n",
+        "loud.py": "import sys\n"
+                   "for i in range(3000):\n    print('line', i, file=sys.stderr)\n"
+                   "sys.exit(4)\n",
+    })
     done = run_ok(["run", "--bin", str(apps), "chatty.py"], env)
     err = done.stderr
     assert [f["code"] for f in find_events(err, "task-failed")] == ["4"], err[-500:]
@@ -246,8 +243,7 @@ def test_worker_without_authkey_is_one_clear_line(tmp_path):
 
 
 def test_python_setting_is_used_for_tasks(apps, env):
-    write_apps(apps, {"which.py": "import sys\nprint(sys.executable)\n"})
-    write_apps(apps, {"spawner.py": SPAWN_AND_WAIT})
+    write_apps(apps, {"which.py": "import sys\nprint(sys.executable)\n", "spawner.py": SPAWN_AND_WAIT})
     done = run_ok(["run", "--python", sys.executable, "--bin", str(apps), "spawner.py", "which.py"], env)
     assert done.stdout.strip() == sys.executable
 

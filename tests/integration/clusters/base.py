@@ -15,7 +15,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -103,9 +102,7 @@ def terminate(pids: Sequence[int], *, grace: float = 3.0) -> None:
     for p in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(p, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(procs.alive(p) for p in pids):
-        time.sleep(0.05)
+    wait_until(lambda: not any(procs.alive(p) for p in pids), grace, 0.05)
     for p in pids:
         if procs.alive(p):
             log.warning("pid %d (%s) ignored SIGTERM; killing it", p, procs.cmdline(p))
