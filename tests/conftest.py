@@ -20,6 +20,7 @@ if str(TESTS) not in sys.path:
 import pastset  # noqa: E402
 from pastset.wire import connection as transport  # noqa: E402
 
+from helpers.apps import write_apps  # noqa: E402
 from helpers.runs import clean_env  # noqa: E402
 from helpers.serverproc import ServerProcess  # noqa: E402
 
@@ -46,10 +47,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
 
 @pytest.fixture
 def bin_dir(tmp_path):
-    """An empty application (``bin``) directory for X-function modules."""
-    path = tmp_path / "bin"
-    path.mkdir()
-    return path
+    """An empty application (``bin``) directory: a server's X-function modules, a run's apps
+    and tasks."""
+    return write_apps(tmp_path / "bin", {})
+
+
+@pytest.fixture
+def apps(bin_dir):
+    """:func:`bin_dir`, by the name the tests of runs give it."""
+    return bin_dir
 
 
 @pytest.fixture
@@ -108,10 +114,3 @@ def sends(monkeypatch):
         monkeypatch.setattr(transport.Connection, name, counting)
     return counter
 
-
-@pytest.fixture
-def apps(tmp_path):
-    """An empty applications (``bin``) directory for a test's apps and tasks."""
-    directory = tmp_path / "apps"
-    directory.mkdir()
-    return directory

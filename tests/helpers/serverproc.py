@@ -17,7 +17,6 @@ from typing import Optional, Sequence, Tuple
 
 from .polling import wait_until
 
-
 _CHILD = r"""
 import json, os, sys
 import pastset

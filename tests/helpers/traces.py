@@ -1,5 +1,5 @@
-"""What the trace tests share: a clock the test moves, a sample trace of a small run, and
-the structure every trace viewer needs of each event."""
+"""What the trace tests share: a sample trace of a small run, and the structure every trace
+viewer needs of each event."""
 from __future__ import annotations
 
 from typing import Iterable
@@ -7,15 +7,7 @@ from typing import Iterable
 from pastset.observe.trace import TraceWriter
 from pastset.space.waits import Caller
 
-
-class FakeClock:
-    """A clock that stands still until the test moves ``now``."""
-
-    def __init__(self, now: float = 5000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from .clock import FakeClock
 
 
 def check_structure(events: Iterable[dict]) -> None:

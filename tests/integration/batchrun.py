@@ -85,6 +85,17 @@ def job_states(text: str, job: str) -> List[str]:
     return [facts["state"] for facts in find_events(text, "job-state") if facts["job"] == job]
 
 
+def assert_ended_by_wait_timeout(done, title: str, workers: int, state: str) -> str:
+    """``done``, a run with ``--wait-timeout 4``, failed because its job stayed in ``state``
+    (pending): the job states it showed and its error say so. Returns the job id."""
+    assert done.returncode == 1, done.stderr
+    job = submitted_job(done.stderr, title)["job"]
+    assert state in job_states(done.stderr, job), done.stderr
+    assert (f"pastset: error: only 0 of {workers} workers registered within 4 s (wait_timeout); "
+            f"still waiting for: {title} job {job} {state}") in done.stderr
+    return job
+
+
 def jobs_left(cluster, timeout: float, job: Optional[str] = None) -> List[str]:
     """The jobs (``job``, or any) still in ``cluster``'s queue after waiting up to ``timeout``
     seconds for them to leave (empty: gone)."""

@@ -15,6 +15,8 @@ from typing import Iterator, Sequence
 
 import pytest
 
+from helpers.components import require
+
 from .batchrun import SGE, SLURM, BatchSystem, batch_setup
 from .clusters import (
     SgeCluster,
@@ -24,8 +26,6 @@ from .clusters import (
     start_slurm_cluster,
     start_ssh_cluster,
 )
-
-from helpers.components import require
 
 _HERE = Path(__file__).resolve().parent
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from .clusters import SgeCluster, SlurmCluster, SshCluster
 from helpers.polling import wait_until
+
+from .clusters import SgeCluster, SlurmCluster, SshCluster
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,10 @@ import pytest
 
 from pastset.observe.events import find_events
 
+from helpers.apps import write_apps
+
 from .clusters import SshCluster
 from .sshruns import assert_nodes_clean, run_on_hosts, worker_nodes
-from helpers.apps import write_apps
 
 pytestmark = pytest.mark.slow
 

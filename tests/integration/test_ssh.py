@@ -14,15 +14,16 @@ import signal
 from pathlib import Path
 
 import pytest
-from helpers.procs import command_lines
 
 from pastset.observe.events import find_events
 
+from helpers.components import require
+from helpers.paths import EXAMPLES
+from helpers.procs import command_lines
+from helpers.runs import run
+
 from .clusters import SshCluster
 from .sshruns import assert_nodes_clean, hold_on_hosts, run_on_hosts, wait_gone, worker_nodes
-from helpers.paths import EXAMPLES
-from helpers.components import require
-from helpers.runs import run
 
 pytestmark = pytest.mark.slow
 

@@ -6,10 +6,10 @@ import shlex
 
 import pytest
 
-from helpers.liveapp import live_app
-from helpers.runs import pastset_argv
 from helpers.components import require
+from helpers.liveapp import live_app
 from helpers.polling import wait_until
+from helpers.runs import pastset_argv
 
 from .tmux import Tmux
 

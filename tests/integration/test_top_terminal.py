@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from helpers.paths import TESTS
 from helpers.components import require
+from helpers.paths import TESTS
 from helpers.polling import wait_until
 
 from .tmux import Tmux

@@ -15,10 +15,11 @@ import pytest
 
 from pastset.observe.events import find_events
 
-from .clusters import SshCluster
-from .sshruns import assert_nodes_clean, hold_on_hosts, run_on_hosts, wait_gone
 from helpers.paths import EXAMPLES
 from helpers.runs import run
+
+from .clusters import SshCluster
+from .sshruns import assert_nodes_clean, hold_on_hosts, run_on_hosts, wait_gone
 
 pytestmark = pytest.mark.slow
 

@@ -1,20 +1,11 @@
-"""The public API (the names ``pastset`` exports) over a real server.
-
-Proves every name and behaviour of the contract: Server and PastSet as context managers,
-environment discovery (and the ConnectError saying how to start a run), wrong authkeys,
-element operations and their timeouts (nothing moved or consumed on Timeout), deletion,
-spawn/halt, X-function modules written like the originals (name-mangled private
-``__set_entry``/``__template``), values of classes from a script's ``__main__``, a server
-that never unpickles values, and handles shared by threads where a blocked call holds up
-no other.
-"""
+"""The public API without a server: the names ``pastset`` exports, its error classes, and
+the ConnectError saying how to start a run when there is none."""
 from __future__ import annotations
-
 
 import pytest
 
 import pastset
-from pastset import (ConnectError, PastSetError, Timeout)
+from pastset import ConnectError, PastSetError, Timeout
 
 
 def test_names_exported():

@@ -4,15 +4,22 @@ Nothing here talks to a batch system; tests/integration/test_{slurm,sge,pbs}.py 
 """
 from __future__ import annotations
 
+import shlex
 import sys
 
 import pytest
 
-import shlex
-
-from pastset.launch.batch import (LOOP_HOST, JobFiles, directives, job_script, option_text, read_host_file, spread,
-                           with_environment)
 from pastset.errors import LaunchError
+from pastset.launch.batch import (
+    LOOP_HOST,
+    JobFiles,
+    directives,
+    job_script,
+    option_text,
+    read_host_file,
+    spread,
+    with_environment,
+)
 from pastset.launch.launcher import WorkerLaunch
 from pastset.settings.load import Settings
 from pastset_pbs import PbsLauncher, parse_qstat_f

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from pastset.space.element import CallerGone, Element, call_context
 from pastset.errors import ElementDeleted, Expired, Timeout
+from pastset.space.element import CallerGone, Element, call_context
 
 from helpers.polling import wait_until
 from helpers.threads import start, waiting_on

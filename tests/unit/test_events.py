@@ -5,8 +5,19 @@ import io
 import logging
 import re
 
-from pastset.observe.events import (EVENTS, EventFormatter, EventReporter, NotShown, StatusLines, clock, find_events,
-                            format_event, log_event, parse_line, scheduler_event)
+from pastset.observe.events import (
+    EVENTS,
+    EventFormatter,
+    EventReporter,
+    NotShown,
+    StatusLines,
+    clock,
+    find_events,
+    format_event,
+    log_event,
+    parse_line,
+    scheduler_event,
+)
 from pastset.space.scheduler import Scheduler
 
 LINE = re.compile(r"^pastset: \d\d:\d\d:\d\d\.\d\d\d [a-z-]+( \S+=(\S+|\"[^\"]*\"))*$")

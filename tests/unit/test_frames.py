@@ -1,8 +1,6 @@
-"""Move and observe as compact frames (pastset.wire.frames): the same answers as pickled calls,
-a client that falls back to pickles for a server that does not read frames, and a server
-that refuses malformed frames with one error reply and goes on serving the connection."""
+"""Compact frames (pastset.wire.frames) on their own: which results go back pickled, and
+what a frame cannot carry."""
 from __future__ import annotations
-
 
 from pastset.wire import frames
 

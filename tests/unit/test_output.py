@@ -1,7 +1,6 @@
 """The run's output: line assembly, labels, and task and app lines into one pair of pipes."""
 from __future__ import annotations
 
-
 import pytest
 
 from pastset.run.output import LineAssembler, OutputMux, labels_on

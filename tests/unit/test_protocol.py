@@ -10,10 +10,10 @@ import inspect
 
 import pytest
 
-from pastset.wire import frames
 from pastset.client.pastset import ElementHandle, PastSet
 from pastset.client.sessions import RunControl, WorkerSession
 from pastset.server.server import SpaceService, exposed_names
+from pastset.wire import frames
 
 
 class RecordingChannel:

@@ -1,7 +1,6 @@
-"""The README's runnable example is examples/two_clients.py word for word, and it runs;
-the code explains itself without pointing outside the repository."""
+"""The README: it embeds examples/two_clients.py word for word and starts with the two
+commands; the code explains itself without pointing outside the repository."""
 from __future__ import annotations
-
 
 from helpers.paths import ROOT
 

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pluggy
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from pastset.launch import hookspecs
-from pastset.errors import SettingsError
-from pastset.cli.main import add_setting_flags, setting_flags
 from pastset.cli.commands import describe
+from pastset.cli.main import add_setting_flags, setting_flags
+from pastset.errors import SettingsError
+from pastset.launch import hookspecs
 from pastset.settings.files import config_search_path, default_user_files
 from pastset.settings.hostfile import read_host_file
 from pastset.settings.load import SETTINGS, Settings, load_settings

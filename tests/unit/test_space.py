@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from pastset.space.element import Element
 from pastset.errors import ElementDeleted, XFunctionError
+from pastset.space.element import Element
 from pastset.space.tuplespace import TupleSpace, XFunctionLoader, check_module_name
 
+from helpers.apps import write_apps
 from helpers.polling import wait_until
 from helpers.threads import start
 
@@ -97,7 +98,7 @@ def test_module_names_must_be_str(name):
 
 
 def test_loads_element_class_from_bin_dir_and_caches_it(bin_dir):
-    (bin_dir / "xgood.py").write_text(GOOD)
+    write_apps(bin_dir, {"xgood.py": GOOD})
     loader = XFunctionLoader(str(bin_dir))
     cls = loader.element_class("xgood")
     assert issubclass(cls, Element) and cls.__name__ == "Element"
@@ -108,7 +109,7 @@ def test_loads_element_class_from_bin_dir_and_caches_it(bin_dir):
 
 
 def test_xfunction_enter_uses_the_module_and_first_enter_wins(bin_dir):
-    (bin_dir / "xgood.py").write_text(GOOD)
+    write_apps(bin_dir, {"xgood.py": GOOD})
     space = TupleSpace(str(bin_dir))
     eid, e = space.enter(("t",), "xgood")
     assert type(e).__module__ == "pastset_xfunction_xgood"
@@ -136,18 +137,17 @@ def test_no_bin_dir_means_no_xfunctions():
     ("Element = 42", "must define class Element"),
 ])
 def test_broken_modules_are_xfunction_errors(bin_dir, source, problem):
-    (bin_dir / "xbroken.py").write_text(source)
+    write_apps(bin_dir, {"xbroken.py": source})
     with pytest.raises(XFunctionError, match=problem) as info:
         XFunctionLoader(str(bin_dir)).element_class("xbroken")
     assert "xbroken" in str(info.value)
 
 
 def test_constructor_failure_is_an_xfunction_error(bin_dir):
-    (bin_dir / "xctor.py").write_text(
-        "import pastset.element\n"
-        "class Element(pastset.element.Element):\n"
-        "    def __init__(self, template):\n"
-        "        raise ValueError('no thanks')\n")
+    write_apps(bin_dir, {"xctor.py": "import pastset.element\n"
+                                     "class Element(pastset.element.Element):\n"
+                                     "    def __init__(self, template):\n"
+                                     "        raise ValueError('no thanks')\n"})
     space = TupleSpace(str(bin_dir))
     with pytest.raises(XFunctionError, match="no thanks"):
         space.enter(("t",), "xctor")

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from pastset.observe.statusdoc import KEYS
-from pastset.wire.validation import format_template
 from pastset.observe.statusview import SECTIONS, format_seconds, render_status, render_top
+from pastset.wire.validation import format_template
 
 from helpers.statussample import sample_doc
 

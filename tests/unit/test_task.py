@@ -10,14 +10,13 @@ import pickle
 
 import pytest
 
+import pastset
+from pastset.client.task import Task, TaskCalls, app_not_found
 from pastset.errors import PastSetError, TaskError, Timeout
 from pastset.space.scheduler import Scheduler
-from pastset.client.task import Task, TaskCalls, app_not_found
-
-from helpers.threads import start, waiting_on
-import pastset
 
 from helpers.polling import wait_until
+from helpers.threads import start, waiting_on
 
 
 @pytest.fixture

@@ -2,24 +2,25 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from pastset.observe import trace
-from pastset.space.scheduler import Scheduler
 from pastset.observe.trace import APP_PID, ELEMENTS_PID, TraceWriter, counter_series, load, names, slices
+from pastset.space.scheduler import Scheduler
 from pastset.space.waits import Caller, WaitRegistry
 
 from helpers.polling import wait_until
-from helpers.traces import FakeClock, check_structure
+from helpers.clock import FakeClock
+from helpers.traces import check_structure
 
 
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return FakeClock(5000.0)
 
 
 @pytest.fixture

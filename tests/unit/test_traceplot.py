@@ -13,7 +13,8 @@ matplotlib = pytest.importorskip("matplotlib", reason="matplotlib is the optiona
 
 from pastset.observe import traceplot  # noqa: E402  (after the skip: needs matplotlib to be useful)
 
-from helpers.traces import FakeClock, write_sample_trace  # noqa: E402
+from helpers.clock import FakeClock  # noqa: E402
+from helpers.traces import write_sample_trace  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -1,10 +1,6 @@
-"""pastset.wire.connection: addresses, socket tuning, the lean Connection, Listener and connect().
-
-Proves address parsing/formatting, TCP_NODELAY and keepalive on both ends, plain-pickle
-messages interoperating with multiprocessing's framing, peer_gone/shutdown, a big listen
-backlog, and that connect() turns every failure (nothing listening, wrong key, a peer that
-never answers, a non-pastset peer) into a prompt ConnectError.
-"""
+"""pastset.wire.connection without a network: address parsing and formatting, the client
+factory BaseManager uses, messages arriving whole however the bytes are cut (a socketpair),
+and the shipped keepalive bound."""
 from __future__ import annotations
 
 import socket

@@ -7,13 +7,7 @@ import pytest
 
 from pastset.space.waits import ANONYMOUS, Caller, FlowCounters, WaitRegistry
 
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from helpers.clock import FakeClock
 
 
 def test_a_wait_is_listed_while_it_lasts_and_gone_after():

@@ -20,9 +20,9 @@ import time
 import pytest
 
 import pastset
-from pastset import (ConnectError, ElementDeleted, Expired, PastSetError, Timeout,
-                     XFunctionError)
+from pastset import ConnectError, ElementDeleted, Expired, PastSetError, Timeout, XFunctionError
 
+from helpers.apps import write_apps
 from helpers.polling import wait_blocked
 from helpers.threads import start
 
@@ -397,8 +397,10 @@ class Element(pastset.element.Element):
 
 @pytest.fixture
 def xmodules(bin_dir):
-    (bin_dir / "xtimestamp.py").write_text(XTIMESTAMP)
-    (bin_dir / "xtypecast.py").write_text(XTYPECAST)
+    write_apps(bin_dir, {
+        "xtimestamp.py": XTIMESTAMP,
+        "xtypecast.py": XTYPECAST,
+    })
     return bin_dir
 
 

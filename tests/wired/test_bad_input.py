@@ -1,4 +1,4 @@
-"""Bad input (issue #2 item 5): every bad argument is refused clearly and harmlessly.
+"""Bad input: every bad argument is refused clearly and harmlessly.
 
 Each case raises TypeError/ValueError/the right PastSetError with a message naming the bad
 value; when the caller can tell, nothing is sent (counted on the wire); and the

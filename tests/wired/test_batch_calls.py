@@ -10,6 +10,8 @@ import threading
 import pytest
 
 from pastset import ElementDeleted, Timeout
+
+from helpers.apps import write_apps
 from helpers.polling import wait_until
 from helpers.threads import start
 
@@ -191,7 +193,7 @@ def test_deleted_element_fails_batches(pset):
 
 
 def test_xfunction_applies_per_tuple_in_order(bin_dir, pset):
-    (bin_dir / "xsquare.py").write_text(XSQUARE)
+    write_apps(bin_dir, {"xsquare.py": XSQUARE})
     e = pset.enter(("batch-x", int), "xsquare")
     assert e.move_many([(i,) for i in range(5)]) == 5
     assert e.observe_many(3) == [(i * i, "seen") for i in range(3)]

@@ -1,13 +1,9 @@
-"""Batch launchers as pure functions: job scripts, command lines, state parsing and detect().
-
-Nothing here talks to a batch system; tests/integration/test_{slurm,sge,pbs}.py do.
-"""
+"""The prologue wrapper of the batch launchers, run in a real shell: its lines run in the
+shell that becomes the command, and a failing line stops it, named."""
 from __future__ import annotations
 
-import sys
-
-
 import subprocess
+import sys
 
 from pastset.launch.remote import PROLOGUE_FAILED, after_prologue
 

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 import pastset
+
 from helpers.polling import wait_until
 from helpers.serverproc import ServerProcess
 

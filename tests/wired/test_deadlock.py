@@ -139,6 +139,7 @@ def test_blocked_app_and_task_are_reported_once(make_run):
     # the task sleeps between calls: it is not in a call at all
     (BLOCKED, "import time\ntime.sleep(60)", False),
 ])
+@pytest.mark.slow
 def test_no_false_alarm_with_real_processes(make_run, app_code, task_code, task_waits):
     run = make_run(app_code, task_code, task_waits)
     time.sleep(SMALL_GRACE * 4 + 1)  # a false alarm would come after one grace: none does in four

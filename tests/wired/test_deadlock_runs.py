@@ -18,10 +18,13 @@ import time
 import pytest
 
 import pastset
+
 from helpers.apps import RESULT_WAITER, write_apps
 from helpers.paths import EXAMPLES
-from helpers.runs import finished, LiveRun, survivors
 from helpers.polling import wait_until
+from helpers.runs import LiveRun, finished, survivors
+
+pytestmark = pytest.mark.slow  # every case holds a run open for seconds
 
 GRACE = "1"  #: a small deadlock_grace, so each case runs a few seconds only
 

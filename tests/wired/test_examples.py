@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from helpers.procs import describe
 from helpers.paths import EXAMPLES
+from helpers.procs import describe
 from helpers.runs import run, survivors
 
 
@@ -68,6 +68,7 @@ def test_xscale_transforms_values(env, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_spawn_passes_arguments_intact(env, tmp_path):
     done = run_example(env, tmp_path, "spawntest.py", "3")
     got = [line for line in done.stdout.splitlines() if line.startswith("task got: ")]
@@ -86,6 +87,7 @@ def test_spawn_passes_arguments_intact(env, tmp_path):
     assert f"[{spawned!r}, 'hello world', '']" in done.stdout.splitlines()
 
 
+@pytest.mark.slow
 def test_ping_pong_tracer_indexed_and_unindexed_observe(env, tmp_path):
     done = run_example(env, tmp_path, "ping.py", "5", procs=1)
     lines = done.stdout.splitlines()
@@ -96,6 +98,7 @@ def test_ping_pong_tracer_indexed_and_unindexed_observe(env, tmp_path):
     assert sorted(l.split(":")[0] for l in lines if l.startswith("trace ")) == [f"trace {i}" for i in range(5)]
 
 
+@pytest.mark.slow
 def test_sleepers_share_the_sleeps(env, tmp_path):
     done = run_example(env, tmp_path, "sleepserver.py", "2", "4", "0.2")
     lines = done.stdout.splitlines()
@@ -126,6 +129,7 @@ def tree(tmp_path):
     return top
 
 
+@pytest.mark.slow
 def test_checksums_bag_of_tasks_matches_hashlib(env, tmp_path, tree):
     done = run_example(env, tmp_path, "checksums.py", str(tree), "--tasks", "3", "--list", "--verify")
     expected = {}

@@ -1,6 +1,7 @@
-"""Move and observe as compact frames (pastset.wire.frames): the same answers as pickled calls,
-a client that falls back to pickles for a server that does not read frames, and a server
-that refuses malformed frames with one error reply and goes on serving the connection."""
+"""Move and observe as compact frames (pastset.wire.frames) against a real server: the same
+answers as pickled calls, a client that falls back to pickles for a server that does not read
+frames, and a server that refuses malformed frames with one error reply and goes on serving
+the connection."""
 from __future__ import annotations
 
 import math
@@ -11,10 +12,12 @@ import pytest
 
 import pastset
 from pastset import ElementDeleted, Timeout, XFunctionError
-from pastset.wire import frames
-from pastset.wire import connection as transport
 from pastset.client.pastset import Channel, ElementHandle
 from pastset.server.server import ElementService
+from pastset.wire import connection as transport
+from pastset.wire import frames
+
+from helpers.apps import write_apps
 
 
 def pickled_handle(pset, handle):
@@ -77,16 +80,15 @@ def test_deleted_element_through_frames(pset):
 
 
 def test_xfunction_element_through_frames(pset, bin_dir):
-    (bin_dir / "doubler.py").write_text(
-        "import pastset.element\n"
-        "class Element(pastset.element.Element):\n"
-        "    def move(self, data):\n"
-        "        return super().move((data[0] * 2,))\n"
-        "    def observe(self, index):\n"
-        "        value = super().observe(index)\n"
-        "        if value == (0,):\n"
-        "            raise RuntimeError('zero')\n"
-        "        return value\n")
+    write_apps(bin_dir, {"doubler.py": "import pastset.element\n"
+                                       "class Element(pastset.element.Element):\n"
+                                       "    def move(self, data):\n"
+                                       "        return super().move((data[0] * 2,))\n"
+                                       "    def observe(self, index):\n"
+                                       "        value = super().observe(index)\n"
+                                       "        if value == (0,):\n"
+                                       "            raise RuntimeError('zero')\n"
+                                       "        return value\n"})
     element = pset.enter(("doubled", int), "doubler")
     element.move((21,))
     assert element.observe() == (42,)

@@ -13,12 +13,12 @@ import pytest
 
 import pastset
 from pastset import XFunctionError
-from pastset.wire import frames
-from pastset.wire import batches
 from pastset.client.pastset import Channel
-from pastset.wire.safepickle import MAX_NESTING
+from pastset.wire import batches, frames
 from pastset.wire.connection import SERVICE_ID
+from pastset.wire.safepickle import MAX_NESTING
 
+from helpers.apps import write_apps
 from helpers.peers import raw_call, refused, send_raw, serves
 
 #: deep enough to crash the server if it were hashed while the request is read
@@ -119,6 +119,7 @@ def test_not_a_pickle_is_refused(server_process):
     serves(server_process)
 
 
+@pytest.mark.slow
 def test_large_legitimate_requests_are_read(server_process):
     """Size is not depth: an 8 MiB tuple, a tuple of a million ints, a batch of 10,000."""
     with pastset.PastSet(server_process.address, authkey=server_process.authkey) as pset:
@@ -196,8 +197,10 @@ def test_spawn_inside_bin_still_allowed(pset):
 
 def test_xfunction_module_without_element_class_is_not_run(server_process, bin_dir):
     ran = bin_dir / "ran"
-    (bin_dir / "app.py").write_text(f"open({str(ran)!r}, 'w').close()\n")
-    (bin_dir / "xnotsub.py").write_text(f"open({str(ran)!r}, 'w').close()\nclass Element:\n    pass\n")
+    write_apps(bin_dir, {
+        "app.py": f"open({str(ran)!r}, 'w').close()\n",
+        "xnotsub.py": f"open({str(ran)!r}, 'w').close()\nclass Element:\n    pass\n",
+    })
     reply = raw_call(server_process, "enter", ("t",), "app")
     refused(reply, XFunctionError, "'app'", "must define class Element(pastset.element.Element)")
     assert not ran.exists(), "the server ran a module that defines no Element class"
@@ -207,16 +210,16 @@ def test_xfunction_module_without_element_class_is_not_run(server_process, bin_d
 
 
 def test_xfunction_module_that_exits_on_import_is_an_error_not_a_lost_connection(server_process, bin_dir):
-    (bin_dir / "xexits.py").write_text("import sys\nfrom pastset.element import Element as Base\n\n\n"
-                                       "class Element(Base):\n    pass\n\n\nsys.exit(3)\n")
+    write_apps(bin_dir, {"xexits.py": "import sys\nfrom pastset.element import Element as Base\n\n\n"
+                                      "class Element(Base):\n    pass\n\n\nsys.exit(3)\n"})
     refused(raw_call(server_process, "enter", ("t",), "xexits"), XFunctionError, "'xexits'", "failed to import",
             "SystemExit")
     serves(server_process)
 
 
 def test_xfunction_method_that_exits_is_an_error_not_a_lost_connection(server_process, bin_dir):
-    (bin_dir / "xmexits.py").write_text("import sys\nfrom pastset.element import Element as Base\n\n\n"
-                                        "class Element(Base):\n    def move(self, data):\n        sys.exit(4)\n")
+    write_apps(bin_dir, {"xmexits.py": "import sys\nfrom pastset.element import Element as Base\n\n\n"
+                                       "class Element(Base):\n    def move(self, data):\n        sys.exit(4)\n"})
     with pastset.PastSet(server_process.address, authkey=server_process.authkey) as pset:
         element = pset.enter(("exits", int), "xmexits")
         with pytest.raises(XFunctionError, match=r"xmexits\.move failed: SystemExit\(4\)"):
@@ -269,8 +272,8 @@ def test_a_tuple_nesting_too_deep_is_refused_by_the_consumer_not_a_crash(pset):
 def test_a_deep_tuple_moved_to_an_xfunction_element_is_refused_not_a_crash(server_process, bin_dir, framed):
     """An X-function element's server unpickles every moved tuple: one nesting too deep is
     refused with an error there, as it is in a request, instead of crashing the server."""
-    (bin_dir / "xplain.py").write_text("from pastset.element import Element as Base\n\n\n"
-                                       "class Element(Base):\n    pass\n")
+    write_apps(bin_dir, {"xplain.py": "from pastset.element import Element as Base\n\n\n"
+                                      "class Element(Base):\n    pass\n"})
     # a frozenset holding a tuple nested DEPTH levels: hashed while it is read
     payload = pickle.dumps((frozenset({_PLACEHOLDER}),), 2)
     payload = payload.replace(b"X" + struct.pack("<I", len(_PLACEHOLDER)) + _PLACEHOLDER.encode(),

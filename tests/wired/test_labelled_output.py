@@ -10,7 +10,6 @@ import pytest
 from helpers.apps import write_apps
 from helpers.runs import finished
 
-
 TWO_CRASHES = """\
 import pastset
 ps = pastset.PastSet()

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-
 CLIENT_PROGRAM = textwrap.dedent("""
     import json, sys
     import pastset

@@ -6,9 +6,10 @@ import sys
 import pytest
 
 import pastset
+
+from helpers.polling import wait_until
 from helpers.procs import rss
 from helpers.serverproc import ServerProcess
-from helpers.polling import wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 

@@ -13,8 +13,15 @@ from typing import Dict, List, Optional
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes, initialize, invariant,
-                                 rule, run_state_machine_as_test)
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 import pastset
 from pastset import ElementDeleted, Expired, Timeout
@@ -223,6 +230,7 @@ def shared_pset(request):
             yield pset
 
 
+@pytest.mark.slow
 def test_server_matches_model(shared_pset):
     SpaceMachine.pset = shared_pset
     before = next(_runs)

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from pastset.launch.plugins import launchers
 from pastset.run.runner import Run, choose_launcher
 from pastset.settings.load import load_settings
+
 from helpers.apps import write_apps
+from helpers.plugins import InlineLauncher, inline_plugin_manager
 from helpers.procs import describe
 from helpers.runs import survivors, tagged_pids
-from helpers.plugins import InlineLauncher, inline_plugin_manager
-import pytest
 
 
 @pytest.fixture
@@ -23,12 +25,9 @@ def pm():
         yield manager
 
 
-def test_a_run_uses_the_inline_launcher(pm, tmp_path, monkeypatch, capfd):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    write_apps(bin_dir, {"hello.py": "import pastset\n"
-              "pset = pastset.PastSet()\n"
-              "print('workers:', len(pset.status()['workers']))\n"})
+def test_a_run_uses_the_inline_launcher(pm, bin_dir, tmp_path, monkeypatch, capfd):
+    write_apps(bin_dir, {"hello.py": "import pastset\npset = pastset.PastSet()\n"
+                                     "print('workers:', len(pset.status()['workers']))\n"})
     tag = "inline-" + os.urandom(6).hex()
     monkeypatch.setenv("PASTSET_TEST_TAG", tag)
     monkeypatch.setenv("PASTSET_RUNTIME_DIR", str(tmp_path / "runtime"))

@@ -1,5 +1,5 @@
-"""The README's runnable example is examples/two_clients.py word for word, and it runs;
-the code explains itself without pointing outside the repository."""
+"""The README's runnable example (examples/two_clients.py) runs and shows the semantics it
+describes."""
 from __future__ import annotations
 
 import subprocess

@@ -30,10 +30,10 @@ import pastset
 from pastset import ConnectError
 from pastset.wire import connection as transport
 
+from helpers.peers import closed_by_peer, raise_nofile, raw_socket, serves
 from helpers.polling import wait_blocked, wait_until
 from helpers.serverproc import ServerProcess
 from helpers.threads import start, waiting_on
-from helpers.peers import closed_by_peer, raise_nofile, raw_socket, serves
 
 CLIENT = r"""
 import os, sys

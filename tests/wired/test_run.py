@@ -3,7 +3,7 @@
 The apps here spawn tasks that loop forever in ``observe()`` (as the original Monte
 Carlo client does), so every teardown path has something stubborn to remove. After
 each run, no process carrying the run's test tag (inherited by runner, app, workers
-and tasks; see :mod:`pastset_runs`) may be alive a few seconds later.
+and tasks; see :mod:`helpers.runs`) may be alive a few seconds later.
 """
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pytest
 
 import pastset
 from pastset.observe.events import find_events
+
 from helpers.apps import write_apps
-from helpers.procs import describe, pids_with_env
-from helpers.runs import LiveRun, run, survivors
-from helpers.procs import alive
+from helpers.procs import alive, describe, pids_with_env
 from helpers.procs import parent as parent_pid
+from helpers.runs import LiveRun, run, survivors
 
 WAITER = '''\
 """Spawns N tasks that loop forever, says "ready", exits with the code moved into ("go", int)."""
@@ -64,11 +64,8 @@ pset.enter(("go", int)).observe()
 
 @pytest.fixture
 def apps(apps):
-    directory = apps
-    for name, source in (("waiter.py", WAITER), ("looper.py", LOOPER), ("crasher.py", CRASHER),
-                         ("spawncrash.py", SPAWN_CRASH_AND_WAIT)):
-        write_apps(directory, {name: source})
-    return directory
+    return write_apps(apps, {"waiter.py": WAITER, "looper.py": LOOPER, "crasher.py": CRASHER,
+                             "spawncrash.py": SPAWN_CRASH_AND_WAIT})
 
 
 def go(record, code=0):
@@ -265,9 +262,7 @@ pset.enter(("strict-report", str, str)).move(("strict-report", "task", outcome))
 
 @pytest.mark.parametrize("flag, outcome", [("--strict", "refused"), ("--no-strict", "moved")])
 def test_strict_setting_reaches_the_app_and_its_tasks(tmp_path, env, flag, outcome):
-    directory = tmp_path / "strict"
-    directory.mkdir()
-    write_apps(directory, {"strict.py": STRICT_APP, "strict_task.py": STRICT_TASK})
+    directory = write_apps(tmp_path / "strict", {"strict.py": STRICT_APP, "strict_task.py": STRICT_TASK})
     done = run(["run", flag, "--bin", str(directory), "strict.py"], env)
     assert done.returncode == 0, done.stderr
     assert f"app: {outcome}" in done.stdout and f"task: {outcome}" in done.stdout, done.stdout
@@ -275,10 +270,9 @@ def test_strict_setting_reaches_the_app_and_its_tasks(tmp_path, env, flag, outco
 
 def test_the_authkey_is_in_no_log_and_no_output(tmp_path, env):
     """The key reaches the app's environment, and nothing else we write."""
-    directory = tmp_path / "keyapp"
-    directory.mkdir()
     key_file = tmp_path / "key"
-    write_apps(directory, {"keyapp.py": f"import os\nopen({str(key_file)!r}, 'w').write(os.environ['PASTSET_AUTHKEY'])\n"})
+    directory = write_apps(tmp_path / "keyapp", {
+        "keyapp.py": f"import os\nopen({str(key_file)!r}, 'w').write(os.environ['PASTSET_AUTHKEY'])\n"})
     log_file = tmp_path / "run.log"
     done = run(["run", "--procs", "2", "--log-level", "debug", "--log-file", str(log_file),
                 "--bin", str(directory), "keyapp.py"], env)

@@ -13,8 +13,11 @@ from collections import Counter
 import pytest
 
 from pastset.observe.events import EVENTS, find_events
+
 from helpers.apps import write_apps
-from helpers.runs import finished as run_finished, run
+from helpers.runs import finished as run_finished
+from helpers.runs import run
+
 #: for a result that will never come, so the run ends as a deadlock (exit status 3)
 APP = """\
 import pastset
@@ -31,13 +34,11 @@ PROCS = 2
 
 @pytest.fixture
 def apps(apps):
-    directory = apps
-    write_apps(directory, {
+    return write_apps(apps, {
         "story.py": APP,
         "crash.py": "import sys\nprint('crashing now')\nsys.exit(int(sys.argv[1]))\n",
         "fine.py": "print('fine')\n",
     })
-    return directory
 
 
 def finished(args, env):
@@ -50,6 +51,7 @@ def key(facts):
     return tuple(sorted(facts.items()))
 
 
+@pytest.mark.slow
 def test_info_log_file_and_stderr_have_each_event_once(apps, env, tmp_path):
     log_file = tmp_path / "run.log"
     done = finished(["run", "--procs", str(PROCS), "--bin", str(apps), "--deadlock-grace", "1",
@@ -105,6 +107,7 @@ def test_info_log_file_and_stderr_have_each_event_once(apps, env, tmp_path):
     assert not others, f"not event lines: {others}{story}"
 
 
+@pytest.mark.slow
 def test_default_level_shows_what_went_wrong_once(apps, env):
     done = finished(["run", "--procs", str(PROCS), "--bin", str(apps), "--deadlock-grace", "1", "story.py"], env)
     shown = find_events(done.stderr)
@@ -116,7 +119,7 @@ def test_default_level_shows_what_went_wrong_once(apps, env):
 
 def test_the_failure_summary_is_last_even_after_the_teardown_events(apps, env):
     write_apps(apps, {"waits.py": "import pastset\npset = pastset.PastSet()\n"
-                                "print([pset.spawn(a, [3]).wait(60) for a in ('crash.py', 'fine.py')])\n"})
+                                  "print([pset.spawn(a, [3]).wait(60) for a in ('crash.py', 'fine.py')])\n"})
     done = run(["run", "--procs", "1", "--bin", str(apps), "--log-level", "info", "waits.py"], env, timeout=90)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[3, 0]", done.stdout

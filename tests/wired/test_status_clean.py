@@ -13,13 +13,13 @@ import sys
 import pytest
 
 import pastset
-from pastset.run import records as runrecord
 from pastset.launch.processes import process_identity
-from helpers.apps import write_apps
-from helpers.procs import describe
-from helpers.runs import clean_env, LiveRun, run, survivors
+from pastset.run import records as runrecord
 
+from helpers.apps import write_apps
 from helpers.polling import wait_until
+from helpers.procs import describe
+from helpers.runs import LiveRun, clean_env, run, survivors
 
 WAITER = '''\
 import sys, pastset
@@ -43,16 +43,13 @@ pset.enter(("never", int)).observe()
 
 @pytest.fixture
 def apps(apps):
-    directory = apps
-    write_apps(directory, {"waiter.py": WAITER, "looper.py": LOOPER})
-    return directory
+    return write_apps(apps, {"waiter.py": WAITER, "looper.py": LOOPER})
 
 
 @pytest.fixture
 def runtime(tmp_path):
-    directory = tmp_path / "runtime"
-    directory.mkdir()
-    return directory
+    """One run-record directory for the runs of a test (clean_env makes it)."""
+    return tmp_path / "runtime"
 
 
 def go(record):
@@ -71,6 +68,7 @@ def section(text, name):
     return [line.split() for line in lines]
 
 
+@pytest.mark.slow
 def test_status_of_two_live_runs(apps, runtime):
     env_a, env_b = clean_env(runtime), clean_env(runtime)
     with LiveRun(["run", "--procs", "2", "--bin", str(apps), "waiter.py", "2", "alpha"], env_a) as a, \

@@ -1,15 +1,16 @@
 """``pastset status`` and ``status --json`` against a live run: waiting observers, a blocked
-mover, a running and a failed task (the run of :mod:`liveapp`)."""
+mover, a running and a failed task (the run of :mod:`helpers.liveapp`)."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from helpers.liveapp import connect, live_app, release
 from pastset.observe.statusdoc import KEYS
-from helpers.runs import run
+
+from helpers.liveapp import connect, live_app, release
 from helpers.paths import README
+from helpers.runs import run
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,12 @@
-"""The status document (its keys, templates as written) and how status and top show it."""
+"""The status document built from a real server's space and scheduler, X-function elements
+named as the program named them."""
 from __future__ import annotations
 
-
 import pastset
-from pastset.server.status import build_status
 from pastset.observe.statusview import render_status
+from pastset.server.status import build_status
+
+from helpers.apps import write_apps
 
 
 def test_the_document_builds_from_a_real_space_and_scheduler():
@@ -25,8 +27,7 @@ def test_the_document_builds_from_a_real_space_and_scheduler():
 
 
 def test_an_x_function_element_names_its_module_as_the_program_did(tmp_path):
-    (tmp_path / "xscale.py").write_text(
-        "import pastset.element\n\nclass Element(pastset.element.Element):\n    pass\n")
+    write_apps(tmp_path, {"xscale.py": "import pastset.element\n\nclass Element(pastset.element.Element):\n    pass\n"})
     with pastset.Server(bin_dir=str(tmp_path)) as server:
         with pastset.PastSet(server.address, authkey=server.authkey) as pset:
             pset.enter(("Temperature", str, float), "xscale")

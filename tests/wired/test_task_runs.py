@@ -4,10 +4,8 @@ missing file names the directory searched and suggests --bin DIR); the run ends 
 summary of the tasks that failed, and its exit status stays the app's."""
 from __future__ import annotations
 
-
 from helpers.apps import write_apps
 from helpers.runs import finished
-
 
 HANDLES = """\
 import pastset

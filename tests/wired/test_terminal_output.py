@@ -24,9 +24,7 @@ def read_all(fd: int) -> bytes:
 
 
 def test_on_a_terminal_task_lines_are_labelled_and_app_lines_intact(tmp_path, env):
-    apps = tmp_path / "apps"
-    apps.mkdir()
-    write_apps(apps, {
+    apps = write_apps(tmp_path / "apps", {
         "app.py": "import pastset\nps = pastset.PastSet()\nprint('app says hi')\n"
                   "ps.spawn('task.py').wait()\n",
         "task.py": "print('task says hi')\n",

@@ -7,8 +7,12 @@ import re
 import signal
 import uuid
 
+import pytest
+
 from helpers.liveapp import live_app, release
 from helpers.runs import LiveRun
+
+pytestmark = pytest.mark.slow  # every case holds a run open for seconds
 
 
 @contextlib.contextmanager

@@ -8,10 +8,11 @@ import signal
 import pytest
 
 from pastset.observe import trace
+
 from helpers.apps import write_apps
 from helpers.paths import EXAMPLES
 from helpers.polling import wait_until
-from helpers.runs import clean_env, LiveRun, run
+from helpers.runs import LiveRun, clean_env, run
 from helpers.traces import check_structure
 
 BAGS = 12
@@ -123,6 +124,7 @@ def test_a_killed_run_leaves_a_file_that_loads_and_repairs(tmp_path):
     assert json.loads(path.read_text()) == events
 
 
+@pytest.mark.slow
 def test_trace_plot_draws_the_run(mcpi_trace, tmp_path):
     pytest.importorskip("matplotlib")
     events, _ = mcpi_trace
@@ -142,6 +144,7 @@ pset.enter(("nothing", int)).observe()
 '''
 
 
+@pytest.mark.slow
 def test_a_deadlocked_run_shows_the_calls_it_was_stuck_on(tmp_path):
     """Calls still waiting at teardown never end on their own: the trace gets them anyway."""
     apps = write_apps(tmp_path / "apps", {"stuck.py": STUCK, "sleeper.py": SLEEPER})

@@ -1,9 +1,7 @@
-"""pastset.wire.connection: addresses, socket tuning, the lean Connection, Listener and connect().
-
-Proves address parsing/formatting, TCP_NODELAY and keepalive on both ends, plain-pickle
-messages interoperating with multiprocessing's framing, peer_gone/shutdown, a big listen
-backlog, and that connect() turns every failure (nothing listening, wrong key, a peer that
-never answers, a non-pastset peer) into a prompt ConnectError.
+"""pastset.wire.connection over loopback TCP: TCP_NODELAY and keepalive on both ends,
+plain-pickle messages, peer_gone/shutdown, a big listen backlog, and connect() turning every
+failure (nothing listening, wrong key, a peer that never answers, a non-pastset peer) into a
+prompt ConnectError.
 """
 from __future__ import annotations
 
@@ -15,8 +13,8 @@ from multiprocessing import connection as mpc
 
 import pytest
 
-from pastset.wire import connection as transport
 from pastset.errors import ConnectError
+from pastset.wire import connection as transport
 
 from helpers.polling import wait_until
 from helpers.procs import blocked_in_io

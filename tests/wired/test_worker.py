@@ -17,22 +17,14 @@ import sys
 import pytest
 
 import pastset
-from pastset.observe.events import find_events
 from pastset.client.sessions import RunControl
+from pastset.observe.events import find_events
+
 from helpers.apps import write_apps
-from helpers.procs import describe
-from helpers.runs import clean_env, LiveRun, pastset_argv, run, survivors
-
-from helpers.procs import alive
 from helpers.polling import wait_until
+from helpers.procs import alive, describe
+from helpers.runs import LiveRun, clean_env, pastset_argv, run, survivors
 from helpers.serverproc import ServerProcess
-
-
-@pytest.fixture
-def apps(tmp_path):
-    directory = tmp_path / "apps"
-    directory.mkdir()
-    return directory
 
 
 def run_ok(args, env, cwd=None, timeout=60):
@@ -45,7 +37,7 @@ def run_ok(args, env, cwd=None, timeout=60):
 
 def test_workers_register_their_specs(apps, env):
     write_apps(apps, {"specs.py": "import json, pastset\n"
-              "print(json.dumps(pastset.PastSet().status()['workers']))\n"})
+                                  "print(json.dumps(pastset.PastSet().status()['workers']))\n"})
     done = run_ok(["run", "--procs", "2", "--bin", str(apps), "specs.py"], env)
     workers = json.loads(done.stdout)
     assert sorted(w["id"] for w in workers) == ["w1", "w2"]
@@ -201,9 +193,7 @@ time.sleep(600)  # never talks to the server again: only the worker can stop it
 def test_worker_stops_its_tasks_when_it_loses_the_server_or_is_terminated(tmp_path, how):
     """The dead-man's switch: the worker is not a child of the server here, so nothing
     but the worker noticing the lost connection (or its SIGTERM handler) stops the task."""
-    apps = tmp_path / "apps"
-    apps.mkdir()
-    write_apps(apps, {"sleeper.py": SLEEPER})
+    apps = write_apps(tmp_path / "apps", {"sleeper.py": SLEEPER})
     server = ServerProcess(bin_dir=str(apps)).start()
     env = clean_env(tmp_path, PASTSET_AUTHKEY=server.authkey.hex())
     proc = subprocess.Popen(pastset_argv("worker", "--address", "%s:%d" % server.address, "--run", "test",

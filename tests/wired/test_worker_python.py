@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from helpers.procs import describe
 from helpers.paths import EXAMPLES
+from helpers.procs import describe
 from helpers.runs import clean_env, run, survivors
 
 

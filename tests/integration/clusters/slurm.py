@@ -12,8 +12,19 @@ from typing import Callable, Iterator
 
 from helpers import procs
 
-from .base import (Cluster, ClusterError, DaemonDied, free_tcp_port, logs_report, port_open, run_command,
-                   spawn_daemon, stop_popen, terminate, wait_for)
+from .base import (
+    Cluster,
+    ClusterError,
+    DaemonDied,
+    free_tcp_port,
+    logs_report,
+    port_open,
+    run_command,
+    spawn_daemon,
+    stop_popen,
+    terminate,
+    wait_for,
+)
 
 
 class SlurmCluster(Cluster):

@@ -15,8 +15,18 @@ from typing import Iterator, Sequence
 from helpers import procs
 from helpers.polling import wait_empty
 
-from .base import (Cluster, ClusterError, DaemonDied, free_tcp_port, logs_report, run_command, spawn_daemon,
-                   stop_popen, terminate, wait_for)
+from .base import (
+    Cluster,
+    ClusterError,
+    DaemonDied,
+    free_tcp_port,
+    logs_report,
+    run_command,
+    spawn_daemon,
+    stop_popen,
+    terminate,
+    wait_for,
+)
 
 
 def _can_bind(host: str, port: int) -> bool:
