@@ -210,9 +210,10 @@ def tagged_pids(tag: str) -> List[int]:
     return pids_with_env(TAG_ENV, tag)
 
 
-def survivors(tag: str, timeout: float = 5.0) -> List[int]:
-    """Processes of the tagged run still alive after waiting up to ``timeout`` s for them to go."""
-    return wait_empty(lambda: tagged_pids(tag), timeout)
+def assert_nothing_left(tag: str, timeout: float = 5.0) -> None:
+    """Every process of the tagged run is gone within ``timeout`` s (fail naming those left)."""
+    left = wait_empty(lambda: tagged_pids(tag), timeout)
+    assert not left, f"processes of the run survived it: {describe(left)}"
 
 
 def kill_tagged(tag: str) -> None:
@@ -224,10 +225,9 @@ def kill_tagged(tag: str) -> None:
             pass
 
 
-def finished(args, env, code=0, timeout=60, cwd=None):
-    """Run ``pastset ARGS`` to its end; assert its exit status and that nothing of the run is left."""
+def finished(args: Sequence[str], env: Mapping[str, str], code: int = 0, timeout: float = 60, cwd=None) -> Done:
+    """``pastset ARGS`` to its end: it exits with ``code`` and nothing of the run is left."""
     done = run(args, env, timeout=timeout, cwd=cwd)
     assert done.returncode == code, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    left = survivors(env["PASTSET_TEST_TAG"])
-    assert not left, describe(left)
+    assert_nothing_left(env[TAG_ENV])
     return done

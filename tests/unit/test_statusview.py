@@ -10,6 +10,7 @@ from pastset.observe.statusdoc import KEYS
 from pastset.observe.statusview import SECTIONS, format_seconds, render_status, render_top
 from pastset.wire.validation import format_template
 
+from helpers.paths import README
 from helpers.statussample import sample_doc
 
 
@@ -132,3 +133,17 @@ def test_a_narrow_top_frame_keeps_every_column_and_cuts_long_values_instead():
     tasks = lines[lines.index("tasks:") + 1]
     assert tasks.split()[-1] == "EXIT"
     assert render_top(doc, 200, 40)[lines.index("waiting calls:") + 2].count("…") == 0  # wide: nothing cut
+
+
+def test_the_readme_documents_every_key():
+    readme = README.read_text()
+    block = readme.split("Its keys are stable:\n\n```text\n", 1)[1].split("```", 1)[0]
+    documented = set()
+    for line in block.splitlines()[1:]:
+        if line[:21].strip():
+            documented.update(line[:21].strip().split("/"))
+    for level, keys in KEYS.items():
+        if level == "caller":
+            assert "{" + ", ".join(keys) + "}" in block
+        else:
+            assert set(keys) <= documented, (level, set(keys) - documented)

@@ -13,8 +13,8 @@ from pastset.observe.trace import APP_PID, ELEMENTS_PID, TraceWriter, counter_se
 from pastset.space.scheduler import Scheduler
 from pastset.space.waits import Caller, WaitRegistry
 
-from helpers.polling import wait_until
 from helpers.clock import FakeClock
+from helpers.polling import wait_until
 from helpers.traces import check_structure
 
 

@@ -22,7 +22,7 @@ import pastset
 from helpers.apps import RESULT_WAITER, write_apps
 from helpers.paths import EXAMPLES
 from helpers.polling import wait_until
-from helpers.runs import LiveRun, finished, survivors
+from helpers.runs import LiveRun, assert_nothing_left, finished
 
 pytestmark = pytest.mark.slow  # every case holds a run open for seconds
 
@@ -85,7 +85,7 @@ def test_on_deadlock_report_prints_once_and_keeps_waiting(apps, env):
         os.set_blocking(live.proc.stderr.fileno(), True)
         err += live.proc.stderr.read()
         assert err.count(b"pastset: deadlock:") == 1, err
-        assert not survivors(env["PASTSET_TEST_TAG"])
+        assert_nothing_left(env["PASTSET_TEST_TAG"])
 
 
 # -- no false alarm: each of these waits longer than the grace, then ends by itself ---------

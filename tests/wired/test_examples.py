@@ -12,19 +12,15 @@ import re
 import pytest
 
 from helpers.paths import EXAMPLES
-from helpers.procs import describe
-from helpers.runs import run, survivors
+from helpers.runs import finished
 
 
 def run_example(env, tmp_path, *args, procs=2, timeout=60.0):
     """Run one example from the examples directory (the cwd is elsewhere, so --bin matters)."""
-    os.makedirs(env["PASTSET_RUNTIME_DIR"], exist_ok=True)
-    done = run(["run", "--procs", str(procs), "--bin", str(EXAMPLES), *args], env, cwd=str(tmp_path), timeout=timeout)
-    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    done = finished(["run", "--procs", str(procs), "--bin", str(EXAMPLES), *args], env, cwd=str(tmp_path),
+                    timeout=timeout)
     assert "failed" not in done.stderr and "was lost" not in done.stderr, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
-    left = survivors(env["PASTSET_TEST_TAG"])
-    assert not left, f"processes of the run survived it: {describe(left)}"
     return done
 
 

@@ -27,7 +27,7 @@ from helpers.components import require
 from helpers.peers import closed_by_peer, raise_nofile, serves
 from helpers.polling import wait_until
 from helpers.procs import alive, cpu_seconds, describe, fds, rss, threads
-from helpers.runs import LiveRun, clean_env, run, survivors, tagged_pids
+from helpers.runs import LiveRun, assert_nothing_left, clean_env, run, tagged_pids
 from helpers.serverproc import ServerProcess
 
 
@@ -277,8 +277,7 @@ def test_clean_ends_what_a_sigkilled_runner_left(orphaning_apps, tmp_path):
         if left_behind:
             assert "leftover" in done.stdout and all(str(pid) in done.stdout for pid in left_behind), done.stdout
         assert wait_until(lambda: not any(alive(pid) for pid in sleeps), 5), describe(sleeps)
-        left = survivors(live.tag)
-        assert not left, describe(left)
+        assert_nothing_left(live.tag)
         assert not os.path.exists(os.path.join(str(tmp_path), f"{record['run']}.json"))
 
 
@@ -289,5 +288,4 @@ def test_a_finished_run_ends_the_apps_jobs_in_other_process_groups(orphaning_app
         sleeps = [int(pid) for pid in live.read_until("sleeps").split()[1:]]
         assert live.wait() == 0
         assert wait_until(lambda: not any(alive(pid) for pid in sleeps), 5), describe(sleeps)
-        left = survivors(live.tag)
-        assert not left, describe(left)
+        assert_nothing_left(live.tag)

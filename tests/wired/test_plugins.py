@@ -15,8 +15,7 @@ from pastset.settings.load import load_settings
 
 from helpers.apps import write_apps
 from helpers.plugins import InlineLauncher, inline_plugin_manager
-from helpers.procs import describe
-from helpers.runs import survivors, tagged_pids
+from helpers.runs import assert_nothing_left, tagged_pids
 
 
 @pytest.fixture
@@ -45,7 +44,6 @@ def test_a_run_uses_the_inline_launcher(pm, bin_dir, tmp_path, monkeypatch, capf
     assert code == 0
     assert capfd.readouterr().out == "workers: 2\n"
     assert InlineLauncher.calls == ["init label=hi", "start 2", "stop"]
-    left = survivors(tag)
-    assert not left, describe(left)
+    assert_nothing_left(tag)
     assert not tagged_pids(tag)
     assert not os.listdir(tmp_path / "runtime")

@@ -16,9 +16,9 @@ import pastset
 from pastset.observe.events import find_events
 
 from helpers.apps import write_apps
-from helpers.procs import alive, describe, pids_with_env
+from helpers.procs import alive, pids_with_env
 from helpers.procs import parent as parent_pid
-from helpers.runs import LiveRun, run, survivors
+from helpers.runs import LiveRun, assert_nothing_left, run
 
 WAITER = '''\
 """Spawns N tasks that loop forever, says "ready", exits with the code moved into ("go", int)."""
@@ -83,11 +83,6 @@ def run_status(record):
 def task_pids(ready_line):
     """PIDs from the waiter's ``ready t1:PID t2:PID`` line."""
     return [int(item.split(":")[1]) for item in ready_line.split()[1:]]
-
-
-def assert_nothing_left(tag, timeout=5.0):
-    left = survivors(tag, timeout)
-    assert not left, f"processes of the run survived: {describe(left)}"
 
 
 # -- exit codes ------------------------------------------------------------------------

@@ -18,8 +18,7 @@ from pastset.run import records as runrecord
 
 from helpers.apps import write_apps
 from helpers.polling import wait_until
-from helpers.procs import describe
-from helpers.runs import LiveRun, clean_env, run, survivors
+from helpers.runs import LiveRun, assert_nothing_left, clean_env, run
 
 WAITER = '''\
 import sys, pastset
@@ -113,8 +112,7 @@ def test_status_of_two_live_runs(apps, runtime):
         go(rec_a)
         assert a.wait() == 0
         for live in (a, b):
-            left = survivors(live.tag)
-            assert not left, describe(left)
+            assert_nothing_left(live.tag)
     code, _, err = status(env_a)
     assert code == 1 and "no live pastset run" in err
 

@@ -9,7 +9,6 @@ import pytest
 from pastset.observe.statusdoc import KEYS
 
 from helpers.liveapp import connect, live_app, release
-from helpers.paths import README
 from helpers.runs import run
 
 
@@ -32,20 +31,6 @@ def section(text, title):
 
     body = text.split(f"\n{title}:\n", 1)[1].split("\n\n", 1)[0].splitlines()
     return [re.split(r"\s{2,}", line.strip()) for line in body]
-
-
-def test_the_readme_documents_every_key():
-    readme = README.read_text()
-    block = readme.split("Its keys are stable:\n\n```text\n", 1)[1].split("```", 1)[0]
-    documented = set()
-    for line in block.splitlines()[1:]:
-        if line[:21].strip():
-            documented.update(line[:21].strip().split("/"))
-    for level, keys in KEYS.items():
-        if level == "caller":
-            assert "{" + ", ".join(keys) + "}" in block
-        else:
-            assert set(keys) <= documented, (level, set(keys) - documented)
 
 
 def test_json_keys_are_the_documented_ones(live):

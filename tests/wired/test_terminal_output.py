@@ -6,8 +6,7 @@ import os
 import subprocess
 
 from helpers.apps import write_apps
-from helpers.procs import describe
-from helpers.runs import pastset_argv, survivors
+from helpers.runs import assert_nothing_left, pastset_argv
 
 
 def read_all(fd: int) -> bytes:
@@ -43,5 +42,4 @@ def test_on_a_terminal_task_lines_are_labelled_and_app_lines_intact(tmp_path, en
     assert proc.returncode == 0, err
     # the terminal turns each newline into CR LF once
     assert out.splitlines(keepends=True) == [b"app says hi\r\n", b"[t1] task says hi\r\n"], out
-    left = survivors(env["PASTSET_TEST_TAG"])
-    assert not left, describe(left)
+    assert_nothing_left(env["PASTSET_TEST_TAG"])

@@ -22,23 +22,15 @@ from pastset.observe.events import find_events
 
 from helpers.apps import write_apps
 from helpers.polling import wait_until
-from helpers.procs import alive, describe
-from helpers.runs import LiveRun, clean_env, pastset_argv, run, survivors
+from helpers.procs import alive
+from helpers.runs import LiveRun, assert_nothing_left, clean_env, finished, pastset_argv
 from helpers.serverproc import ServerProcess
-
-
-def run_ok(args, env, cwd=None, timeout=60):
-    done = run(args, env, cwd=cwd, timeout=timeout)
-    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    left = survivors(env["PASTSET_TEST_TAG"])
-    assert not left, describe(left)
-    return done
 
 
 def test_workers_register_their_specs(apps, env):
     write_apps(apps, {"specs.py": "import json, pastset\n"
                                   "print(json.dumps(pastset.PastSet().status()['workers']))\n"})
-    done = run_ok(["run", "--procs", "2", "--bin", str(apps), "specs.py"], env)
+    done = finished(["run", "--procs", "2", "--bin", str(apps), "specs.py"], env)
     workers = json.loads(done.stdout)
     assert sorted(w["id"] for w in workers) == ["w1", "w2"]
     for w in workers:
@@ -71,7 +63,7 @@ except pastset.TaskError:  # it never ran, or its worker was lost: it ended all 
 def test_tasks_run_from_bin_with_the_runs_environment(apps, env, tmp_path):
     write_apps(apps, {"taskenv.py": TASK_ENV, "spawner.py": SPAWN_AND_WAIT})
     env = dict(env, MY_MARK="from-the-runner")
-    done = run_ok(["run", "--bin", str(apps), "spawner.py", "taskenv.py", "a b", "c"], env, cwd=str(tmp_path))
+    done = finished(["run", "--bin", str(apps), "spawner.py", "taskenv.py", "a b", "c"], env, cwd=str(tmp_path))
     seen = json.loads(done.stdout)
     assert seen["cwd"] == str(apps)
     assert seen["argv"] == ["a b", "c"]
@@ -104,7 +96,7 @@ print(sorted({w["id"] for w in pset.status()["workers"]}))
 
 def test_one_worker_runs_several_tasks_at_once(apps, env):
     write_apps(apps, {"rendezvous.py": RENDEZVOUS, "twoatonce.py": TWO_AT_ONCE})
-    done = run_ok(["run", "--procs", "1", "--bin", str(apps), "twoatonce.py"], env)
+    done = finished(["run", "--procs", "1", "--bin", str(apps), "twoatonce.py"], env)
     assert done.stdout.splitlines() == ["['a', 'b']", "['w1']"]
     assert "failed" not in done.stderr
 
@@ -156,7 +148,7 @@ def test_missing_and_crashing_tasks_are_reported_and_the_run_goes_on(apps, env):
         "crash.py": "raise RuntimeError('boom')\n",
         "fine.py": "import pastset\npastset.PastSet().enter(('fine', str)).move(('fine', 'still here'))\n",
     })
-    done = run_ok(["run", "--bin", str(apps), "reports.py"], env)
+    done = finished(["run", "--bin", str(apps), "reports.py"], env)
     assert done.stdout == "still here\n"
     host = socket.gethostname()
     err = done.stderr
@@ -176,7 +168,7 @@ def test_a_tasks_last_lines_reach_the_run_before_its_end_is_reported(apps, env):
                    "for i in range(3000):\n    print('line', i, file=sys.stderr)\n"
                    "sys.exit(4)\n",
     })
-    done = run_ok(["run", "--bin", str(apps), "chatty.py"], env)
+    done = finished(["run", "--bin", str(apps), "chatty.py"], env)
     err = done.stderr
     assert [f["code"] for f in find_events(err, "task-failed")] == ["4"], err[-500:]
     assert err.index("line 2999") < err.index(" task-failed task=t1 app=loud.py ")
@@ -214,7 +206,7 @@ def test_worker_stops_its_tasks_when_it_loses_the_server_or_is_terminated(tmp_pa
         assert wait_until(lambda: not alive(task), 5, 0.05), f"task {task} survived its worker"
         if how == "server killed":
             assert "lost the run's server, stopping my tasks" in proc.stderr.read().decode()
-        assert not survivors(env["PASTSET_TEST_TAG"], 2)
+        assert_nothing_left(env["PASTSET_TEST_TAG"], 2)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -234,7 +226,7 @@ def test_worker_without_authkey_is_one_clear_line(tmp_path):
 
 def test_python_setting_is_used_for_tasks(apps, env):
     write_apps(apps, {"which.py": "import sys\nprint(sys.executable)\n", "spawner.py": SPAWN_AND_WAIT})
-    done = run_ok(["run", "--python", sys.executable, "--bin", str(apps), "spawner.py", "which.py"], env)
+    done = finished(["run", "--python", sys.executable, "--bin", str(apps), "spawner.py", "which.py"], env)
     assert done.stdout.strip() == sys.executable
 
 

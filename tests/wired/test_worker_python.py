@@ -10,8 +10,7 @@ import sys
 import pytest
 
 from helpers.paths import EXAMPLES
-from helpers.procs import describe
-from helpers.runs import clean_env, run, survivors
+from helpers.runs import assert_nothing_left, clean_env, run
 
 
 @pytest.fixture
@@ -43,6 +42,5 @@ def test_python_without_pastset_shows_the_command_and_its_stderr(env, tmp_path):
     assert f"exited with code 1 before the run ended; command: {python} -m pastset worker --address" in error
     assert "No module named pastset" in error
     assert "is pastset installed for that python? (python setting, PSPYTHON, --python)" in error
-    left = survivors(env["PASTSET_TEST_TAG"], 5)
-    assert not left, describe(left)
+    assert_nothing_left(env["PASTSET_TEST_TAG"], 5)
 
