@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from typing import List, Tuple
 
 import pytest
 
@@ -41,6 +42,15 @@ def make(cls, options=None, environ=None):
 
 def assert_no_secret(text):
     assert AUTHKEY.hex() not in text
+
+
+def script(launcher, workers: int, starter: str) -> Tuple[List[str], str]:
+    """``launcher``'s job script for ``workers`` as lines (it holds no secret), and its line
+    holding ``starter``: the one that starts the workers."""
+    text = launcher.script_text(launch(workers), FILES)
+    assert_no_secret(text)
+    lines = text.splitlines()
+    return lines, next(line for line in lines if starter in line)
 
 
 # --------------------------------------------------------------------------- slots
@@ -148,16 +158,12 @@ def test_squeue_states(line, state, reason, finished, hopeless):
 
 
 def test_qsub_pe_script():
-    sge = make(SgeLauncher, {"pe": "mpi", "queue": "all.q", "extra": ["-l h_vmem=1G"]})
-    text = sge.script_text(launch(4), FILES)
-    lines = text.splitlines()
+    lines, command = script(make(SgeLauncher, {"pe": "mpi", "queue": "all.q", "extra": ["-l h_vmem=1G"]}), 4, "qrsh")
     assert lines[1:8] == ["#$ -N pastset-20240101-120000-4242", "#$ -pe mpi 4", "#$ -o /shared/jobs/R1/job.out",
                           "#$ -j y", "#$ -S /bin/sh", "#$ -q all.q", "#$ -l h_vmem=1G"]
-    command = [line for line in lines if "qrsh" in line][0]
     assert 'qrsh -inherit -nostdin "$host" \'env PYTHONPATH=/opt/pastset' in command
     assert "--authkey-file /shared/jobs/R1/authkey' &" in command
     assert command.endswith('done < "$PE_HOSTFILE"; wait')
-    assert_no_secret(text)
 
 
 def test_qsub_default_pe_is_smp():
@@ -196,15 +202,12 @@ def test_qstat_states():
 
 def test_pbs_script():
     pbs = make(PbsLauncher, {"queue": "batch", "walltime": "00:30:00", "extra": ["-l mem=4gb"]})
-    text = pbs.script_text(launch(2), FILES)
-    lines = text.splitlines()
+    lines, command = script(pbs, 2, "pbsdsh")
     assert lines[1:8] == ["#PBS -N ps120000-4242", "#PBS -o /shared/jobs/R1/job.out", "#PBS -j oe",
                           "#PBS -l nodes=2", "#PBS -l walltime=00:30:00", "#PBS -q batch", "#PBS -l mem=4gb"]
-    command = [line for line in lines if "pbsdsh" in line][0]
     assert "then pbsdsh -- env PYTHONPATH=/opt/pastset" in command
     assert "ssh -o BatchMode=yes -o ConnectTimeout=10 \"$host\" '" in command
     assert '< "$PBS_NODEFILE"; wait; fi' in command
-    assert_no_secret(text)
 
 
 def test_pbs_resources_template():

@@ -27,6 +27,8 @@ import pastset
 from pastset import ElementDeleted, Expired, Timeout
 
 NAMES = ["a", "b", "c"]
+#: what a call whose value the model does not check may return
+ANY = object()
 _runs = itertools.count()
 
 
@@ -111,48 +113,40 @@ class SpaceMachine(RuleBasedStateMachine):
             assert h.real.move_many(values, timeout=0) == len(values)
         m.log.extend(values[:fits])
 
+    @staticmethod
+    def agrees(call, error: Optional[type], value: object = ANY) -> None:
+        """The real ``call()`` does what the model says: raises ``error`` if it names one,
+        else returns ``value`` (whatever it returns if no value is given)."""
+        if error is not None:
+            with pytest.raises(error):
+                call()
+        else:
+            result = call()
+            assert value is ANY or result == value
+
     @rule(h=handles, count=st.integers(min_value=1, max_value=5))
     def observe_many(self, h, count):
         """observe_many(timeout=0) agrees with a loop of observe(timeout=0) until Timeout."""
         m = h.model
-        if m.deleted:
-            with pytest.raises(ElementDeleted):
-                h.real.observe_many(count, timeout=0)
-        elif m.first >= m.last:
-            with pytest.raises(Timeout):
-                h.real.observe_many(count, timeout=0)
-        else:
-            take = min(count, m.last - m.first)
-            assert h.real.observe_many(count, timeout=0) == m.log[m.first:m.first + take]
-            m.first += take
+        take = 0 if m.deleted else min(count, m.last - m.first)
+        error = ElementDeleted if m.deleted else Timeout if take == 0 else None
+        self.agrees(lambda: h.real.observe_many(count, timeout=0), error, m.log[m.first:m.first + take])
+        m.first += take
 
     @rule(h=handles)
     def observe(self, h):
         m = h.model
-        if m.deleted:
-            with pytest.raises(ElementDeleted):
-                h.real.observe(timeout=0)
-        elif m.first >= m.last:
-            with pytest.raises(Timeout):
-                h.real.observe(timeout=0)
-        else:
-            assert h.real.observe(timeout=0) == m.log[m.first]
+        error = ElementDeleted if m.deleted else Timeout if m.first >= m.last else None
+        self.agrees(lambda: h.real.observe(timeout=0), error, None if error else m.log[m.first])
+        if error is None:
             m.first += 1
 
     @rule(h=handles, index=st.integers(min_value=0, max_value=12))
     def observe_index(self, h, index):
         m = h.model
-        if m.deleted:
-            with pytest.raises(ElementDeleted):
-                h.real.observe(index, timeout=0)
-        elif index < m.oldest:
-            with pytest.raises(Expired):
-                h.real.observe(index, timeout=0)
-        elif index >= m.last:
-            with pytest.raises(Timeout):
-                h.real.observe(index, timeout=0)
-        else:
-            assert h.real.observe(index, timeout=0) == m.log[index]
+        error = (ElementDeleted if m.deleted else Expired if index < m.oldest else
+                 Timeout if index >= m.last else None)
+        self.agrees(lambda: h.real.observe(index, timeout=0), error, None if error else m.log[index])
 
     @rule(h=handles)
     def pointers(self, h):
@@ -168,33 +162,23 @@ class SpaceMachine(RuleBasedStateMachine):
     @rule(h=handles, value=st.one_of(st.none(), st.integers(min_value=0, max_value=3)))
     def delta(self, h, value):
         m = h.model
-        if m.deleted:
-            with pytest.raises(ElementDeleted):
-                h.real.delta(value)
-            return
-        if value is not None:
+        if not m.deleted and value is not None:
             m.bound = value or None
-        assert h.real.delta(value) == m.bound
+        self.agrees(lambda: h.real.delta(value), ElementDeleted if m.deleted else None, m.bound)
 
     @rule(h=handles, index=st.integers(min_value=0, max_value=12))
     def axe(self, h, index):
         m = h.model
-        if m.deleted:
-            with pytest.raises(ElementDeleted):
-                h.real.axe(index)
-            return
-        h.real.axe(index)
-        m.oldest = max(m.oldest, min(index, m.first))
+        self.agrees(lambda: h.real.axe(index), ElementDeleted if m.deleted else None)
+        if not m.deleted:
+            m.oldest = max(m.oldest, min(index, m.first))
 
     @rule(h=consumes(handles))
     def delelement_by_handle(self, h):
         m = h.model
-        if m.deleted:
-            with pytest.raises(ElementDeleted):
-                self.pset.delelement(h.real)
-            return
-        self.pset.delelement(h.real)
-        self._forget(h.template[2], m)
+        self.agrees(lambda: self.pset.delelement(h.real), ElementDeleted if m.deleted else None)
+        if not m.deleted:
+            self._forget(h.template[2], m)
 
     @rule(name=st.sampled_from(NAMES))
     def delelement_by_template(self, name):
