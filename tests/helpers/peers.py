@@ -8,8 +8,8 @@ import time
 from typing import Any, Tuple
 
 import pastset
-from pastset.client.pastset import Channel
-from pastset.wire.connection import SERVICE_ID
+from pastset.client.channel import Channel
+from pastset.wire.contract import SERVICE_ID
 
 
 def send_raw(server, request: bytes) -> Tuple[str, Any]:
