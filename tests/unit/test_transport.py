@@ -38,14 +38,6 @@ def test_format_address():
     assert transport.parse_address(transport.format_address(("::1", 80))) == ("::1", 80)
 
 
-def test_client_factory_is_registered_for_basemanager():
-    from multiprocessing import managers
-
-    import pastset.server.server  # noqa: F401 - the server registers the transport
-
-    assert managers.listener_client[transport.SERIALIZER] == (transport.Listener, transport.Client)
-
-
 def test_messages_arrive_whole_however_the_bytes_are_cut():
     """Several messages in one read, one message over many reads, big and small ones."""
     import os
