@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import Any, Iterable, List
 
 from ..errors import PastSetError
@@ -14,10 +15,12 @@ from .flags import add_setting_flags, command_settings, config_files_text
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser = commands.add_parser(
         "config", help="print every effective setting and where it came from",
-        description="Print every setting (and the options of the launchers in use or configured) with "
+        description="\n".join(textwrap.wrap(
+                    "Print every setting (and the options of the launchers in use or configured) with "
                     "its value and source, the config files read, and the launcher a run would use. "
-                    "A config file with a problem is an error here too.",
-        epilog=config_files_text())
+                    "A config file with a problem is an error here too.", 90)),
+        epilog="\n".join(textwrap.wrap(config_files_text(), 90)),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_setting_flags(parser)
     return parser
 

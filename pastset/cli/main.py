@@ -19,6 +19,13 @@ from . import clean, config, launchers, run, server, status, top, trace_plot, wo
 #: and ``execute(args)``, and keeps what only it needs out of its module-level imports
 COMMANDS = (run, status, top, trace_plot, clean, config, launchers, worker, server)
 
+#: the page of the documentation (``docs/`` in the repository, a site once built with
+#: ``mkdocs build``) that covers each command; every ``--help`` ends with it
+DOCS = {run: "docs/running.md", status: "docs/observing.md", top: "docs/observing.md",
+        trace_plot: "docs/observing.md", clean: "docs/security.md", config: "docs/running.md",
+        launchers: "docs/plugins.md", worker: "docs/clusters.md", server: "docs/clusters.md"}
+DOCS_HOME = "docs/index.md"
+
 DESCRIPTION = """\
 pastset runs PastSet programs: a tuple-space server, workers that run spawned tasks,
 and your application, on this machine or across a cluster (ssh, SLURM, Grid Engine, PBS).
@@ -33,14 +40,19 @@ and your application, on this machine or across a cluster (ssh, SLURM, Grid Engi
 """
 
 
+def _docs_line(page: str) -> str:
+    return f"documentation: {page} (in the pastset repository)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pastset", description=DESCRIPTION,
+    parser = argparse.ArgumentParser(prog="pastset", description=DESCRIPTION, epilog=_docs_line(DOCS_HOME),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pastset {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     for command in COMMANDS:
         sub = command.add_parser(commands)
+        sub.epilog = (sub.epilog + "\n\n" if sub.epilog else "") + _docs_line(DOCS[command])
         # usage errors found after parsing use the subcommand's own usage
         sub.set_defaults(command_parser=sub, execute=command.execute)
     return parser

@@ -7,3 +7,4 @@ ROOT = Path(__file__).resolve().parents[2]  #: the repository
 TESTS = ROOT / "tests"
 EXAMPLES = ROOT / "examples"
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
