@@ -22,7 +22,7 @@ COMMANDS = (run, status, top, trace_plot, clean, config, launchers, worker, serv
 #: the page of the documentation (``docs/`` in the repository, a site once built with
 #: ``mkdocs build``) that covers each command; every ``--help`` ends with it
 DOCS = {run: "docs/running.md", status: "docs/observing.md", top: "docs/observing.md",
-        trace_plot: "docs/observing.md", clean: "docs/security.md", config: "docs/running.md",
+        trace_plot: "docs/observing.md", clean: "docs/observing.md", config: "docs/running.md",
         launchers: "docs/plugins.md", worker: "docs/clusters.md", server: "docs/clusters.md"}
 DOCS_HOME = "docs/index.md"
 
