@@ -113,6 +113,10 @@ class RunControl(_Session):
         """Waiting calls, scheduler activity, waited-on elements, failed tasks, counts."""
         return self._calls.deadlock_view()
 
+    def held_elements(self) -> List[Dict[str, Any]]:
+        """Elements holding tuples nobody has observed, with their templates' shapes."""
+        return self._calls.held_elements()
+
     def stop_run(self) -> None:
         """Tell every worker to stop its tasks and exit."""
         self._calls.stop_run()

@@ -30,7 +30,7 @@ from ..settings.load import Settings
 from ..wire.connection import format_address
 from ..wire.runenv import ADDRESS_ENV, APP_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_ENV, TASK_ENV, WORKER_ENV
 from . import records as runrecord
-from .deadlock import DeadlockWatch, Verdict, failure_summary, format_report
+from .deadlock import DeadlockWatch, Verdict, failure_summary, report
 from .output import AppOutput, OutputMux, labels_on
 from .runtrace import RunTrace, start_trace
 
@@ -243,7 +243,8 @@ class Run:
         self.record["app_process"] = process_identity(self.app_proc.pid)
         runrecord.write_record(self.record)
         self.watch = DeadlockWatch(self.settings.deadlock_grace, self._deadlock_view, self.app_proc.pid,
-                                   starting=self._workers_starting, on_deadlock=self._on_deadlock).start()
+                                   starting=self._workers_starting, on_deadlock=self._on_deadlock,
+                                   fetch_held=self.control.held_elements, on_notice=self._deadlock_unseen).start()
         try:
             code = self._wait_app()
         finally:
@@ -289,14 +290,20 @@ class Run:
     def _on_deadlock(self, verdict: Verdict, view: Mapping[str, Any]) -> None:
         aborting = self.settings.on_deadlock == "abort"
         self._failed = len(view.get("failed", []))
-        report = format_report(verdict.waits, view.get("elements", {}), view.get("failed", []),
-                               verdict.held, aborting=aborting)
-        self.mux.line("err", report)  # the report is the status line; the log has both
+        text = report(verdict, view, aborting=aborting)
+        self.mux.line("err", text)  # the report is the status line; the log has both
+        then = self.settings.on_deadlock if verdict.certain else "report (uncertain)"
         log_event(log, "deadlock", {"held": verdict.held, "calls": len(verdict.waits),
-                                    "failed": len(view.get("failed", [])), "then": self.settings.on_deadlock},
-                  logging.WARNING, shown=True, detail=report)
-        if aborting:
+                                    "failed": len(view.get("failed", [])), "then": then},
+                  logging.WARNING, shown=True, detail=text)
+        if aborting and verdict.certain:
             self.deadlocked.set()
+
+    def _deadlock_unseen(self, host: str, reason: str) -> None:
+        """Once per host: what its threads wait on cannot be seen, so a deadlock there is
+        reported but does not stop the run."""
+        self.say("deadlock-unseen", {"host": host, "reason": reason,
+                                     "then": "a deadlock involving it is reported, not stopped"})
 
     def _failure_summary(self) -> None:
         """The run's last lines when tasks failed (how many of how many, and which), taken

@@ -9,8 +9,9 @@ Three small things the server keeps beside the tuple space, read by ``pastset st
   :meth:`WaitRegistry.identify` and looks it up for every call on that connection.
 * :class:`WaitRegistry` — a blocking call registers itself with ``with
   registry.waiting(...)`` while it waits and is removed when the wait ends, however it ends.
-  Entered only when a call actually blocks, so the fast path pays nothing.
-  :meth:`WaitRegistry.snapshot` returns plain data.
+  Entered only when a call actually blocks, so the fast path pays nothing — except a
+  call running an element's X-function, registered for as long as that code runs (it
+  may wait on anything). :meth:`WaitRegistry.snapshot` returns plain data.
 * :class:`FlowCounters` — per element, cumulative moves and observes (counted without a
   lock or a clock read: each thread has its own counts), and the rate of each over the
   last few seconds, from samples of the totals that status calls take.
@@ -42,6 +43,7 @@ class Caller:
     worker: Optional[str] = None
     host: Optional[str] = None
     pid: Optional[int] = None
+    thread: Optional[int] = None  # native id of the thread whose connection this is
 
     @classmethod
     def from_dict(cls, data: Any) -> "Caller":
@@ -58,10 +60,11 @@ class Caller:
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"caller {name} must be a str, not {type(value).__name__}")
             fields[name] = value
-        pid = data.get("pid")
-        if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int)):
-            raise TypeError(f"caller pid must be an int, not {type(pid).__name__}")
-        fields["pid"] = pid
+        for name in ("pid", "thread"):
+            value = data.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(f"caller {name} must be an int, not {type(value).__name__}")
+            fields[name] = value
         return cls(**fields)
 
     def with_details(self, **details: Any) -> "Caller":
@@ -94,7 +97,16 @@ ANONYMOUS = Caller()
 
 @dataclass
 class Wait:
-    """One call blocked right now."""
+    """One call blocked right now, or one running an element's X-function.
+
+    ``xfunction`` names the X-function module of a call that runs its code: such a call
+    waits on whatever that code waits on, so it is registered for as long as the code
+    runs, with ``thread``, the native id of the server thread running it (deadlock
+    detection asks the kernel what that thread does). A wait that begins inside that code
+    (the base class's move or observe blocking) stands for the call while it lasts:
+    ``within`` then names the X-function call it is part of, and the outer wait is
+    ``covered`` (left out of snapshots).
+    """
 
     id: int
     caller: Caller
@@ -103,11 +115,20 @@ class Wait:
     template: Optional[str]  # the element's template as written (see statusdoc.format_template)
     timeout: Optional[float]  # seconds, None when the call waits without a limit
     since: float  # time.monotonic() when it started waiting
+    xfunction: Optional[str] = None
+    thread: Optional[int] = None
+    within: Optional[str] = None
+    covered: bool = False
 
     def to_dict(self, now: float) -> Dict[str, Any]:
-        return {"caller": self.caller.to_dict(), "who": self.caller.label(), "operation": self.operation,
-                "element": self.element, "template": self.template, "timeout": self.timeout,
-                "waited_s": round(max(0.0, now - self.since), 3)}
+        data = {"id": self.id, "caller": self.caller.to_dict(), "who": self.caller.label(),
+                "operation": self.operation, "element": self.element, "template": self.template,
+                "timeout": self.timeout, "waited_s": round(max(0.0, now - self.since), 3)}
+        if self.xfunction is not None:
+            data.update(xfunction=self.xfunction, server_thread=self.thread)
+        if self.within is not None:
+            data["within"] = self.within
+        return data
 
 
 WaitListener = Callable[[Wait, float], None]
@@ -171,31 +192,46 @@ class WaitRegistry:
 
     # -- waits ----------------------------------------------------------------------------
     def waiting(self, operation: str, *, element: Optional[int] = None, template: Optional[str] = None,
-                timeout: Optional[float] = None, caller: Optional[Caller] = None) -> _Waiting:
+                timeout: Optional[float] = None, caller: Optional[Caller] = None,
+                xfunction: Optional[str] = None) -> _Waiting:
         """``with registry.waiting("observe", element=3, template="('work', str)"):`` around
-        the blocking part of a call. ``caller`` defaults to this thread's (:meth:`serve_as`)."""
+        the blocking part of a call. ``caller`` defaults to this thread's (:meth:`serve_as`);
+        ``xfunction`` (a module name) around a call running that X-function's code."""
         wait = Wait(0, caller if caller is not None else self.current_caller(), operation,
-                    element, template, timeout, 0.0)
+                    element, template, timeout, 0.0, xfunction,
+                    threading.get_native_id() if xfunction is not None else None)
         return _Waiting(self, wait)
 
     def _add(self, wait: Wait) -> None:
         wait.since = self._clock()
+        outer = getattr(self._thread, "xfunction", None)  # this thread runs X-function code
         with self._lock:
             wait.id = next(self._ids)
+            if outer is not None:
+                wait.within, outer.covered = f"{outer.operation} in X-function {outer.xfunction}", True
             self._waits[wait.id] = wait
+        if wait.xfunction is not None:
+            self._thread.xfunction = wait
 
     def _remove(self, wait: Wait) -> None:
         with self._lock:
             self._waits.pop(wait.id, None)
+            if wait.xfunction is not None:
+                self._thread.xfunction = None
+            elif wait.within is not None:
+                outer = getattr(self._thread, "xfunction", None)
+                if outer is not None:
+                    outer.covered = False
         if self.listeners:
             waited = self._clock() - wait.since
             for listener in self.listeners:
                 listener(wait, waited)
 
     def current(self) -> List[Wait]:
-        """The waits in progress, oldest first (the objects themselves: do not change them)."""
+        """The waits in progress, oldest first, less those a wait within them stands for
+        (the objects themselves: do not change them)."""
         with self._lock:
-            return sorted(self._waits.values(), key=lambda w: w.since)
+            return sorted((w for w in self._waits.values() if not w.covered), key=lambda w: w.since)
 
     def snapshot(self) -> List[Dict[str, Any]]:
         """The waits in progress as plain data, oldest first."""
