@@ -1,36 +1,48 @@
-"""Deadlock detection: each rule on made-up observations, /proc readings of real
-processes, and the report and summary texts.
+"""Deadlock detection: each rule on made-up observations, the runner's watch and the
+worker's sampler on real processes, near misses, and the report and summary texts.
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 
 import pytest
 
-from pastset.run.deadlock import (APP, Detector, Observation, failure_summary, format_report,
-                              participant_of)
-from pastset.run.procstat import cpu_time, sample, timed_waits
+from pastset.observe.procstat import BLOCKED, RUNNING, TIMED, UNKNOWN, WAITING, syscall_table
+from pastset.run.deadlock import (APP, Detector, DeadlockWatch, Observation, TaskSampler, failure_summary,
+                                  format_report, held_lines, near_miss, participant_of, report)
+from pastset.space.scheduler import Scheduler
+from pastset.wire.validation import template_shape
 
 GRACE = 3.0
+#: the thread each participant makes its call from (made-up native ids)
+MAIN = {APP: 100, "t1": 200, "t2": 300}
 
 
-def wait(who, operation="observe", timeout=None, waited=10.0, element=1, template="('work', str)"):
+def wait(who, operation="observe", timeout=None, waited=10.0, element=1, template="('work', str)", thread=None,
+         **extra):
     caller = {"kind": "app"} if who == APP else {"kind": "task", "task": who, "application": "w.py",
                                                   "worker": "w1", "host": "node1"}
+    caller["thread"] = MAIN.get(who) if thread is None else thread
     label = "app" if who == APP else f"task {who} (w.py on w1@node1)"
-    return {"caller": caller, "who": label, "operation": operation, "element": element,
-            "template": template, "timeout": timeout, "waited_s": waited}
+    return dict({"caller": caller, "who": label, "operation": operation, "element": element,
+                 "template": template, "timeout": timeout, "waited_s": waited}, **extra)
 
 
-def idle(cpu=1.0, timed=0):
-    return {"cpu": cpu, "timed": timed, "alive": True}
+def proc(who=APP, cpu=1.0, others=None, alive=True):
+    """A sample of ``who``: its calling thread (waiting: a socket read) and ``others``
+    (native id -> state)."""
+    threads = {MAIN[who]: WAITING}
+    threads.update(others or {})
+    return {"cpu": cpu, "timed": sum(s == TIMED for s in threads.values()), "alive": alive, "threads": threads,
+            "processes": 1, "unreadable": None}
 
 
 def stuck(**extra):
     """The app and task t1 both waiting, untimed, idle."""
-    fields = dict(waits=[wait(APP), wait("t1")], processes={APP: idle(), "t1": idle()})
+    fields = dict(waits=[wait(APP), wait("t1")], processes={APP: proc(APP), "t1": proc("t1")})
     fields.update(extra)
     return Observation(**fields)
 
@@ -47,7 +59,7 @@ def test_everyone_waiting_untimed_and_idle_for_the_grace_is_a_deadlock():
     assert detector.observe(0.0, stuck()) is None
     assert detector.observe(GRACE - 0.1, stuck()) is None
     verdict = detector.observe(GRACE, stuck())
-    assert verdict is not None and verdict.held == GRACE
+    assert verdict is not None and verdict.held == GRACE and verdict.certain
     assert {participant_of(w) for w in verdict.waits} == {APP, "t1"}
 
 
@@ -60,13 +72,20 @@ def test_the_verdict_comes_once_until_the_run_moves_again():
 
 
 @pytest.mark.parametrize("obs, reason", [
-    (stuck(waits=[wait("t1")]), "app is not in a PastSet call"),  # computing between calls
+    (stuck(waits=[wait("t1")]), "app has a thread that may still act (thread 100 waits on something outside"),
     (stuck(waits=[wait(APP), wait("t1", timeout=60.0)]), "t1 waits in a call with a timeout"),
     (stuck(pending=1), "queued or starting"),
     (stuck(starting=2), "worker(s) still starting"),
-    (stuck(processes={APP: idle(timed=1), "t1": idle()}), "app has a thread sleeping"),
-    (stuck(processes={"t1": idle()}), "app is not running"),
-    (stuck(processes={APP: idle(), "t1": {"cpu": None, "timed": None, "alive": False}}), "t1 has exited"),
+    (stuck(processes={"t1": proc("t1")}), "app is not running"),
+    (stuck(processes={APP: proc(APP), "t1": proc("t1", alive=False)}), "t1 has exited"),
+    (stuck(waits=[]), "no call of the app or a task waits in PastSet"),
+    # a second thread of a participant: computing, asleep, waiting for a child, a pipe, a socket ...
+    (stuck(processes={APP: proc(APP, others={101: RUNNING}), "t1": proc("t1")}), "thread 101 is running"),
+    (stuck(processes={APP: proc(APP), "t1": proc("t1", others={201: TIMED})}), "thread 201 sleeps with a timeout"),
+    (stuck(processes={APP: proc(APP, others={101: WAITING}), "t1": proc("t1")}),
+     "thread 101 waits on something outside its process (a child, a pipe, a socket, select/poll, I/O)"),
+    # the calling thread is named by another process's call: not this one
+    (stuck(waits=[wait(APP, thread=999), wait("t1")]), "app has a thread that may still act (thread 100"),
 ])
 def test_no_deadlock_when_something_can_still_act(obs, reason):
     detector = Detector(GRACE)
@@ -74,24 +93,56 @@ def test_no_deadlock_when_something_can_still_act(obs, reason):
     assert feed(detector, obs) == []
 
 
-def test_a_task_sleeping_outside_any_call_is_not_waiting():
-    obs = stuck(waits=[wait(APP)], processes={APP: idle(), "t1": idle(timed=1)})
-    assert "t1 is not in a PastSet call" in Detector(GRACE).why_not(obs)
+def test_threads_blocked_on_their_own_locks_wait_with_the_calls():
+    obs = stuck(processes={APP: proc(APP, others={101: BLOCKED, 102: BLOCKED}), "t1": proc("t1")})
+    [verdict] = feed(Detector(GRACE), obs)
+    assert verdict.blocked == {APP: 2} and verdict.certain
+
+
+def test_a_main_thread_joining_a_thread_in_a_call_is_stuck():
+    """The app's main thread joins (blocked); the thread it joins is the one in the call."""
+    obs = Observation(waits=[wait(APP, thread=101)], processes={APP: proc(APP, others={101: WAITING})})
+    obs.processes[APP]["threads"][MAIN[APP]] = BLOCKED
+    assert len(feed(Detector(GRACE), obs)) == 1
+
+
+def test_a_task_blocked_on_its_own_locks_without_a_call_is_stuck_with_the_app():
+    obs = Observation(waits=[wait(APP)], processes={APP: proc(APP), "t1": {**proc("t1"), "threads": {200: BLOCKED}}})
+    [verdict] = feed(Detector(GRACE), obs)
+    assert verdict.blocked == {"t1": 1}
+
+
+def test_threads_of_descendant_processes_count_like_the_participants_own():
+    """A child process of the task (its threads are in the sample) that calls PastSet too."""
+    obs = stuck(waits=[wait(APP), wait("t1"), wait("t1", thread=250)],
+                processes={APP: proc(APP), "t1": {**proc("t1", others={250: WAITING}), "processes": 2}})
+    assert len(feed(Detector(GRACE), obs)) == 1
+    child_computes = stuck(waits=[wait(APP), wait("t1")],
+                           processes={APP: proc(APP), "t1": proc("t1", others={250: RUNNING})})
+    assert "thread 250 is running" in Detector(GRACE).why_not(child_computes)
+
+
+def test_a_thread_or_process_that_comes_or_goes_restarts_the_grace():
+    detector = Detector(GRACE)
+    quiet = stuck()
+    more = stuck(processes={APP: proc(APP, others={101: BLOCKED}), "t1": proc("t1")})
+    assert feed(detector, [quiet] * 8 + [more] * 8) == []  # 2 s each
+    assert len(feed(detector, [more] * 8, start=4.0)) == 1
 
 
 def test_a_second_thread_computing_keeps_resetting_the_grace():
     detector = Detector(GRACE)
-    busy = [stuck(processes={APP: idle(cpu=1.0 + 0.1 * i), "t1": idle()}) for i in range(40)]
+    busy = [stuck(processes={APP: proc(APP, cpu=1.0 + 0.1 * i), "t1": proc("t1")}) for i in range(40)]
     assert feed(detector, busy) == []
     # once it stops computing, the grace starts then
-    quiet = [stuck(processes={APP: idle(cpu=5.0), "t1": idle()})] * 20
+    quiet = [stuck(processes={APP: proc(APP, cpu=5.0), "t1": proc("t1")})] * 20
     verdicts = feed(detector, quiet, start=10.0)
     assert len(verdicts) == 1 and verdicts[0].at == pytest.approx(10.0 + GRACE)
 
 
 def test_cpu_within_the_tolerance_does_not_count_as_work():
     detector = Detector(GRACE)
-    ticks = [stuck(processes={APP: idle(cpu=1.0 + 0.01 * (i % 2)), "t1": idle()}) for i in range(20)]
+    ticks = [stuck(processes={APP: proc(APP, cpu=1.0 + 0.01 * (i % 2)), "t1": proc("t1")}) for i in range(20)]
     assert len(feed(detector, ticks)) == 1
 
 
@@ -101,17 +152,12 @@ def test_a_call_that_began_within_the_grace_is_progress():
     assert feed(detector, young) == []
 
 
-def test_unknown_samples_fall_back_on_the_calls_alone():
-    obs = stuck(processes={APP: None, "t1": None})
-    assert len(feed(Detector(GRACE), obs)) == 1
-
-
 def test_a_new_running_task_restarts_the_grace():
     detector = Detector(GRACE)
     for i in range(8):
         assert detector.observe(i * 0.25, stuck()) is None
     two = stuck(waits=[wait(APP), wait("t1"), wait("t2")],
-                processes={APP: idle(), "t1": idle(), "t2": idle()})
+                processes={APP: proc(APP), "t1": proc("t1"), "t2": proc("t2")})
     assert detector.observe(2.5, two) is None
     assert detector.observe(2.5 + GRACE - 0.1, two) is None
     assert detector.observe(2.5 + GRACE, two) is not None
@@ -124,57 +170,106 @@ def test_other_callers_are_not_participants():
     assert len(verdicts) == 1 and worker not in verdicts[0].waits
 
 
+# -- X-function code ------------------------------------------------------------------
+def xcall(state, cpu=0.5):
+    return wait(APP, "move", element=4, template="('x', int)", id=7, xfunction="xblock", server_thread=55,
+                server_state=state, server_cpu=cpu)
+
+
+def test_a_call_whose_x_function_code_is_blocked_waits():
+    obs = stuck(waits=[xcall(BLOCKED), wait("t1")])
+    [verdict] = feed(Detector(GRACE), obs)
+    assert verdict.certain
+
+
+@pytest.mark.parametrize("state", [RUNNING, TIMED, WAITING])
+def test_x_function_code_that_runs_sleeps_or_reads_may_still_finish_its_call(state):
+    reason = Detector(GRACE).why_not(stuck(waits=[xcall(state), wait("t1")]))
+    assert reason.startswith("app's call runs X-function xblock code")
+
+
+def test_x_function_code_using_cpu_keeps_resetting_the_grace():
+    busy = [stuck(waits=[xcall(BLOCKED, cpu=0.5 + 0.1 * i), wait("t1")]) for i in range(40)]
+    assert feed(Detector(GRACE), busy) == []
+
+
+# -- what cannot be seen: reported, never stopped ----------------------------------------
+def test_unknown_samples_fall_back_on_the_calls_alone_and_are_uncertain():
+    obs = stuck(processes={APP: None, "t1": None})
+    [verdict] = feed(Detector(GRACE), obs)
+    assert not verdict.certain and "what the threads of app" in verdict.doubts[0]
+
+
+def test_a_host_without_thread_states_is_judged_by_its_calls_and_timers():
+    blind = {"cpu": 1.0, "timed": 0, "alive": True, "threads": None, "unreadable": "this system has no /proc"}
+    obs = Observation(waits=[wait(APP), wait("t1")], processes={APP: proc(APP), "t1": blind},
+                      hosts={APP: "here", "t1": "mac1"})
+    [verdict] = feed(Detector(GRACE), obs)
+    assert verdict.doubts == ["what the threads of t1 on mac1 do cannot be seen (this system has no /proc)"]
+    sleeping = Observation(waits=[wait(APP), wait("t1")], processes={APP: proc(APP), "t1": dict(blind, timed=1)})
+    assert "t1 has a thread sleeping" in Detector(GRACE).why_not(sleeping)
+    no_call = Observation(waits=[wait(APP)], processes={APP: proc(APP), "t1": blind})
+    assert "t1 is not in a PastSet call" in Detector(GRACE).why_not(no_call)
+
+
+def test_threads_whose_wait_cannot_be_told_make_the_verdict_uncertain():
+    obs = stuck(processes={APP: proc(APP, others={101: UNKNOWN}), "t1": proc("t1")})
+    [verdict] = feed(Detector(GRACE), obs)
+    assert not verdict.certain and "1 thread(s) of app" in verdict.doubts[0]
+
+
 def test_a_bad_grace_is_refused():
     with pytest.raises(ValueError, match="-1"):
         Detector(-1)
 
 
-# -- real processes ---------------------------------------------------------------------
-def child(code):
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    time.sleep(0.5)
-    return proc
+# -- near misses --------------------------------------------------------------------------
+@pytest.mark.parametrize("waited, held, near", [
+    (("result", int), ("results", int), True),  # a plural
+    (("box", int), ("boxes", int), True),
+    (("entry", str), ("entries", str), True),
+    (("result", int), ("resul", int), True),  # one edit
+    (("result", int), ("reslt_", int), True),  # two edits
+    (("result", int), ("rsl", int), False),  # three
+    (("result", int), ("result", float), True),  # the same tag with another type
+    (("result", int), ("result", int, int), True),  # ... or more of them
+    (("result", int), ("results", float), False),  # a tag and a type
+    (("result", int), ("work", int), False),
+    (("result", int), ("result", int), False),  # the element itself
+    (("a", "b", int), ("aa", "bb", int), True),  # two edits over two tags
+    ((int, float), (int, str), False),  # no tag to go by
+    (("r", 1, int), ("r", 2, int), False),  # values are not tags
+])
+def test_near_misses(waited, held, near):
+    assert near_miss(template_shape(waited), template_shape(held)) is near
 
 
-@pytest.fixture
-def children():
-    procs = []
-    yield lambda code: procs.append(child(code)) or procs[-1]
-    for proc in procs:
-        proc.kill()
-        proc.wait()
+def test_held_lines_mark_the_near_misses_first_and_leave_out_waited_elements():
+    waits = [wait(APP, element=1, template="('result', int)"), wait("t1", element=5, template="('go',)")]
+    elements = {1: {"shape": template_shape(("result", int))}, 5: {"shape": template_shape(("go",))}}
+    held = [{"id": 2, "template": "('log', str)", "shape": template_shape(("log", str)), "unobserved": 9},
+            {"id": 3, "template": "('results', int)", "shape": template_shape(("results", int)), "unobserved": 1},
+            {"id": 5, "template": "('go',)", "shape": template_shape(("go",)), "unobserved": 2},
+            {"id": 6, "template": "('goes',)", "shape": template_shape(("goes",)), "unobserved": 2}]
+    assert held_lines(waits, elements, held) == [
+        "elements holding tuples nobody observes:",
+        "  ('results', int) holds 1 tuple nobody observes — is it the one the app waits for on ('result', int)?",
+        "  ('goes',) holds 2 tuples nobody observes — is it the one task t1 waits for on ('go',)?",
+        "  ('log', str) holds 9 tuples nobody observes",
+    ]
+    many = [{"id": 10 + i, "template": f"('log{i}',)", "shape": [["tag", f"log{i}"]], "unobserved": 1}
+            for i in range(8)]
+    lines = held_lines(waits, elements, many, most=5)
+    assert len(lines) == 7 and lines[-1] == "  ... and 3 more"
+    assert held_lines(waits, elements, []) == []
 
 
-def test_cpu_time_grows_while_computing_and_not_while_blocked(children):
-    busy = children("while True: pass")
-    blocked = children("import socket\na, b = socket.socketpair()\na.recv(1)")
-    before = (cpu_time(busy.pid), cpu_time(blocked.pid))
-    time.sleep(0.5)
-    after = (cpu_time(busy.pid), cpu_time(blocked.pid))
-    assert after[0] - before[0] > 0.1
-    assert after[1] - before[1] <= 0.02
-
-
-def test_timed_sleeps_are_seen_and_untimed_waits_are_not(children):
-    expected = {
-        "import time\ntime.sleep(60)": 1,
-        "import threading\nthreading.Event().wait(60)": 1,
-        "import select\nselect.select([], [], [], 60)": 1,
-        "import threading\nthreading.Event().wait()": 0,
-        "import socket\na, b = socket.socketpair()\na.recv(1)": 0,
-        "import threading, time\nthreading.Thread(target=time.sleep, args=(60,)).start()\n"
-        "threading.Event().wait()": 1,
-    }
-    procs = {code: children(code) for code in expected}
-    if timed_waits(procs["import time\ntime.sleep(60)"].pid) is None:
-        pytest.skip("this system cannot tell a thread's syscall")
-    assert {code: timed_waits(p.pid) for code, p in procs.items()} == expected
-
-
-def test_a_gone_process_samples_as_not_alive():
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    assert sample(proc.pid).alive is False and cpu_time(proc.pid) is None
+def test_a_blocked_move_is_not_waiting_for_a_tuple():
+    waits = [wait(APP, "move (blocked by delta 1)", element=1, template="('result', int)")]
+    elements = {1: {"shape": template_shape(("result", int))}}
+    held = [{"id": 3, "template": "('results', int)", "shape": template_shape(("results", int)), "unobserved": 1}]
+    assert held_lines(waits, elements, held) == ["elements holding tuples nobody observes:",
+                                                 "  ('results', int) holds 1 tuple nobody observes"]
 
 
 # -- texts ------------------------------------------------------------------------------
@@ -210,6 +305,43 @@ def test_report_without_failures_says_what_to_check():
     assert "no task failed" in text
 
 
+def test_a_wait_for_a_task_shows_its_application_and_no_template():
+    text = format_report([wait(APP, "wait task t2 (sum.py)", element=None, template=None)], {}, [], held=3.0)
+    assert text.splitlines()[1].split() == ["app", "wait", "task", "t2", "(sum.py)", "waiting", "10.0", "s"]
+
+
+def test_report_names_x_function_calls_and_waits_inside_them():
+    waits = [xcall(BLOCKED), wait("t1", "observe", element=4, template="('x', int)", within="observe in X-function xa"),
+             wait("t2", "move (blocked by delta 1)", element=4, template="('x', int)",
+                  within="move in X-function xa")]
+    lines = format_report(waits, {}, [], held=3.0).splitlines()
+    assert "move in X-function xblock" in lines[1]
+    assert " observe in X-function xa " in lines[2]
+    assert "move (blocked by delta 1) (move in X-function xa)" in lines[3]
+
+
+def test_report_of_a_verdict_names_blocked_threads_doubts_and_near_misses():
+    detector = Detector(GRACE)
+    obs = Observation(waits=[wait(APP, element=1, template="('result', int)")],
+                      processes={APP: proc(APP), "t1": {**proc("t1"), "threads": {200: BLOCKED, 201: BLOCKED}}})
+    [verdict] = feed(detector, obs)
+    view = {"activity": {"running": [{"id": "t1", "app": "w.py", "worker": "w1", "host": "node1"}]},
+            "elements": {1: {"first": 0, "last": 0, "delta": None, "shape": template_shape(("result", int))}},
+            "failed": [],
+            "held": [{"id": 2, "template": "('results', int)", "shape": template_shape(("results", int)),
+                      "unobserved": 1}]}
+    lines = report(verdict, view).splitlines()
+    assert "exit status 3" in lines[0]
+    assert lines[1].split()[:2] == ["app", "observe"]
+    assert lines[2].startswith("  task t1 (w.py on w1@node1)  2 threads blocked on a lock, condition or join")
+    assert lines[3] == "elements holding tuples nobody observes:"
+    assert "is it the one the app waits for on ('result', int)?" in lines[4]
+    verdict.doubts = ["what the threads of t1 on mac1 do cannot be seen"]
+    first = report(verdict, view).splitlines()[0]
+    assert "not stopping the run: what the threads of t1 on mac1 do cannot be seen" in first
+    assert "exit status 3" not in first
+
+
 def test_summary_counts_and_lists_failed_tasks():
     text = failure_summary(FAILED[:2], 5)
     assert len(text.splitlines()) == 3
@@ -220,11 +352,20 @@ def test_summary_counts_and_lists_failed_tasks():
 
 
 # -- the runner's watch and the worker's sampler, with real processes ------------------
-from pastset.run.deadlock import DeadlockWatch, TaskSampler  # noqa: E402
-from pastset.space.scheduler import Scheduler  # noqa: E402
+needs_thread_states = pytest.mark.skipif(syscall_table() is None, reason="thread states are read on Linux only")
 
-BLOCKED = "import socket\na, b = socket.socketpair()\na.recv(1)"
+#: a process whose main thread blocks in a socket read, as a PastSet call waits; it
+#: prints that thread's native id (which the made-up waiting call names)
+BLOCKED_CALL = ("import socket, threading\nprint(threading.get_native_id(), flush=True)\n"
+                "a, b = socket.socketpair()\na.recv(1)")
 SMALL_GRACE = 0.5
+
+
+def child(code):
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    tid = int(proc.stdout.readline())
+    time.sleep(0.3)
+    return proc, tid
 
 
 class Run:
@@ -232,24 +373,25 @@ class Run:
     watch over an app process; the waiting calls are made up as the server would list them."""
 
     def __init__(self, app_code, task_code, task_waits=True):
-        self.app = child(app_code)
-        self.task = child(task_code)
+        (self.app, app_tid), (self.task, task_tid) = child(app_code), child(task_code)
         self.sched = Scheduler()
         tid = self.sched.spawn("w.py", [])
         wid = self.sched.register_worker({"host": "node1"})
         self.sched.next_task(wid)
         self.sched.task_started(wid, tid, self.task.pid)
         self.began = time.monotonic()
-        self.who = [APP, tid] if task_waits else [APP]
+        self.who = [(APP, app_tid), (tid, task_tid)] if task_waits else [(APP, app_tid)]
         self.sampler = TaskSampler(lambda: {tid: self.task.pid},
                                    lambda s: self.sched.task_samples(wid, s), interval=0.1).start()
         self.verdicts = []
         self.watch = DeadlockWatch(SMALL_GRACE, self.view, self.app.pid, lambda: 0,
-                                   lambda verdict, view: self.verdicts.append(verdict), interval=0.1).start()
+                                   lambda verdict, view: self.verdicts.append((verdict, view)), interval=0.1,
+                                   fetch_held=lambda: [{"id": 9}]).start()
 
     def view(self):
         waited = time.monotonic() - self.began
-        return {"waits": [wait(who, waited=waited) for who in self.who], "activity": self.sched.activity()}
+        return {"waits": [wait(who, waited=waited, thread=tid) for who, tid in self.who],
+                "activity": self.sched.activity()}
 
     def close(self):
         self.watch.stop()
@@ -258,6 +400,7 @@ class Run:
         for proc in (self.app, self.task):
             proc.kill()
             proc.wait()
+            proc.stdout.close()
 
 
 @pytest.fixture
@@ -268,28 +411,64 @@ def make_run():
         run.close()
 
 
-def test_blocked_app_and_task_are_reported_once(make_run):
-    run = make_run(BLOCKED, BLOCKED)
+@needs_thread_states
+def test_blocked_app_and_task_are_reported_once_with_the_held_elements(make_run):
+    run = make_run(BLOCKED_CALL, BLOCKED_CALL)
     deadline = time.monotonic() + 20
     while not run.verdicts and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(run.verdicts) == 1
-    assert {participant_of(w) for w in run.verdicts[0].waits} == {APP, "t1"}
+    verdict, view = run.verdicts[0]
+    assert {participant_of(w) for w in verdict.waits} == {APP, "t1"} and verdict.certain
+    assert view["held"] == [{"id": 9}]
     time.sleep(0.5)
     assert len(run.verdicts) == 1
 
 
+@needs_thread_states
 @pytest.mark.parametrize("app_code, task_code, task_waits", [
     # a second thread of the app computes while its main thread waits
-    ("import threading\nthreading.Thread(target=lambda: [0 for _ in iter(int, 1)]).start()\n" + BLOCKED,
-     BLOCKED, True),
+    ("import threading\nthreading.Thread(target=lambda: [0 for _ in iter(int, 1)]).start()\n" + BLOCKED_CALL,
+     BLOCKED_CALL, True),
     # a second thread of the app sleeps, and may move something when it wakes
-    ("import threading, time\nthreading.Thread(target=time.sleep, args=(60,)).start()\n" + BLOCKED,
-     BLOCKED, True),
+    ("import threading, time\nthreading.Thread(target=time.sleep, args=(60,)).start()\n" + BLOCKED_CALL,
+     BLOCKED_CALL, True),
+    # a second thread of the app waits for a child process
+    ("import subprocess, threading\nthreading.Thread(target=subprocess.run, args=(['sleep', '60'],)).start()\n"
+     + BLOCKED_CALL, BLOCKED_CALL, True),
+    # the task's child process computes
+    (BLOCKED_CALL, "import multiprocessing\nmultiprocessing.Process(target=lambda: [0 for _ in iter(int, 1)]).start()\n"
+     + BLOCKED_CALL, True),
     # the task sleeps between calls: it is not in a call at all
-    (BLOCKED, "import time\ntime.sleep(60)", False),
+    (BLOCKED_CALL, "import threading, time\nprint(threading.get_native_id(), flush=True)\ntime.sleep(60)", False),
 ])
 def test_no_false_alarm_with_real_processes(make_run, app_code, task_code, task_waits):
     run = make_run(app_code, task_code, task_waits)
     time.sleep(SMALL_GRACE * 4 + 1)
     assert run.verdicts == []
+
+
+def test_a_host_whose_threads_cannot_be_seen_is_noticed_once():
+    heard = []
+    views = {"waits": [], "activity": {"pending": 0, "tasks": 2, "running": [
+        {"id": "t1", "host": "mac1", "sample": {"alive": True, "threads": None, "unreadable": "no /proc"}},
+        {"id": "t2", "host": "mac1", "sample": {"alive": True, "threads": None, "unreadable": "no /proc"}}]}}
+    watch = DeadlockWatch(GRACE, lambda: views, 0, lambda: 0, lambda v, view: None,
+                          sample_app=lambda: {"alive": True, "threads": {}}, on_notice=lambda *a: heard.append(a))
+    watch.check()
+    watch.check()
+    assert heard == [("mac1", "no /proc")]
+
+
+def test_the_sampler_reports_each_task_tree_from_one_pass(monkeypatch):
+    blocked = subprocess.Popen([sys.executable, "-c", BLOCKED_CALL], stdout=subprocess.PIPE, text=True)
+    try:
+        tid = int(blocked.stdout.readline())
+        time.sleep(0.3)
+        got = TaskSampler(lambda: {"t1": blocked.pid, "t2": blocked.pid}, lambda s: None).samples()
+        assert set(got) == {"t1", "t2"} and got["t1"]["alive"] and got["t1"]["threads"][tid] == WAITING
+        assert json.loads(json.dumps(got["t1"], default=str))["processes"] == 1
+    finally:
+        blocked.kill()
+        blocked.wait()
+        blocked.stdout.close()

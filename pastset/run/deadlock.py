@@ -473,8 +473,9 @@ def _operation(wait: Mapping[str, Any]) -> str:
     operation = str(wait.get("operation"))
     if wait.get("xfunction"):
         return f"{operation} in X-function {wait['xfunction']}"
-    if wait.get("within"):
-        return f"{operation} (within {wait['within']})"
+    within = wait.get("within")
+    if within:  # a wait inside X-function code: "observe in X-function xmod" when it is that call's own
+        return within if str(within).startswith(operation + " in ") else f"{operation} ({within})"
     return operation
 
 
