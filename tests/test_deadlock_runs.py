@@ -1,11 +1,14 @@
 """Deadlock detection in real runs (``python -m pastset run``).
 
-A run whose app and running tasks all wait in PastSet calls without a timeout, with
-nothing queued or starting, prints the deadlock report and ends with exit status 3 and no
-process left (``on_deadlock = abort``); with ``report`` it prints once and keeps waiting.
-And none of the states that only look stuck — a task computing, a call with a timeout, a
-task queued while its worker starts, a task in ``time.sleep``, a second app thread at
-work, the long-running examples — is called a deadlock.
+A run where nothing can move — the app and running tasks all wait in PastSet calls
+without a timeout, or on locks only their own threads could release, with nothing queued
+or starting — prints the deadlock report and ends with exit status 3 and no process left
+(``on_deadlock = abort``); with ``report`` it prints once and keeps waiting. And none of
+the states that only look stuck — a task computing, a call with a timeout, a task queued
+while its worker starts, a task in ``time.sleep``, a second app thread at work or waiting
+outside PastSet (a subprocess, a pipe, a socket, select), a task's own worker processes
+computing, X-function code computing, the long-running examples — is called a deadlock.
+The programs of those last cases are :mod:`deadlock_cases`, which the benchmark runs too.
 """
 from __future__ import annotations
 
@@ -18,9 +21,34 @@ import time
 import pytest
 
 import pastset
-from pastset_runs import EXAMPLES, RESULT_WAITER, LiveRun, finished, survivors, write_app
+from deadlock_cases import DEADLOCKS, FALSE_ALARMS, missing, run_case
+from pastset_runs import EXAMPLES, RESULT_WAITER, LiveRun, describe, finished, pastset_argv, survivors, write_app
 
 GRACE = "1"  #: a small deadlock_grace, so each case runs a few seconds only
+#: seconds a false alarm case waits outside PastSet: three times the grace
+WORK = 3 * float(GRACE)
+
+
+@pytest.mark.parametrize("case", FALSE_ALARMS, ids=lambda c: c.name)
+def test_a_wait_outside_pastset_that_ends_is_no_deadlock(apps, env, case):
+    argv = pastset_argv("run", "--bin", str(apps), "--deadlock-grace", GRACE, "--procs", "1")
+    outcome = run_case(case, argv, str(apps), WORK, env)
+    assert "deadlock" not in outcome.stderr, outcome.stderr
+    assert outcome.code == 0, outcome
+    assert outcome.stdout.splitlines()[-1] == case.output, outcome
+    left = survivors(env["PASTSET_TEST_TAG"])
+    assert not left, describe(left)
+
+
+@pytest.mark.parametrize("case", DEADLOCKS, ids=lambda c: c.name)
+def test_a_true_deadlock_is_reported_and_ends_the_run(apps, env, case):
+    argv = pastset_argv("run", "--bin", str(apps), "--deadlock-grace", GRACE, "--procs", "1")
+    outcome = run_case(case, argv, str(apps), WORK, env)
+    assert outcome.code == 3, outcome
+    assert "stopping the run (exit status 3)" in outcome.stderr, outcome.stderr
+    assert not missing(case, outcome.stderr), (missing(case, outcome.stderr), outcome.stderr)
+    left = survivors(env["PASTSET_TEST_TAG"])
+    assert not left, describe(left)
 
 
 
