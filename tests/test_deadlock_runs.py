@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import sys
 import time
@@ -21,6 +22,7 @@ import time
 import pytest
 
 import pastset
+from pastset.observe.events import find_events
 from deadlock_cases import DEADLOCKS, FALSE_ALARMS, missing, run_case
 from pastset_runs import EXAMPLES, RESULT_WAITER, LiveRun, describe, finished, pastset_argv, survivors, write_app
 
@@ -106,6 +108,61 @@ def test_on_deadlock_report_prints_once_and_keeps_waiting(apps, env):
         os.set_blocking(live.proc.stderr.fileno(), True)
         err += live.proc.stderr.read()
         assert err.count(b"pastset: deadlock:") == 1, err
+        assert not survivors(env["PASTSET_TEST_TAG"])
+
+
+#: a task whose threads the kernel will not describe to its worker: it makes itself
+#: non-dumpable (then only a process with CAP_SYS_PTRACE may read its syscall files),
+#: starts a thread that waits on an event, and waits in PastSet
+HIDDEN = """\
+import ctypes, threading, pastset
+ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+threading.Thread(target=threading.Event().wait, daemon=True).start()
+pastset.PastSet().enter(("go",)).observe()
+"""
+
+
+def without_ptrace(tmp_path) -> str:
+    """A python for the run's workers that lacks CAP_SYS_PTRACE (root has it otherwise)."""
+    if os.geteuid() != 0:
+        return sys.executable
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("root reads every process's syscall files, and setpriv is not here to drop that")
+    wrapper = tmp_path / "python-without-ptrace"
+    wrapper.write_text(f'#!/bin/sh\nexec {setpriv} --bounding-set=-sys_ptrace {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def test_a_deadlock_whose_threads_cannot_be_seen_is_reported_once_and_the_run_goes_on(apps, env, tmp_path):
+    write_app(apps, "app.py", RESULT_WAITER.format(tasks=["hidden.py"]))
+    write_app(apps, "hidden.py", HIDDEN)
+    argv = ["run", "--bin", str(apps), "--deadlock-grace", GRACE, "--python", without_ptrace(tmp_path), "app.py"]
+    with LiveRun(argv, env) as live:
+        live.read_until("waiting")
+        record = live.record()
+        err = b""
+        os.set_blocking(live.proc.stderr.fileno(), False)
+        deadline = time.monotonic() + 30
+        while b"pastset: deadlock:" not in err and time.monotonic() < deadline:
+            err += live.proc.stderr.read() or b""
+            time.sleep(0.1)
+        time.sleep(2.5)  # more than twice the grace: no second report, and the run goes on
+        err += live.proc.stderr.read() or b""
+        text = err.decode()
+        assert live.proc.poll() is None, text
+        (unseen,) = find_events(text, "deadlock-unseen")
+        assert "cannot be read" in unseen["reason"], unseen
+        first = next(line for line in text.splitlines() if line.startswith("pastset: deadlock:"))
+        assert "not stopping the run: what 1 thread waits on in t1 on " in first, text
+        assert "cannot be seen" in first and "exit status 3" not in first, text
+        assert text.count("pastset: deadlock:") == 1, text
+        with pastset.PastSet(record["address"], authkey=bytes.fromhex(record["authkey"])) as ps:
+            ps.enter(("result", int)).move(("result", 42))
+            ps.enter(("go",)).move(("go",))
+        assert live.wait() == 0
+        assert live.lines + live.output().splitlines() == ["waiting", "result 42"]
         assert not survivors(env["PASTSET_TEST_TAG"])
 
 

@@ -301,9 +301,8 @@ def sample(pid: int, only_threads: Optional[Iterable[int]] = None,
     unreadable = None
     unknown = [tid for tid, s in states.items() if s == UNKNOWN]
     if unknown:
-        why = (f"no table of {platform.machine()} system calls" if syscalls is None
-               else f"the syscall file of thread {unknown[0]} cannot be read")
-        unreadable = f"the kernel does not show what {len(unknown)} thread(s) wait on ({why})"
+        unreadable = (f"no table of {platform.machine()} system calls" if syscalls is None
+                      else f"the syscall file of thread {unknown[0]} cannot be read")
     timed = sum(s == TIMED for s in states.values())
     return ProcessSample(cpu, timed, True, states, processes, unreadable)
 

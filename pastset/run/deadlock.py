@@ -176,7 +176,8 @@ def judge(obs: Observation) -> Judgement:
         if count:
             blocked[name] = count
         if unknown:
-            doubts.append(f"what {unknown} thread(s) of {_where(name, obs)} wait on cannot be seen"
+            doubts.append(f"what {unknown} thread{' waits' if unknown == 1 else 's wait'} on in "
+                          f"{_where(name, obs)} cannot be seen"
                           + (f" ({sample['unreadable']})" if sample and sample.get("unreadable") else ""))
     return Judgement(None, blocked, doubts)
 
