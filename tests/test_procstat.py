@@ -216,3 +216,29 @@ def test_a_thread_whose_syscall_cannot_be_read_is_told_by_its_wchan_or_unknown(m
 ])
 def test_syscall_lines_on_x86_64(line, state):
     assert procstat._state_of_syscall(line, procstat._SYSCALLS["x86_64"]) == state
+
+
+def test_a_sampler_scans_proc_again_only_once_its_table_is_old(monkeypatch):
+    scans = []
+    real = procstat.ProcessTable
+
+    def counted():
+        scans.append(1)
+        return real()
+
+    monkeypatch.setattr(procstat, "ProcessTable", counted)
+    quiet = start("import threading\nprint(1, flush=True)\nthreading.Event().wait()")
+    try:
+        quiet.stdout.readline()
+        time.sleep(0.3)
+        sampler = procstat.Sampler(table_age=0.5)
+        sampler.sample(quiet.pid)
+        sampler.sample(quiet.pid)
+        assert len(scans) == 1
+        time.sleep(0.6)
+        sampler.sample(quiet.pid)
+        assert len(scans) == 2
+    finally:
+        quiet.kill()
+        quiet.wait()
+        quiet.stdout.close()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -207,10 +208,11 @@ def thread_states(pid: int, only: Optional[Iterable[int]] = None,
 
 class ProcessTable:
     """Parent -> children of every live process, from one scan of /proc (taken when
-    made): what finds a process's descendants."""
+    made, at ``taken`` on the monotonic clock): what finds a process's descendants."""
 
     def __init__(self) -> None:
         self.children: Dict[int, List[int]] = {}
+        self.taken = time.monotonic()
         try:
             names = os.listdir("/proc")
         except OSError:
@@ -218,10 +220,15 @@ class ProcessTable:
         for name in names:
             if not name.isdigit():
                 continue
-            fields = stat_fields(int(name))
-            if _alive(fields):
-                assert fields is not None
-                self.children.setdefault(int(fields[1]), []).append(int(name))
+            try:
+                stat = _read(f"/proc/{name}/stat")
+            except OSError:
+                continue
+            if stat is None:
+                continue
+            state, ppid = stat[stat.rfind(b")") + 2:].split(None, 2)[:2]
+            if state not in (b"Z", b"X"):
+                self.children.setdefault(int(ppid), []).append(int(name))
 
     def descendants(self, pid: int) -> List[int]:
         """The live descendants of ``pid``, nearest first."""
@@ -307,15 +314,24 @@ def sample(pid: int, only_threads: Optional[Iterable[int]] = None,
     return ProcessSample(cpu, timed, True, states, processes, unreadable)
 
 
-class SamplePass:
-    """The samples of one pass over several processes: they share one process table,
-    scanned at most once, and only if some sample needs it."""
+#: seconds a process table is used for before /proc is scanned again (:class:`Sampler`)
+TABLE_AGE = 1.0
 
-    def __init__(self) -> None:
+
+class Sampler:
+    """Samples taken again and again (every pass of a deadlock watch or a task sampler):
+    they share one process table, scanned only when some sample needs descendants and
+    the last scan is older than ``table_age`` seconds. A process that looks quiet cannot
+    start a child itself, so a descendant found up to ``table_age`` s late is one that a
+    descendant already known started, and that one was seen to act.
+    """
+
+    def __init__(self, table_age: float = TABLE_AGE) -> None:
+        self.table_age = table_age
         self._table: Optional[ProcessTable] = None
 
     def table(self) -> ProcessTable:
-        if self._table is None:
+        if self._table is None or time.monotonic() - self._table.taken > self.table_age:
             self._table = ProcessTable()
         return self._table
 

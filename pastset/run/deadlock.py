@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
-from ..observe.procstat import BLOCKED, RUNNING, TIMED, UNKNOWN, SamplePass, sample
+from ..observe.procstat import BLOCKED, RUNNING, TIMED, UNKNOWN, Sampler
 from ..space.waits import Caller
 
 #: CPU seconds a waiting process may use over the grace period (one clock tick is 0.01 s,
@@ -278,7 +278,8 @@ class DeadlockWatch:
         self.detector = Detector(grace)
         self.fetch_view, self.app_pid, self.starting = fetch_view, app_pid, starting
         self.on_deadlock, self.interval, self.clock = on_deadlock, interval, clock
-        self.sample_app = sample_app or (lambda: sample(app_pid).as_dict())
+        sampler = Sampler()
+        self.sample_app = sample_app or (lambda: sampler.sample(app_pid).as_dict())
         self.fetch_held, self.on_notice = fetch_held, on_notice
         self.host = platform.node() or "this host"
         self._noticed: Set[str] = set()
@@ -340,12 +341,12 @@ class TaskSampler:
     def __init__(self, pids: Callable[[], Mapping[str, int]],
                  report: Callable[[Dict[str, Dict[str, Any]]], None], interval: float = INTERVAL):
         self.pids, self.report, self.interval = pids, report, interval
+        self._sampler = Sampler()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pastset-task-sampler", daemon=True)
 
     def samples(self) -> Dict[str, Dict[str, Any]]:
-        one_pass = SamplePass()
-        return {task_id: one_pass.sample(pid).as_dict() for task_id, pid in dict(self.pids()).items()}
+        return {task_id: self._sampler.sample(pid).as_dict() for task_id, pid in dict(self.pids()).items()}
 
     def start(self) -> "TaskSampler":
         self._thread.start()
