@@ -106,8 +106,8 @@ def one_round(grace: float, tasks: int) -> dict:
 
         def view() -> dict:
             waited = time.monotonic() - blocked
-            calls = [{"caller": {"kind": "app", "thread": t} if w == "app" else {"kind": "task", "task": w, "thread": t},
-                      "who": w, "operation": "observe", "element": 1, "template": "('result', int)",
+            calls = [{"caller": {"kind": "app", "thread": t} if w == "app" else
+                      {"kind": "task", "task": w, "thread": t}, "who": w, "operation": "observe", "element": 1, "template": "('result', int)",
                       "timeout": None, "waited_s": waited} for w, t in who]
             return {"waits": calls, "activity": sched.activity()}
 

@@ -11,8 +11,19 @@ import time
 import pytest
 
 from pastset.observe.procstat import BLOCKED, RUNNING, TIMED, UNKNOWN, WAITING, syscall_table
-from pastset.run.deadlock import (APP, Detector, DeadlockWatch, Observation, TaskSampler, failure_summary,
-                                  format_report, held_lines, near_miss, participant_of, report)
+from pastset.run.deadlock import (
+    APP,
+    DeadlockWatch,
+    Detector,
+    Observation,
+    TaskSampler,
+    failure_summary,
+    format_report,
+    held_lines,
+    near_miss,
+    participant_of,
+    report,
+)
 from pastset.space.scheduler import Scheduler
 from pastset.wire.validation import template_shape
 
