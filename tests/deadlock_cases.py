@@ -41,6 +41,8 @@ class Case:
     #: what the report's lines must contain, its runs of spaces read as one (a deadlock case)
     report: Tuple[str, ...] = ()
     output: Optional[str] = None  #: the app's last stdout line (a false alarm case)
+    #: its tasks are what is judged: the integration tests run it with workers on other hosts
+    remote: bool = False
 
     def write(self, directory: str, work: float) -> None:
         for name, source in self.files.items():
@@ -107,7 +109,7 @@ if __name__ == "__main__":
     multiprocessing.Process(target=work).start()
     value = ps.enter(("result", int)).observe()[1]
     ps.enter(("final", int)).move(("final", value))
-"""}, output="result 7"),
+"""}, output="result 7", remote=True),
     Case("a task observes what its multiprocessing.Pool computes", False, {
         "app.py": observer("ps.spawn('pool.py')\nresult = ps.enter(('final', int))"),
         "pool.py": f"""\
@@ -123,7 +125,19 @@ if __name__ == "__main__":
         pool.apply_async(work, ({{work}},))
         value = ps.enter(("result", int)).observe()[1]
     ps.enter(("final", int)).move(("final", value))
-"""}, output="result 7"),
+"""}, output="result 7", remote=True),
+    Case("a task thread waits for a subprocess", False, {
+        "app.py": observer("ps.spawn('helper.py')"),
+        "helper.py": f"""\
+import subprocess, threading, pastset
+ps = pastset.PastSet()
+def helper():
+    subprocess.run(["sleep", str({{work}})])
+    {MOVE_RESULT}
+    pastset.PastSet().enter(("done",)).move(("done",))
+threading.Thread(target=helper).start()
+ps.enter(("done",)).observe()  # the main thread waits in PastSet meanwhile
+"""}, output="result 7", remote=True),
     Case("X-function code computes", False, {
         "app.py": observer("busy = ps.enter(('busy', int), 'xbusy')\nbusy.move(('busy', 7))\n"
                            "result = ps.enter(('busy', int))"),
@@ -144,18 +158,26 @@ DEADLOCKS: List[Case] = [
     Case("a producer crashed", True, {
         "app.py": observer("ps.spawn('crash.py')"),
         "crash.py": "import pastset\npastset.PastSet()\n" + STUCK + "raise SystemExit(4)\n"},
-        report=("app observe ('result', int)", "task t1 (crash.py) exited with code 4")),
+        report=("app observe ('result', int)", "task t1 (crash.py) exited with code 4"), remote=True),
     Case("a cycle of PastSet calls", True, {
         "app.py": "import pastset\nps = pastset.PastSet()\nps.spawn('other.py')\n"
                   "ps.enter(('b', int)).observe()\nps.enter(('a', int)).move(('a', 1))\n",
         "other.py": "import pastset\nps = pastset.PastSet()\n" + STUCK +
                     "ps.enter(('a', int)).observe()\nps.enter(('b', int)).move(('b', 1))\n"},
-        report=("app observe ('b', int)", "task t1 (other.py on w1@", "observe ('a', int)", "no task failed")),
+        report=("app observe ('b', int)", "task t1 (other.py on w1@", "observe ('a', int)", "no task failed"),
+        remote=True),
     Case("the main thread joins a thread that waits in PastSet", True, {
         "app.py": "import threading, pastset\n"
                   "thread = threading.Thread(target=lambda: pastset.PastSet().enter(('never', int)).observe())\n"
                   "thread.start()\n" + STUCK + "thread.join()\n"},
         report=("app observe ('never', int)", "app 1 thread blocked on a lock, condition or join")),
+    Case("a task's main thread joins its thread that waits in PastSet", True, {
+        "app.py": observer("ps.spawn('joins.py')"),
+        "joins.py": "import threading, pastset\n"
+                    "thread = threading.Thread(target=lambda: pastset.PastSet().enter(('go', int)).observe())\n"
+                    "thread.start()\n" + STUCK + "thread.join()\n"},
+        report=("app observe ('result', int)", "task t1 (joins.py on w1@", "observe ('go', int)",
+                "1 thread blocked on a lock, condition or join of its own process"), remote=True),
     Case("X-function code blocks for good", True, {
         "app.py": "import pastset\nps = pastset.PastSet()\nx = ps.enter(('x', int), 'xblock')\n" + STUCK +
                   "x.move(('x', 1))\n",
@@ -169,14 +191,16 @@ DEADLOCKS: List[Case] = [
         "app.py": observer("ps.spawn('plural.py')"),
         "plural.py": "import pastset\npastset.PastSet().enter(('results', int)).move(('results', 7))\n" + STUCK},
         report=("('results', int) holds 1 tuple nobody observes — is it the one the app waits for on "
-                "('result', int)?",)),
+                "('result', int)?",), remote=True),
     Case("the app waits for a task that waits for good", True, {
         "app.py": "import pastset\nps = pastset.PastSet()\nps.spawn('stuck.py').wait()\n",
         "stuck.py": "import pastset\nps = pastset.PastSet()\n" + STUCK + "ps.enter(('go',)).observe()\n"},
-        report=("app wait task t1 (stuck.py) waiting", "observe ('go',)")),
+        report=("app wait task t1 (stuck.py) waiting", "observe ('go',)"), remote=True),
 ]
 
 CASES: List[Case] = FALSE_ALARMS + DEADLOCKS
+#: the cases whose tasks are judged, for runs with workers on other hosts
+REMOTE_CASES: List[Case] = [case for case in CASES if case.remote]
 
 
 class Outside:
