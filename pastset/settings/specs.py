@@ -264,8 +264,8 @@ SETTINGS: Mapping[str, SettingSpec] = types.MappingProxyType({spec.name: spec fo
     _spec("strict", "PSSTRICT", False, "type-check tuples moved into an element against its template",
           "a boolean (1/0, true/false, yes/no, on/off)", _boolean, (bool,)),
     _spec("deadlock_grace", "PSDEADLOCKGRACE", 3.0,
-          "seconds the app and every running task must all wait in PastSet calls without a timeout "
-          "before the run calls it a deadlock",
+          "seconds nothing of the run may move (every thread of the app and the tasks waits in a PastSet "
+          "call without a timeout or on a lock of its own process) before the run calls it a deadlock",
           "a number of seconds >= 0", _nonnegative, (int, float), "SECONDS"),
     _spec("on_deadlock", "PSONDEADLOCK", "abort",
           "on a deadlock: abort (print the report, end the run with exit status 3) or report "
