@@ -1,6 +1,6 @@
 """Benchmark: deadlock detection — false alarms, missed deadlocks, and how soon a report comes.
 
-Real runs: every case of ``tests/deadlock_cases.py`` ``--rounds`` times with ``python -m
+Real runs: every case of ``tests/helpers/deadlock_cases.py`` ``--rounds`` times with ``python -m
 pastset run`` (one worker, ``--grace`` seconds of deadlock grace). A false alarm case
 waits outside PastSet (a subprocess, a pipe, a socket, select, a task's own worker
 processes, X-function code computing) for ``--work`` seconds (default: twice the grace),
@@ -33,10 +33,10 @@ from typing import Dict, List
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from deadlock_cases import CASES, Case, missing, run_case  # noqa: E402
-
 from pastset.run.deadlock import INTERVAL, DeadlockWatch, TaskSampler  # noqa: E402
 from pastset.space.scheduler import Scheduler  # noqa: E402
+
+from helpers.deadlock_cases import CASES, Case, missing, run_case  # noqa: E402
 
 BLOCKED = ("import socket, sys, threading\na, b = socket.socketpair()\n"
            "print(threading.get_native_id(), flush=True)\na.recv(1)")
@@ -106,9 +106,11 @@ def one_round(grace: float, tasks: int) -> dict:
 
         def view() -> dict:
             waited = time.monotonic() - blocked
-            calls = [{"caller": {"kind": "app", "thread": t} if w == "app" else
-                      {"kind": "task", "task": w, "thread": t}, "who": w, "operation": "observe", "element": 1, "template": "('result', int)",
-                      "timeout": None, "waited_s": waited} for w, t in who]
+            calls = []
+            for w, t in who:
+                caller = {"kind": "app", "thread": t} if w == "app" else {"kind": "task", "task": w, "thread": t}
+                calls.append({"caller": caller, "who": w, "operation": "observe", "element": 1,
+                              "template": "('result', int)", "timeout": None, "waited_s": waited})
             return {"waits": calls, "activity": sched.activity()}
 
         decided = threading.Event()

@@ -2,17 +2,19 @@
 waits for the result it should have moved, and the run says so — the report names the
 task with its worker and host — and ends with exit status 3, leaving no process and no job.
 Inside ``salloc`` (workers started with srun) and with a job the run submits itself. And
-the programs whose tasks are judged (:data:`deadlock_cases.REMOTE_CASES`), with their
-tasks on the allocation's node, started by srun: each true deadlock is reported and
+the programs whose tasks are judged (:data:`helpers.deadlock_cases.REMOTE_CASES`), with
+their tasks on the allocation's node, started by srun: each true deadlock is reported and
 nothing else is."""
 from __future__ import annotations
 
 import pytest
 
-from deadlock_cases import REMOTE_CASES, Case, missing, run_case
 from pastset.observe.events import find_events
 
-from .batchrun import SLURM, job_config, pastset_argv, run, wait_until
+from .batchrun import SLURM, job_config, jobs_left
+from helpers.apps import write_apps
+from helpers.deadlock_cases import REMOTE_CASES, Case, missing, run_case
+from helpers.runs import pastset_argv, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("system", [SLURM], indirect=True, ids=str)]
 
@@ -29,14 +31,12 @@ CRASH = "import sys\nprint('crash.py: giving up', file=sys.stderr)\nsys.exit(5)\
 @pytest.mark.parametrize("how", ["salloc", "submitted"])
 def test_a_crashed_task_and_a_waiting_app_end_as_a_deadlock(setup, how):
     cluster, bin_dir, env, tmp = setup
-    (bin_dir / "waits.py").write_text(APP)
-    (bin_dir / "crash.py").write_text(CRASH)
+    write_apps(bin_dir, {"waits.py": APP, "crash.py": CRASH})
     args = ["--procs", "2", "--bin", str(bin_dir), "--wait-timeout", "40", "--deadlock-grace", "1", "waits.py"]
     if how == "salloc":  # launcher auto: SLURM_JOB_ID from salloc picks slurm, workers start with srun
-        argv = ["salloc", "--ntasks=2", *pastset_argv("run", *args)]
+        done = run(["run", *args], env, prefix=["salloc", "--ntasks=2"], timeout=120)
     else:
-        argv = pastset_argv("run", "--config", str(job_config(tmp, "slurm")), *args)
-    done = run(argv, env, timeout=120)
+        done = run(["run", "--config", str(job_config(tmp, "slurm")), *args], env, timeout=120)
     out = f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert done.returncode == 3, out
     (failed,) = find_events(done.stderr, "task-failed")
@@ -46,14 +46,13 @@ def test_a_crashed_task_and_a_waiting_app_end_as_a_deadlock(setup, how):
     assert "  app  observe  ('result', int)  first=0 last=0" in report, out
     assert f"task t1 (crash.py) exited with code 5 [{failed['worker']}@{failed['host']}]" in report, out
     assert "total" not in done.stdout, out
-    assert wait_until(lambda: not cluster.queue(), 15), cluster.queue()
+    assert not jobs_left(cluster, 15)
 
 
 @pytest.mark.parametrize("case", REMOTE_CASES, ids=lambda c: c.name)
 def test_each_case_with_its_tasks_started_by_srun(setup, case: Case):
     cluster, _, env, tmp = setup
-    apps = tmp / "apps"
-    apps.mkdir()
+    apps = write_apps(tmp / "apps", {})
     argv = ["salloc", "--ntasks=1", *pastset_argv("run", "--procs", "1", "--bin", str(apps), "--wait-timeout", "40",
                                                    "--deadlock-grace", "1")]
     outcome = run_case(case, argv, str(apps), 3.0, env, timeout=120)
@@ -63,4 +62,4 @@ def test_each_case_with_its_tasks_started_by_srun(setup, case: Case):
     else:
         assert "deadlock" not in outcome.stderr, outcome.stderr
         assert outcome.code == 0 and outcome.stdout.splitlines()[-1] == case.output, outcome
-    assert wait_until(lambda: not cluster.queue(), 15), cluster.queue()
+    assert not jobs_left(cluster, 15)
