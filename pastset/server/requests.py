@@ -108,6 +108,7 @@ def serve_client(conn: Connection, service: SpaceService, stop_event: threading.
         set_connection(None)
         set_wait_registry(None)
         service.flows.retire()
+        service.waits.forget_thread()
 
 
 def answer(methods: Dict[str, Callable[..., Any]], data: bytes) -> Tuple[str, Any]:

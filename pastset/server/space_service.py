@@ -27,7 +27,6 @@ from ..wire.validation import (
     check_module_name,
     check_template,
     check_timeout,
-    format_template,
 )
 from .context import caller_alive, current_connection
 from .status import build_status
@@ -93,8 +92,8 @@ class ElementService(SpaceCalls):
     def _in_xfunction(self, operation: str, element: Element, eid: int, timeout: Optional[float]) -> Any:
         """The wait registered while a call runs ``element``'s X-function code, which may
         wait on anything: status shows it, and deadlock detection asks what its thread does."""
-        return self.waits.waiting(operation, element=eid, template=format_template(element.template()),
-                                  timeout=timeout, xfunction=xfunction_name(type(element)))
+        return self.waits.in_xfunction(operation, element=eid, template=element.template(), timeout=timeout,
+                                       xfunction=xfunction_name(type(element)))
 
     def observe(self, eid: int, index: int = -1, timeout: Optional[float] = None) -> bytes:
         element = self.space.by_id.get(eid) if type(eid) is int else None

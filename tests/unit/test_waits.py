@@ -97,18 +97,31 @@ def test_many_threads_waiting_at_once_are_all_listed_and_all_removed():
     assert registry.current() == []
 
 
+def in_xfunction(registry, operation="move", element=2, template=("x", int), timeout=None, xfunction="xa"):
+    return registry.in_xfunction(operation, element=element, template=template, timeout=timeout,
+                                 xfunction=xfunction)
+
+
 def test_a_call_in_x_function_code_is_listed_with_the_thread_running_it():
-    registry = WaitRegistry()
-    with registry.waiting("move", element=2, template="('x', int)", xfunction="xscale") as wait:
+    clock = FakeClock()
+    registry = WaitRegistry(clock=clock)
+    heard = []
+    registry.listeners.append(lambda wait, seconds: heard.append((wait.operation, wait.template_text(), seconds)))
+    with in_xfunction(registry, xfunction="xscale") as wait:
+        clock.now += 0.5
         [row] = registry.snapshot()
     assert row["xfunction"] == "xscale" and row["server_thread"] == threading.get_native_id() == wait.thread
+    assert row["template"] == "('x', int)" and row["waited_s"] == 0.5 and row["id"] == wait.id
+    assert registry.snapshot() == [] and heard == [("move", "('x', int)", 0.5)]
+    with in_xfunction(registry) as second:
+        assert second.id != wait.id  # each call is a wait of its own
     with registry.waiting("observe", element=2):
         assert "xfunction" not in registry.snapshot()[0] and "server_thread" not in registry.snapshot()[0]
 
 
 def test_a_wait_inside_x_function_code_stands_for_the_call_while_it_lasts():
     registry = WaitRegistry()
-    with registry.waiting("move", element=2, xfunction="xdelta") as outer:
+    with in_xfunction(registry, xfunction="xdelta") as outer:
         with registry.waiting("move (blocked by delta 1)", element=2) as inner:
             assert registry.current() == [inner]
             [row] = registry.snapshot()
@@ -119,14 +132,15 @@ def test_a_wait_inside_x_function_code_stands_for_the_call_while_it_lasts():
         assert "within" not in registry.snapshot()[0]
 
 
-def test_x_function_calls_in_other_threads_do_not_nest():
+def test_x_function_calls_in_other_threads_do_not_nest_and_a_thread_that_ends_is_forgotten():
     registry = WaitRegistry()
     inside, release = threading.Event(), threading.Event()
 
     def xfunction_call():
-        with registry.waiting("observe", element=1, xfunction="xa"):
+        with in_xfunction(registry, "observe", element=1):
             inside.set()
             release.wait(5)
+        registry.forget_thread()
 
     thread = threading.Thread(target=xfunction_call)
     thread.start()
@@ -136,6 +150,7 @@ def test_x_function_calls_in_other_threads_do_not_nest():
                                                                                         (3, None, False)]
     release.set()
     thread.join(5)
+    assert registry._slots == []
 
 
 def test_a_caller_names_its_thread():
