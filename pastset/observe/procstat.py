@@ -295,6 +295,8 @@ def sample(pid: int, only_threads: Optional[Iterable[int]] = None,
     else:
         cpu = _tree_cpu(fields)
     states = thread_states(pid, only_threads, syscalls)
+    if not states and stat_fields(pid) is not None:  # alive, yet no thread of it can be listed
+        return ProcessSample(cpu, None, True, None, 1, "its threads cannot be listed")
     processes = 1
     if not any(s in (RUNNING, TIMED) for s in states.values()):  # quiet itself: are its children?
         for child in (table or ProcessTable)().descendants(pid):

@@ -230,3 +230,11 @@ def test_a_sampler_scans_proc_again_only_once_its_table_is_old(monkeypatch, chil
     began = time.monotonic()
     assert wait_until(lambda: sampler.sample(quiet.pid) and len(scans) == 2, 5, 0.05)
     assert time.monotonic() - began >= 0.4  # not before the table is old
+
+
+def test_a_process_whose_threads_cannot_be_listed_says_so(monkeypatch, children):
+    quiet = children(QUIET)
+    quiet.stdout.readline()
+    monkeypatch.setattr(procstat, "thread_states", lambda *a, **kw: {})
+    got = procstat.sample(quiet.pid)
+    assert got.alive and got.threads is None and got.unreadable == "its threads cannot be listed"
