@@ -121,7 +121,8 @@ def test_a_call_in_x_function_code_is_listed_and_the_deadlock_view_says_what_tha
             assert (wait["operation"], wait["template"], wait["xfunction"]) == ("move", "('g', str)", "xgate")
             assert wait["caller"]["thread"] == thread.native_id
             view = server.service.deadlock_view()
-            assert wait_until(lambda: server.service.deadlock_view()["waits"][0]["server_state"] == state, 10), view
+            assert wait_until(lambda state=state: server.service.deadlock_view()["waits"][0]["server_state"] == state,
+                              10), view
             assert view["waits"][0]["server_cpu"] is not None
             assert view["elements"][gated._eid]["shape"] == [["tag", "g"], ["type", "str"]]
             gate = sys.modules["pastset_xfunction_xgate"].GATE  # the module as the server loaded it
