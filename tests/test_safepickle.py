@@ -112,3 +112,96 @@ def test_check_refuses_deep_and_passes_large_flat():
     flat = pickle.dumps(("move", 1, b"x" * (8 << 20), tuple(range(10_000))), 5)
     check(flat)
     assert loads(flat)[3][-1] == 9_999
+
+
+# --------------------------------------------------------------------------- memo, calls, late fills
+
+def _get(index: int) -> bytes:
+    return b"j" + index.to_bytes(4, "little")  # LONG_BINGET
+
+
+def tuple_call_chain(levels: int, back_to_top: bool = False) -> bytes:
+    """A chain of ``levels`` tuples, each made by ``builtins.tuple(args)`` where ``args`` is
+    a memoised 1-tuple holding a list that is filled only after ``args`` was made: counted
+    as it is made, every ``args`` looks one level deep. With ``back_to_top`` each list also
+    holds the first tuple, tying the whole chain into one cycle."""
+    out = [b"\x80\x04\x8c\x08builtins\x8c\x05tuple\x93\x94)\x94"]  # memo 0: tuple, memo 1: ()
+    memo = 2
+    top = 1
+    for _ in range(levels):
+        prev = memo
+        out.append(b"\x940")  # memoize the last tuple, pop it
+        lst, args = memo + 1, memo + 2
+        memo += 3
+        out.append(b"]\x94\x85\x940")  # a list (memoised), args = (list,) (memoised)
+        out.append(_get(lst) + _get(prev) + b"a" + (_get(top) + b"a" if back_to_top else b"") + b"0")
+        out.append(_get(0) + _get(args) + b"R")  # tuple(args): a tuple holding the last one
+    return b"".join(out) + b"."
+
+
+def real_depth(obj) -> int:
+    depth = 0
+    while isinstance(obj, tuple) and obj:
+        obj, depth = obj[0], depth + 1
+    return depth
+
+
+@pytest.mark.parametrize("back_to_top", [False, True], ids=["chain", "chain-in-a-cycle"])
+def test_tuples_made_by_calls_on_lists_filled_later_count_their_real_depth(back_to_top):
+    data = tuple_call_chain(500, back_to_top)
+    assert real_depth(pickle.loads(data)) == 500
+    assert nesting(data, limit=10**9) >= 500
+    with pytest.raises(ValueError, match="nests deeper"):
+        check(tuple_call_chain(MAX_NESTING + 10, back_to_top))
+
+
+def namespace_chain(levels: int) -> bytes:
+    """``levels`` SimpleNamespace objects, each BUILT with ``{"x": list}`` before the list is
+    filled with the namespace made before it: ``ns.x[0].x[0]...`` nests ``levels`` deep."""
+    out = [b"\x80\x04\x8c\x05types\x8c\x0fSimpleNamespace\x93\x94)"]  # memo 0: the class
+    memo = 1
+    for _ in range(levels):
+        prev, lst = memo, memo + 2  # (memo + 1: the namespace)
+        memo += 3
+        out.append(b"\x940" + _get(0) + b")R\x94")  # memoize the last one; ns = SimpleNamespace()
+        out.append(b"]\x940}\x8c\x01x" + _get(lst) + b"sb")  # a list L; BUILD ns with {"x": L}
+        out.append(_get(lst) + _get(prev) + b"a0")  # then L.append(the last one)
+    return b"".join(out) + b"."
+
+
+def test_objects_built_with_state_filled_later_count_their_real_depth():
+    data = namespace_chain(300)
+    obj, depth = pickle.loads(data), 0
+    while not isinstance(obj, tuple):
+        obj, depth = obj.x[0], depth + 1
+    assert depth == 300
+    assert nesting(data, limit=10**9) >= 300
+
+
+class TreeNode:
+    """A tree node pointing back at its parent: pickles into objects filled after others hold them."""
+
+    def __init__(self, parent):
+        self.parent, self.children = parent, []
+
+
+def test_recursive_objects_with_back_references_stay_shallow():
+    root = TreeNode(None)
+    for _ in range(200):
+        child = TreeNode(root)
+        root.children.append(child)
+        child.children.append(TreeNode(child))
+    for protocol in PROTOCOLS:
+        assert nesting(pickle.dumps(root, protocol), limit=10**9) < 20
+
+
+def test_a_long_call_chain_is_measured_in_linear_time():
+    import time
+
+    small, large = tuple_call_chain(2_000), tuple_call_chain(20_000)
+    t0 = time.perf_counter()
+    nesting(small, limit=10**9)
+    t1 = time.perf_counter()
+    nesting(large, limit=10**9)
+    t2 = time.perf_counter()
+    assert (t2 - t1) < 40 * (t1 - t0) + 0.5, "ten times the input took far more than ten times as long"
