@@ -1,7 +1,7 @@
 """Run a ``pastset.Server`` in a separate process, for tests that kill or isolate it.
 
 The authkey travels to the child on its stdin (never argv, which ``ps`` shows); the child
-prints ``host port pid`` once it serves, and serves until its stdin closes or it is
+prints ``host port pid fingerprint`` once it serves (``-`` for no TLS), and serves until its stdin closes or it is
 killed. :class:`ServerProcess` stops it by its PID.
 
 Also the small helpers the tests share (threads with a bounded join, polling, skip-or-fail).
@@ -26,13 +26,14 @@ import pastset
 key = bytes.fromhex(sys.stdin.readline().strip())
 host, bin_dir, options = sys.argv[1], sys.argv[2] or None, json.loads(sys.argv[3])
 with pastset.Server(address=(host, 0), authkey=key, bin_dir=bin_dir, **options) as server:
-    print(server.address[0], server.address[1], os.getpid(), flush=True)
+    print(server.address[0], server.address[1], os.getpid(), server.tls_fingerprint or "-", flush=True)
     sys.stdin.read()  # serve until the parent closes our stdin (or kills us)
 """
 
 
 class ServerProcess:
-    """A pastset server in a child process: ``.address``, ``.authkey``, ``.pid``, ``.kill()``."""
+    """A pastset server in a child process: ``.address``, ``.authkey``, ``.pid``, ``.kill()``;
+    ``.tls_fingerprint`` when ``options`` has ``tls=True``, else None."""
 
     def __init__(self, host: str = "127.0.0.1", bin_dir: Optional[str] = None,
                  prefix: Sequence[str] = (), env: Optional[dict] = None, options: Optional[dict] = None):
@@ -45,6 +46,7 @@ class ServerProcess:
         self.proc: Optional[subprocess.Popen] = None
         self.address: Tuple[str, int] = ("", 0)
         self.pid = 0
+        self.tls_fingerprint: Optional[str] = None
 
     def start(self, timeout: float = 20.0) -> "ServerProcess":
         env = dict(os.environ if self.env is None else self.env)
@@ -61,8 +63,9 @@ class ServerProcess:
             if not line:
                 raise RuntimeError(f"the server process did not start within {timeout} s "
                                    f"(exit code {self.proc.poll()})")
-            host, port, pid = line.split()
+            host, port, pid, fingerprint = line.split()
             self.address, self.pid = (host, int(port)), int(pid)
+            self.tls_fingerprint = None if fingerprint == "-" else fingerprint
         except BaseException:
             self.kill()
             raise

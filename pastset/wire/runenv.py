@@ -7,6 +7,9 @@ tasks; ``PastSet()`` with no arguments reads them. Kept in a module of their own
 
 ADDRESS_ENV = "PASTSET_ADDRESS"  #: "host:port" of the run's server
 AUTHKEY_ENV = "PASTSET_AUTHKEY"  #: the run's authkey, hex (environment only, never argv)
+#: the SHA-256 fingerprint of the server's TLS certificate, hex, when the run uses TLS
+#: (travels as the authkey does: environment, stdin, 0600 files; never argv)
+TLS_ENV = "PASTSET_TLS_FINGERPRINT"
 RUN_ENV = "PASTSET_RUN"  #: the run's id
 BIN_ENV = "PASTSET_BIN"  #: the run's application directory
 STRICT_ENV = "PASTSET_STRICT"  #: "1": check moves against templates (the strict setting)
