@@ -169,6 +169,7 @@ def test_a_slow_drip_handshake_is_dropped_at_the_deadline():
         drip = socket.create_connection(server.address, timeout=5)
         try:
             t0 = time.monotonic()
+            assert drip.recv(4096).startswith(b"\x00\x00\x00\x1f#CHALLENGE#")  # as a client, it waits for it
             sent = 0
             drip.settimeout(0.3)
             # a 32-byte answer announced, then one byte every 0.3 s: each read is quick,
