@@ -36,12 +36,14 @@ class ServerProcess:
     ``.tls_fingerprint`` when ``options`` has ``tls=True``, else None."""
 
     def __init__(self, host: str = "127.0.0.1", bin_dir: Optional[str] = None,
-                 prefix: Sequence[str] = (), env: Optional[dict] = None, options: Optional[dict] = None):
+                 prefix: Sequence[str] = (), env: Optional[dict] = None, options: Optional[dict] = None,
+                 stderr: Optional[str] = None):
         self.host = host
         self.options = dict(options or {})  # keyword arguments for pastset.Server
         self.bin_dir = bin_dir
         self.prefix = list(prefix)
         self.env = env
+        self.stderr = stderr  # a file the child's stderr goes to (default: ours)
         self.authkey = secrets.token_bytes(32)
         self.proc: Optional[subprocess.Popen] = None
         self.address: Tuple[str, int] = ("", 0)
@@ -51,10 +53,15 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> "ServerProcess":
         env = dict(os.environ if self.env is None else self.env)
         env.pop("PASTSET_AUTHKEY", None)
-        self.proc = subprocess.Popen(
-            self.prefix + [sys.executable, "-c", _CHILD, self.host, self.bin_dir or "",
-                           json.dumps(self.options)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        errors = open(self.stderr, "wb") if self.stderr else None
+        try:
+            self.proc = subprocess.Popen(
+                self.prefix + [sys.executable, "-c", _CHILD, self.host, self.bin_dir or "",
+                               json.dumps(self.options)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env)
+        finally:
+            if errors is not None:
+                errors.close()
         try:
             self.proc.stdin.write(self.authkey.hex().encode() + b"\n")
             self.proc.stdin.flush()

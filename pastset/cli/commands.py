@@ -67,7 +67,8 @@ def describe(settings: Any, launchers_shown: Iterable[str] = ()) -> str:
 @contextlib.contextmanager
 def open_run(run_id: Optional[str], settings: Any) -> Iterator[Tuple[Dict[str, Any], Any]]:
     """The record of the live run ``run_id`` (or the only live run) and a client connected to
-    it, through an SSH tunnel when the ``tunnel`` setting asks for one."""
+    it (over TLS when the run uses it: the record holds the certificate's fingerprint), through
+    an SSH tunnel when the ``tunnel`` setting asks for one."""
     from ..client.pastset import PastSet
     from ..wire.connection import parse_address
 
@@ -79,7 +80,7 @@ def open_run(run_id: Optional[str], settings: Any) -> Iterator[Tuple[Dict[str, A
 
         address, closer = open_tunnel(tunnel_spec(settings, address), address, key=settings.tunnel_key or None)
     try:
-        with PastSet(address, authkey=bytes.fromhex(record["authkey"])) as pset:
+        with PastSet(address, authkey=bytes.fromhex(record["authkey"]), tls=record.get("tls_fingerprint") or False) as pset:
             yield record, pset
     finally:
         if closer:

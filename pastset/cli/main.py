@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--label-output", choices=("true", "false"), default="false",
                         help="start task output lines with [TASKID] (the run decides)")
     server.add_argument("--max-connections", type=int, default=None, help="the run's max_connections")
+    server.add_argument("--tls", choices=("true", "false"), default="false",
+                        help="speak TLS with a certificate made now (its fingerprint follows the address "
+                             "on the first stdout line)")
     for sub in commands.choices.values():
         sub.set_defaults(command_parser=sub)  # usage errors found after parsing use its usage
     return parser
@@ -267,7 +270,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         _setup_logging(args.log_level)
         return serve(args.bind, args.port, args.bin, args.run, labels=args.label_output == "true",
-                     max_connections=args.max_connections)
+                     max_connections=args.max_connections, tls=args.tls == "true")
 
     from ..launch.plugins import get_plugin_manager
 
