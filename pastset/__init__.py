@@ -8,9 +8,19 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import (ConnectError, ElementDeleted, Expired, LaunchError, PastSetError, SettingsError, TaskError, Timeout, XFunctionError)
 from .client.handles import ElementHandle
 from .client.pastset import PastSet
+from .errors import (
+    ConnectError,
+    ElementDeleted,
+    Expired,
+    LaunchError,
+    PastSetError,
+    SettingsError,
+    TaskError,
+    Timeout,
+    XFunctionError,
+)
 
 # Imported on first use: every task and worker imports pastset, and most never need the
 # server (BaseManager machinery) or the plugin manager (pluggy) — start-up time matters.

@@ -7,8 +7,8 @@ import sys
 import time
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from ..run import records as runrecord
 from ..errors import PastSetError
+from ..run import records as runrecord
 from ..settings.specs import show_value
 
 
@@ -80,7 +80,8 @@ def open_run(run_id: Optional[str], settings: Any) -> Iterator[Tuple[Dict[str, A
 
         address, closer = open_tunnel(tunnel_spec(settings, address), address, key=settings.tunnel_key or None)
     try:
-        with PastSet(address, authkey=bytes.fromhex(record["authkey"]), tls=record.get("tls_fingerprint") or False) as pset:
+        authkey, fingerprint = bytes.fromhex(record["authkey"]), record.get("tls_fingerprint") or False
+        with PastSet(address, authkey=authkey, tls=fingerprint) as pset:
             yield record, pset
     finally:
         if closer:

@@ -14,8 +14,8 @@ import textwrap
 from typing import Any, Dict, Iterable, List, Optional
 
 from .. import __version__
-from ..settings.files import CONFIG_ENV, default_system_files, default_user_files
 from ..errors import PastSetError
+from ..settings.files import CONFIG_ENV, default_system_files, default_user_files
 from ..settings.specs import SETTINGS, SettingSpec, show_value
 
 log = logging.getLogger("pastset")

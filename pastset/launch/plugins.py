@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Dict, Optional, Type
 
 import pluggy
 
-from . import hookspecs
 from ..errors import SettingsError
+from . import hookspecs
 
 if TYPE_CHECKING:
     from .launcher import Launcher

@@ -30,8 +30,7 @@ from ..observe.events import EventReporter, StatusLines, log_event
 from ..server.server import Server
 from ..settings.load import Settings
 from ..wire.connection import format_address
-from ..wire.runenv import (ADDRESS_ENV, APP_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_ENV, TASK_ENV, TLS_ENV,
-                           WORKER_ENV)
+from ..wire.runenv import ADDRESS_ENV, APP_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_ENV, TASK_ENV, TLS_ENV, WORKER_ENV
 from . import records as runrecord
 from .deadlock import DeadlockWatch, Verdict, failure_summary, format_report
 from .output import AppOutput, OutputMux, labels_on

@@ -3,7 +3,8 @@
 Started by a launcher as ``python -m pastset worker --address H:P --run ID --bin DIR``
 (the authkey, and with TLS the fingerprint of the server's certificate, come from
 PASTSET_AUTHKEY and PASTSET_TLS_FINGERPRINT, from the first stdin line with
-``--authkey-stdin``, or from a 0600 file with ``--authkey-file``). It keeps one ``next_task`` call outstanding; each task it gets runs
+``--authkey-stdin``, or from a 0600 file with ``--authkey-file``). It keeps one
+``next_task`` call outstanding; each task it gets runs
 as ``python APP ARGS`` from the bin directory, several at once, with every output line
 sent to the run's terminal. The server connection is a dead-man's switch: when it is
 lost — or the run says stop — the worker kills its tasks and exits, so no task survives
@@ -30,8 +31,7 @@ from ..errors import ConnectError, PastSetError
 from ..launch.processes import start_child, stop_child
 from ..wire.connection import format_address, parse_address
 from ..wire.contract import HALT, STOP, STOPPED_WITH_RUN
-from ..wire.runenv import (ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, TASK_ENV, TLS_ENV, WORKER_ENV,
-                           parse_credentials)
+from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, TASK_ENV, TLS_ENV, WORKER_ENV, parse_credentials
 from ..wire.validation import check_app_name
 from .deadlock import TaskSampler
 from .output import read_lines

@@ -24,8 +24,18 @@ import socket
 from typing import Any, Generator, Optional, Tuple
 
 from ..wire import safepickle
-from ..wire.connection import (CHALLENGE, CHALLENGE_BYTES, FAILURE, HANDSHAKE_MESSAGE, TLS_NOTICE, WELCOME,
-                               Connection, answer_is_right, challenge_answer, frame)
+from ..wire.connection import (
+    CHALLENGE,
+    CHALLENGE_BYTES,
+    FAILURE,
+    HANDSHAKE_MESSAGE,
+    TLS_NOTICE,
+    WELCOME,
+    Connection,
+    answer_is_right,
+    challenge_answer,
+    frame,
+)
 
 #: the longest first request read (``accept_connection`` takes a few dozen bytes)
 FIRST_REQUEST = 65536

@@ -145,7 +145,7 @@ def nesting(data: Union[bytes, memoryview], limit: int = MAX_NESTING) -> int:
                 raise _Unreadable("an argument runs past its end")
 
             if action == _PUSH:
-                node = [0, None, False, False]
+                node: List[Any] = [0, None, False, False]
                 nodes.append(node)
                 stack.append(node)
                 continue

@@ -29,9 +29,9 @@ import datetime
 import hashlib
 import os
 import re
+import socket
 import ssl
 import tempfile
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
