@@ -21,9 +21,9 @@ import argparse
 import statistics
 import time
 
-import benchlib  # noqa: F401  (puts the tests' helpers on the path)
-from floods import Flood, key_holder_times
-from serverproc import ServerProcess
+from benchlib import ServerProcess
+
+from helpers.floods import Flood, key_holder_times
 
 FLOODS = [("none", {}), ("silent 100/s", {"rate": 100.0}), ("silent 300/s", {"rate": 300.0}),
           ("churn, 4 processes", {"churn": True, "processes": 4})]

@@ -12,8 +12,9 @@ under the floor. Rounds alternate which of the two goes first, so machine
 noise hits both alike; the figures are medians, ``ratio=pastset/floor`` is the ratio
 of the medians (targets <= 1.3 on one CPU, <= 1.1 on two), ``paired`` the median of the
 per-round ratios (each round's two figures are measured back to back, so a drift of the
-machine between rounds cancels out of it) and ``rounds`` their range. Also prints the time from nothing to the answer of the first
-call (connect + handshake + first call; target <= 10 ms).
+machine between rounds cancels out of it) and ``rounds`` their range. Also prints the
+time from nothing to the answer of the first call (connect + handshake + first call;
+target <= 10 ms).
 
 A third server speaks TLS (``pastset.Server(tls=True)``, its certificate pinned by the
 client): its pairs are measured in the same rounds, and ``tls=TLS/plain`` is the ratio of
@@ -135,7 +136,6 @@ def connect_times(server: ServerProcess, count: int = 20) -> list:
 
 
 def main() -> None:
-    import pastset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=500)

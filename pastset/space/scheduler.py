@@ -7,7 +7,7 @@ asking for work is told to finish; when the run ends (:meth:`Scheduler.stop`) ev
 worker is told to stop at once. Every change is reported through ``on_event`` so the
 runner can print progress and failures.
 
-A task's handle (:class:`pastset.task.Task`) asks here for its state
+A task's handle (:class:`pastset.client.task.Task`) asks here for its state
 (:meth:`Scheduler.task_info`) and waits here for its end (:meth:`Scheduler.wait_task`).
 Workers report their running tasks' CPU samples (:meth:`Scheduler.task_samples`), so the
 deadlock detector sees tasks on any host the same way (:meth:`Scheduler.activity`).
@@ -153,7 +153,7 @@ class Scheduler:
         """Block until there is a task for this worker; or HALT / STOP.
 
         Returns a dict with id, app and args. The caller's deadline and liveness come
-        from the call context (:func:`pastset.element.call_context`).
+        from the call context (:func:`pastset.space.element.call_context`).
         """
         with self._lock:
             worker = self._worker(worker_id)
@@ -248,7 +248,7 @@ class Scheduler:
     def task_samples(self, worker_id: str, samples: Dict[str, Dict[str, Any]]) -> None:
         """A worker's latest /proc samples of its running tasks, by task id.
 
-        Each sample is :meth:`pastset.procstat.ProcessSample.as_dict` (``cpu`` seconds,
+        Each sample is :meth:`pastset.run.procstat.ProcessSample.as_dict` (``cpu`` seconds,
         ``timed``: threads in a timed wait, ``alive``). Samples of tasks no longer running are ignored.
         """
         with self._lock:

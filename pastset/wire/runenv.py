@@ -44,7 +44,7 @@ def parse_credentials(line: str) -> Tuple[bytes, Optional[str]]:
 
 def caller_identity() -> dict:
     """Who this process is to the run's server (sent once per connection, see
-    :class:`pastset.waits.Caller`): a task by its id, the run's app, else a plain client."""
+    :class:`pastset.space.waits.Caller`): a task by its id, the run's app, else a plain client."""
     import os
 
     task = os.environ.get(TASK_ENV)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pastset_runs import clean_env, run, write_app
-
 from .clusters import require
+from helpers.apps import write_apps
+from helpers.runs import clean_env, run
 
 pytestmark = pytest.mark.slow
 
@@ -74,11 +74,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def capture_apps(tmp_path: Path) -> Path:
-    directory = tmp_path / "apps"
-    directory.mkdir()
-    write_app(directory, "capture_app.py", APP)
-    write_app(directory, "capture_task.py", TASK)
-    return directory
+    return write_apps(tmp_path / "apps", {"capture_app.py": APP, "capture_task.py": TASK})
 
 
 @pytest.mark.parametrize("tls", ["true", "false"])
