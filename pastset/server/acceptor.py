@@ -127,7 +127,7 @@ class Acceptor(managers.Server):
                     self._wake_r.recv(4096)
                 except OSError:
                     pass
-            else:
+            elif self._handshakes.get(key.data.fd) is key.data:  # not dropped earlier in this turn
                 self._advance(key.data)
         now = time.monotonic()
         self._expire(now)

@@ -11,7 +11,10 @@ from ~131,000 levels (~16,000 with a 1 MiB stack, ~950 with 64 KiB).
 The guard: a request may nest at most :data:`MAX_NESTING` levels. Every level needs at least
 one opcode, so a request of at most :data:`MAX_NESTING` bytes cannot nest deeper, and is
 unpickled without a look (the hot path pays one ``len``). A longer one is first walked
-opcode by opcode (no objects built) and refused, unread, if it nests deeper. 4096 levels use
+opcode by opcode (no objects built) and refused, unread, if it nests deeper, however the
+pickle builds the nesting: objects taken again from the memo, the arguments of calls
+(REDUCE, NEWOBJ) and the state of BUILD count as what they are, and an object filled after
+another took it in is measured where it ends up (:func:`nesting`). 4096 levels use
 ~256 KiB of stack: 32 times below the crash depth of the server's threads. The walk skips
 over bytes and string arguments in one step, so its cost follows the number of opcodes, not
 the size: a move of an 8 MiB payload or a move_many batch (one blob and one lengths string)
@@ -19,7 +22,8 @@ is about twenty opcodes, ~5 us (measured: +0.05 us per request up to 4096 bytes,
 4 KiB-1 MiB move, against 1 ms to receive the 1 MiB; a 10,000-entry template ~1.5 ms).
 
 This bounds data nesting only. A key holder can still make the unpickler call any global
-(that is what pickle is); the authkey remains the trust boundary.
+(that is what pickle is), and what a called function builds by itself is running code; the
+authkey remains the trust boundary.
 """
 from __future__ import annotations
 

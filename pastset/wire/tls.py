@@ -40,6 +40,7 @@ from ..errors import ConnectError
 from .connection import _HIGHEST, _SIZE, Connection, _dumps, write_all
 
 _read = os.read
+_write = os.write
 #: what a TLS read or write raises when it needs more bytes from the peer
 WantRead = ssl.SSLWantReadError
 
@@ -223,15 +224,17 @@ class TLSConnection(Connection):
         if len(buf) > 16384:  # big: no copy to join the header on
             self._send_bytes(buf)
             return
-        self._encrypt(_SIZE.pack(len(buf)) + buf)
-        write_all(self._handle, self._sealed())
+        self.send_message(_SIZE.pack(len(buf)) + buf)
 
     def send_message(self, message: bytes) -> None:
         handle = self._handle
         if handle is None:
             self._check_closed()
         self._encrypt(message)
-        write_all(handle, self._sealed())
+        sealed = self._sealed()
+        sent = _write(handle, sealed)
+        if sent < len(sealed):
+            write_all(handle, sealed[sent:])
 
     def _send(self, buf: bytes, write: object = None) -> None:
         view = memoryview(buf)
@@ -250,7 +253,7 @@ class TLSConnection(Connection):
                 raise EOFError
             self._feed(data)
             try:
-                buf = self._decrypt(65536)
+                buf = self._decrypt(_RECORD)
             except WantRead:
                 buf = b""
             except ssl.SSLZeroReturnError:
@@ -279,3 +282,5 @@ class TLSConnection(Connection):
 
 #: plaintext sealed (encrypted into records) at a time before it is written out
 _SEAL_CHUNK = 1 << 20
+#: the most plaintext one TLS record holds: what one decryption gives at most
+_RECORD = 16384
