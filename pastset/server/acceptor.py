@@ -143,8 +143,8 @@ class Acceptor(managers.Server):
         due = [now + _MAX_BACKOFF]
         if self._handshakes:
             due.append(next(iter(self._handshakes.values())).deadline)
-        if self._ready:
-            due.append(max(self._threads_at, min(deadline for _, _, deadline in self._ready)))
+        if self._ready:  # out of threads: the next try
+            due.append(self._threads_at)
         if self._accept_at:
             due.append(self._accept_at)
         return max(0.0, min(due) - now)
