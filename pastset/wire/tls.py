@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 from ..errors import ConnectError
-from .connection import _HIGHEST, _SIZE, Connection, _dumps, write_all
+from .connection import _HIGHEST, _SIZE, FIRST_READ, Connection, _dumps, write_all
 
 _read = os.read
 _write = os.write
@@ -248,7 +248,7 @@ class TLSConnection(Connection):
             self._check_closed()
         buf = self._rbuf
         if not buf and not self._incoming.pending:  # the common case: one read, one record, one message
-            data = _read(handle, 65536)
+            data = _read(handle, FIRST_READ)
             if not data:
                 raise EOFError
             self._feed(data)
