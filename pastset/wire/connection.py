@@ -335,11 +335,12 @@ class Listener:
 
 # -- the HMAC challenges (multiprocessing.connection's, byte for byte) ------------------------
 
-CHALLENGE: bytes = mpc.CHALLENGE  # type: ignore[attr-defined]
-WELCOME: bytes = mpc.WELCOME  # type: ignore[attr-defined]
-FAILURE: bytes = mpc.FAILURE  # type: ignore[attr-defined]
-#: random bytes in a challenge, as multiprocessing sends them
-CHALLENGE_BYTES: int = mpc.MESSAGE_LENGTH  # type: ignore[attr-defined]
+CHALLENGE = b"#CHALLENGE#"
+WELCOME = b"#WELCOME#"
+FAILURE = b"#FAILURE#"
+#: random bytes in the server's challenge: multiprocessing's form without a digest name
+#: (HMAC-MD5), which clients of every Python version answer
+CHALLENGE_BYTES = 20
 #: digests a challenge may name (``{sha256}...``, as newer Pythons send); unnamed means MD5
 _DIGESTS = frozenset({"md5", "sha256", "sha384", "sha3_256", "sha3_384"})
 
