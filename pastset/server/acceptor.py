@@ -127,8 +127,10 @@ class Acceptor(managers.Server):
                     self._wake_r.recv(4096)
                 except OSError:
                     pass
-            elif self._handshakes.get(key.data.fd) is key.data:  # not dropped earlier in this turn
-                self._advance(key.data)
+            else:
+                handshake: Handshake = key.data
+                if self._handshakes.get(handshake.fd) is handshake:  # not dropped earlier in this turn
+                    self._advance(handshake)
         now = time.monotonic()
         self._expire(now)
         if self._ready and now >= self._threads_at:
