@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from .clusters import require
 from helpers.apps import write_apps
+from helpers.components import require
 from helpers.runs import clean_env, run
 
 pytestmark = pytest.mark.slow
