@@ -336,6 +336,7 @@ class Run:
         """Stop everything this run started, in order, each step bounded in time."""
         if self.trace is not None:
             self.trace.app_ended(self.app_proc)
+            self.trace.stopping()
         if self.app_proc is not None:
             code = stop_child(self.app_proc, grace=2.0)
             log_event(log, "teardown", {"step": "stop-app", "code": code})
