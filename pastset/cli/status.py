@@ -29,7 +29,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--run", metavar="ID", help=RUN_HELP)
     parser.add_argument("--list", action="store_true", help="list the live runs of this user and exit")
     parser.add_argument("--json", action="store_true",
-                        help="print the status document as JSON (its keys are listed in the README)")
+                        help="print the status document as JSON (its keys are listed in docs/observing.md)")
     add_setting_flags(parser, only=STATUS_SETTINGS)
     return parser
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from helpers.apps import write_apps
-from helpers.paths import README
+from helpers.paths import DOCS
 
 pytestmark = pytest.mark.slow
 
@@ -42,14 +42,14 @@ dependencies = ["pastset"]
 acme = "acme_pastset"
 """
 
-def _readme_plugin() -> str:
-    """The launcher plugin example of the README, so the documented code is the tested code."""
-    readme = README.read_text()
+def _documented_plugin() -> str:
+    """The launcher plugin example of the docs, so the documented code is the tested code."""
+    readme = (DOCS / "plugins.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
     return next(block for block in blocks if "class AcmeLauncher(Launcher)" in block)
 
 
-PLUGIN = _readme_plugin()
+PLUGIN = _documented_plugin()
 
 # A minimal PEP 517 backend: the wheel holds the module and a dist-info made from pyproject.toml.
 BACKEND = '''\

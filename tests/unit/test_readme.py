@@ -1,5 +1,6 @@
-"""The README's runnable example is examples/two_clients.py word for word, and it runs;
-the code explains itself without pointing outside the repository, nor at issue numbers."""
+"""The README starts with its two commands, the docs show examples/two_clients.py word for
+word, and the code explains itself without pointing outside the repository, nor at issue
+numbers."""
 from __future__ import annotations
 
 import io
@@ -9,9 +10,9 @@ import tokenize
 from helpers.paths import ROOT
 
 
-def test_readme_embeds_the_two_clients_example_verbatim():
+def test_the_docs_embed_the_two_clients_example_verbatim():
     example = (ROOT / "examples" / "two_clients.py").read_text()
-    assert example.strip() in (ROOT / "README.md").read_text()
+    assert example.strip() in (ROOT / "docs" / "concepts.md").read_text()
 
 
 def test_readme_starts_with_the_two_commands():

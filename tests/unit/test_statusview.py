@@ -10,12 +10,12 @@ from pastset.observe.statusdoc import KEYS
 from pastset.observe.statusview import SECTIONS, format_seconds, render_status, render_top
 from pastset.wire.validation import format_template
 
-from helpers.paths import README
+from helpers.paths import DOCS
 from helpers.statussample import sample_doc
 
 
 def test_the_document_keys_are_pinned():
-    # changing this list breaks users' scripts: update the README table with it
+    # changing this list breaks users' scripts: update the table of docs/observing.md with it
     assert {level: list(keys) for level, keys in KEYS.items()} == {
         "": ["run", "version", "pid", "time", "halted", "queued", "elements", "waits", "tasks", "workers"],
         "elements": ["id", "template", "xfunction", "first", "last", "unobserved", "delta", "moves",
@@ -135,8 +135,8 @@ def test_a_narrow_top_frame_keeps_every_column_and_cuts_long_values_instead():
     assert render_top(doc, 200, 40)[lines.index("waiting calls:") + 2].count("…") == 0  # wide: nothing cut
 
 
-def test_the_readme_documents_every_key():
-    readme = README.read_text()
+def test_the_docs_document_every_key():
+    readme = (DOCS / "observing.md").read_text()
     block = readme.split("Its keys are stable:\n\n```text\n", 1)[1].split("```", 1)[0]
     documented = set()
     for line in block.splitlines()[1:]:

@@ -1,5 +1,5 @@
-"""The README's runnable example (examples/two_clients.py) runs and shows the semantics it
-describes."""
+"""The runnable example of docs/concepts.md (examples/two_clients.py) runs and shows the
+semantics it describes."""
 from __future__ import annotations
 
 import subprocess

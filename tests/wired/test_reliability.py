@@ -1,4 +1,4 @@
-"""Reliability (the README's Reliability section), each proven by doing it.
+"""Reliability (the Reliability section of docs/security.md), each proven by doing it.
 
 * a client SIGKILLed while blocked in observe(), with no move arriving within 50 ms of
   the kill, takes no tuple: the next one reaches a live observer (delivery is at most

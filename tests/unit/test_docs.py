@@ -1,0 +1,133 @@
+"""The documentation in docs/ stays true to the code: the settings reference is made from the
+settings table, every program it shows as a file is that file, every config file it shows
+is one pastset reads, every page it links exists, and every ``--help`` names its page.
+
+The tutorial's shell sessions run for real in tests/wired/test_tutorial.py, and the built
+site is checked for anything fetched from the network in tests/wired/test_docs_site.py.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+
+import pytest
+
+from pastset.cli.main import COMMANDS, DOCS_HOME, build_parser
+from pastset.cli.main import DOCS as COMMAND_DOCS
+from pastset.launch.plugins import launchers, make_plugin_manager
+from pastset.settings.load import load_settings
+from pastset.settings.specs import SETTINGS
+
+from helpers.paths import DOCS, ROOT
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+PAGES = sorted(DOCS.glob("*.md"))
+#: the built-in launchers' option specs, by name (loaded when the module is: loading a
+#: launcher module looks up the C library, which starts a process)
+OPTIONS = {name: info.cls.option_specs for name, info in launchers(make_plugin_manager(autoload=False)).items()}
+#: a fenced block: its info string (language and attributes) and its text
+BLOCK = re.compile(r"^```([^\n]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def _load_hook():
+    spec = importlib.util.spec_from_file_location("settings_table", DOCS / "hooks" / "settings_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+HOOK = _load_hook()
+CLUSTERS = (DOCS / "clusters.md").read_text(encoding="utf-8")
+CLUSTERS_EXPANDED = HOOK.expand(CLUSTERS)
+
+
+def blocks(kind: str):
+    """(page, info, text) of every fenced block of the docs whose language is ``kind``."""
+    for page in PAGES:
+        for info, text in BLOCK.findall(page.read_text(encoding="utf-8")):
+            if info.split(" ", 1)[0] == kind:
+                yield page, info, text
+
+
+def test_the_settings_page_is_made_from_the_settings_table():
+    page = (DOCS / "running.md").read_text(encoding="utf-8")
+    assert page.count("<!-- settings-table -->") == 1
+    table = HOOK.expand(page)
+    for spec in SETTINGS.values():
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{spec.name}` |"))
+        assert f"`{spec.env}`" in row and spec.doc.split(";")[0].replace("|", "\\|") in row
+        if spec.flag:
+            assert f"`{spec.flag}`" in row
+    # nobody writes a settings table by hand beside it
+    assert not re.search(r"^\| `procs` \|", page, re.MULTILINE)
+
+
+def test_the_launcher_tables_are_made_from_the_launchers_options():
+    for name in ("slurm", "sge", "pbs"):
+        assert f"<!-- launcher-options {name} -->" in CLUSTERS
+        for spec in OPTIONS[name]:
+            assert f"| `{spec.name}` |" in CLUSTERS_EXPANDED
+
+
+@pytest.mark.parametrize("page, info, text", [b for b in blocks("python") if "title=" in b[1]],
+                         ids=lambda v: v.split('"')[1] if isinstance(v, str) and "title=" in v else "")
+def test_a_program_shown_as_a_file_is_that_file(page, info, text):
+    path = re.search(r'title="([^"]+)"', info).group(1)
+    assert (ROOT / path).read_text(encoding="utf-8") == text, f"{page.name} shows {path} as it is not"
+
+
+@pytest.mark.parametrize("page, info, text", [b for b in blocks("toml") if "[pastset" in b[2]],
+                         ids=lambda v: v.name if hasattr(v, "name") else "")
+def test_every_config_file_shown_is_one_pastset_reads(page, info, text, tmp_path):
+    config = tmp_path / "pastset.toml"
+    # a page may show a launcher's table alone, or [pastset] with launcher tables
+    config.write_text(text, encoding="utf-8")
+    tomllib.loads(text)
+    load_settings(config_file=str(config), environ={}, cwd=str(tmp_path), launcher_options=OPTIONS)
+
+
+def test_every_python_block_compiles():
+    for page, _info, text in blocks("python"):
+        compile(text, f"{page.name} block", "exec")
+
+
+def test_every_page_is_in_the_site_and_every_link_between_pages_exists():
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    for page in PAGES:
+        assert f": {page.name}\n" in nav, f"{page.name} is not in the nav of mkdocs.yml"
+        for target in re.findall(r"\]\(([\w-]+\.md)(?:#[\w-]+)?\)", page.read_text(encoding="utf-8")):
+            assert (DOCS / target).exists(), f"{page.name} links {target}"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for target in re.findall(r"\]\((docs/[\w/.-]+?)(?:#[\w-]+)?\)", readme):
+        assert (ROOT / target).exists(), f"README.md links {target}"
+
+
+def test_every_help_ends_with_the_page_that_covers_it():
+    parser = build_parser()
+    assert parser.format_help().rstrip().splitlines()[-1].startswith(f"documentation: {DOCS_HOME}")
+    subparsers = next(a for a in parser._actions if a.choices and "run" in a.choices).choices
+    assert set(COMMAND_DOCS) == set(COMMANDS)
+    for name, sub in subparsers.items():
+        last = sub.format_help().rstrip().splitlines()[-1]
+        page = re.fullmatch(r"documentation: (docs/\w+\.md) \(in the pastset repository\)", last)
+        assert page, (name, last)
+        assert (ROOT / page.group(1)).exists()
+
+
+def test_the_readme_is_a_front_door():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    example = next(text for _, text in re.findall(r"^```(python)\n(.*?)^```", readme, re.DOTALL | re.MULTILINE))
+    assert example in (ROOT / "examples" / "tutorial" / "squares.py").read_text(encoding="utf-8")
+    assert len(example.splitlines()) <= 25
+    # the output it shows is the tutorial's, which tests/wired/test_tutorial.py checks
+    session = re.search(r"^```console\n\$ cd examples/tutorial && (.*?)\n(.*?)^```", readme, re.DOTALL | re.MULTILINE)
+    tutorial = (DOCS / "tutorial.md").read_text(encoding="utf-8")
+    shown = re.search(r"^\$ " + re.escape(session.group(1)) + r"\n(.*?)^```", tutorial, re.DOTALL | re.MULTILINE)
+    assert shown and sorted(shown.group(1).splitlines()) == sorted(session.group(2).splitlines())
+    assert "![" in readme
