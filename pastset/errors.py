@@ -15,11 +15,13 @@ class Expired(PastSetError):
 
 
 class ElementDeleted(PastSetError):
-    """The element was removed by ``delelement`` (before or during the call)."""
+    """The element was removed by ``delelement`` (before or during the call); a handle on it
+    keeps failing so, and entering its template again gives a new element."""
 
 
 class XFunctionError(PastSetError):
-    """An X-function module could not be loaded, or raised while handling a call."""
+    """An X-function module is missing or could not be loaded, or it raised while handling
+    a call (the message carries its exception)."""
 
 
 class TaskError(PastSetError):
@@ -28,16 +30,29 @@ class TaskError(PastSetError):
 
 
 class Timeout(PastSetError, TimeoutError):
-    """A call with a timeout ran out of time; nothing was moved or consumed."""
+    """A call with a timeout ran out of time; nothing was moved or consumed by it — but for
+    the tuples a ``move_many`` moved before, which its ``moved`` attribute counts.
+
+    The message names the operation, the element and the time waited:
+    ``observe on element ('sum', int) timed out after 2 s``. It is also a ``TimeoutError``,
+    which is an ``OSError``: code that handles ``OSError`` should catch ``PastSetError``
+    first.
+    """
 
 
 class ConnectError(PastSetError, ConnectionError):
-    """The server cannot be reached, refused the authkey, or was lost mid-call."""
+    """The server cannot be reached, refused the authkey, or was lost mid-call; or there is
+    no run to connect to (the message says how to start one). Also a ``ConnectionError``."""
 
 
 class SettingsError(PastSetError, ValueError):
-    """A setting has an invalid value; the message names the setting and its source."""
+    """A run's set-up is wrong before anything starts: a setting with an invalid value (the
+    message names the setting and where it came from), a config file with unknown keys, a
+    launcher that is not installed, an application that is not found, an address the server
+    cannot bind. Also a ``ValueError``."""
 
 
 class LaunchError(PastSetError):
-    """Workers could not be started or did not come; the message names hosts/jobs."""
+    """The workers could not be started or did not all register within ``wait_timeout``
+    (the message names the hosts, jobs or commands), or the application or a remote master
+    could not be started."""

@@ -83,9 +83,16 @@ def _load_tuple(data: Any) -> Any:
 class ElementHandle:
     """A program's handle on one element; its methods are the PastSet operations.
 
-    ``calls`` is the PastSet's stub of the contract's space calls. With ``call_frame``
-    (a channel's, when the server reads frames) move and an unindexed observe travel as
-    compact frames (:mod:`pastset.wire.frames`).
+    ``PastSet.enter`` makes one; a program does not construct it. Every blocking method
+    takes a ``timeout`` in seconds: ``None`` waits as long as it takes, ``0`` does not
+    wait; on ``Timeout`` nothing was moved or consumed. Arguments are checked before
+    anything is sent (``TypeError``/``ValueError`` naming the bad value), and after any
+    error the handle stays usable. Every method raises ``ElementDeleted`` once the element
+    was deleted, and ``ConnectError`` if the server is lost.
+
+    (For the PastSet that makes it: ``calls`` is its stub of the contract's space calls;
+    with ``call_frame``, a channel's when the server reads frames, move and an unindexed
+    observe travel as compact frames, :mod:`pastset.wire.frames`.)
     """
 
     __slots__ = ("_calls", "_call_frame", "_eid", "_template", "_strict")
@@ -99,7 +106,19 @@ class ElementHandle:
         self._strict = strict
 
     def move(self, data: Any, timeout: Optional[float] = None) -> bool:
-        """Append ``data``; blocks while the element is at its ``delta`` bound."""
+        """Append ``data`` as the tuple numbered ``last()``.
+
+        With a ``delta`` bound it waits while the element holds that many unobserved
+        tuples; moves that wait complete in the order they began.
+
+        :param data: any value that can be pickled, usually a tuple; the server keeps it
+            as pickled bytes, so classes of the program's ``__main__`` are fine.
+        :param timeout: seconds to wait for room under the bound (None: no limit).
+        :return: True.
+        :raises Timeout: the bound did not let it in within ``timeout``; nothing moved.
+        :raises TypeError: ``data`` cannot be pickled, or (strict) does not fit the template.
+        :raises XFunctionError: the element's X-function raised.
+        """
         if timeout is not None:
             timeout = check_timeout(timeout)
         try:
@@ -117,7 +136,21 @@ class ElementHandle:
         return self._calls.move(self._eid, payload, timeout)
 
     def observe(self, index: int = -1, timeout: Optional[float] = None) -> Any:
-        """Take the next unobserved tuple (``index=-1``), or read tuple ``index``."""
+        """Take the next unobserved tuple (``index=-1``), or read tuple number ``index``.
+
+        Unindexed, it returns the tuple at ``first()`` and advances ``first()``: across all
+        observers of the element each tuple is handed out once, in order; it waits while
+        every tuple has been observed. Indexed, it reads that tuple without moving
+        ``first()``, waiting until it is moved; observed tuples stay readable this way
+        until ``axe`` drops them.
+
+        :param index: -1, or the number of a tuple (>= 0).
+        :param timeout: seconds to wait for the tuple (None: no limit).
+        :return: the tuple, as it was moved.
+        :raises Timeout: no tuple came within ``timeout``; nothing was consumed.
+        :raises Expired: tuple ``index`` was dropped by ``axe``.
+        :raises XFunctionError: the element's X-function raised.
+        """
         if timeout is not None:
             timeout = check_timeout(timeout)
         if index != -1 or type(index) is not int:  # -1.0 == -1 but is no index
@@ -129,9 +162,11 @@ class ElementHandle:
     def move_many(self, tuples: Iterable[Any], timeout: Optional[float] = None) -> int:
         """Move every tuple of ``tuples`` in one round trip; return how many were moved.
 
-        They take consecutive numbers. Under a ``delta`` bound as many move as fit, as
-        soon as they fit; on Timeout those stay moved and the exception's ``moved`` says
-        how many. A tuple that cannot be pickled is a TypeError, and none is moved.
+        They take consecutive numbers: no other move lands between them. Under a ``delta``
+        bound as many move as fit, as soon as they fit; on ``Timeout`` those stay moved and
+        the exception's ``moved`` says how many. An empty iterable moves nothing and
+        returns 0. A tuple that cannot be pickled is a ``TypeError``, and none is moved.
+        On an X-function element each tuple goes through the X-function, in order.
         """
         if timeout is not None:
             timeout = check_timeout(timeout)
@@ -159,8 +194,9 @@ class ElementHandle:
     def observe_many(self, count: int, timeout: Optional[float] = None) -> List[Any]:
         """Take the next unobserved tuples, up to ``count`` (>= 1), in one round trip.
 
-        Waits only until at least one exists; never returns an empty list (Timeout
-        instead, with nothing consumed).
+        They come in order, as that many unindexed ``observe`` calls would return them.
+        It waits only until at least one exists, and never returns an empty list
+        (``Timeout`` instead, with nothing consumed).
         """
         check_count(count)
         if timeout is not None:
@@ -180,12 +216,22 @@ class ElementHandle:
         return self._calls.last(self._eid)
 
     def delta(self, value: Optional[int] = None) -> Optional[int]:
-        """Read (no argument), set (n >= 1) or remove (0) the bound on unobserved tuples."""
+        """Read (no argument), set (n >= 1) or remove (0) the bound on unobserved tuples.
+
+        With a bound of n, a ``move`` waits while ``last() - first() >= n``. Raising the
+        bound lets waiting moves in, in the order they began.
+
+        :return: the bound now in force, None when there is none.
+        """
         check_delta(value)
         return self._calls.delta(self._eid, value)
 
     def axe(self, index: int) -> None:
-        """Drop the observed tuples numbered below ``index``."""
+        """Drop the tuples numbered below ``min(index, first())`` and free their memory.
+
+        Only observed tuples are dropped, never one that nobody has observed. Once it
+        returns, reading a dropped tuple with ``observe(i)`` raises ``Expired``.
+        """
         check_index(index)
         return self._calls.axe(self._eid, index)
 

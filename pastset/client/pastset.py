@@ -38,6 +38,20 @@ class PastSet:
     ``tls`` is the fingerprint of the server's TLS certificate (``server.tls_fingerprint``)
     for a server that speaks TLS; ``None`` takes it from PASTSET_TLS_FINGERPRINT when that
     is set (plain text otherwise), ``True`` requires it from there, ``False`` means plain text.
+
+    A PastSet and its element handles may be used from several threads at once: each
+    thread gets a connection of its own, so a call blocked in one thread never holds up
+    another. ``with PastSet(...) as pset:`` closes them all at the end of the block.
+
+    :param address: the server's ``"host:port"`` or ``(host, port)``; default: the run's
+        (PASTSET_ADDRESS).
+    :param authkey: the server's key; default: the run's (PASTSET_AUTHKEY, in hex).
+    :param connect_timeout: seconds each connection may take to connect and authenticate.
+    :param strict: check every move against the element's template (a ``TypeError`` when
+        it does not fit); default: PASTSET_STRICT, else off.
+    :param tls: the server certificate's fingerprint, or True/False/None as above.
+    :raises ConnectError: no run to connect to (the message says how to start one), the
+        server is unreachable, or it refused the key or the certificate.
     """
 
     def __init__(self, address: Union[str, Tuple[str, int], None] = None, authkey: Optional[bytes] = None,
@@ -70,13 +84,27 @@ class PastSet:
 
     @property
     def address(self) -> Tuple[str, int]:
+        """The (host, port) of the server this PastSet is connected to."""
         return self._channel.address
 
     def enter(self, template: tuple, xfunction: Optional[str] = None) -> ElementHandle:
-        """The element named by ``template`` (created empty if new).
+        """The element named by ``template``, created empty if nobody entered it before.
 
-        ``xfunction`` names a module in the run's ``bin`` directory whose ``Element``
-        class implements the element (X-functions).
+        Equal templates name the same element, whoever enters them; a template is a
+        non-empty, hashable tuple that can be pickled, usually a tag and types:
+        ``("jobs", int)``.
+
+        :param template: the element's name.
+        :param xfunction: a module in the run's bin directory whose ``Element`` class
+            implements the element (an X-function); a plain module name, no dots or
+            paths. The first ``enter`` of a template decides: an element that exists is
+            returned as it is.
+        :return: a handle whose methods are the PastSet operations on the element.
+        :raises TypeError: the template is not a tuple, or cannot be hashed or pickled.
+        :raises ValueError: the template is empty, or nests too deep; the module name is
+            not a plain name.
+        :raises XFunctionError: the X-function module is missing, failed to import, or its
+            ``Element`` raised when created.
         """
         check_template(template)
         if xfunction is not None:
@@ -85,7 +113,11 @@ class PastSet:
         return ElementHandle(self._calls, eid, template, self.strict, self._call_frame)
 
     def delelement(self, element: Union[ElementHandle, tuple]) -> None:
-        """Remove an element (by handle or template); blocked calls on it fail."""
+        """Remove an element, by handle or by template.
+
+        Calls blocked on it fail with ``ElementDeleted``, and so does every later call
+        through an old handle; entering the template again gives a new, empty element.
+        """
         if isinstance(element, ElementHandle):
             self._calls.delelement_id(element._eid)
         else:
@@ -95,7 +127,16 @@ class PastSet:
     def spawn(self, app: str, args: Union[str, Iterable[Any]] = ()) -> "Task":
         """Queue a task: some worker runs ``python app args`` from the run's bin directory.
 
-        Returns its :class:`pastset.task.Task` handle, which is also the task id string.
+        The task is a program of its own: its arguments arrive as strings in
+        ``sys.argv[1:]`` (each item here is turned into one with ``str()``), its output
+        reaches the run's stdout and stderr line by line, and ``pastset.PastSet()`` in it
+        connects to the same run.
+
+        :param app: the task's file, inside the bin directory (no absolute path, no ``..``).
+        :param args: one string, or a sequence of arguments.
+        :return: the task's handle, which is also its id string (``"t3"``).
+        :raises ValueError: ``app`` is not a relative path inside the bin directory.
+        :raises PastSetError: ``halt()`` was called: no more tasks are taken.
         """
         from .task import Task  # only programs that spawn need it
 
@@ -104,7 +145,8 @@ class PastSet:
         return Task(self._calls.spawn(app, [str(a) for a in arglist]), self._calls)
 
     def halt(self) -> None:
-        """Say that no more tasks will come; workers finish when the queue is empty."""
+        """Say that no more tasks will come: workers finish once the queue is empty, and a
+        ``spawn`` after it is an error."""
         self._calls.halt()
 
     def status(self) -> dict:

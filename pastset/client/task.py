@@ -38,9 +38,9 @@ def app_not_found(app: str, path: str, bin_dir: str) -> str:
 class Task(str):
     """A spawned task: ``task.id``, ``task.state``, ``task.returncode``, ``task.wait()``.
 
-    ``state`` is "queued", "running", "done" (exit 0), "failed" (non-zero exit, or it
-    could not start) or "lost" (its worker died). ``returncode`` is None until the task
-    ended; negative means it was killed by that signal.
+    ``PastSet.spawn`` returns one. It is also the task id string itself (``"t3"``): it
+    prints, compares, formats and pickles as that string, and a pickled task (moved into
+    an element, say) is that string on the other side.
     """
 
     _calls: Optional[SpaceCalls]
@@ -54,6 +54,7 @@ class Task(str):
 
     @property
     def id(self) -> str:
+        """The task's id, ``"t1"``, ``"t2"``, ... in the order the run's tasks were spawned."""
         return str.__str__(self)
 
     def __str__(self) -> str:
@@ -77,17 +78,24 @@ class Task(str):
 
     @property
     def state(self) -> str:
+        """``"queued"`` (no worker has it yet), ``"running"``, ``"done"`` (exit code 0),
+        ``"failed"`` (another exit code, or it could not start) or ``"lost"`` (its worker
+        died); asked of the run each time until the task has ended."""
         return self.info()["state"]
 
     @property
     def returncode(self) -> Optional[int]:
+        """The task's exit code once it ended (negative: killed by that signal), else None."""
         return self.info()["returncode"]
 
     def wait(self, timeout: Optional[float] = None) -> int:
         """Wait until the task ended and return its exit code.
 
-        Raises :class:`TaskError` if it never ran or its worker was lost, and
-        :class:`Timeout` if it has not ended within ``timeout`` seconds (0: don't wait).
+        :param timeout: seconds to wait (None: as long as it takes; 0: do not wait).
+        :return: the exit code (negative: killed by that signal).
+        :raises TaskError: it never ran (its file is not in the bin directory, it could not
+            start) or its worker was lost; the message says which and why.
+        :raises Timeout: it has not ended within ``timeout``.
         """
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                     or timeout < 0):

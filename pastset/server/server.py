@@ -69,6 +69,20 @@ class Server:
     (``PastSet(address, authkey=..., tls=server.tls_fingerprint)``), None without TLS.
     ``max_connections`` (None: as many as the file-descriptor limit allows, see
     :func:`connection_limit`) bounds the connections held at once.
+
+    :param address: (host, port) to listen on; port 0 picks a free one.
+    :param authkey: the key clients must prove (bytes); None makes a random one.
+    :param bin_dir: the directory X-function modules are imported from; None: an
+        ``enter`` with an X-function fails with ``XFunctionError``.
+    :param tls: speak TLS 1.3 with a certificate made for this server.
+    :param max_connections: the most connections held at once (None: as above).
+    :param handshake_timeout: seconds a newcomer has to prove the key and send its first
+        request.
+    :param max_pending_handshakes: the most connections held that have not yet proved the
+        key; a newcomer beyond it drops the oldest of them.
+
+    ``run_id``, ``output`` and ``on_event`` are how ``pastset run`` hears of its tasks'
+    output and of the scheduler's events; a server of your own leaves them out.
     """
 
     def __init__(self, address: Tuple[str, int] = ("127.0.0.1", 0), authkey: Optional[bytes] = None,
@@ -108,11 +122,13 @@ class Server:
 
     @property
     def address(self) -> Tuple[str, int]:
+        """The (host, port) the server listens on, once started (the port it got for 0)."""
         if self._core is None:
             raise RuntimeError("the server is not started")
         return self._core.listener.address
 
     def start(self) -> "Server":
+        """Bind and serve in background threads; return the server. ``with`` calls it."""
         if self._core is None:
             limits = dict(self._limits)
             most = connection_limit()

@@ -152,6 +152,13 @@ class Element:
     ``first()`` is the number of the oldest tuple nobody has observed yet, ``last()`` the
     number of tuples moved so far. Tuples below ``axe``'s mark are dropped.
 
+    An X-function module in the run's bin directory defines ``class
+    Element(pastset.element.Element)`` and overrides ``move(self, data)`` and/or
+    ``observe(self, index)``, calling ``super()`` to store or fetch the tuple; it runs on
+    the server, once per call, in the calling client's server thread. What it raises
+    reaches the caller as ``XFunctionError`` with its message. Unlike the rest of the
+    server, it sees tuple values: the classes in them must be importable on the server.
+
     An empty element is small (``__slots__``; the log, the conditions and the queue of
     blocked movers are made on first use), so a run may hold many thousands of them.
     """
