@@ -7,6 +7,7 @@ the code.
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Iterable
 
@@ -22,8 +23,11 @@ def _cell(text: str) -> str:
 def _default(spec: SettingSpec) -> str:
     if spec.default is None:
         return "(= procs)" if spec.name == "wait_procs" else "(none)"
-    shown = show_value(spec.default)
-    return "(empty)" if shown in ("''", "[]") else f"`{shown}`"
+    if spec.default in ("", [], ()):
+        return "(empty)"
+    # as a TOML file spells it
+    shown = json.dumps(spec.default) if isinstance(spec.default, str) else show_value(spec.default)
+    return f"`{shown}`"
 
 
 def settings_table(specs: Iterable[SettingSpec] = ()) -> str:
