@@ -2,7 +2,7 @@
 settings table, every program it shows as a file is that file, every config file it shows
 is one pastset reads, every page it links exists, and every ``--help`` names its page.
 
-The tutorial's shell sessions run for real in tests/wired/test_tutorial.py, and the built
+The shell sessions of the pages run for real in tests/wired/test_docs_sessions.py, and the built
 site is checked for anything fetched from the network in tests/wired/test_docs_site.py.
 """
 from __future__ import annotations
@@ -125,7 +125,7 @@ def test_the_readme_is_a_front_door():
     example = next(text for _, text in re.findall(r"^```(python)\n(.*?)^```", readme, re.DOTALL | re.MULTILINE))
     assert example in (ROOT / "examples" / "tutorial" / "squares.py").read_text(encoding="utf-8")
     assert len(example.splitlines()) <= 25
-    # the output it shows is the tutorial's, which tests/wired/test_tutorial.py checks
+    # the output it shows is the tutorial's, which tests/wired/test_docs_sessions.py checks
     session = re.search(r"^```console\n\$ cd examples/tutorial && (.*?)\n(.*?)^```", readme, re.DOTALL | re.MULTILINE)
     tutorial = (DOCS / "tutorial.md").read_text(encoding="utf-8")
     shown = re.search(r"^\$ " + re.escape(session.group(1)) + r"\n(.*?)^```", tutorial, re.DOTALL | re.MULTILINE)
