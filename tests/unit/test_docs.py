@@ -91,6 +91,13 @@ def test_every_config_file_shown_is_one_pastset_reads(page, info, text, tmp_path
     load_settings(config_file=str(config), environ={}, cwd=str(tmp_path), launcher_options=OPTIONS)
 
 
+@pytest.mark.parametrize("page, info, text", list(blocks("ini")), ids=lambda v: v.name if hasattr(v, "name") else "")
+def test_every_ini_file_shown_is_one_pastset_reads(page, info, text, tmp_path):
+    config = tmp_path / "pypastset.conf"  # a name not ending in .toml: read as ini
+    config.write_text(text, encoding="utf-8")
+    load_settings(config_file=str(config), environ={}, cwd=str(tmp_path), launcher_options=OPTIONS)
+
+
 def test_every_python_block_compiles():
     for page, _info, text in blocks("python"):
         compile(text, f"{page.name} block", "exec")
