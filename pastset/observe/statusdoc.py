@@ -28,8 +28,9 @@ key                    meaning
   ``waiting``          list of the calls waiting on this element now (see ``waits``)
 ``waits``              list, every call waiting now, oldest first:
   ``who``              a phrase: ``app``, ``task t3 (sum.py on w1@node2)``, ``worker w1``
-  ``caller``           ``{kind, task, application, worker, host, pid}`` (kind: app, task,
-                       worker, client; unknown fields null)
+  ``caller``           ``{kind, task, application, worker, host, pid, thread}`` (kind: app,
+                       task, worker, client; thread: the native id of the calling thread;
+                       unknown fields null)
   ``operation``        ``observe``, ``observe index N``, ``move (blocked by delta K)``,
                        ``observe_many``, ``next_task`` ...
   ``element``          element id, or null for calls not on an element
@@ -74,7 +75,7 @@ KEYS: Dict[str, Sequence[str]] = {
     "elements": ("id", "template", "xfunction", "first", "last", "unobserved", "delta", "moves",
                  "observes", "moves_per_s", "observes_per_s", "waiting"),
     "waits": ("who", "caller", "operation", "element", "template", "timeout", "waited_s"),
-    "caller": ("kind", "task", "application", "worker", "host", "pid"),
+    "caller": ("kind", "task", "application", "worker", "host", "pid", "thread"),
     "tasks": ("id", "application", "args", "state", "worker", "host", "pid", "returncode", "error",
               "spawned", "started", "ended", "run_time"),
     "workers": ("id", "host", "system", "arch", "cores", "memory_mb", "disk_mb", "benchmark", "pid",

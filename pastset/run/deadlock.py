@@ -15,7 +15,12 @@ running task) counts as *waiting* only when all of these hold:
   returned and a new one that began is progress).
 
 A process computing or sleeping between calls has no waiting call, so it is never
-waiting. :class:`Detector` is pure — fed :class:`Observation` s with timestamps — so
+waiting. A participant sampled thread by thread (the app of ``pastset.Run``: the calling
+process, which may host threads that are not the program's, such as a notebook kernel's)
+is judged by its program's threads instead: each must be inside one of its waiting calls
+or blocked without a timeout on a lock, condition or join of its own process; a thread
+doing anything else (computing, sleeping, reading a pipe or socket, waiting for a child)
+may still act. :class:`Detector` is pure — fed :class:`Observation` s with timestamps — so
 each rule is tested without processes; the run feeds it every ``interval`` seconds.
 """
 from __future__ import annotations
@@ -25,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
 
-from .procstat import sample
+from .procstat import BLOCKED, sample
 
 #: CPU seconds a waiting process may use over the grace period (one clock tick is 0.01 s,
 #: and reading /proc itself or a signal may cost a tick or two)
@@ -74,6 +79,17 @@ class Verdict:
     waits: List[Mapping[str, Any]] = field(default_factory=list)
 
 
+def _thread_that_may_act(threads: Mapping[int, str], waits: Iterable[Mapping[str, Any]]) -> Optional[int]:
+    """A thread of a participant sampled thread by thread that is neither inside one of its
+    waiting PastSet calls nor blocked on something only another of its threads can release
+    (a lock, condition or join): it may still move something. None when there is none."""
+    inside = {(wait.get("caller") or {}).get("thread") for wait in waits}
+    for tid, state in threads.items():
+        if tid not in inside and state != BLOCKED:
+            return tid
+    return None
+
+
 class Detector:
     """Decides deadlock from a series of observations (see the module's rules).
 
@@ -112,7 +128,12 @@ class Detector:
                 return f"{name} waits in a call with a timeout"
             if sample is not None and not sample.get("alive", True):
                 return f"{name} has exited"
-            if sample is not None and sample.get("timed"):
+            threads = sample.get("threads") if sample is not None else None
+            if threads is not None:
+                free = _thread_that_may_act(threads, waits)
+                if free is not None:
+                    return f"{name} has a thread that may still act (thread {free}: {threads[free]})"
+            elif sample is not None and sample.get("timed"):
                 return f"{name} has a thread sleeping with a timeout"
         return None
 
@@ -168,17 +189,21 @@ class DeadlockWatch:
 
     def __init__(self, grace: float, fetch_view: Callable[[], Mapping[str, Any]], app_pid: int,
                  starting: Callable[[], int], on_deadlock: Callable[[Verdict, Mapping[str, Any]], None],
-                 interval: float = INTERVAL, clock: Callable[[], float] = time.monotonic):
+                 interval: float = INTERVAL, clock: Callable[[], float] = time.monotonic,
+                 sample_app: Optional[Callable[[], Mapping[str, Any]]] = None):
+        """``sample_app()`` gives the app's sample when the whole process ``app_pid`` is not
+        what counts (:func:`pastset.run.procstat.sample_threads`)."""
         self.detector = Detector(grace)
         self.fetch_view, self.app_pid, self.starting = fetch_view, app_pid, starting
         self.on_deadlock, self.interval, self.clock = on_deadlock, interval, clock
+        self.sample_app = sample_app or (lambda: sample(app_pid).as_dict())
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
     def check(self) -> Optional[Verdict]:
         """One look; the verdict if this look decided a deadlock (after reporting it)."""
         view = self.fetch_view()
-        obs = observation(view, sample(self.app_pid).as_dict(), self.starting())
+        obs = observation(view, self.sample_app(), self.starting())
         verdict = self.detector.observe(self.clock(), obs)
         if verdict is not None:
             self.on_deadlock(verdict, view)

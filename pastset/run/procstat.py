@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import platform
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 #: clock ticks per second, the unit of utime/stime in /proc/PID/stat
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -75,6 +75,47 @@ def _is_timed(line: str, table: Dict[int, Tuple[int, str]]) -> bool:
     return ms < 2**31
 
 
+#: what one thread is doing (:func:`thread_state`)
+RUNNING, TIMED, BLOCKED, OTHER_WAIT = "running", "timed", "blocked", "waiting"
+_FUTEX_PRIVATE = 128  # FUTEX_PRIVATE_FLAG: the futex lives in this process's memory only
+
+
+def _state_of(line: str, table: Dict[int, Tuple[int, str]]) -> str:
+    """A thread's state from its ``/proc/PID/task/TID/syscall`` line (see :func:`thread_state`)."""
+    parts = line.split()
+    if not parts or not parts[0].lstrip("-").isdigit() or parts[0].startswith("-"):
+        return RUNNING
+    if _is_timed(line, table):
+        return TIMED
+    number = int(parts[0])
+    if table.get(number, (0, ""))[1] == "futex" and len(parts) >= 7:
+        op = int(parts[2], 16)
+        if op & _FUTEX_CMD_MASK in _FUTEX_WAITS and op & _FUTEX_PRIVATE:
+            return BLOCKED
+    return OTHER_WAIT
+
+
+def thread_state(pid: int, tid: int) -> Optional[str]:
+    """What thread ``tid`` of process ``pid`` does now, or None if that cannot be told (gone,
+    not Linux, unknown architecture):
+
+    ``running`` on a CPU or about to be; ``timed`` asleep with a timeout (it wakes on its own);
+    ``blocked`` waiting without a timeout on a lock, condition or join of its own process (a
+    private futex: only another thread of the process can wake it); ``waiting`` for anything
+    else without a timeout (a pipe, a socket, select/poll, a child process): something outside
+    the process may wake it.
+    """
+    table = _TIMED_SYSCALLS.get(platform.machine())
+    if table is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+            line = f.read()
+    except OSError:
+        return None
+    return _state_of(line, table)
+
+
 def timed_waits(pid: int) -> Optional[int]:
     """How many of the process's threads sleep with a timeout right now, or None if
     that cannot be told (not Linux, unknown architecture, not ours to inspect)."""
@@ -100,14 +141,20 @@ def timed_waits(pid: int) -> Optional[int]:
 
 @dataclass
 class ProcessSample:
-    """One look at a process: ``cpu`` seconds used, threads in a ``timed`` wait, ``alive``."""
+    """One look at a process: ``cpu`` seconds used, threads in a ``timed`` wait, ``alive``;
+    and when only some of its threads were looked at (:func:`sample_threads`), ``threads``:
+    native thread id -> :func:`thread_state`."""
 
     cpu: Optional[float]
     timed: Optional[int]
     alive: bool
+    threads: Optional[Dict[int, str]] = None
 
     def as_dict(self) -> Dict[str, object]:
-        return asdict(self)
+        data = asdict(self)
+        if self.threads is None:
+            del data["threads"]
+        return data
 
 
 def sample(pid: int) -> ProcessSample:
@@ -116,3 +163,28 @@ def sample(pid: int) -> ProcessSample:
     if cpu is None:
         return ProcessSample(None, None, False)
     return ProcessSample(cpu, timed_waits(pid), True)
+
+
+def _thread_cpu(pid: int, tid: int) -> Optional[float]:
+    fields = stat_fields(pid, tid)
+    if fields is None or fields[0] in (b"Z", b"X"):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def sample_threads(pid: int, tids: Iterable[int]) -> ProcessSample:
+    """Look at some threads of process ``pid`` only (a process that hosts threads of others,
+    such as a notebook kernel's, judged by its program's threads): their CPU time added up,
+    how many sleep with a timeout, and each one's state. Threads that ended are left out."""
+    if cpu_time(pid) is None:
+        return ProcessSample(None, None, False)
+    cpu, timed, states = 0.0, 0, {}
+    for tid in tids:
+        used = _thread_cpu(pid, tid)
+        state = thread_state(pid, tid)
+        if used is None or state is None:
+            continue
+        cpu += used
+        timed += state == TIMED
+        states[tid] = state
+    return ProcessSample(cpu, timed, True, states)

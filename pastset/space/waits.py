@@ -42,6 +42,7 @@ class Caller:
     worker: Optional[str] = None
     host: Optional[str] = None
     pid: Optional[int] = None
+    thread: Optional[int] = None  # native id of the thread whose connection this is
 
     @classmethod
     def from_dict(cls, data: Any) -> "Caller":
@@ -58,10 +59,11 @@ class Caller:
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"caller {name} must be a str, not {type(value).__name__}")
             fields[name] = value
-        pid = data.get("pid")
-        if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int)):
-            raise TypeError(f"caller pid must be an int, not {type(pid).__name__}")
-        fields["pid"] = pid
+        for name in ("pid", "thread"):
+            value = data.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(f"caller {name} must be an int, not {type(value).__name__}")
+            fields[name] = value
         return cls(**fields)
 
     def with_details(self, **details: Any) -> "Caller":

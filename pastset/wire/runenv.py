@@ -18,13 +18,19 @@ APP_ENV = "PASTSET_APP"  #: "1" in the run's application (the runner sets it)
 
 def caller_identity() -> dict:
     """Who this process is to the run's server (sent once per connection, see
-    :class:`pastset.waits.Caller`): a task by its id, the run's app, else a plain client."""
-    import os
+    :class:`pastset.waits.Caller`): a task by its id, the run's app, else a plain client.
 
+    A connection serves one thread, so it also names that thread (its native id): deadlock
+    detection can then tell a thread inside a PastSet call from one that may still act.
+    """
+    import os
+    import threading
+
+    thread = threading.get_native_id()
     task = os.environ.get(TASK_ENV)
     if task:
-        return {"kind": "task", "task": task, "pid": os.getpid()}
+        return {"kind": "task", "task": task, "pid": os.getpid(), "thread": thread}
     if os.environ.get(APP_ENV) == "1":
-        return {"kind": "app", "pid": os.getpid()}
-    return {"kind": "client", "pid": os.getpid()}
+        return {"kind": "app", "pid": os.getpid(), "thread": thread}
+    return {"kind": "client", "pid": os.getpid(), "thread": thread}
 
