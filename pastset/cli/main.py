@@ -205,15 +205,9 @@ def _load_settings(args: argparse.Namespace, pm: Any) -> Any:
 
 def _setup_logging(level: str, path: str = "") -> None:
     """Log records at ``level`` and above to stderr (and ``path``), as event lines."""
-    from ..observe.events import EventFormatter, NotShown
+    from ..observe.events import setup_logging
 
-    handlers: List[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    handlers[0].addFilter(NotShown())  # the runner wrote those lines on stderr itself
-    if path:
-        handlers.append(logging.FileHandler(path))
-    for handler in handlers:
-        handler.setFormatter(EventFormatter())
-    logging.basicConfig(level=getattr(logging, level.upper()), handlers=handlers)
+    setup_logging(level, path)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -285,16 +285,22 @@ def task_failure(task: Mapping[str, Any]) -> str:
     return f"task {task['id']} ({task['app']}) {what}" + (f" [{where}]" if where else "")
 
 
+#: what the report's first line says an aborting run does, when it is ``pastset run``
+STOPPING = "stopping the run (exit status 3)"
+
+
 def format_report(waits: Iterable[Mapping[str, Any]], elements: Mapping[Any, Mapping[str, Any]],
-                  failed: Iterable[Mapping[str, Any]], held: float, aborting: bool = True) -> str:
+                  failed: Iterable[Mapping[str, Any]], held: float, aborting: bool = True,
+                  stopping: str = STOPPING) -> str:
     """The deadlock report printed on stderr (several lines, no trailing newline).
 
     ``waits``: the waiting calls of the verdict; ``elements``: element id -> its
     ``first``/``last``/``delta`` now; ``failed``: the scheduler's failed tasks
-    (``task_view`` dicts); ``held``: seconds the deadlock has lasted.
+    (``task_view`` dicts); ``held``: seconds the deadlock has lasted; ``stopping``: what
+    the run does when ``aborting``.
     """
     waits = list(waits)
-    then = "stopping the run (exit status 3)" if aborting else "still waiting (on_deadlock = report)"
+    then = stopping if aborting else "still waiting (on_deadlock = report)"
     lines = [f"pastset: deadlock: the app and every running task have waited {held:.1f} s in PastSet "
              f"calls that nothing can complete; {then}"]
     rows = []

@@ -17,9 +17,18 @@ from ..errors import LaunchError
 from ..launch.plugins import LauncherInfo, launchers
 from ..launch.processes import start_child, stop_child, wait_exit
 from ..settings.load import Settings
+from ..wire.runenv import pastset_pythonpath
 from .output import AppOutput
-from .session import (DEADLOCK_EXIT, RunInterrupted, Session, choose_launcher, ignore_signals,
-                      install_signal_handlers, isatty, pastset_pythonpath, restore_signal_handlers)
+from .session import (
+    DEADLOCK_EXIT,
+    RunInterrupted,
+    Session,
+    choose_launcher,
+    ignore_signals,
+    install_signal_handlers,
+    isatty,
+    restore_signal_handlers,
+)
 
 log = logging.getLogger("pastset.run")
 

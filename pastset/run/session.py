@@ -40,9 +40,9 @@ from ..observe.events import EventReporter, StatusLines, log_event
 from ..server.server import Server
 from ..settings.load import Settings
 from ..wire.connection import format_address
-from ..wire.runenv import ADDRESS_ENV, APP_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_ENV, TASK_ENV, WORKER_ENV
+from ..wire.runenv import STRICT_ENV, app_environment, pastset_pythonpath
 from . import records as runrecord
-from .deadlock import DeadlockWatch, Verdict, failure_summary, format_report
+from .deadlock import STOPPING, DeadlockWatch, Verdict, failure_summary, format_report
 from .output import OutputMux, labels_on
 from .runtrace import RunTrace, start_trace
 
@@ -54,8 +54,6 @@ WORKER_STOP_GRACE = 3.0
 DEADLOCK_EXIT = 3
 #: the run's exit status when on_failure = abort ended it
 ABORT_EXIT = 1
-#: every variable of the run's environment (:func:`app_environment` sets or clears them all)
-RUN_VARIABLES = (ADDRESS_ENV, AUTHKEY_ENV, RUN_ENV, BIN_ENV, APP_ENV, STRICT_ENV, TASK_ENV, WORKER_ENV)
 
 
 class RunInterrupted(Exception):
@@ -83,25 +81,6 @@ def choose_launcher(settings: Settings, registry: Dict[str, LauncherInfo],
     if "local" not in registry:
         raise SettingsError("launcher: auto found nothing that fits and the local launcher is not installed")
     return registry["local"], "auto: no batch allocation and no hosts file, so workers run on this machine"
-
-
-def pastset_pythonpath(environ: Mapping[str, str]) -> str:
-    """PYTHONPATH that lets children import this very pastset (even from a checkout)."""
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    parts = [here] + [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != here]
-    return os.pathsep.join(parts)
-
-
-def app_environment(base: Mapping[str, str], address: Tuple[str, int], authkey: bytes, run_id: str,
-                    bin_dir: str, strict: bool) -> Dict[str, str]:
-    """``base`` with the variables that make ``pastset.PastSet()`` find the run and call as
-    its app (a run started from a task: its app is no task)."""
-    env = {k: v for k, v in base.items() if k not in RUN_VARIABLES}
-    env.update({ADDRESS_ENV: format_address(address), AUTHKEY_ENV: authkey.hex(), RUN_ENV: run_id,
-                BIN_ENV: bin_dir, APP_ENV: "1"})
-    if strict:
-        env[STRICT_ENV] = "1"
-    return env
 
 
 def isatty(fd: int) -> bool:
@@ -146,6 +125,8 @@ class Session:
         self._view: Dict[str, Any] = {}
         self._summary: Optional[str] = None  # which tasks failed, printed last
         self._app_code: Optional[int] = None  # the run's exit status, once the app ended
+        #: what the deadlock report says the run does on ``on_deadlock = "abort"``
+        self.deadlock_stopping = STOPPING
         self.app_pid: Optional[int] = None
 
     # -- start-up ---------------------------------------------------------------------
@@ -235,8 +216,9 @@ class Session:
             progress.done()
 
     def app_environment(self, base: Mapping[str, str]) -> Dict[str, str]:
-        """The environment of an app of this run (see :func:`app_environment`)."""
-        return app_environment(base, self.address, self.authkey, self.run_id, self.bin_dir, self.settings.strict)
+        """``base`` with the variables that make ``pastset.PastSet()`` find this run as its app."""
+        return app_environment(base, format_address(self.address), self.authkey, self.run_id, self.bin_dir,
+                               self.settings.strict)
 
     # -- the app ----------------------------------------------------------------------
     def app_started(self, pid: int, sample_app: Optional[Callable[[], Mapping[str, Any]]] = None,
@@ -306,7 +288,7 @@ class Session:
         aborting = self.settings.on_deadlock == "abort"
         self.failed = list(view.get("failed", []))
         report = format_report(verdict.waits, view.get("elements", {}), view.get("failed", []),
-                               verdict.held, aborting=aborting)
+                               verdict.held, aborting=aborting, stopping=self.deadlock_stopping)
         self.mux.line("err", report)  # the report is the status line; the log has both
         log_event(log, "deadlock", {"held": verdict.held, "calls": len(verdict.waits),
                                     "failed": len(view.get("failed", [])), "then": self.settings.on_deadlock},

@@ -254,39 +254,6 @@ class Settings:
         except SettingsError as exc:
             raise type(exc)(f"hosts: {exc}") from None
 
-    def export(self) -> Dict[str, Any]:
-        """Plain data (picklable, no callables) of every value that is not a default and of the
-        launcher tables, each with its source: :meth:`restore` makes equal settings from it in
-        another process, without reading files or running conf_help again."""
-        return {
-            "values": {name: [self._values[name], self._sources[name]]
-                       for name in SETTINGS if self._sources[name] != "default"},
-            "launchers": {launcher: {key: [value, self._launcher_sources[launcher][key]]
-                                     for key, value in table.items()}
-                          for launcher, table in self._launcher_tables.items()},
-            "files_read": list(self.files_read),
-        }
-
-    @classmethod
-    def restore(cls, data: Mapping[str, Any], launcher_names: Optional[Iterable[str]] = None,
-                launcher_options: Optional[Mapping[str, Sequence[SettingSpec]]] = None) -> "Settings":
-        """The settings :meth:`export` described (each value validated again).
-
-        :raises SettingsError: a value this process's launchers refuse (one not installed here).
-        """
-        settings = cls(launcher_names, launcher_options)
-        settings._loading = True
-        for name, (value, source) in data["values"].items():
-            settings.set(name, value, source)
-        settings.conf_help_done()  # it ran where the settings were loaded
-        for launcher, table in data["launchers"].items():
-            for key, (value, source) in table.items():
-                settings.set_launcher_options(launcher, {key: value}, source)
-        settings.files_read = list(data["files_read"])
-        settings._loading = False
-        settings.check()
-        return settings
-
     def as_environ(self) -> Dict[str, str]:
         """PS* variables for every non-default setting, to hand settings to a child process.
 
@@ -360,21 +327,51 @@ def _check_keyword_names(keywords: Mapping[str, Any], where: str) -> None:
                                 f"settings are: {', '.join(allowed)}")
 
 
+def check_keywords(keywords: Mapping[str, Any], where: str = "pastset.Run()") -> None:
+    """Check settings given as keywords as far as can be without the installed launchers:
+    names, types and values (not which launcher exists, nor its options' keys).
+
+    :raises SettingsError: naming the setting (a "did you mean" for a near miss).
+    """
+    _check_keyword_names(keywords, where)
+    for name, value in keywords.items():
+        if value is None:
+            continue
+        source = _keyword_source(name, where)
+        if name == LAUNCHER_OPTIONS_KEYWORD:
+            _check_launcher_tables(value, where)
+            continue
+        value = _keyword_value(name, value)
+        spec = SETTINGS[name]
+        check_toml_type(spec, value, source, language="Python")
+        try:
+            spec.parse(value)
+        except ValueError:
+            raise SettingsError(f"{name}: {value!r} from {source} is not {spec.allowed}") from None
+
+
+def _check_launcher_tables(value: Any, where: str) -> None:
+    if not isinstance(value, Mapping):
+        raise SettingsError(f"{LAUNCHER_OPTIONS_KEYWORD}: {value!r} from {where} is not a dict of "
+                            "launcher name -> dict of options, e.g. {'slurm': {'partition': 'debug'}}")
+    for launcher, options in value.items():
+        if not isinstance(options, Mapping):
+            raise SettingsError(f"{LAUNCHER_OPTIONS_KEYWORD}[{launcher!r}]: {options!r} from {where} is "
+                                "not a dict of options")
+
+
 def _apply_keywords(settings: Settings, keywords: Mapping[str, Any], where: str) -> None:
     """Apply settings given as Python keyword arguments: typed values, as in TOML (``procs=4``,
     not ``procs="4"``), and ``launcher_options={NAME: {key: value}}`` for the launcher tables."""
     for name, value in keywords.items():
         source = _keyword_source(name, where)
+        if value is None or name == "conf_help":  # not given; conf_help was settled before it ran
+            continue
         if name == LAUNCHER_OPTIONS_KEYWORD:
-            if not isinstance(value, Mapping):
-                raise SettingsError(f"{LAUNCHER_OPTIONS_KEYWORD}: {value!r} from {where} is not a dict of "
-                                    "launcher name -> dict of options, e.g. {'slurm': {'partition': 'debug'}}")
+            _check_launcher_tables(value, where)
             for launcher, options in value.items():
-                if not isinstance(options, Mapping):
-                    raise SettingsError(f"{LAUNCHER_OPTIONS_KEYWORD}[{launcher!r}]: {options!r} from {where} is "
-                                        "not a dict of options")
                 settings.set_launcher_options(str(launcher), options, f"{source}[{launcher!r}]")
-        elif name != "conf_help" and value is not None:  # conf_help was settled before it ran
+        else:
             value = _keyword_value(name, value)
             check_toml_type(SETTINGS[name], value, source, language="Python")
             settings.set(name, value, source)
