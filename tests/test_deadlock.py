@@ -11,7 +11,7 @@ import pytest
 
 from pastset.run.deadlock import (APP, Detector, Observation, failure_summary, format_report,
                               participant_of)
-from pastset.run.procstat import cpu_time, sample, timed_waits
+from pastset.run.procstat import cpu_time, sample, sample_threads, thread_state, timed_waits
 
 GRACE = 3.0
 
@@ -72,6 +72,95 @@ def test_no_deadlock_when_something_can_still_act(obs, reason):
     detector = Detector(GRACE)
     assert reason in detector.why_not(obs)
     assert feed(detector, obs) == []
+
+
+# -- an app judged by its program's threads (pastset.Run: the caller may host others' threads) --
+def threaded(states, cpu=1.0):
+    return {"cpu": cpu, "timed": sum(s == "timed" for s in states.values()), "alive": True, "threads": states}
+
+
+def in_thread(who, tid, **kw):
+    call = wait(who, **kw)
+    call["caller"] = dict(call["caller"], thread=tid)
+    return call
+
+
+@pytest.mark.parametrize("states", [
+    {11: "waiting"},  # the thread in the call, blocked reading its socket
+    {11: "waiting", 12: "blocked"},  # another thread waits on a lock (a join, an event) of its own
+    {11: "waiting", 12: "waiting", 13: "blocked"},  # two threads in calls
+])
+def test_an_app_whose_threads_are_all_in_calls_or_blocked_on_each_other_is_stuck(states):
+    calls = [in_thread(APP, 11), in_thread(APP, 12), in_thread("t1", None)]
+    obs = stuck(waits=calls, processes={APP: threaded(states), "t1": idle()})
+    assert Detector(GRACE).why_not(obs) is None
+    assert len(feed(Detector(GRACE), obs)) == 1
+
+
+@pytest.mark.parametrize("state", ["running", "timed", "waiting"])
+def test_an_app_thread_outside_the_calls_that_can_still_act_is_no_deadlock(state):
+    # running: computing; timed: a sleep or a wait with a timeout; waiting: on a pipe, a
+    # socket, a child process, select/poll -- something outside may wake it
+    obs = stuck(waits=[in_thread(APP, 11), in_thread("t1", None)],
+                processes={APP: threaded({11: "waiting", 12: state}), "t1": idle()})
+    assert f"app has a thread that may still act (thread 12: {state})" in Detector(GRACE).why_not(obs)
+    assert feed(Detector(GRACE), obs) == []
+
+
+def test_threads_the_caller_does_not_name_do_not_count():
+    # the process's other threads (a notebook kernel's: timed epoll waits, heartbeats) are
+    # left out of the sample, so only the program's own threads are judged
+    obs = stuck(waits=[in_thread(APP, 11), in_thread("t1", None)],
+                processes={APP: threaded({11: "waiting"}), "t1": idle()})
+    assert len(feed(Detector(GRACE), obs)) == 1
+
+
+def test_thread_states_of_real_threads():
+    import os
+    import socket
+    import threading
+
+    release = threading.Event()
+    lock = threading.Lock()
+    lock.acquire()
+    a, b = socket.socketpair()
+    spinning = [True]
+
+    def spin():
+        while spinning[0]:
+            pass
+
+    threads = {
+        "blocked": [threading.Thread(target=release.wait), threading.Thread(target=lock.acquire)],
+        "timed": [threading.Thread(target=release.wait, args=(60,)), threading.Thread(target=time.sleep, args=(2,))],
+        "waiting": [threading.Thread(target=a.recv, args=(1,))],
+        "running": [threading.Thread(target=spin)],
+    }
+    for group in threads.values():
+        for thread in group:
+            thread.start()
+    try:
+        time.sleep(0.3)
+        if thread_state(os.getpid(), threading.get_native_id()) is None:
+            pytest.skip("this system cannot tell a thread's syscall")
+        seen = {state: [thread_state(os.getpid(), t.native_id) for t in group] for state, group in threads.items()}
+        # a spinning thread is on a CPU, or waits (with a timeout) for its turn at the GIL
+        seen["running"] = ["running" if s in ("running", "timed") else s for s in seen["running"]]
+        assert seen == {state: [state] * len(group) for state, group in threads.items()}
+        everyone = [t.native_id for group in threads.values() for t in group]
+        sampled = sample_threads(os.getpid(), everyone)
+        assert sampled.alive and sampled.timed >= 2 and set(sampled.threads) == set(everyone)
+        assert set(sample_threads(os.getpid(), everyone[:1]).threads) == set(everyone[:1])
+    finally:
+        spinning[0] = False
+        release.set()
+        lock.release()
+        b.send(b"x")
+        for group in threads.values():
+            for thread in group:
+                thread.join(5)
+        a.close()
+        b.close()
 
 
 def test_a_task_sleeping_outside_any_call_is_not_waiting():

@@ -193,3 +193,35 @@ def test_with_a_terminal_the_app_still_sees_one():
     proc, app = run_app(mux, "import sys\nprint(sys.stdout.isatty(), sys.stderr.isatty())", terminal=True)
     assert proc.wait(30) == 0 and app.join(10)
     assert cap.close()["out"].replace("\r", "") == "True False\n"
+
+
+# -- LineSafeStream: task lines into a stream the program writes too (pastset.Run) --------
+def test_line_safe_stream_waits_for_the_programs_line_to_end():
+    import io
+
+    from pastset.run.output import LineSafeStream
+
+    target = io.StringIO()
+    stream = LineSafeStream(target, partial_delay=5.0)
+    stream.write("script ")
+    delivered = threading.Thread(target=stream.line, args=("[t1] task line",))
+    delivered.start()
+    time.sleep(0.2)
+    assert target.getvalue() == "script "  # the task line waits for the script's line to end
+    stream.write("line\n")
+    delivered.join(5)
+    assert target.getvalue() == "script line\n[t1] task line\n"
+
+
+def test_line_safe_stream_starts_a_new_line_when_the_programs_line_stays_open():
+    import io
+
+    from pastset.run.output import LineSafeStream
+
+    target = io.StringIO()
+    stream = LineSafeStream(target, partial_delay=0.05)
+    stream.write("progress...")
+    stream.line("[t1] task line")
+    stream.write(" done\n")
+    assert target.getvalue() == "progress...\n[t1] task line\n done\n"
+    assert stream.getvalue() == target.getvalue()  # everything else is the wrapped stream's
