@@ -18,9 +18,9 @@ import textwrap
 import time
 
 import pytest
+from pastset_runs import EXAMPLES, describe, survivors, write_app
 
 import pastset
-from pastset_runs import EXAMPLES, describe, survivors, write_app
 
 SLEEPER = "import time\ntime.sleep(300)\n"
 CRASHER = "import sys\nsys.exit(5)\n"
