@@ -45,3 +45,8 @@ def test_shipped_code_and_tests_cite_nothing_outside_the_repo():
                 if "DESIGN" + ".md" in line or "../" + "shared" in line or "DESIGN" + " section" in line:
                     offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_readme_embeds_the_run_from_python_example_verbatim():
+    example = (ROOT / "examples" / "run_from_python.py").read_text()
+    assert example.strip() in (ROOT / "README.md").read_text()
