@@ -261,14 +261,20 @@ def test_a_deadlock_of_the_script_is_reported_and_its_call_fails(script, env, ap
     started = time.monotonic()
     code, out, err = script(f"""
         import pastset
-        with pastset.Run(procs=1, bin={str(apps)!r}, deadlock_grace=1) as run:
-            pset = run.pastset()
-            pset.spawn("waiter.py")
-            try:
-                pset.enter(("result", int)).observe()
-            except pastset.PastSetError as exc:
-                print("failed:", exc, flush=True)
-            print("ended by itself:", run.closed)
+        run = pastset.Run(procs=1, bin={str(apps)!r}, deadlock_grace=1)
+        pset = run.pastset()
+        pset.spawn("waiter.py")
+        try:
+            pset.enter(("result", int)).observe()
+        except pastset.PastSetError as exc:
+            print("failed:", exc, flush=True)
+        print("ended by itself:", run.closed)
+        try:
+            run.pastset()
+        except pastset.PastSetError as exc:
+            print("then:", exc)
+        with pastset.Run(procs=1, bin={str(apps)!r}) as again:  # the run that ended is closed now
+            print("a new run:", again.pastset().enter(("x", int)).last())
     """).finish()
     assert code == 0, err
     assert time.monotonic() - started < 30
@@ -279,6 +285,8 @@ def test_a_deadlock_of_the_script_is_reported_and_its_call_fails(script, env, ap
     assert "task t1 (waiter.py on w1@" in lines[first + 2] and "('never', int)" in lines[first + 2], err
     assert "failed: this PastSet was closed during observe(): the run ended on a deadlock" in out, out
     assert "ended by itself: True" in out, out
+    assert "then: run " in out and " is over: the run ended on a deadlock" in out, out
+    assert "a new run: 0" in out, out
     assert_nothing_left(env)
 
 
@@ -404,3 +412,20 @@ def test_importing_pastset_run_loads_no_server_side_code():
     wrong = [m for m in loaded if m.startswith(("pastset.server", "pastset.space", "pastset.launch",
                                                 "pastset.run.session", "pastset.settings"))]
     assert not wrong, f"pastset.Run loaded {wrong}"
+
+
+def test_a_forked_child_that_exits_leaves_the_run_to_its_parent(script, env, apps):
+    code, out, err = script(f"""
+        import os, sys, pastset
+        with pastset.Run(procs=1, bin={str(apps)!r}) as run:
+            pid = os.fork()
+            if pid == 0:
+                sys.exit(0)  # leaves the with block and runs the at-exit hooks, in the child
+            os.waitpid(pid, 0)
+            e = run.pastset().enter(("x", int))
+            e.move((1,))
+            print("still running:", e.observe(timeout=10), run.closed, flush=True)
+    """).finish()
+    assert code == 0, err
+    assert "still running: (1,) False" in out, (out, err)
+    assert_nothing_left(env)

@@ -14,7 +14,8 @@ is open the process's environment holds the run's variables, so ``pastset.PastSe
 no arguments connects to it, as in an app of ``pastset run``; they are put back when it
 closes. One run at a time per process: a second ``Run`` while one is open is a
 ``RuntimeError`` (the environment, the output streams and the deadlock watch are the
-process's).
+process's); a run that ended by itself (a deadlock, ``on_failure = "abort"``) is closed by
+the next ``Run``.
 
 Output: the run's lines (task output, status lines, a deadlock report, the failure
 summary) reach this process's ``sys.stdout`` / ``sys.stderr`` — in a notebook, the cell
@@ -122,6 +123,10 @@ class Run:
     def __init__(self, *, config: Optional[str] = None, **settings: Any) -> None:
         global _open_run
         with _open_lock:
+            previous = _open_run
+        if previous is not None and previous._ended is not None:
+            previous.close()  # it ended by itself (a deadlock, on_failure = abort): nothing left to wait for
+        with _open_lock:
             if _open_run is not None:
                 raise RuntimeError(f"a pastset.Run is already open in this process (run {_open_run.id}); "
                                    "close it first (run.close(), or leave its with block): one run at a "
@@ -134,6 +139,7 @@ class Run:
         #: worker, host, ...), known once it closed
         self.failed_tasks: List[Dict[str, Any]] = []
         self._closed = False
+        self._pid = os.getpid()  # a forked child inherits this object (and its at-exit hook), not the run
         self._ended: Optional[str] = None  # why the run ended by itself, once it did
         self._psets: "weakref.WeakSet[_RunPastSet]" = weakref.WeakSet()
         self._status_pset: Optional[_RunPastSet] = None
@@ -174,6 +180,11 @@ class Run:
                 [sys.executable, "-m", "pastset.run.run_host", str(host_end.fileno())],
                 stdin=subprocess.DEVNULL, stdout=out_write, stderr=err_write, env=env,
                 pass_fds=(host_end.fileno(),), start_new_session=True)
+        except OSError as exc:
+            for fd in (out_read, err_read):
+                os.close(fd)
+            caller_end.close()
+            raise LaunchError(f"cannot start the process hosting the run with {sys.executable!r}: {exc}") from None
         finally:
             for fd in (out_write, err_write):
                 os.close(fd)
@@ -242,7 +253,7 @@ class Run:
         if self._closed:
             raise PastSetError(f"run {self.id} is closed; start a new pastset.Run()")
         if self._ended is not None:
-            raise PastSetError(f"run {self.id} has ended: {self._ended}")
+            raise PastSetError(f"run {self.id} is over: {self._ended}")
 
     @property
     def closed(self) -> bool:
@@ -255,9 +266,10 @@ class Run:
         server are stopped; the failed tasks are summed up on stderr and in
         :attr:`failed_tasks`. Calling it again does nothing.
 
-        Interrupted (a second Ctrl-C), it stops waiting; the host still tears the run down."""
+        Interrupted (a second Ctrl-C), it stops waiting; the host still tears the run down.
+        In a child forked from the program it does nothing: the run is the parent's."""
         with self._lock:
-            if self._closed:
+            if self._closed or os.getpid() != self._pid:
                 return
             self._closed = True
         self._finish()
