@@ -429,3 +429,31 @@ def test_a_forked_child_that_exits_leaves_the_run_to_its_parent(script, env, app
     assert code == 0, err
     assert "still running: (1,) False" in out, (out, err)
     assert_nothing_left(env)
+
+
+def test_trace_and_events_with_the_script_as_the_app(script, env, apps, tmp_path):
+    from pastset.observe import trace
+    from pastset.observe.events import find_events
+
+    write_app(apps, "sleeper.py", "import time\ntime.sleep(0.3)\n")
+    path = tmp_path / "run.json"
+    code, out, err = script(f"""
+        import pastset
+        with pastset.Run(procs=1, bin={str(apps)!r}, trace={str(path)!r}, trace_wait_ms=50, log_level="info") as run:
+            pset = run.pastset()
+            pset.spawn("sleeper.py").wait(timeout=30)
+            try:
+                pset.enter(("late", int)).observe(timeout=0.2)
+            except pastset.Timeout:
+                pass
+    """).finish()
+    assert code == 0, err
+    assert [e["task"] for e in find_events(err, "task-started")] == ["t1"], err
+    assert find_events(err, "run-end"), err
+    slices = trace.slices(trace.load(str(path)))
+    assert [s["name"] for s in slices if s["cat"] == "task"] == ["t1 sleeper.py"]
+    app = [s for s in slices if s["pid"] == trace.APP_PID]
+    assert [s["name"].split(" (pastset.Run, pid ")[0] for s in app if s["tid"] == trace.APP_TID] == ["script.py"]
+    waits = [(s["name"], s["args"]["who"]) for s in app if s["cat"] == "wait"]
+    assert waits == [("wait task t1", "app"), ("observe ('late', int)", "app")], waits
+    assert_nothing_left(env)
