@@ -159,7 +159,7 @@ class TraceWriter:
         """A call waited ``seconds`` and ended at ``t`` (now): a slice if it waited long enough.
 
         ``caller`` is a :class:`pastset.waits.Caller` or its dict. ``unfinished``: the call
-        was still waiting when the trace closed (the slice's args say so).
+        was still waiting when the run began to stop (the slice's args say so).
         """
         if seconds < self.wait_s:
             return

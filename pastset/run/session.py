@@ -327,8 +327,10 @@ class Session:
         """
         if self.watch is not None:
             self.watch.stop()
-        if self.trace is not None and self.app_pid is not None:
-            self.trace.app_ended(app_code)
+        if self.trace is not None:
+            if self.app_pid is not None:
+                self.trace.app_ended(app_code)
+            self.trace.stopping()
         code = stop_app()
         if code is not None:
             log_event(log, "teardown", {"step": "stop-app", "code": code})
