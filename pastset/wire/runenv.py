@@ -36,7 +36,6 @@ def caller_identity() -> dict:
     return {"kind": "client", "pid": os.getpid(), "thread": thread}
 
 
-
 def app_environment(base, address: str, authkey: bytes, run_id: str, bin_dir: str, strict: bool) -> dict:
     """``base`` (a mapping) with the variables that make ``pastset.PastSet()`` find the run
     at ``address`` ("host:port") and call as its app; whatever ``base`` held of another
