@@ -3,8 +3,10 @@
 Each script runs as its own process with the test's clean, tagged environment (see
 :mod:`pastset_runs`): normal exit, an exception in the block, Ctrl-C during a blocked call
 (caught: the run goes on; not caught: the script ends), exiting without ``close()``,
-being killed, runs one after another, a deadlock of the script itself. After each, no
-process carrying the test's tag may be left, and no run record.
+being killed, forking, runs one after another, a deadlock of the script itself, threads
+that can still act, ``on_failure = "abort"``, whole output lines, the trace and events.
+After each, no process carrying the test's tag may be left, and no run record. Settings
+errors and precedence are checked in this process.
 """
 from __future__ import annotations
 
