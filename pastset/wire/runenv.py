@@ -19,7 +19,7 @@ RUN_VARIABLES = (ADDRESS_ENV, AUTHKEY_ENV, RUN_ENV, BIN_ENV, APP_ENV, STRICT_ENV
 
 def caller_identity() -> dict:
     """Who this process is to the run's server (sent once per connection, see
-    :class:`pastset.waits.Caller`): a task by its id, the run's app, else a plain client.
+    :class:`pastset.space.waits.Caller`): a task by its id, the run's app, else a plain client.
 
     A connection serves one thread, so it also names that thread (its native id): deadlock
     detection can then tell a thread inside a PastSet call from one that may still act.

@@ -16,9 +16,11 @@ import threading
 import time
 
 import pytest
-from pastset_runs import EXAMPLES, describe, survivors, write_app
 
-from .clusters import require
+from helpers.apps import write_apps
+from helpers.components import require
+from helpers.paths import EXAMPLES
+from helpers.runs import TAG_ENV, assert_nothing_left
 
 pytestmark = pytest.mark.slow
 
@@ -68,9 +70,9 @@ def error(cell):
     return next((out for out in cell.outputs if out.get("output_type") == "error"), None)
 
 
-def assert_nothing_left(env) -> None:
-    left = survivors(env["PASTSET_TEST_TAG"], timeout=15)
-    assert not left, describe(left)
+def nothing_left(env) -> None:
+    """No process of the test's run is left, and no run record."""
+    assert_nothing_left(env[TAG_ENV], timeout=15)
     assert not [n for n in os.listdir(env["PASTSET_RUNTIME_DIR"]) if n.endswith(".json")], "a run record is left"
 
 
@@ -92,7 +94,7 @@ def interrupt_later(client, seconds: float) -> threading.Timer:
 def test_the_example_notebook_runs_top_to_bottom(kernel_env):
     import nbformat
 
-    nb = nbformat.read(os.path.join(EXAMPLES, "run_from_python.ipynb"), as_version=4)
+    nb = nbformat.read(str(EXAMPLES / "run_from_python.ipynb"), as_version=4)
     client_for(nb, EXAMPLES).execute()
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert "<pastset.Run " in result(code[0]) and " open>" in result(code[0])
@@ -102,23 +104,23 @@ def test_the_example_notebook_runs_top_to_bottom(kernel_env):
     assert "'mcpiclient.py', 'running'" in result(code[4])
     assert result(code[5]) == "[]"  # run.failed_tasks
     assert not any(text(cell, "stderr") for cell in code), [text(cell, "stderr") for cell in code]
-    assert_nothing_left(kernel_env)
+    nothing_left(kernel_env)
 
 
 def test_task_output_lands_whole_and_labelled_in_the_running_cell(kernel_env, apps):
-    write_app(apps, "talker.py", TALKER)
+    write_apps(apps, {"talker.py": TALKER})
     nb = notebook(f"import pastset, time\nrun = pastset.Run(procs=1, bin={str(apps)!r})",
                   "run.pastset().spawn('talker.py').wait(timeout=60)\ntime.sleep(2)",
                   "run.close()")
     client_for(nb, apps).execute()
     assert text(nb.cells[1]) == "".join(f"[t1] line {i} of the task\n" for i in range(20))  # labels: auto
-    assert_nothing_left(kernel_env)
+    nothing_left(kernel_env)
 
 
 def test_a_deadlocked_cell_is_reported_within_the_grace_and_fails(kernel_env, apps):
     import nbclient
 
-    write_app(apps, "waiter.py", WAITER)
+    write_apps(apps, {"waiter.py": WAITER})
     nb = notebook(f"import pastset\nrun = pastset.Run(procs=1, bin={str(apps)!r}, deadlock_grace=2)",
                   "pset = run.pastset()\npset.spawn('waiter.py')\npset.enter(('result', int)).observe()",
                   "print(run.closed)\nrun.close()")
@@ -140,13 +142,13 @@ def test_a_deadlocked_cell_is_reported_within_the_grace_and_fails(kernel_env, ap
     assert failure["ename"] == "PastSetError" and "the run ended on a deadlock" in failure["evalue"], failure
     assert took < 2 + 15, f"reported after {took:.1f} s with a grace of 2 s"
     assert text(nb.cells[2]) == "True\n"
-    assert_nothing_left(kernel_env)
+    nothing_left(kernel_env)
 
 
 def test_a_blocked_cell_is_reported_then_interrupted_and_the_run_survives(kernel_env, apps):
     import nbclient
 
-    write_app(apps, "waiter.py", WAITER)
+    write_apps(apps, {"waiter.py": WAITER})
     nb = notebook(f"import pastset\nrun = pastset.Run(procs=1, bin={str(apps)!r}, deadlock_grace=1, "
                   "on_deadlock='report')",
                   "pset = run.pastset()\npset.spawn('waiter.py')\nresults = pset.enter(('result', int))\n"
@@ -169,11 +171,11 @@ def test_a_blocked_cell_is_reported_then_interrupted_and_the_run_survives(kernel
     assert "pastset: deadlock:" in report and "still waiting (on_deadlock = report)" in report, report
     assert report.count("pastset: deadlock:") == 1, report
     assert text(nb.cells[2]) == "(7,) False 1\n"
-    assert_nothing_left(kernel_env)
+    nothing_left(kernel_env)
 
 
 def test_an_idle_kernel_with_a_thread_waiting_is_no_deadlock(kernel_env, apps):
-    write_app(apps, "waiter.py", WAITER)
+    write_apps(apps, {"waiter.py": WAITER})
     nb = notebook(f"import pastset, threading\nrun = pastset.Run(procs=1, bin={str(apps)!r}, deadlock_grace=1)",
                   "pset = run.pastset()\npset.spawn('waiter.py')\nresults = pset.enter(('result', int))\n"
                   "got = []\nthread = threading.Thread(target=lambda: got.append(results.observe()))\nthread.start()",
@@ -185,12 +187,12 @@ def test_an_idle_kernel_with_a_thread_waiting_is_no_deadlock(kernel_env, apps):
         time.sleep(5)  # the kernel idles: the person could still type a cell that moves the result
         client.execute_cell(nb.cells[2], 2)
     assert text(nb.cells[2]) == "[(5,)] False\n", nb.cells[2].outputs
-    assert_nothing_left(kernel_env)
+    nothing_left(kernel_env)
 
 
 @pytest.mark.parametrize("how", ["shutdown", "kill"])
 def test_a_kernel_that_ends_without_close_leaves_nothing(kernel_env, apps, how):
-    write_app(apps, "sleeper.py", SLEEPER)
+    write_apps(apps, {"sleeper.py": SLEEPER})
     nb = notebook(f"import pastset\nrun = pastset.Run(procs=2, bin={str(apps)!r}, deadlock_grace=3600)\n"
                   "pset = run.pastset()\ntasks = [pset.spawn('sleeper.py') for _ in range(2)]\n"
                   "while any(t.state != 'running' for t in tasks):\n    pass\nprint('running')")
@@ -200,4 +202,4 @@ def test_a_kernel_that_ends_without_close_leaves_nothing(kernel_env, apps, how):
         assert text(nb.cells[0]) == "running\n", nb.cells[0].outputs
         if how == "kill":
             os.kill(client.km.provisioner.process.pid, signal.SIGKILL)
-    assert_nothing_left(kernel_env)
+    nothing_left(kernel_env)

@@ -15,18 +15,20 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import command_lines
 
 from .clusters import SshCluster
-from .sshruns import EXAMPLES, run_env, wait_gone
+from .sshruns import assert_nodes_clean, ssh_env, wait_gone
+from helpers.paths import EXAMPLES
+from helpers.procs import command_lines
+from helpers.runs import TAG_ENV, assert_nothing_left
 
 pytestmark = pytest.mark.slow
 
 
 def script_env(cluster: SshCluster, tmp_path: Path):
-    env = run_env(cluster, tmp_path / "runs", PASTSET_CONFIG=os.devnull)
-    (tmp_path / "runs").mkdir(exist_ok=True)
-    return env
+    """The test's clean, tagged environment (:func:`helpers.runs.clean_env`: no config
+    files, run records in ``tmp_path/runs``) with the cluster's ssh and interpreter."""
+    return ssh_env(cluster, tmp_path / "runs")
 
 
 def start_script(tmp_path: Path, env, source: str) -> subprocess.Popen:
@@ -36,16 +38,11 @@ def start_script(tmp_path: Path, env, source: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def assert_nodes_clean(cluster: SshCluster, nodes) -> None:
-    for ip in nodes:
-        left = cluster.wait_no_processes(ip, timeout=10.0)
-        assert not left, f"processes left on {ip}: {left}"
-
-
 def test_a_python_run_starts_its_workers_and_tasks_on_the_ssh_hosts(ssh_cluster: SshCluster, tmp_path: Path):
     nodes = ssh_cluster.nodes[:2]
     hosts = ssh_cluster.write_hosts_file(tmp_path / "hosts", nodes)
-    proc = start_script(tmp_path, script_env(ssh_cluster, tmp_path), f"""
+    env = script_env(ssh_cluster, tmp_path)
+    proc = start_script(tmp_path, env, f"""
         import json, pastset
         with pastset.Run(launcher="ssh", hosts={str(hosts)!r}, procs=3, bin={str(EXAMPLES)!r}) as run:
             pset = run.pastset()
@@ -69,7 +66,8 @@ def test_a_python_run_starts_its_workers_and_tasks_on_the_ssh_hosts(ssh_cluster:
     assert sorted(where) == sorted([nodes[0], nodes[1], nodes[0]]), facts  # wraps around the hosts
     assert {host.split("(")[-1].rstrip(")") for host in facts["tasks"]} <= set(nodes), facts
     assert out.splitlines()[-1] == "failed []", out
-    assert_nodes_clean(ssh_cluster, nodes)
+    assert_nothing_left(env[TAG_ENV], timeout=10.0)
+    assert_nodes_clean(ssh_cluster, nodes, timeout=10.0)
     assert not list((tmp_path / "runs").glob("*.json"))
 
 
@@ -108,6 +106,6 @@ def test_a_killed_python_caller_leaves_nothing_on_the_nodes(ssh_cluster: SshClus
     started = time.monotonic()
     assert not wait_gone(run_id, timeout=20.0), "processes of the run are left"
     assert not wait_gone(f"{bin_dir}/sleeper.py", timeout=5.0), "tasks are left"
-    assert_nodes_clean(ssh_cluster, nodes)
+    assert_nodes_clean(ssh_cluster, nodes, timeout=10.0)
     assert not list((tmp_path / "runs").glob("*.json")), "the run record is left"
     assert time.monotonic() - started < 20
