@@ -132,13 +132,17 @@ def test_task_output_is_forwarded_line_by_line_as_it_comes(apps, env):
     assert err == ["to stderr 1", "to stderr 2"]
 
 
+#: the app waits for every task to end, so none is stopped by the run's end before it fails
 REPORTS = '''\
 import pastset
 pset = pastset.PastSet()
-pset.spawn("nosuch.py", [])
-pset.spawn("crash.py", [])
-pset.spawn("fine.py", [])
+tasks = [pset.spawn(app, []) for app in ("nosuch.py", "crash.py", "fine.py")]
 print(pset.enter(("fine", str)).observe(timeout=30)[1])
+for task in tasks:
+    try:
+        task.wait(timeout=30)
+    except pastset.TaskError:
+        pass
 '''
 
 
