@@ -29,10 +29,11 @@ key                    meaning
 ``waits``              list, every call waiting now, oldest first:
   ``who``              a phrase: ``app``, ``task t3 (sum.py on w1@node2)``, ``worker w1``
   ``caller``           ``{kind, task, application, worker, host, pid, thread}`` (kind: app,
-                       task, worker, client; thread: the native id of the calling thread;
+                       task, worker, client; thread: the caller's native thread id;
                        unknown fields null)
   ``operation``        ``observe``, ``observe index N``, ``move (blocked by delta K)``,
-                       ``observe_many``, ``next_task`` ...
+                       ``observe_many``, ``wait task tN (APP)``, ``next_task`` ...; a call
+                       running an element's X-function is listed while that code runs
   ``element``          element id, or null for calls not on an element
   ``template``         that element's template as written, or null
   ``timeout``          the call's timeout in seconds, or null when it waits without one

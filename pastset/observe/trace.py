@@ -198,7 +198,7 @@ class TraceWriter:
     def wait_listener(self, wait: Any, seconds: float) -> None:
         """A :class:`pastset.space.waits.WaitRegistry` listener: ``registry.listeners.append(w.wait_listener)``."""
         if seconds >= self.wait_s:
-            self.wait_ended(wait.caller, wait.operation, wait.template, seconds,
+            self.wait_ended(wait.caller, wait.operation, wait.template_text(), seconds,
                             element=wait.element, timeout=wait.timeout)
 
     def counters(self, element: int, template: str, unobserved: int, moves: int,

@@ -102,8 +102,10 @@ class CallerEnd(_End):
 class HostEnd(_End):
     """The host's side (:mod:`pastset.run.run_host`)."""
 
-    def ready(self, address: Tuple[str, int], authkey: bytes, run_id: str, bin_dir: str, strict: bool) -> None:
-        self._send(READY, address=tuple(address), authkey=authkey, run_id=run_id, bin_dir=bin_dir, strict=strict)
+    def ready(self, address: Tuple[str, int], authkey: bytes, run_id: str, bin_dir: str, strict: bool,
+              tls_fingerprint: Optional[str] = None) -> None:
+        self._send(READY, address=tuple(address), authkey=authkey, run_id=run_id, bin_dir=bin_dir, strict=strict,
+                   tls_fingerprint=tls_fingerprint)
 
     def failed_to_start(self, error: str, message: str) -> None:
         """The run could not start: ``error`` is the exception's class name."""

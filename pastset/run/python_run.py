@@ -135,6 +135,8 @@ class Run:
         self.id = ""
         self.address: Tuple[str, int] = ("", 0)
         self.authkey = b""
+        #: the fingerprint of the run's server certificate when the run uses TLS, else None
+        self.tls_fingerprint: Optional[str] = None
         #: the tasks that failed during the run (dicts: id, app, args, state, returncode, error,
         #: worker, host, ...), known once it closed
         self.failed_tasks: List[Dict[str, Any]] = []
@@ -207,7 +209,7 @@ class Run:
                                   "before the run was ready (its stderr is above)")
             raise _ERRORS.get(error.data["error"], PastSetError)(error.data["message"])
         self._set_environment(app_environment(os.environ, format_address(self.address), self.authkey, self.id,
-                                              self._bin_dir, self._strict))
+                                              self._bin_dir, self._strict, self.tls_fingerprint))
 
     def _wrap_streams(self) -> None:
         for name in ("stdout", "stderr"):
@@ -231,7 +233,7 @@ class Run:
         with the run (or by its own ``close()``)."""
         self._check_open()
         pset = _RunPastSet(self.address, authkey=self.authkey, strict=self._strict if strict is None else strict,
-                           connect_timeout=connect_timeout)
+                           connect_timeout=connect_timeout, tls=self.tls_fingerprint or False)
         with self._lock:
             self._psets.add(pset)
         if self._ended is not None or self._closed:  # it ended meanwhile
@@ -244,7 +246,7 @@ class Run:
         self._check_open()
         with self._lock:
             if self._status_pset is None:
-                self._status_pset = _RunPastSet(self.address, authkey=self.authkey)
+                self._status_pset = _RunPastSet(self.address, authkey=self.authkey, tls=self.tls_fingerprint or False)
                 self._psets.add(self._status_pset)
             pset = self._status_pset
         return pset.status()
@@ -399,6 +401,7 @@ class Run:
             data = message.data
             self.address, self.authkey, self.id = tuple(data["address"]), data["authkey"], data["run_id"]
             self._bin_dir, self._strict = data["bin_dir"], data["strict"]
+            self.tls_fingerprint = data["tls_fingerprint"]
             self._ready.set()
         elif message.kind == FAILED_TO_START:
             self._start_error = message

@@ -24,9 +24,9 @@ from typing import Any, Dict, List, Optional
 from ..errors import PastSetError
 from ..launch.plugins import get_plugin_manager, launchers
 from ..observe.events import setup_logging
+from ..observe.procstat import Sampler
 from ..settings.load import load_settings
 from .hostlink import CLOSE, ENDING_SEEN, GONE, START, THREADS, HostEnd
-from .procstat import sample_threads
 from .session import (
     ABORT_EXIT,
     DEADLOCK_EXIT,
@@ -52,6 +52,7 @@ class CallerHost:
         self.link = link
         self.caller_pid = caller_pid
         self.program_threads: List[int] = []
+        self._sampler = Sampler()
         self.caller_closed = False
 
     def serve(self) -> int:
@@ -69,7 +70,7 @@ class CallerHost:
                     self.link.failed_to_start(type(exc).__name__, str(exc))
                     return 1
                 self.link.ready(session.address, session.authkey, session.run_id, session.bin_dir,
-                                session.settings.strict)
+                                session.settings.strict, session.tls_fingerprint)
                 session.app_started(self.caller_pid, sample_app=self._sample_caller, own_process=False)
                 code = session.wait(self._caller_done)
                 reason = self._ending_reason(code)
@@ -133,7 +134,9 @@ class CallerHost:
             self.program_threads = [int(tid) for tid in message.data["tids"]]
 
     def _sample_caller(self) -> Dict[str, Any]:
-        return sample_threads(self.caller_pid, self.program_threads).as_dict()
+        # until the caller has said which threads are its program's, all of them count
+        # (a host's threads waiting on sockets then keep the run from being judged stuck)
+        return self._sampler.sample(self.caller_pid, only_threads=self.program_threads or None).as_dict()
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -22,10 +22,12 @@ file descriptors 1 and 2, so no line is split by another.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -42,7 +44,7 @@ from ..settings.load import Settings
 from ..wire.connection import format_address
 from ..wire.runenv import STRICT_ENV, app_environment, pastset_pythonpath
 from . import records as runrecord
-from .deadlock import STOPPING, DeadlockWatch, Verdict, failure_summary, format_report
+from .deadlock import STOPPING, DeadlockWatch, Verdict, failure_summary, report
 from .output import OutputMux, labels_on
 from .runtrace import RunTrace, start_trace
 
@@ -62,6 +64,20 @@ class RunInterrupted(Exception):
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+def is_loopback(host: str) -> bool:
+    """True if ``host`` (a name or an address to listen on) is this machine's loopback only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: where it resolves decides
+        try:
+            return all(ipaddress.ip_address(info[4][0]).is_loopback
+                       for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM))
+        except (OSError, ValueError):
+            return False
 
 
 def choose_launcher(settings: Settings, registry: Dict[str, LauncherInfo],
@@ -115,6 +131,7 @@ class Session:
         self.launcher_why = ""
         self.record: Dict[str, Any] = {}
         self.address: Tuple[str, int] = ("", 0)
+        self.tls_fingerprint: Optional[str] = None  # the server certificate's, when the run uses TLS
         self.trace: Optional[RunTrace] = None  # the trace setting
         self.mux = OutputMux(1, 2, labels_on(settings.label_output, isatty(1) if terminal is None else terminal))
         self.status = _MuxStream(self.mux, "err") if self.stderr is sys.stderr else self.stderr
@@ -150,13 +167,15 @@ class Session:
         from .remote_master import RemoteServer, is_this_host
 
         if not is_this_host(self.settings.master):  # on `master`, over ssh
+            tls = self.settings.tls != "false"  # reached from other hosts: auto means on
             self.server = RemoteServer(self.settings, self.settings.master, self.authkey, self.bin_dir, self.run_id,
-                                       pastset_pythonpath(os.environ), self.mux, self.say)
+                                       pastset_pythonpath(os.environ), self.mux, self.say, tls=tls)
         else:
             host = self.settings.bind or self.launcher.bind_host()
+            tls = self.settings.tls == "true" or (self.settings.tls == "auto" and not is_loopback(host))
             self.server = Server((host, self.settings.port), self.authkey, self.bin_dir, run_id=self.run_id,
                                  output=self.mux.task_line, on_event=EventReporter(self.say),
-                                 max_connections=self.settings.max_connections)
+                                 max_connections=self.settings.max_connections, tls=tls)
         try:
             self.server.start()
         except OSError as exc:  # the address is not ours, the port is taken ...
@@ -164,21 +183,23 @@ class Session:
             raise SettingsError(
                 f"cannot listen on {host}:{self.settings.port}: {exc.strerror or exc} "
                 f"(bind from {self.settings.source('bind')}, port from {self.settings.source('port')})") from None
+        self.tls_fingerprint = self.server.tls_fingerprint
         self.trace = start_trace(self.settings, self.server,
                                  lambda text: self.say("trace", {"msg": text}, logging.INFO))
         bound_host, port = self.server.address
         self.address = (self.launcher.advertised_host(bound_host), port)
         self.control = RunControl(("127.0.0.1", port) if bound_host in ("0.0.0.0", "::") else (bound_host, port),
-                                  self.authkey)
+                                  self.authkey, tls=self.tls_fingerprint)
         self.record = {
             "run": self.run_id, "app": self.app, "args": self.app_args, "started": time.time(),
             "address": format_address(self.address), "authkey": self.authkey.hex(),
+            "tls_fingerprint": self.tls_fingerprint,
             "runner": process_identity(os.getpid()), "launcher": self.launcher.name, "bin": self.bin_dir,
         }
         runrecord.write_record(self.record)
         log_event(log, "run-start", {"run": self.run_id, "launcher": self.launcher.name,
                                      "why": self.launcher_why, "address": format_address(self.address),
-                                     "bin": self.bin_dir})
+                                     "tls": "on" if self.tls_fingerprint else "off", "bin": self.bin_dir})
 
     def _start_workers(self) -> None:
         assert self.launcher is not None and self.control is not None
@@ -187,7 +208,7 @@ class Session:
         if self.settings.strict:
             extra_env[STRICT_ENV] = "1"  # tasks check their moves too
         launch = WorkerLaunch(count=procs, run_id=self.run_id, address=self.address, authkey=self.authkey,
-                              bin_dir=self.bin_dir, extra_env=extra_env)
+                              bin_dir=self.bin_dir, extra_env=extra_env, tls_fingerprint=self.tls_fingerprint)
         try:
             self.launcher.start(launch)
         finally:
@@ -218,7 +239,7 @@ class Session:
     def app_environment(self, base: Mapping[str, str]) -> Dict[str, str]:
         """``base`` with the variables that make ``pastset.PastSet()`` find this run as its app."""
         return app_environment(base, format_address(self.address), self.authkey, self.run_id, self.bin_dir,
-                               self.settings.strict)
+                               self.settings.strict, self.tls_fingerprint)
 
     # -- the app ----------------------------------------------------------------------
     def app_started(self, pid: int, sample_app: Optional[Callable[[], Mapping[str, Any]]] = None,
@@ -230,6 +251,7 @@ class Session:
         :param own_process: the run started the process, so ``pastset clean`` may stop it
             after a crash; not so for a caller that asked for the run.
         """
+        assert self.control is not None
         self.app_pid = pid
         if self.trace is not None:
             self.trace.app_started(self.app, pid)
@@ -238,7 +260,8 @@ class Session:
             runrecord.write_record(self.record)
         self.watch = DeadlockWatch(self.settings.deadlock_grace, self._deadlock_view, pid,
                                    starting=self._workers_starting, on_deadlock=self._on_deadlock,
-                                   sample_app=sample_app).start()
+                                   sample_app=sample_app, fetch_held=self.control.held_elements,
+                                   on_notice=self._deadlock_unseen).start()
 
     def wait(self, app_exit: Callable[[float], Optional[int]]) -> int:
         """Wait for the app's end and return the run's exit status: what ``app_exit(timeout)``
@@ -287,14 +310,20 @@ class Session:
     def _on_deadlock(self, verdict: Verdict, view: Mapping[str, Any]) -> None:
         aborting = self.settings.on_deadlock == "abort"
         self.failed = list(view.get("failed", []))
-        report = format_report(verdict.waits, view.get("elements", {}), view.get("failed", []),
-                               verdict.held, aborting=aborting, stopping=self.deadlock_stopping)
-        self.mux.line("err", report)  # the report is the status line; the log has both
+        text = report(verdict, view, aborting=aborting, stopping=self.deadlock_stopping)
+        self.mux.line("err", text)  # the report is the status line; the log has both
+        then = self.settings.on_deadlock if verdict.certain else "report (uncertain)"
         log_event(log, "deadlock", {"held": verdict.held, "calls": len(verdict.waits),
-                                    "failed": len(view.get("failed", [])), "then": self.settings.on_deadlock},
-                  logging.WARNING, shown=True, detail=report)
-        if aborting:
+                                    "failed": len(view.get("failed", [])), "then": then},
+                  logging.WARNING, shown=True, detail=text)
+        if aborting and verdict.certain:
             self.deadlocked.set()
+
+    def _deadlock_unseen(self, host: str, reason: str) -> None:
+        """Once per host: what its threads wait on cannot be seen, so a deadlock there is
+        reported but does not stop the run."""
+        self.say("deadlock-unseen", {"host": host, "reason": reason,
+                                     "then": "a deadlock involving it is reported, not stopped"})
 
     def _failure_summary(self) -> None:
         """The run's last lines when tasks failed (how many of how many, and which)."""

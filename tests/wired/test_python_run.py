@@ -22,7 +22,7 @@ import time
 import pytest
 
 import pastset
-from pastset.run.procstat import thread_state
+from pastset.observe.procstat import thread_state
 
 from helpers.apps import write_apps
 from helpers.paths import EXAMPLES
