@@ -17,6 +17,7 @@ kernel's own threads neither hide a deadlock nor make one up.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Any, Dict, List, Optional
@@ -135,8 +136,10 @@ class CallerHost:
 
     def _sample_caller(self) -> Dict[str, Any]:
         # until the caller has said which threads are its program's, all of them count
-        # (a host's threads waiting on sockets then keep the run from being judged stuck)
-        return self._sampler.sample(self.caller_pid, only_threads=self.program_threads or None).as_dict()
+        # (a host's threads waiting on sockets then keep the run from being judged stuck);
+        # this process and what it started (server, workers, tasks) are the run, not the caller's work
+        return self._sampler.sample(self.caller_pid, only_threads=self.program_threads or None,
+                                    skip=[os.getpid()]).as_dict()
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -471,5 +471,5 @@ def test_trace_and_events_with_the_script_as_the_app(script, env, apps, tmp_path
     app = [s for s in slices if s["pid"] == trace.APP_PID]
     assert [s["name"].split(" (pastset.Run, pid ")[0] for s in app if s["tid"] == trace.APP_TID] == ["script.py"]
     waits = [(s["name"], s["args"]["who"]) for s in app if s["cat"] == "wait"]
-    assert waits == [("wait task t1", "app"), ("observe ('late', int)", "app")], waits
+    assert waits == [("wait task t1 (sleeper.py)", "app"), ("observe ('late', int)", "app")], waits
     nothing_left(env)
