@@ -1,6 +1,6 @@
-"""The README starts with its two commands, the docs show examples/two_clients.py word for
-word, and the code explains itself without pointing outside the repository, nor at issue
-numbers."""
+"""The README starts with its two commands, the docs show examples/two_clients.py and
+examples/run_from_python.py word for word, and the code explains itself without pointing
+outside the repository, nor at issue numbers."""
 from __future__ import annotations
 
 import io
@@ -13,6 +13,11 @@ from helpers.paths import ROOT
 def test_the_docs_embed_the_two_clients_example_verbatim():
     example = (ROOT / "examples" / "two_clients.py").read_text()
     assert example.strip() in (ROOT / "docs" / "concepts.md").read_text()
+
+
+def test_the_docs_embed_the_run_from_python_example_verbatim():
+    example = (ROOT / "examples" / "run_from_python.py").read_text()
+    assert example.strip() in (ROOT / "docs" / "running.md").read_text()
 
 
 def test_readme_starts_with_the_two_commands():

@@ -30,6 +30,8 @@ VARYING = [
     (re.compile(r'host="[^"]*"'), 'host="HOST"'),
     (re.compile(r"\[(w\d+)@[^\]]*\]"), r"[\1@HOST]"),
     (re.compile(r"duration=[\d.]+"), "duration=N"),
+    (re.compile(r"\b\d{8}-\d{6}-\d+\b"), "RUN-ID"),
+    (re.compile(r"\b(\d+\.\d+\.\d+\.\d+):\d+\b"), r"\1:PORT"),
 ]
 
 

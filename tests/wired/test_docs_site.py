@@ -54,7 +54,8 @@ def test_the_site_builds_strictly_and_fetches_nothing(tmp_path):
     assert external_fetches(site) == []
     api = (site / "api.html").read_text(encoding="utf-8")
     public = ["client.pastset.PastSet", "client.handles.ElementHandle", "client.task.Task", "server.server.Server",
-              "space.element.Element", "client.pastset.PastSet.spawn", "client.handles.ElementHandle.observe"]
+              "space.element.Element", "run.python_run.Run", "client.pastset.PastSet.spawn",
+              "client.handles.ElementHandle.observe"]
     public += [f"errors.{name}" for name in ("PastSetError", "Expired", "ElementDeleted", "XFunctionError",
                                              "TaskError", "Timeout", "ConnectError", "SettingsError", "LaunchError")]
     for name in public:
