@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 #: every event a run reports, and the facts each carries
 EVENTS = {
     "run-start": "launcher, address (the server's), bin",
+    "dashboard": "url (the run's web page, its token included: written on stderr only; the log has its address)",
     "job-submitted": "system, job, name, workers (a batch job for the workers)",
     "job-state": "system, job, state (each change the runner sees)",
     "worker-registered": "worker, host",
@@ -37,7 +38,8 @@ EVENTS = {
     "trace": "msg (why this run goes untraced)",
     "task-stopped": "task, app, worker, host, code (killed as the run stopped)",
     "worker-left": "worker, host (it left as the run stopped)",
-    "teardown": "step (stop-app, stop-workers, stop-launcher, stop-server, remove-record), and what it found",
+    "teardown": "step (stop-app, stop-workers, stop-launcher, stop-server, remove-record, stop-dashboard), "
+                "and what it found",
     "run-end": "code, failed (tasks)",
 }
 
@@ -52,7 +54,7 @@ def _value(value: Any) -> str:
         text = ",".join(str(v) for v in value)
     else:
         text = str(value)
-    if not text or any(c.isspace() or c in "\"'=\\" for c in text):
+    if not text or any(c.isspace() or c in "\"'\\" for c in text):  # "=" is fine: a key ends at the first
         return json.dumps(text, ensure_ascii=False)
     return text
 

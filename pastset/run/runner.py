@@ -25,6 +25,7 @@ from ..launch.launcher import Launcher, WorkerLaunch
 from ..launch.plugins import LauncherInfo, launchers
 from ..launch.processes import process_identity, start_child, stop_child, wait_exit
 from ..observe.events import EventReporter, StatusLines, log_event
+from ..observe.statusdoc import runner_section
 from ..server.server import Server
 from ..settings.load import Settings
 from ..wire.connection import format_address
@@ -32,6 +33,7 @@ from ..wire.runenv import ADDRESS_ENV, APP_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, S
 from . import records as runrecord
 from .deadlock import DeadlockWatch, Verdict, failure_summary, format_report
 from .output import AppOutput, OutputMux, labels_on
+from .rundashboard import start_dashboard
 from .runtrace import RunTrace, start_trace
 
 log = logging.getLogger("pastset.run")
@@ -104,6 +106,8 @@ class Run:
         self.record: Dict[str, Any] = {}
         self.address: Tuple[str, int] = ("", 0)
         self.trace: Optional[RunTrace] = None  # --trace FILE
+        self.dashboard: Any = None  # --dashboard [HOST:]PORT
+        self.phase = "starting"  # then running (the app runs), stopping (teardown): the dashboard shows it
         # every line the run writes goes through the mux, so none is split by another
         self.mux = OutputMux(1, 2, labels_on(settings.label_output, _isatty(1)))
         self.status = _MuxStream(self.mux, "err") if self.stderr is sys.stderr else self.stderr
@@ -183,6 +187,8 @@ class Run:
         log_event(log, "run-start", {"run": self.run_id, "launcher": self.launcher.name,
                                      "why": self.launcher_why, "address": format_address(self.address),
                                      "bin": bin_dir})
+        self.dashboard = start_dashboard(self.settings, self.control.status, self._describe_run, self.trace,
+                                         self._write_status)
 
     def _start_workers(self, bin_dir: str) -> None:
         assert self.launcher is not None and self.control is not None
@@ -240,6 +246,7 @@ class Run:
             app_output.start()  # closes our copies of the app's ends
         if self.trace is not None:
             self.trace.app_started(self.app, self.app_proc.pid)
+        self.phase = "running"
         self.record["app_process"] = process_identity(self.app_proc.pid)
         runrecord.write_record(self.record)
         self.watch = DeadlockWatch(self.settings.deadlock_grace, self._deadlock_view, self.app_proc.pid,
@@ -270,6 +277,13 @@ class Run:
                 if state["failed_tasks"] or state["lost"]:
                     self.say("run-stopping", {"reason": "a task or worker failed and on_failure = abort"})
                     return 1
+
+    def _describe_run(self) -> Dict[str, Any]:
+        """The status document's ``runner`` section: what only the runner knows (for the dashboard)."""
+        return runner_section(self.app, self.app_args, self.launcher.name if self.launcher else None,
+                              self.record.get("started"), self.phase,
+                              self.watch.state() if self.watch is not None else None,
+                              self.settings.trace if self.trace is not None else None)
 
     # -- deadlock detection and the failure summary -------------------------------------
     def _deadlock_view(self) -> Dict[str, Any]:
@@ -311,6 +325,7 @@ class Run:
     # -- teardown ---------------------------------------------------------------------
     def teardown(self) -> None:
         """Stop everything this run started, in order, each step bounded in time."""
+        self.phase = "stopping"
         if self.trace is not None:
             self.trace.app_ended(self.app_proc)
         if self.app_proc is not None:
@@ -340,6 +355,9 @@ class Run:
         if self.record:
             runrecord.remove_record(self.run_id)
             log_event(log, "teardown", {"step": "remove-record", "run": self.run_id})
+        if self.dashboard is not None:  # last: the page shows the teardown until the run is gone
+            self.dashboard.close()
+            log_event(log, "teardown", {"step": "stop-dashboard"})
 
     # -- helpers ----------------------------------------------------------------------
     def _install_signal_handlers(self) -> Dict[int, Any]:
