@@ -53,18 +53,6 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[Any]:
         driver.quit()
 
 
-def wait_until(check: Any, timeout: float = 15.0, interval: float = 0.1) -> Any:
-    """Call ``check()`` until it returns something true (returned), or fail with its last value."""
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"not within {timeout} s; last value: {value!r}")
-
-
 def read_dashboard_url(proc: Any, timeout: float = 30.0) -> Tuple[str, str, List[str]]:
     """(URL, token, stderr lines read) from a ``pastset run --dashboard`` process whose
     stderr is a pipe; reads with ``os.read``, so the pipe's file object can read the rest."""

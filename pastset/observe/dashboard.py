@@ -68,11 +68,13 @@ def redact(text: str) -> str:
 
 
 class _CappedReader:
-    """A request's input, cut off after ``limit`` bytes (``exceeded`` says it was)."""
+    """A request's input, cut off after ``limit`` bytes (``exceeded`` says it was);
+    ``complete`` says the blank line that ends the headers has come."""
 
     def __init__(self, raw: Any, limit: int):
         self._raw, self._left = raw, limit
         self.exceeded = False
+        self.complete = False
 
     def _size(self, size: Optional[int]) -> int:
         wanted = self._left if size is None or size < 0 else min(size, self._left)
@@ -86,6 +88,8 @@ class _CappedReader:
             return b""
         line = self._raw.readline(wanted)
         self._left -= len(line)
+        if line in (b"\r\n", b"\n"):
+            self.complete = True
         if self._left <= 0 and not line.endswith(b"\n"):
             self.exceeded = True
         return line
@@ -113,7 +117,8 @@ class _StatusFeed:
         self._body: Optional[bytes] = None
         self._taken = float("-inf")  # monotonic time of the last fetch
         self._generation = 0
-        self._wanted = False
+        self._wanted = False  # a request waits for a fetch
+        self._fetching = False  # a fetch is under way
         self._closed = False
         self._last: Optional[Dict[str, Any]] = None  # the last document the fetch returned
         self.fetches = 0  # how many times the status was fetched (for tests and benches)
@@ -135,9 +140,10 @@ class _StatusFeed:
         with self._cond:
             if self._body is not None and time.monotonic() - self._taken < self._min_interval:
                 return self._body
+            if not self._fetching:  # else the fetch under way is fresh enough: wait for it
+                self._wanted = True
+                self._cond.notify_all()
             generation = self._generation
-            self._wanted = True
-            self._cond.notify_all()
             self._cond.wait_for(lambda: self._generation != generation or self._closed, timeout=wait)
             return self._body
 
@@ -147,12 +153,14 @@ class _StatusFeed:
                 self._cond.wait_for(lambda: self._wanted or self._closed)
                 if self._closed:
                     return
-                self._wanted = False
+                self._wanted, self._fetching = False, True
+            started = time.monotonic()
             body = self._compose()
             with self._cond:
                 if body is not None:
                     self._body = body
-                self._taken = time.monotonic()
+                self._taken = started  # freshness counts from the fetch's start: at most one per min_interval
+                self._fetching = False
                 self._generation += 1
                 self._cond.notify_all()
 
@@ -206,6 +214,9 @@ class _Handler(BaseHTTPRequestHandler):
         """True when the request carries the token; else answers 403 (and says nothing more)."""
         if getattr(self.rfile, "exceeded", False):
             self._reply(431, b"request too large\n", "text/plain; charset=utf-8")
+            return False
+        if not getattr(self.rfile, "complete", True):  # cut off (deadline) or cut short: nobody to answer
+            self.close_connection = True
             return False
         query = parse_qs(urlsplit(self.path).query)
         given = (query.get("token") or [""])[0]
