@@ -114,12 +114,13 @@ function clock(t) {
 }
 function rate(v) { return v === null || v === undefined ? "-" : (v >= 100 ? Math.round(v) : v.toFixed(1)); }
 function dash(v) { return v === null || v === undefined || v === "" ? "-" : String(v); }
+const collator = new Intl.Collator(undefined, {numeric: true});  /* t2 before t10 */
 function compare(a, b) {
   if (a === b) return 0;
   if (a === null || a === undefined) return 1;
   if (b === null || b === undefined) return -1;
   if (typeof a === "number" && typeof b === "number") return a - b;
-  return String(a).localeCompare(String(b), undefined, {numeric: true});
+  return collator.compare(String(a), String(b));
 }
 
 /* A table filtered by a text box, sorted by a clicked header, shown one page at a time. */
@@ -258,19 +259,25 @@ const workerColumns = [
 ];
 let workers = null;
 
+const chips = {};
 function taskChips(list) {
+  /* one button per state, made once (a click is never lost to a refresh), counts updated */
   const counts = {all: list.length, running: 0, failed: 0, queued: 0, done: 0};
   for (const t of list) {
     if (t.state === "lost") counts.failed++;
     else if (t.state === "assigned") counts.queued++;
     else if (t.state in counts) counts[t.state]++;
   }
-  const box = $("task-states");
-  box.replaceChildren();
   for (const [state, n] of Object.entries(counts)) {
-    const b = el("button", {class: state === taskState ? "on" : null, "data-state": state}, `${state} ${n}`);
-    b.addEventListener("click", () => { taskState = state; tasks.page = 0; taskChips(doc.tasks || []); tasks.draw(); });
-    box.append(b);
+    if (!chips[state]) {
+      const b = chips[state] = el("button", {"data-state": state});
+      b.addEventListener("click", () => {
+        taskState = state; tasks.page = 0; taskChips(doc.tasks || []); tasks.draw();
+      });
+      $("task-states").append(b);
+    }
+    chips[state].textContent = `${state} ${n}`;
+    chips[state].classList.toggle("on", state === taskState);
   }
 }
 
@@ -340,7 +347,9 @@ function drawWorkers(d) {
 /* ---- timeline ---------------------------------------------------------------------- */
 const COLORS = {running: "--run", done: "--done", failed: "--fail", lost: "--lost", wait: "--wait", app: "--app",
                 stopped: "--stop"};
-const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+const cssCache = {};
+const css = (name) => cssCache[name] ||
+  (cssCache[name] = getComputedStyle(document.documentElement).getPropertyValue(name).trim());
 let hits = [];
 
 function taskColor(state) { return css(COLORS[state] || "--stop"); }
@@ -403,6 +412,7 @@ function slicesFromTrace(t) {
 }
 
 const MAX_ROWS = 40, ROW_H = 20, AXIS_H = 22, LABEL_W = 230;
+let boxWidth = 0;  /* the timeline's width, kept by a ResizeObserver: reading it would force a layout */
 function rowKey(track, lane) { return JSON.stringify([track, lane || ""]); }
 function drawTimeline() {
   if (!doc) return;
@@ -411,9 +421,12 @@ function drawTimeline() {
   const rows = data.rows.slice(0, MAX_ROWS);
   const more = data.rows.length - rows.length;
   $("timeline-more").textContent = more > 0 ? `${more} more rows not drawn` : "";
-  const width = box.clientWidth, height = Math.max(1, rows.length) * ROW_H + AXIS_H;
+  if (!boxWidth) boxWidth = box.clientWidth;
+  const width = boxWidth, height = Math.max(1, rows.length) * ROW_H + AXIS_H;
   const ratio = window.devicePixelRatio || 1;
-  canvas.width = width * ratio; canvas.height = height * ratio; canvas.style.height = height + "px";
+  if (canvas.width !== width * ratio || canvas.height !== height * ratio) {  /* resizing clears and costs */
+    canvas.width = width * ratio; canvas.height = height * ratio; canvas.style.height = height + "px";
+  }
   const g = canvas.getContext("2d");
   g.setTransform(ratio, 0, 0, ratio, 0, 0);
   g.clearRect(0, 0, width, height);
@@ -467,9 +480,14 @@ function drawTimeline() {
   g.strokeStyle = css("--fail"); g.beginPath(); g.moveTo(x(now), 0); g.lineTo(x(now), height - AXIS_H); g.stroke();
 }
 function fit(g, text, w) {
+  /* the longest start of text (and an ellipsis) that fits in w pixels, found by halving */
   if (g.measureText(text).width <= w) return text;
-  while (text.length > 1 && g.measureText(text + "\u2026").width > w) text = text.slice(0, -1);
-  return text + "\u2026";
+  let lo = 0, hi = text.length;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (g.measureText(text.slice(0, mid) + "\u2026").width <= w) lo = mid; else hi = mid - 1;
+  }
+  return text.slice(0, Math.max(1, lo)) + "\u2026";
 }
 function showTip(ev) {
   const box = $("timeline-box"), tip = $("tip"), rect = $("timeline").getBoundingClientRect();
@@ -553,7 +571,10 @@ for (const b of document.querySelectorAll("#window button")) {
 }
 $("timeline").addEventListener("mousemove", showTip);
 $("timeline").addEventListener("mouseleave", () => { $("tip").hidden = true; });
-window.addEventListener("resize", drawTimeline);
+new ResizeObserver((entries) => {
+  const width = Math.round(entries[0].contentRect.width);
+  if (width !== boxWidth) { boxWidth = width; drawTimeline(); }
+}).observe($("timeline-box"));
 poll();
 """
 
