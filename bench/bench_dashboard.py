@@ -146,9 +146,9 @@ class BrowserPoller:
 
 
 @contextlib.contextmanager
-def dashboard_server(elements: int, tasks: int) -> Iterator[Tuple[subprocess.Popen, int, str]]:
-    """(process, port, dashboard URL) of a server with its dashboard; on the way out, prints
-    how many times the dashboard fetched the status."""
+def dashboard_server(elements: int, tasks: int) -> Iterator[Tuple[subprocess.Popen, int, str, bytes]]:
+    """(process, port, dashboard URL, authkey) of a server with its dashboard; on the way out,
+    prints how many times the dashboard fetched the status."""
     key = secrets.token_bytes(32)
     proc = subprocess.Popen([sys.executable, "-c", SERVER, str(elements), str(tasks)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
@@ -157,7 +157,7 @@ def dashboard_server(elements: int, tasks: int) -> Iterator[Tuple[subprocess.Pop
     proc.stdin.flush()
     port, url = proc.stdout.readline().split()
     try:
-        yield proc, int(port), url, key  # type: ignore[misc]
+        yield proc, int(port), url, key
         proc.stdin.write("\n")
         proc.stdin.flush()
         print(f"status fetches by the dashboard: {proc.stdout.readline().strip()}")

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+
+from ..wire.contract import STOPPED_WITH_RUN
 
 _STYLE = r"""
 :root { --fg:#1d2430; --muted:#5f6b7a; --line:#d9dee5; --bg:#f5f7fa; --card:#fff; --accent:#2f6fdd;
@@ -85,6 +88,7 @@ _SCRIPT = r"""
 const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const POLL_MS = 1000;
 const PAGE_SIZE = 25;
+const STOPPED = __STOPPED_WITH_RUN__;  /* a task's error when the run stopped it: not its own failure */
 const $ = (id) => document.getElementById(id);
 let doc = null, lastOk = null, failures = 0, ended = false, windowS = 60, trace = null;
 
@@ -372,7 +376,7 @@ function slicesFromStatus(d) {
     const track = `worker ${wk}` + (workerHost[wk] ? ` (${workerHost[wk]})` : "");
     const label = rowKey(track, lane ? `tasks ${lane + 1}` : "tasks");
     rows.set(label, [1, wk, lane]);
-    const state = t.state === "failed" && t.error === "stopped with the run" ? "stopped" : t.state;
+    const state = t.state === "failed" && t.error === STOPPED ? "stopped" : t.state;
     const info = [`task ${t.id} ${t.application} ${(t.args || []).join(" ")}`, `state ${t.state}`,
                   `worker ${wk} on ${dash(t.host)}`, `exit code ${dash(t.returncode)}`];
     if (t.error) info.push(t.error);
@@ -400,7 +404,7 @@ function slicesFromTrace(t) {
     let color = s.cat;
     if (s.cat === "task") {
       if (s.end === null) color = "running";
-      else if (a.error === "stopped with the run" || a.unfinished || code(a) < 0) color = "stopped";
+      else if (a.error === STOPPED || a.unfinished || code(a) < 0) color = "stopped";
       else if (a.error || (code(a) !== null && code(a) !== 0)) color = "failed";
       else color = "done";
     }
@@ -577,6 +581,8 @@ new ResizeObserver((entries) => {
 }).observe($("timeline-box"));
 poll();
 """
+
+_SCRIPT = _SCRIPT.replace("__STOPPED_WITH_RUN__", json.dumps(STOPPED_WITH_RUN))
 
 _BODY = r"""
 <header>

@@ -24,6 +24,7 @@ from ..errors import LaunchError, PastSetError, SettingsError
 from ..launch.launcher import Launcher, WorkerLaunch
 from ..launch.plugins import LauncherInfo, launchers
 from ..launch.processes import process_identity, start_child, stop_child, wait_exit
+from ..observe.dashboard import Dashboard
 from ..observe.events import EventReporter, StatusLines, log_event
 from ..observe.statusdoc import runner_section
 from ..server.server import Server
@@ -106,7 +107,7 @@ class Run:
         self.record: Dict[str, Any] = {}
         self.address: Tuple[str, int] = ("", 0)
         self.trace: Optional[RunTrace] = None  # --trace FILE
-        self.dashboard: Any = None  # --dashboard [HOST:]PORT
+        self.dashboard: Optional[Dashboard] = None  # --dashboard [HOST:]PORT
         self.phase = "starting"  # then running (the app runs), stopping (teardown): the dashboard shows it
         # every line the run writes goes through the mux, so none is split by another
         self.mux = OutputMux(1, 2, labels_on(settings.label_output, _isatty(1)))
