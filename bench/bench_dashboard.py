@@ -1,8 +1,9 @@
 """Benchmark: what an open dashboard costs the run — a move+observe pair with a page polling against none.
 
 The server runs in a process of its own, wired as ``pastset run --dashboard`` wires it: a
-:class:`pastset.observe.dashboard.Dashboard` in the server's process, fetching the status
-through its own control connection, with the runner's section added. The space holds
+:class:`pastset.observe.dashboard.Dashboard` in the server's process, taking the status
+straight from the server, with the runner's section added (``--remote``: through a
+control connection of its own, as a run whose server is on ``master`` does). The space holds
 ``--elements`` elements (one tuple each) and ``--tasks`` queued tasks, so each status
 document is of a real size. Rounds alternate: "open", a page polls the dashboard the way
 the page's script does (``status.json`` every second), and "closed", nobody polls. Each
@@ -14,9 +15,12 @@ Selenium), shown for "open" and swapped for about:blank for "closed". Pinning as
 bench_roundtrip.py: "same CPU" puts the client and the server on one CPU (the poller on
 the other), "two CPUs" the server on its own CPU (the poller with the client).
 ``ratio=open/closed`` is the ratio of the medians (target <= 1.05), ``paired`` the median
-of the per-round-pair ratios and ``rounds`` their range.
+of the per-round-pair ratios and ``rounds`` their range. First, with no pairs running, the
+CPU time the server's process uses per second with no page and with one polling: the
+dashboard's own cost, which (unlike wall-clock ratios) other load on the machine does not blur.
 
     python bench/bench_dashboard.py [--rounds 9] [--seconds 3] [--elements 200] [--tasks 200] [--browser]
+                                    [--remote] [--idle-seconds 10]
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from typing import Any, Iterator, List, Tuple
 from benchlib import pin, stop
 
 # A server as a run with --dashboard has it: the dashboard in the server's process, the
-# status through a control connection of its own, the runner's section added.
+# status from the server itself (or through a control connection), the runner's section added.
 SERVER = r"""
 import sys, time
 import pastset
@@ -41,7 +45,7 @@ from pastset.client.sessions import RunControl
 from pastset.observe.dashboard import Dashboard
 from pastset.observe.statusdoc import runner_section
 key = bytes.fromhex(sys.stdin.readline().strip())
-elements, tasks = int(sys.argv[1]), int(sys.argv[2])
+elements, tasks, remote = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "remote"
 with pastset.Server(authkey=key) as server:
     with pastset.PastSet(server.address, authkey=key) as setup:
         for i in range(elements):
@@ -52,9 +56,12 @@ with pastset.Server(authkey=key) as server:
     started = time.time()
     describe = lambda: runner_section("bench.py", [], "local", started, "running",
                                       {"state": "moving", "stuck_s": None, "grace": 3.0, "reason": "bench"})
-    with Dashboard(control.status, describe_run=describe) as dash:
+    with Dashboard(control.status if remote else server.service.status, describe_run=describe) as dash:
         print(server.address[1], dash.url, flush=True)
-        sys.stdin.readline()
+        for line in sys.stdin:  # "cpu": this process's CPU seconds so far; anything else: the end
+            if line.strip() != "cpu":
+                break
+            print(time.process_time(), flush=True)
         print(dash.feed.fetches, flush=True)
     control.close()
 """
@@ -145,20 +152,46 @@ class BrowserPoller:
         self._context.__exit__(None, None, None)
 
 
+class ServerCPU:
+    """The CPU seconds the server's process has used, as it reports them (threads that ended included)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+
+    def __call__(self) -> float:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("cpu\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+
+def idle_cost(cpu: ServerCPU, poller: Any, seconds: float) -> Tuple[float, float]:
+    """CPU seconds per second the idle server's process uses with no page, and with one polling."""
+    figures = []
+    for state in ("closed", "open"):
+        poller.open() if state == "open" else poller.close()
+        time.sleep(1.2)
+        before = cpu()
+        time.sleep(seconds)
+        figures.append((cpu() - before) / seconds)
+    poller.close()
+    return figures[0], figures[1]
+
+
 @contextlib.contextmanager
-def dashboard_server(elements: int, tasks: int) -> Iterator[Tuple[subprocess.Popen, int, str, bytes]]:
+def dashboard_server(elements: int, tasks: int, remote: bool) -> Iterator[Tuple[subprocess.Popen, int, str, bytes]]:
     """(process, port, dashboard URL, authkey) of a server with its dashboard; on the way out,
     prints how many times the dashboard fetched the status."""
     key = secrets.token_bytes(32)
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(elements), str(tasks)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(elements), str(tasks), "remote" if remote else "here"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(key.hex() + "\n")
     proc.stdin.flush()
     port, url = proc.stdout.readline().split()
     try:
         yield proc, int(port), url, key
-        proc.stdin.write("\n")
+        proc.stdin.write("end\n")
         proc.stdin.flush()
         print(f"status fetches by the dashboard: {proc.stdout.readline().strip()}")
     finally:
@@ -212,11 +245,15 @@ def main() -> None:
     parser.add_argument("--elements", type=int, default=200)
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--browser", action="store_true", help="poll with the real page in headless Chromium")
+    parser.add_argument("--remote", action="store_true",
+                        help="the dashboard takes the status through a control connection (master on another host)")
+    parser.add_argument("--idle-seconds", type=float, default=10.0,
+                        help="seconds of the idle server's CPU measured with the page closed, then open")
     opts = parser.parse_args()
 
     cpus = sorted(os.sched_getaffinity(0))
     results = {}
-    with dashboard_server(opts.elements, opts.tasks) as (server, port, url, key):
+    with dashboard_server(opts.elements, opts.tasks, opts.remote) as (server, port, url, key):
         for label, server_cpu in (("same CPU", cpus[0]), ("two CPUs", cpus[-1])):
             if label == "two CPUs" and len(cpus) < 2:
                 continue
@@ -225,6 +262,8 @@ def main() -> None:
             pin(server.pid, {server_cpu})
             poller = (BrowserPoller if opts.browser else HttpPoller)(url, poller_cpu)
             try:
+                if label == "same CPU":
+                    idle = idle_cost(ServerCPU(server), poller, opts.idle_seconds)
                 results[label] = measure(opts, port, key, poller)
                 polls, size = poller.count()
             finally:
@@ -232,6 +271,10 @@ def main() -> None:
             if polls >= 0:
                 print(f"{label}: {poller.name}: {polls} polls, {size / max(polls, 1) / 1024:.0f} KiB each")
         os.sched_setaffinity(0, set(cpus))
+    closed_cpu, open_cpu = idle
+    print(f"idle server's process: {closed_cpu * 1e3:.1f} ms CPU per second with no page, "
+          f"{open_cpu * 1e3:.1f} ms with a page polling: a page costs {(open_cpu - closed_cpu) * 1e3:.1f} ms "
+          f"of CPU per second ({(open_cpu - closed_cpu) * 100:.2f}% of one CPU; {opts.idle_seconds:g} s each)")
     for label, (opened, closed) in results.items():
         o, c = statistics.median(opened), statistics.median(closed)
         each = [a / b for a, b in zip(opened, closed)]

@@ -1,9 +1,10 @@
 """The dashboard of one ``pastset run`` (setting ``dashboard``): a :class:`pastset.observe.dashboard.Dashboard`
 fed by the run.
 
-The status comes through the runner's own control connection to the server, so it is the
-same whether the server runs here or on ``master``; the runner adds what only it knows
-(its ``runner`` section). A traced run's dashboard also draws the trace's events: a
+The status comes straight from the server when it runs in the runner's process (no
+connection, no pickling), else through the runner's control connection to the server on
+``master``: the same document either way. The runner adds what only it knows (its
+``runner`` section). A traced run's dashboard also draws the trace's events: a
 :class:`~pastset.observe.timeline.Timeline` listens to the trace writer. The page's URL,
 token included, is written once on the run's stderr as a ``dashboard`` event line, and
 only there: the log gets the address without the token.

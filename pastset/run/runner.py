@@ -188,8 +188,9 @@ class Run:
         log_event(log, "run-start", {"run": self.run_id, "launcher": self.launcher.name,
                                      "why": self.launcher_why, "address": format_address(self.address),
                                      "bin": bin_dir})
-        self.dashboard = start_dashboard(self.settings, self.control.status, self._describe_run, self.trace,
-                                         self._write_status)
+        # the status straight from a server in this process, else through the control connection
+        status = self.server.service.status if isinstance(self.server, Server) else self.control.status
+        self.dashboard = start_dashboard(self.settings, status, self._describe_run, self.trace, self._write_status)
 
     def _start_workers(self, bin_dir: str) -> None:
         assert self.launcher is not None and self.control is not None

@@ -18,8 +18,8 @@ import itertools
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Deque, Dict, List, Optional
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from ..errors import PastSetError, Timeout
 from ..wire.contract import ENDED, HALT, STOP
@@ -74,6 +74,22 @@ GONE = ("lost", "exited")
 #: started is still "queued" to its owner
 PUBLIC_STATE = {"queued": "queued", "assigned": "queued", "running": "running",
                 "done": "done", "failed": "failed", "lost": "lost"}
+
+
+def _plain(info: Any) -> Dict[str, Any]:
+    """A WorkerInfo or TaskInfo as a dict, its lists and dicts copied: what ``asdict`` gives
+    for these flat records, at a fraction of its cost (a status of 1000 tasks is built often)."""
+    names = _FIELD_NAMES.get(type(info))
+    if names is None:
+        names = _FIELD_NAMES[type(info)] = tuple(f.name for f in fields(info))
+    row = {}
+    for name in names:
+        value = getattr(info, name)
+        row[name] = value.copy() if isinstance(value, (list, dict)) else value
+    return row
+
+
+_FIELD_NAMES: Dict[type, Tuple[str, ...]] = {}
 
 
 def task_view(task: TaskInfo) -> Dict[str, Any]:
@@ -361,8 +377,8 @@ class Scheduler:
         """Plain data about workers and tasks, for ``pastset status``."""
         with self._lock:
             return {
-                "workers": [asdict(w) for w in self.workers.values()],
-                "tasks": [asdict(t) for t in self.tasks.values()],
+                "workers": [_plain(w) for w in self.workers.values()],
+                "tasks": [_plain(t) for t in self.tasks.values()],
                 "halted": self.halted,
                 "queued": len(self._queue),
             }
