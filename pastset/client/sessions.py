@@ -106,7 +106,3 @@ class RunControl(_Session):
     def stop_run(self) -> None:
         """Tell every worker to stop its tasks and exit."""
         self._channel.call("stop_run")
-
-    def status(self) -> Dict[str, Any]:
-        """The run's status document, as ``pastset status --json`` prints it (for the dashboard)."""
-        return self._channel.call("status")

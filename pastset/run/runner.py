@@ -24,7 +24,6 @@ from ..errors import LaunchError, PastSetError, SettingsError
 from ..launch.launcher import Launcher, WorkerLaunch
 from ..launch.plugins import LauncherInfo, launchers
 from ..launch.processes import process_identity, start_child, stop_child, wait_exit
-from ..observe.dashboard import Dashboard
 from ..observe.events import EventReporter, StatusLines, log_event
 from ..observe.statusdoc import runner_section
 from ..server.server import Server
@@ -34,7 +33,7 @@ from ..wire.runenv import ADDRESS_ENV, APP_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, S
 from . import records as runrecord
 from .deadlock import DeadlockWatch, Verdict, failure_summary, format_report
 from .output import AppOutput, OutputMux, labels_on
-from .rundashboard import start_dashboard
+from .rundashboard import RunDashboard, start_dashboard
 from .runtrace import RunTrace, start_trace
 
 log = logging.getLogger("pastset.run")
@@ -107,7 +106,7 @@ class Run:
         self.record: Dict[str, Any] = {}
         self.address: Tuple[str, int] = ("", 0)
         self.trace: Optional[RunTrace] = None  # --trace FILE
-        self.dashboard: Optional[Dashboard] = None  # --dashboard [HOST:]PORT
+        self.dashboard: Optional[RunDashboard] = None  # --dashboard [HOST:]PORT
         self.phase = "starting"  # then running (the app runs), stopping (teardown): the dashboard shows it
         # every line the run writes goes through the mux, so none is split by another
         self.mux = OutputMux(1, 2, labels_on(settings.label_output, _isatty(1)))
@@ -188,9 +187,8 @@ class Run:
         log_event(log, "run-start", {"run": self.run_id, "launcher": self.launcher.name,
                                      "why": self.launcher_why, "address": format_address(self.address),
                                      "bin": bin_dir})
-        # the status straight from a server in this process, else through the control connection
-        status = self.server.service.status if isinstance(self.server, Server) else self.control.status
-        self.dashboard = start_dashboard(self.settings, status, self._describe_run, self.trace, self._write_status)
+        self.dashboard = start_dashboard(self.settings, self.server, self.control.address, self.authkey,
+                                         self._describe_run, self.trace, self._write_status)
 
     def _start_workers(self, bin_dir: str) -> None:
         assert self.launcher is not None and self.control is not None

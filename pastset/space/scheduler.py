@@ -14,6 +14,7 @@ deadlock detector sees tasks on any host the same way (:meth:`Scheduler.activity
 """
 from __future__ import annotations
 
+import enum
 import itertools
 import threading
 import time
@@ -77,15 +78,20 @@ PUBLIC_STATE = {"queued": "queued", "assigned": "queued", "running": "running",
 
 
 def _plain(info: Any) -> Dict[str, Any]:
-    """A WorkerInfo or TaskInfo as a dict, its lists and dicts copied: what ``asdict`` gives
-    for these flat records, at a fraction of its cost (a status of 1000 tasks is built often)."""
+    """A WorkerInfo or TaskInfo as plain data: a dict, its lists and dicts copied, enum
+    members as their values. What ``asdict`` gives for these flat records, at a fraction of
+    its cost (a dashboard asks for the status of a thousand tasks every second)."""
     names = _FIELD_NAMES.get(type(info))
     if names is None:
         names = _FIELD_NAMES[type(info)] = tuple(f.name for f in fields(info))
     row = {}
     for name in names:
         value = getattr(info, name)
-        row[name] = value.copy() if isinstance(value, (list, dict)) else value
+        if isinstance(value, (list, dict)):
+            value = value.copy()
+        elif isinstance(value, enum.Enum):
+            value = value.value
+        row[name] = value
     return row
 
 
