@@ -124,7 +124,7 @@ class BrowserPoller:
 
     def __init__(self, url: str, cpu: int):
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-        from browser import chromium, missing
+        from helpers.browser import chromium, missing
 
         reason = missing()
         if reason:

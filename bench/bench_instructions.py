@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from benchlib import ServerProcess, start_script, stop
 from bench_roundtrip import FLOOR_SERVER
+from benchlib import ServerProcess, start_script, stop
 
 BENCH_DIR = str(Path(__file__).resolve().parent)
 

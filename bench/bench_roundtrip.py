@@ -12,8 +12,9 @@ under the floor. Rounds alternate which of the two goes first, so machine
 noise hits both alike; the figures are medians, ``ratio=pastset/floor`` is the ratio
 of the medians (targets <= 1.3 on one CPU, <= 1.1 on two), ``paired`` the median of the
 per-round ratios (each round's two figures are measured back to back, so a drift of the
-machine between rounds cancels out of it) and ``rounds`` their range. Also prints the time from nothing to the answer of the first
-call (connect + handshake + first call; target <= 10 ms).
+machine between rounds cancels out of it) and ``rounds`` their range. Also prints the
+time from nothing to the answer of the first call (connect + handshake + first call;
+target <= 10 ms).
 
     python bench/bench_roundtrip.py [--pairs 500] [--rounds 41]
 """

@@ -6,7 +6,7 @@
    wires it (:class:`pastset.run.runtrace.RunTrace`: scheduler events, waits listener, element
    counters sampled 10 times a second) and against the same server untraced; both servers
    in child processes, rounds interleaved, ratio of the medians (``ratio=traced/plain``;
-   target <= 1.1). Both count flows and register waits: that is every server now.
+   target <= 1.1). Both count flows and register waits, as every server does.
 
     python bench/bench_trace.py [--pairs 2000] [--rounds 7] [--events 50000]
 """

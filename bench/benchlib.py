@@ -1,7 +1,7 @@
 """What the benchmarks share: a server in a process of its own, pinning, server RSS.
 
-The server process and the ``/proc`` readers are the tests' own (``tests/serverproc.py``,
-``tests/procs.py``), so a benchmark measures the server exactly as the tests run it.
+The server process and the ``/proc`` readers are the tests' own (``tests/helpers/serverproc.py``,
+``tests/helpers/procs.py``), so a benchmark measures the server exactly as the tests run it.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Iterable, Tuple
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from procs import rss  # noqa: E402  (the one /proc reader; re-exported for the benches)
-from serverproc import ServerProcess  # noqa: E402
+from helpers.procs import rss  # noqa: E402  (the one /proc reader; re-exported for the benches)
+from helpers.serverproc import ServerProcess  # noqa: E402
 
 __all__ = ["ServerProcess", "rss", "pin", "start_script", "stop", "settle"]
 

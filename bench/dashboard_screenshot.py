@@ -21,8 +21,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from browser import chromium, missing, read_dashboard_url  # noqa: E402
-from pastset_runs import EXAMPLES, clean_env, kill_tagged, pastset_argv  # noqa: E402
+from helpers.browser import chromium, missing, read_dashboard_url  # noqa: E402
+from helpers.paths import EXAMPLES  # noqa: E402
+from helpers.runs import clean_env, kill_tagged, pastset_argv  # noqa: E402
 
 WIDTH = 1400
 
@@ -48,7 +49,7 @@ def main() -> int:
         return 1
     with tempfile.TemporaryDirectory() as tmp:
         env = clean_env(tmp)
-        argv = pastset_argv("run", "--bin", EXAMPLES, "--procs", "3", "--dashboard", "127.0.0.1:0",
+        argv = pastset_argv("run", "--bin", str(EXAMPLES), "--procs", "3", "--dashboard", "127.0.0.1:0",
                             "--trace", os.path.join(tmp, "trace.json"), "mcpiserver.py", "4", "60", "2500000")
         run = subprocess.Popen(argv, env=env, cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)

@@ -13,7 +13,7 @@ pset = pastset.PastSet()
 temperatures = pset.enter(("Temperature", str, float), "xscale")
 for name, celsius in readings:
     temperatures.move(("Temperature", name, celsius))
-for name, celsius in readings:
+for _name, celsius in readings:
     _, observed_name, fahrenheit = temperatures.observe()
     print(f"{observed_name}: {celsius} C -> {fahrenheit} F")
 pset.halt()

@@ -2,32 +2,54 @@
 
 Programs use :class:`PastSet` (the client) and, to host a tuple space themselves,
 :class:`Server`; ``python -m pastset run app.py`` does both for them. Plugins import
-:data:`hookimpl` from here.
+:data:`hookimpl` from here; X-function modules subclass :class:`Element`.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-from .errors import (ConnectError, ElementDeleted, Expired, LaunchError, PastSetError, SettingsError, TaskError, Timeout, XFunctionError)
-from .client.pastset import ElementHandle, PastSet  # noqa: E402
+from .client.handles import ElementHandle
+from .client.pastset import PastSet
+from .errors import (
+    ConnectError,
+    ElementDeleted,
+    Expired,
+    LaunchError,
+    PastSetError,
+    SettingsError,
+    TaskError,
+    Timeout,
+    XFunctionError,
+)
 
 # Imported on first use: every task and worker imports pastset, and most never need the
-# server (BaseManager machinery) or the plugin manager (pluggy) — start-up time matters.
-_LAZY = {"Server": ".server.server", "hookimpl": ".launch.plugins", "Element": ".space.element"}
+# server (BaseManager machinery), the plugin manager (pluggy), the X-function base class or
+# the task handle — start-up time matters.
+_LAZY = {"Server": ".server.server", "hookimpl": ".launch.plugins", "Element": ".space.element",
+         "Task": ".client.task"}
 
+if TYPE_CHECKING:
+    # What the type checker sees instead of the module __getattr__ below: these names and
+    # no others, so a misspelt attribute of pastset is an error.
+    from .client.task import Task
+    from .launch.plugins import hookimpl
+    from .server.server import Server
+    from .space.element import Element
+else:
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'pastset' has no attribute {name!r}")
+        import importlib
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pastset' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
 
 __all__ = [
     "ConnectError", "ElementDeleted", "Expired", "LaunchError", "PastSetError",
     "SettingsError", "TaskError", "Timeout", "XFunctionError", "hookimpl", "__version__",
-    "Server", "PastSet", "ElementHandle",
+    "Server", "PastSet", "ElementHandle", "Task", "Element",
 ]

@@ -3,37 +3,23 @@
 A :class:`Task` is also the task id string itself (``"t3"``), so programs written when
 ``spawn`` returned the id — or ignored what it returned — keep working: it prints,
 compares, hashes, formats and pickles as that string. Its state lives on the server
-(the scheduler); the handle asks through a :class:`TaskCalls` object, the client's half
-of the task protocol, and remembers the answer once the task has ended.
+(the scheduler); the handle asks through its PastSet's stub of the contract's
+:class:`~pastset.wire.contract.SpaceCalls` (``task_info``, ``wait_task``), and remembers
+the answer once the task has ended.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 from ..errors import TaskError
-from ..wire.contract import ENDED
-
-
-class TaskCalls:
-    """The client's half of the task protocol: one method per server call."""
-
-    def __init__(self, call: Callable[..., Any]):
-        self._call = call  # e.g. a client channel's ``call(method, *args)``
-
-    def task_info(self, task_id: str) -> Dict[str, Any]:
-        """The task's state now, as the scheduler's ``task_view`` gives it."""
-        return self._call("task_info", task_id)
-
-    def wait_task(self, task_id: str, timeout: Optional[float]) -> Dict[str, Any]:
-        """Block until the task ended (or raise Timeout); its final state."""
-        return self._call("wait_task", task_id, timeout)
+from ..wire.contract import ENDED, SpaceCalls, TaskState
 
 
 def never_ran(info: Dict[str, Any]) -> Optional[str]:
     """Why ``wait`` raises TaskError for this ended task, or None if it ran to its end."""
-    if info["state"] == "lost":
+    if info["state"] == TaskState.LOST:
         return info.get("error") or "its worker was lost"
-    if info["state"] == "failed" and info.get("returncode") is None:
+    if info["state"] == TaskState.FAILED and info.get("returncode") is None:
         return info.get("error") or "it could not start"
     return None
 
@@ -57,10 +43,10 @@ class Task(str):
     ended; negative means it was killed by that signal.
     """
 
-    _calls: Optional[TaskCalls]
+    _calls: Optional[SpaceCalls]
     _final: Optional[Dict[str, Any]]
 
-    def __new__(cls, task_id: str, calls: Optional[TaskCalls] = None) -> "Task":
+    def __new__(cls, task_id: str, calls: Optional[SpaceCalls] = None) -> "Task":
         task = super().__new__(cls, task_id)
         task._calls = calls
         task._final = None
@@ -113,8 +99,8 @@ class Task(str):
             info = self._remember(self._calls.wait_task(self.id, timeout))
         reason = never_ran(info)
         if reason is not None:
-            raise TaskError(f"task {self.id} ({info['app']}) {'was lost' if info['state'] == 'lost' else 'never ran'}: "
-                            f"{reason}")
+            what = "was lost" if info["state"] == TaskState.LOST else "never ran"
+            raise TaskError(f"task {self.id} ({info['app']}) {what}: {reason}")
         return info["returncode"]
 
     def _remember(self, info: Dict[str, Any]) -> Dict[str, Any]:

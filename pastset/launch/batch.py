@@ -78,10 +78,10 @@ def directives(prefix: str, options: Sequence[str]) -> List[str]:
     return [f"{prefix} {option.strip()}" for option in options if option and option.strip()]
 
 
-def option_text(options: Mapping[str, Any], key: str, launcher: str = "") -> str:
-    """A text option of a launcher table as a string ("" when unset). A launcher's own
-    ``self.options`` are checked against its ``option_specs`` already, so this only reads;
-    kept for launchers that call it (``launcher`` is no longer needed)."""
+def option_text(options: Mapping[str, Any], key: str) -> str:
+    """A text option of a launcher table as a string ("" when unset), for third-party
+    launchers. A launcher's own ``self.options`` are checked against its ``option_specs``
+    already, so this only reads."""
     value = options.get(key)
     return "" if value is None else str(value).strip()
 
@@ -254,7 +254,7 @@ class BatchLauncher(Launcher):
         return with_environment(after_prologue(argv, self.prologue), launch.extra_env)
 
     def script_shell(self) -> str:
-        """The job script's shell: :data:`~pastset.remote.PROLOGUE_SHELL` when there is a
+        """The job script's shell: :data:`~pastset.launch.remote.PROLOGUE_SHELL` when there is a
         prologue (its lines are written for bash, as on the nodes), else :attr:`shell`."""
         return f"/bin/{PROLOGUE_SHELL}" if self.prologue else self.shell
 

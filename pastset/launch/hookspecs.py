@@ -28,6 +28,6 @@ def pastset_configure(settings):
     provides and call ``settings.set(name, value, source="...")``. Values set here are
     still overridden by PS* environment variables and flags.
 
-    :param settings: the :class:`pastset.settings.Settings` being built.
+    :param settings: the :class:`pastset.settings.load.Settings` being built.
     :return: nothing; every plugin's implementation is called.
     """

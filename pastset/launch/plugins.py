@@ -8,15 +8,17 @@ the entry points of other distributions.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Optional, Type
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Dict, Mapping, Optional, Type
 
 import pluggy
 
-from . import hookspecs
 from ..errors import SettingsError
+from . import hookspecs
 
 if TYPE_CHECKING:
     from .launcher import Launcher
@@ -26,10 +28,13 @@ hookimpl = pluggy.HookimplMarker("pastset")
 ENTRY_POINT_GROUP = "pastset"
 
 
-def _builtin_plugins() -> Dict[str, str]:
+@functools.lru_cache(maxsize=None)
+def builtin_plugins() -> Mapping[str, str]:
     """Plugin name -> module of the launchers that ship inside the pastset wheel.
 
-    Read from this distribution's entry points, the one place they are listed.
+    Read from this distribution's entry points, the one place they are listed, on first
+    use: importing this module (as every plugin does, for :data:`hookimpl`) reads no
+    package metadata.
     """
     from importlib import metadata
 
@@ -38,11 +43,8 @@ def _builtin_plugins() -> Dict[str, str]:
     except metadata.PackageNotFoundError:
         raise SettingsError("pastset is not installed (its built-in launchers are listed in its "
                             "package metadata): run `pip install -e .` in the source tree") from None
-    return {ep.name: ep.value for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP}
+    return MappingProxyType({ep.name: ep.value for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP})
 
-
-#: plugin name -> module of the built-in launchers
-BUILTIN_PLUGINS = _builtin_plugins()
 
 AUTOLOAD_SWITCH = "PASTSET_DISABLE_PLUGIN_AUTOLOAD"
 
@@ -53,7 +55,7 @@ def make_plugin_manager(autoload: Optional[bool] = None) -> pluggy.PluginManager
     """Build a fresh plugin manager with built-ins and (unless disabled) entry points."""
     pm = pluggy.PluginManager("pastset")
     pm.add_hookspecs(hookspecs)
-    for name, module_name in BUILTIN_PLUGINS.items():
+    for name, module_name in builtin_plugins().items():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -121,7 +123,7 @@ def launchers(pm: Optional[pluggy.PluginManager] = None) -> Dict[str, LauncherIn
 def _plugin_providers(pm: pluggy.PluginManager) -> Dict[str, str]:
     from .. import __version__
 
-    providers = {name: f"pastset {__version__} (built-in)" for name in BUILTIN_PLUGINS}
+    providers = {name: f"pastset {__version__} (built-in)" for name in builtin_plugins()}
     for plugin, dist in pm.list_plugin_distinfo():
         plugin_name = pm.get_name(plugin)
         if plugin_name is None:

@@ -1,8 +1,8 @@
 """One format for what happens in a run: the runner's status lines and the log's records.
 
-A line reads ``pastset: HH:MM:SS.mmm EVENT key=value ...``: the time, one event name
-from :data:`EVENTS`, then its facts. Values with spaces or quotes are double-quoted, so a
-line can be split back into its fields (:func:`parse_line`). :class:`EventFormatter`
+A line reads ``pastset: HH:MM:SS.mmm EVENT key=value ...``: the time, the event's name
+(``run-start``, ``task-started``, ``worker-lost`` ...), then its facts. Values with spaces
+or quotes are double-quoted, so a line can be split back into its fields (:func:`parse_line`). :class:`EventFormatter`
 gives log records the same shape, and :func:`scheduler_event` turns the scheduler's
 ``on_event`` calls into events.
 
@@ -20,28 +20,6 @@ import re
 import shlex
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
-
-#: every event a run reports, and the facts each carries
-EVENTS = {
-    "run-start": "launcher, address (the server's), bin",
-    "dashboard": "url (the run's web page, its token included: written on stderr only; the log has its address)",
-    "job-submitted": "system, job, name, workers (a batch job for the workers)",
-    "job-state": "system, job, state (each change the runner sees)",
-    "worker-registered": "worker, host",
-    "task-queued": "task, app",
-    "task-started": "task, app, worker, host, pid",
-    "task-ended": "task, app, code, duration",
-    "task-failed": "task, app, worker, host, code or reason, duration",
-    "worker-lost": "worker, host, reason, tasks",
-    "deadlock": "held, calls, failed, then (abort or report); the report follows",
-    "run-stopping": "reason (a signal, on_failure = abort)",
-    "trace": "msg (why this run goes untraced)",
-    "task-stopped": "task, app, worker, host, code (killed as the run stopped)",
-    "worker-left": "worker, host (it left as the run stopped)",
-    "teardown": "step (stop-app, stop-workers, stop-launcher, stop-server, remove-record, stop-dashboard), "
-                "and what it found",
-    "run-end": "code, failed (tasks)",
-}
 
 #: events the runner shows on stderr at any log level: what went wrong
 SHOWN_EVENTS = ("task-failed", "worker-lost", "deadlock", "run-stopping")

@@ -1,6 +1,6 @@
 """A status document as text: what ``pastset status`` prints and each frame of ``pastset top``.
 
-Pure functions of the document (see :mod:`pastset.statusdoc` for its keys), so they are
+Pure functions of the document (see :mod:`pastset.observe.statusdoc` for its keys), so they are
 tested as strings. :func:`render_status` is the full listing; :func:`render_top` fits the
 same view into a terminal of a given width and height, narrowing long text columns (then
 cutting what still does not fit) and saying how many rows of each section did not fit.
@@ -44,7 +44,7 @@ TOP_WORKER_COLUMNS: Columns = (
     ("id", "ID"), ("host", "HOST"), ("state", "STATE"), ("running", "CURRENT TASKS"), ("cores", "CORES"),
     ("benchmark", "BENCH"), ("done", "DONE"), ("failed", "FAILED"),
 )
-#: sections ``pastset status WHAT`` can show ("clients" is the original psmanage name)
+#: sections ``pastset status WHAT`` can show ("clients" is the name pyPastSet's psmanage uses)
 SECTIONS = ("all", "elements", "tasks", "workers", "clients")
 _DURATIONS = ("waited_s", "run_time", "timeout")
 

@@ -17,7 +17,7 @@ What it shows:
 
 Input is a stream of events: the scheduler's ``on_event(kind, info)`` goes to
 :meth:`TraceWriter.on_event`, ended waits come from :meth:`TraceWriter.wait_listener`
-(a :class:`pastset.waits.WaitRegistry` listener), element counts from
+(a :class:`pastset.space.waits.WaitRegistry` listener), element counts from
 the ``sampler`` the writer polls every ``counter_interval`` s (or pushed through
 :meth:`TraceWriter.counters`). Events are buffered and written by a background thread at
 least every ``flush_interval`` seconds; every method is thread-safe. Each event also goes
@@ -168,7 +168,7 @@ class TraceWriter:
                    t: Optional[float] = None, unfinished: bool = False) -> None:
         """A call waited ``seconds`` and ended at ``t`` (now): a slice if it waited long enough.
 
-        ``caller`` is a :class:`pastset.waits.Caller` or its dict. ``unfinished``: the call
+        ``caller`` is a :class:`pastset.space.waits.Caller` or its dict. ``unfinished``: the call
         was still waiting when the trace closed (the slice's args say so).
         """
         if seconds < self.wait_s:
@@ -206,7 +206,7 @@ class TraceWriter:
                          "args": args})
 
     def wait_listener(self, wait: Any, seconds: float) -> None:
-        """A :class:`pastset.waits.WaitRegistry` listener: ``registry.listeners.append(w.wait_listener)``."""
+        """A :class:`pastset.space.waits.WaitRegistry` listener: ``registry.listeners.append(w.wait_listener)``."""
         if seconds >= self.wait_s:
             self.wait_ended(wait.caller, wait.operation, wait.template, seconds,
                             element=wait.element, timeout=wait.timeout)

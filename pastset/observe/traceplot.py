@@ -1,4 +1,4 @@
-"""``pastset trace-plot FILE -o out.png``: a run's trace drawn as a PNG timeline.
+"""A run's trace drawn as a PNG timeline (``pastset trace-plot FILE -o out.png``).
 
 For where no browser can open Perfetto: one row per track (the app, each worker's
 task tracks, waits), task bars labelled with their task id and program, failed tasks in
@@ -8,8 +8,7 @@ matplotlib, the optional ``plot`` extra: ``pip install 'pastset[plot]'``.
 """
 from __future__ import annotations
 
-import argparse
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import PastSetError
 from ..wire.contract import STOPPED_WITH_RUN
@@ -132,24 +131,3 @@ def figure(path: str, title: Optional[str] = None, width: float = 12.0) -> Any:
                         frameon=False, title="elements", title_fontsize=7)
     return fig
 
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``pastset trace-plot FILE -o OUT.png`` (usage errors exit 2, failures raise PastSetError)."""
-    parser = argparse.ArgumentParser(prog="pastset trace-plot", description="draw a run's trace as a PNG timeline")
-    add_arguments(parser)
-    opts = parser.parse_args(argv)
-    return run(opts)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The subcommand's arguments (for the CLI's subparser)."""
-    parser.add_argument("file", help="a trace written by pastset run --trace FILE (closed or not)")
-    parser.add_argument("-o", "--output", help="the PNG to write (default: FILE with .png)")
-    parser.add_argument("--title", help="the plot's title")
-
-
-def run(opts: argparse.Namespace) -> int:
-    out = opts.output or (opts.file.rsplit(".json", 1)[0] + ".png")
-    plot(opts.file, out, title=opts.title)
-    print(f"wrote {out}")
-    return 0

@@ -8,7 +8,7 @@ running task) counts as *waiting* only when all of these hold:
 * it has at least one call waiting on the server, and every such call is without a
   timeout (a call with a timeout will return and the process may act);
 * no thread of it sleeps on a timer (``time.sleep``, a wait with a timeout): that thread
-  wakes on its own (:func:`pastset.procstat.timed_waits`);
+  wakes on its own (:func:`pastset.run.procstat.timed_waits`);
 * its CPU time (all threads) has not advanced during the grace period: a thread that is
   not in a PastSet call but computes would show there;
 * each of its waiting calls has itself waited at least the grace period (a call that
@@ -165,7 +165,7 @@ def observation(view: Mapping[str, Any], app: Optional[Mapping[str, Any]], start
     """An Observation from the server's deadlock view and the runner's own facts.
 
     ``view`` is what the server gathers in one call: ``waits`` (the wait registry's
-    snapshot) and ``activity`` (:meth:`pastset.scheduler.Scheduler.activity`, whose
+    snapshot) and ``activity`` (:meth:`pastset.space.scheduler.Scheduler.activity`, whose
     running tasks carry their workers' samples). ``app`` is the runner's sample of the
     app process; ``starting`` the workers launched but not yet registered.
     """

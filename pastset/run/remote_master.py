@@ -1,8 +1,8 @@
 """The run's server on another host (``master``/PSMASTER): started over ssh, ended by EOF.
 
-Runner side, :class:`RemoteServer` stands in for :class:`pastset.server.Server` in a run:
+Runner side, :class:`RemoteServer` stands in for :class:`pastset.server.server.Server` in a run:
 it starts ``python -m pastset server --bind HOST --port N --bin DIR --run ID --authkey-stdin``
-on the master with the ssh client rules of :mod:`pastset.remote`, writes the authkey down ssh's stdin
+on the master with the ssh client rules of :mod:`pastset.launch.remote`, writes the authkey down ssh's stdin
 (never onto a command line), reads the bound address from the first stdout line, and then
 copies what the server prints to the run's output: task lines (labelled on the master when
 the run labels them) whole through the run's mux, and event lines into this run's status

@@ -1,4 +1,4 @@
-"""The trace of one ``pastset run`` (setting ``trace``): a :class:`pastset.trace.TraceWriter`
+"""The trace of one ``pastset run`` (setting ``trace``): a :class:`pastset.observe.trace.TraceWriter`
 fed by the run's server.
 
 The writer hears the scheduler's events (workers registering, tasks starting and ending),

@@ -3,7 +3,7 @@
 Files are read in the order of :func:`config_search_path` (later ones override earlier
 ones), or exactly the one ``--config FILE`` / ``$PASTSET_CONFIG`` names. A file ending in
 ``.toml`` holds a ``[pastset]`` table (and ``[pastset.launcher.NAME]`` tables checked
-against that launcher's option specs); any other file is ini with the original ``PS*``
+against that launcher's option specs); any other file is ini with pyPastSet's ``PS*``
 keys under ``[DEFAULT]``. Every problem of a file is reported at once, in one error.
 """
 from __future__ import annotations
@@ -157,10 +157,11 @@ def _apply_launcher_tables(settings: Settings, path: str, tables: Mapping[str, A
 
 
 def _apply_ini(settings: Settings, path: str, text: str, problems: List[str]) -> None:
-    """Apply the ``[DEFAULT]`` keys of an ini file (the original env names, any case).
+    """Apply the ``[DEFAULT]`` keys of an ini file (pyPastSet's environment names,
+    any case).
 
-    An empty value counts as unset, as an empty environment variable does: the original
-    treated a config file entry as a default for the environment.
+    An empty value counts as unset, as an empty environment variable does: pyPastSet treats
+    a config file entry as a default for the environment.
     """
     parser = configparser.ConfigParser(interpolation=None)
     try:

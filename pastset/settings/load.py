@@ -4,8 +4,8 @@ The layers apply in rising precedence::
 
     built-in default -> config files -> conf_help -> plugins -> environment -> flags
 
-The table of settings and their parsers is :mod:`pastset.settingspecs`, the files
-:mod:`pastset.configfiles`, the PSCONFHELP helper :mod:`pastset.confhelp`. Every value is
+The table of settings and their parsers is :mod:`pastset.settings.specs`, the files
+:mod:`pastset.settings.files`, the PSCONFHELP helper :mod:`pastset.settings.confhelp`. Every value is
 validated where it enters, and an invalid one is a :class:`~pastset.errors.SettingsError`
 naming the setting, its source and what is allowed.
 """
@@ -276,7 +276,7 @@ def _env_text(value: Any) -> str:
 
 
 def _apply_environment(settings: Settings, environ: Mapping[str, str], helper_sources: Mapping[str, str]) -> None:
-    """Apply PS* variables; an empty one counts as unset, as in the original."""
+    """Apply PS* variables; an empty one counts as unset, as in pyPastSet."""
     for name, spec in SETTINGS.items():
         text = environ.get(spec.env)
         if name == "conf_help" or not text:
@@ -317,9 +317,9 @@ def load_settings(flags: Optional[Mapping[str, Any]] = None, config_file: Option
                   launcher_options: Optional[Mapping[str, Sequence[SettingSpec]]] = None) -> Settings:
     """Build the effective settings: defaults, files, conf_help, plugins, environment, flags.
 
-    :param flags: setting name -> value from the command line (see :func:`pastset.cli.setting_flags`).
+    :param flags: setting name -> value from the command line (see :func:`pastset.cli.flags.setting_flags`).
     :param config_file: read exactly this file and no other (``--config``); default:
-        ``$PASTSET_CONFIG``, else the search path of :func:`pastset.configfiles.config_search_path`.
+        ``$PASTSET_CONFIG``, else the search path of :func:`pastset.settings.files.config_search_path`.
     :param environ: the environment to read (default ``os.environ``).
     :param cwd: directory of the project file ``pastset.toml`` and of relative paths of
         ``--config`` and conf_help (default: the current directory).

@@ -68,7 +68,7 @@ def call_state() -> Any:
 
 def set_wait_registry(registry: Any) -> None:
     """Register this thread's blocking calls from now on with ``registry`` (a
-    :class:`pastset.waits.WaitRegistry`; None: not at all). A server thread sets it once."""
+    :class:`pastset.space.waits.WaitRegistry`; None: not at all). A server thread sets it once."""
     _context.waits = registry
 
 
@@ -174,7 +174,7 @@ class Element:
         self._movers: Optional[deque] = None  # tickets of blocked moves, in the order they blocked
         self._indexed_waiters = 0
 
-    # -- the original private helper (kept for X-function modules) -------------------
+    # -- pyPastSet's private helper, which X-function modules call ---------------------
     def __set_entry(self, index: int, data: Any) -> None:
         """Store ``data`` as tuple number ``index`` (used by move and X-functions)."""
         if self.__data is None:

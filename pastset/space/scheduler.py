@@ -7,7 +7,7 @@ asking for work is told to finish; when the run ends (:meth:`Scheduler.stop`) ev
 worker is told to stop at once. Every change is reported through ``on_event`` so the
 runner can print progress and failures.
 
-A task's handle (:class:`pastset.task.Task`) asks here for its state
+A task's handle (:class:`pastset.client.task.Task`) asks here for its state
 (:meth:`Scheduler.task_info`) and waits here for its end (:meth:`Scheduler.wait_task`).
 Workers report their running tasks' CPU samples (:meth:`Scheduler.task_samples`), so the
 deadlock detector sees tasks on any host the same way (:meth:`Scheduler.activity`).
@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from ..errors import PastSetError, Timeout
-from ..wire.contract import ENDED, HALT, STOP
+from ..wire.contract import ENDED, HALT, STOP, TaskState
 from .element import call_context, wait_within_call, waiting
 
 
@@ -54,7 +54,7 @@ class TaskInfo:
     id: str
     app: str
     args: List[str]
-    state: str = "queued"  # queued | assigned | running | done | failed | lost (see PUBLIC_STATE)
+    state: TaskState = TaskState.QUEUED  # what a Task handle sees: PUBLIC_STATE
     worker: Optional[str] = None
     host: Optional[str] = None
     pid: Optional[int] = None
@@ -73,8 +73,12 @@ GONE = ("lost", "exited")
 
 #: task states as a Task handle shows them: a task handed to a worker but not yet
 #: started is still "queued" to its owner
-PUBLIC_STATE = {"queued": "queued", "assigned": "queued", "running": "running",
-                "done": "done", "failed": "failed", "lost": "lost"}
+PUBLIC_STATE: Dict[TaskState, TaskState] = {state: state for state in TaskState}
+PUBLIC_STATE[TaskState.ASSIGNED] = TaskState.QUEUED
+#: the states of a task that failed: it ended badly, or its worker was lost
+FAILED = (TaskState.FAILED, TaskState.LOST)
+#: the states of a task not running yet: it may still act
+PENDING = (TaskState.QUEUED, TaskState.ASSIGNED)
 
 
 def _plain(info: Any) -> Dict[str, Any]:
@@ -102,7 +106,7 @@ def task_view(task: TaskInfo) -> Dict[str, Any]:
     """What a Task handle and the failure reports know of a task (plain data)."""
     return {
         "id": task.id, "app": task.app, "args": list(task.args),
-        "state": PUBLIC_STATE[task.state], "returncode": task.returncode, "error": task.error,
+        "state": PUBLIC_STATE[task.state].value, "returncode": task.returncode, "error": task.error,
         "worker": task.worker, "host": task.host, "pid": task.pid,
         "ran": task.started is not None,
         "duration": (task.ended - task.started) if task.started and task.ended else None,
@@ -171,7 +175,7 @@ class Scheduler:
         """Block until there is a task for this worker; or HALT / STOP.
 
         Returns a dict with id, app and args. The caller's deadline and liveness come
-        from the call context (:func:`pastset.element.call_context`).
+        from the call context (:func:`pastset.space.element.call_context`).
         """
         with self._lock:
             worker = self._worker(worker_id)
@@ -189,7 +193,7 @@ class Scheduler:
                     mine = self._assigned[worker_id]
                     task = mine.popleft() if mine else (self._queue.popleft() if self._queue else None)
                     if task is not None:
-                        task.state, task.worker, task.host = "assigned", worker_id, worker.host
+                        task.state, task.worker, task.host = TaskState.ASSIGNED, worker_id, worker.host
                         return {"id": task.id, "app": task.app, "args": task.args}
                     if self.halted:
                         worker.state = "halted"
@@ -206,7 +210,7 @@ class Scheduler:
     def task_started(self, worker_id: str, task_id: str, pid: int) -> None:
         with self._lock:
             task, worker = self.tasks[task_id], self._worker(worker_id)
-            task.state, task.pid, task.started = "running", pid, time.time()
+            task.state, task.pid, task.started = TaskState.RUNNING, pid, time.time()
             worker.running.append(task_id)
             worker.state = "busy"
             self._changed.notify_all()
@@ -219,7 +223,7 @@ class Scheduler:
         with self._lock:
             task, worker = self.tasks[task_id], self._worker(worker_id)
             failed = bool(error) or returncode != 0
-            task.state = "failed" if failed else "done"
+            task.state = TaskState.FAILED if failed else TaskState.DONE
             task.returncode, task.error, task.ended = returncode, error, time.time()
             if task_id in worker.running:
                 worker.running.remove(task_id)
@@ -248,14 +252,15 @@ class Scheduler:
             worker.state = "lost"
             for task_id in lost:
                 task = self.tasks[task_id]
-                task.state, task.ended = "lost", time.time()
+                task.state, task.ended = TaskState.LOST, time.time()
                 task.error = f"its worker {worker_id} on {worker.host} was lost ({reason})"
             # tasks handed to it but not yet started (picked up or not) go back to the queue
+            picked_up = self._assigned.get(worker_id, deque())
             requeue = [t for t in self.tasks.values()
-                       if t.state == "assigned" and t.worker == worker_id and t not in self._assigned[worker_id]]
+                       if t.state == TaskState.ASSIGNED and t.worker == worker_id and t not in picked_up]
             requeue += list(self._assigned.pop(worker_id, deque()))
             for task in requeue:
-                task.state, task.worker, task.host = "queued", None, None
+                task.state, task.worker, task.host = TaskState.QUEUED, None, None
             self._queue.extendleft(reversed(requeue))
             self._changed.notify_all()
             info = {"worker": worker_id, "host": worker.host, "tasks": lost, "reason": reason,
@@ -265,14 +270,14 @@ class Scheduler:
     def task_samples(self, worker_id: str, samples: Dict[str, Dict[str, Any]]) -> None:
         """A worker's latest /proc samples of its running tasks, by task id.
 
-        Each sample is :meth:`pastset.procstat.ProcessSample.as_dict` (``cpu`` seconds,
+        Each sample is :meth:`pastset.run.procstat.ProcessSample.as_dict` (``cpu`` seconds,
         ``timed``: threads in a timed wait, ``alive``). Samples of tasks no longer running are ignored.
         """
         with self._lock:
             self._worker(worker_id)
             for task_id, sample in samples.items():
                 task = self.tasks.get(task_id)
-                if task is not None and task.worker == worker_id and task.state == "running":
+                if task is not None and task.worker == worker_id and task.state == TaskState.RUNNING:
                     task.sample = dict(sample)
 
     # -- a task handle's side ---------------------------------------------------------
@@ -305,13 +310,13 @@ class Scheduler:
                         except Timeout:
                             waited = time.monotonic() - began
                             raise Timeout(f"task {task_id} ({task.app}) has not ended after {round(waited, 3):.15g} s: "
-                                          f"it is {PUBLIC_STATE[task.state]}") from None
+                                          f"it is {PUBLIC_STATE[task.state].value}") from None
             return task_view(task)
 
     def failed_tasks(self) -> List[Dict[str, Any]]:
         """Every task that failed or was lost so far, in spawn order (:func:`task_view`)."""
         with self._lock:
-            return [task_view(t) for t in self.tasks.values() if t.state in ("failed", "lost")]
+            return [task_view(t) for t in self.tasks.values() if t.state in FAILED]
 
     # -- the runner's side ------------------------------------------------------------
     def activity(self) -> Dict[str, Any]:
@@ -323,9 +328,9 @@ class Scheduler:
         """
         with self._lock:
             return {
-                "pending": sum(t.state in ("queued", "assigned") for t in self.tasks.values()),
+                "pending": sum(t.state in PENDING for t in self.tasks.values()),
                 "running": [dict(task_view(t), sample=t.sample) for t in self.tasks.values()
-                            if t.state == "running"],
+                            if t.state == TaskState.RUNNING],
                 "tasks": len(self.tasks),
             }
 
@@ -376,7 +381,7 @@ class Scheduler:
                 "registered": len(states),
                 "connected": self._connected(),
                 "lost": states.count("lost"),
-                "failed_tasks": sum(t.state in ("failed", "lost") for t in self.tasks.values()),
+                "failed_tasks": sum(t.state in FAILED for t in self.tasks.values()),
             }
 
     def snapshot(self) -> Dict[str, Any]:
@@ -415,4 +420,4 @@ class Scheduler:
 
     def _assign(self, task: TaskInfo, worker_id: str) -> None:
         self._assigned[worker_id].append(task)
-        task.state = "assigned"
+        task.state = TaskState.ASSIGNED

@@ -26,13 +26,11 @@ import socket
 import struct
 import threading
 from multiprocessing import connection as mpc
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple, Union
 
 from ..errors import ConnectError
 
 SERIALIZER = "pastset"
-#: the id under which the server exposes the tuple space (BaseManager's object id)
-SERVICE_ID = "space"
 BACKLOG = 4096
 #: seconds an unauthenticated peer gets to complete the whole HMAC handshake
 HANDSHAKE_TIMEOUT = 10.0
@@ -58,21 +56,22 @@ Address = Tuple[str, int]
 
 def parse_address(text: Union[str, Tuple[str, int]]) -> Address:
     """``"host:port"`` or ``"[v6]:port"`` or a (host, port) pair -> (host, port)."""
+    port_text: Any
     if isinstance(text, (tuple, list)):
         if len(text) != 2:
             raise ValueError(f"address must be (host, port), not {text!r}")
-        host, port = text
+        host, port_text = text
     elif isinstance(text, str):
-        host, sep, port = text.rpartition(":")
+        host, sep, port_text = text.rpartition(":")
         if not sep or not host:
             raise ValueError(f"address {text!r} is not of the form host:port")
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     else:
         raise TypeError(f"address must be 'host:port' or (host, port), not {type(text).__name__}")
     try:
-        port = int(port)
+        port = int(port_text)
     except (TypeError, ValueError):
-        raise ValueError(f"port {port!r} in address {text!r} is not a number") from None
+        raise ValueError(f"port {port_text!r} in address {text!r} is not a number") from None
     if not 0 <= port <= 65535:
         raise ValueError(f"port {port} in address {text!r} is out of range 0..65535")
     return str(host), port
@@ -117,6 +116,13 @@ class Connection(mpc.Connection):
     """
 
     _rbuf = b""
+
+    if TYPE_CHECKING:  # what the base class has but typeshed does not declare
+        _handle: int  # None once closed: send() and recv() check
+
+        def _check_closed(self) -> None: ...
+        def _send_bytes(self, buf: bytes) -> None: ...
+        def _send(self, buf: bytes) -> None: ...
 
     def __init__(self, handle: int, readable: bool = True, writable: bool = True):
         super().__init__(handle, readable, writable)
@@ -245,7 +251,7 @@ class Listener:
         host, port = address
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, _, _, _, sockaddr = infos[0]
-        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        self._socket: Optional[socket.socket] = socket.socket(family, socket.SOCK_STREAM)
         try:
             self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self._socket.bind(sockaddr)
@@ -254,7 +260,6 @@ class Listener:
             self._socket.close()
             raise
         self.address: Address = self._socket.getsockname()[:2]
-        self._last_accepted = None
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for a connection to accept; False if none came.
@@ -271,14 +276,9 @@ class Listener:
     def accept(self) -> Connection:
         if self._socket is None:
             raise OSError(errno.EBADF, "the listener is closed")
-        sock, peer = self._socket.accept()
-        self._last_accepted = peer
+        sock, _ = self._socket.accept()
         tune_socket(sock)
         return Connection(sock.detach())
-
-    @property
-    def last_accepted(self):
-        return self._last_accepted
 
     def close(self) -> None:
         sock, self._socket = self._socket, None
@@ -314,7 +314,7 @@ def connect(address: Address, authkey: bytes, timeout: float = 10.0) -> Connecti
     try:
         mpc.answer_challenge(conn, authkey)
         mpc.deliver_challenge(conn, authkey)
-    except mpc.AuthenticationError:
+    except mpc.AuthenticationError:  # type: ignore[attr-defined]  # exported, not in typeshed
         conn.close()
         raise ConnectError(f"the PastSet server at {host}:{port} refused the authkey "
                            "(wrong PASTSET_AUTHKEY, or a server of another run)") from None
@@ -326,14 +326,11 @@ def connect(address: Address, authkey: bytes, timeout: float = 10.0) -> Connecti
     return conn
 
 
-def Client(address: Address, family=None, authkey: Optional[bytes] = None) -> Connection:
-    """BaseManager-compatible client factory (``listener_client`` protocol)."""
-    return connect(tuple(address), authkey or b"")
-
-
 def register_serializer() -> None:
-    """Make ``serializer="pastset"`` available to BaseManager (done by :mod:`pastset.server`;
-    clients do not need it, and ``multiprocessing.managers`` is slow to import)."""
+    """Make ``serializer="pastset"`` available to BaseManager: its server makes its
+    listener from it (done by :mod:`pastset.server.acceptor`; clients do not need it, and
+    ``multiprocessing.managers`` is slow to import). A BaseManager client on it would
+    connect with :func:`connect` (``connect(address, authkey=key)``)."""
     from multiprocessing import managers
 
-    managers.listener_client[SERIALIZER] = (Listener, Client)
+    managers.listener_client[SERIALIZER] = (Listener, connect)  # type: ignore[attr-defined]

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import enum
 from functools import partial
+from types import FunctionType, MethodType
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Protocol, Tuple, Type
 
 #: the id under which the server exposes its one service object
 SERVICE_ID = "space"
+#: a connection's first request after the handshake (BaseManager's): serve my calls
+ACCEPT_CONNECTION = "accept_connection"
 
 #: next_task's answer after halt(): no more tasks will come
 HALT = "halt"
@@ -173,25 +176,51 @@ CALLS: FrozenSet[str] = frozenset(name for service in SERVICES for name in call_
 
 
 class Stub:
-    """One bound method per call of a service, each sending that call through ``call``.
+    """One attribute per call of a service, each sending that call through ``call``.
 
-    ``call(name, *args)`` makes one round trip (a client channel's ``call``). Use
+    ``call(name, *args)`` makes one round trip. When it is a plain Python function (what
+    a client channel's ``caller()`` gives), each call is that function bound to the
+    call's name the way a method is bound to its instance: the interpreter unpacks a
+    bound method and runs the function inline, so a stub call costs what calling
+    ``call`` directly does (a :func:`functools.partial` goes through C and costs a few
+    hundred instructions more). Any other callable is wrapped in a partial. A name the
+    contract does not declare is an AttributeError naming the service's stub class (no
+    ``__getattr__``: defining one would slow every call's attribute lookup). Use
     :func:`stub`, which types the result as the service's protocol.
     """
 
     def __init__(self, call: Callable[..., Any], service: type):
-        self._service = service
+        bind = MethodType if type(call) is FunctionType else partial
         for name in call_names(service):
-            setattr(self, name, partial(call, name))
-
-    def __getattr__(self, name: str) -> Any:
-        raise AttributeError(f"{name!r} is not a call of the PastSet {self._service.__name__} contract")
+            setattr(self, name, bind(call, name))
 
     def __repr__(self) -> str:
-        return f"<{self._service.__name__} stub>"
+        return f"<{type(self).__name__}>"
+
+
+_stub_classes: Dict[type, type] = {}
 
 
 def stub(call: Callable[..., Any], service: Type[Any]) -> Any:
-    """A :class:`Stub` for ``service``; annotate the result with the protocol, e.g.
-    ``calls: SpaceCalls = stub(channel.call, SpaceCalls)``."""
-    return Stub(call, service)
+    """A :class:`Stub` for ``service`` (one of :data:`SERVICES`); annotate the result with
+    the protocol, e.g. ``calls: SpaceCalls = stub(channel.caller(), SpaceCalls)``."""
+    cls = _stub_classes.get(service)
+    if cls is None:
+        if service not in SERVICES:
+            raise TypeError(f"{service!r} is not a service of the PastSet contract")
+        cls = _stub_classes[service] = type(f"{service.__name__}Stub", (Stub,), {"__module__": __name__})
+    return cls(call, service)
+
+
+def unimplemented(implementation: type) -> List[str]:
+    """The contract calls ``implementation`` (a class that subclasses some of the protocols)
+    leaves unimplemented: each still the protocol's own placeholder, or not callable."""
+    missing = []
+    for service in SERVICES:
+        if service not in implementation.__mro__:
+            continue
+        for name in call_names(service):
+            method = getattr(implementation, name, None)
+            if not callable(method) or method is vars(service)[name]:
+                missing.append(f"{service.__name__}.{name}")
+    return missing

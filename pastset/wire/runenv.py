@@ -18,7 +18,7 @@ APP_ENV = "PASTSET_APP"  #: "1" in the run's application (the runner sets it)
 
 def caller_identity() -> dict:
     """Who this process is to the run's server (sent once per connection, see
-    :class:`pastset.waits.Caller`): a task by its id, the run's app, else a plain client."""
+    :class:`pastset.space.waits.Caller`): a task by its id, the run's app, else a plain client."""
     import os
 
     task = os.environ.get(TASK_ENV)

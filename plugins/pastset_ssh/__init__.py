@@ -73,7 +73,7 @@ class SshLauncher(Launcher):
 
     # -- where things run -------------------------------------------------------------
     def hosts(self) -> List[str]:
-        """The hosts file's hosts; ``localhost`` when there is none (as the original did)."""
+        """The hosts file's hosts; ``localhost`` when there is none (as in pyPastSet)."""
         if self._hosts is None:
             self._host_lines = self.settings.host_lines()
             hosts = [entry.host for entry in self._host_lines]

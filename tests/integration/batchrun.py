@@ -1,28 +1,30 @@
-"""Helpers for the batch-launcher integration tests: an app directory, runs, and leftovers.
+"""Helpers for the batch-launcher integration tests: an app directory, configs, and what a
+run leaves in the queue.
 
 The app directory holds the Monte Carlo pi example (``examples/``) with a client wrapper
 that tags the node name with the batch job and the address it reached the server from,
-so a test can see *where* and *under which job* each task ran; plus ``hold.py``, an app
-that spawns sleeping tasks and never ends (for Ctrl-C / SIGKILL tests).
+so a test can see *where* and *under which job* each task ran; plus the hold app
+(:data:`helpers.apps.HOLD_APPS`) for Ctrl-C / SIGKILL tests.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import signal
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional
 
 from pastset.observe.events import find_events
-from pastset_runs import outside_env, pastset_argv  # noqa: F401  (pastset_argv: for the tests)
-from procs import processes_mentioning  # noqa: F401  (for the tests)
-from serverproc import wait_empty
-from serverproc import wait_until as poll_until
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from helpers.apps import HOLD_APPS, write_apps
+from helpers.paths import EXAMPLES
+from helpers.polling import wait_empty
+from helpers.procs import processes_mentioning
+from helpers.runs import clean_env
+
+#: seconds between looks at a batch system's queue (each look runs squeue or qstat)
+QUEUE_POLL = 0.25
 
 CLIENT_WRAPPER = """\
 # mcpiclient.py with the node name tagged: host[job id]@address the server is reached from
@@ -37,31 +39,12 @@ socket.gethostname = lambda: f"{_name}[{_job}]@{_addr}"
 runpy.run_path(%r, run_name="__main__")
 """
 
-HOLD = """\
-import sys, time, pastset
-pset = pastset.PastSet()
-for _ in range(int(sys.argv[1])):
-    pset.spawn("sleeper.py", "")
-print("app started", flush=True)
-time.sleep(600)
-"""
-
-SLEEPER = """\
-import time
-print("sleeper running", flush=True)
-time.sleep(600)
-"""
-
-
 def make_bin(tmp: Path) -> Path:
-    """An application directory with mcpiserver.py, the tagging mcpiclient.py, hold.py."""
-    bin_dir = tmp / "bin"
-    bin_dir.mkdir()
+    """An application directory with mcpiserver.py, the tagging mcpiclient.py and the hold app."""
+    wrapper = CLIENT_WRAPPER % str(tmp / "bin" / "mcpiclient_orig.py")
+    bin_dir = write_apps(tmp / "bin", {**HOLD_APPS, "mcpiclient.py": wrapper})
     shutil.copy(EXAMPLES / "mcpiserver.py", bin_dir / "mcpiserver.py")
     shutil.copy(EXAMPLES / "mcpiclient.py", bin_dir / "mcpiclient_orig.py")
-    (bin_dir / "mcpiclient.py").write_text(CLIENT_WRAPPER % str(bin_dir / "mcpiclient_orig.py"))
-    (bin_dir / "hold.py").write_text(HOLD)
-    (bin_dir / "sleeper.py").write_text(SLEEPER)
     return bin_dir
 
 
@@ -83,59 +66,10 @@ def write_config(path: Path, launcher: str, table: Mapping[str, object], setting
     return path
 
 
-def run_env(base: Mapping[str, str], tmp: Path, **extra: str) -> Dict[str, str]:
-    """``base`` plus a private run-record directory; no PS* variables from outside."""
-    env = outside_env(base)
-    records = tmp / "records"
-    records.mkdir(exist_ok=True)
-    env["PASTSET_RUNTIME_DIR"] = str(records)
-    env.update(extra)
-    return env
-
-
-def run(argv: Sequence[str], env: Mapping[str, str], timeout: float = 90,
-        cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
-    return subprocess.run(list(argv), env=dict(env), capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, cwd=cwd)
-
-
-class Runner:
-    """A ``pastset run`` in the background, its output in a file, stopped by PID at the end."""
-
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str], out: Path):
-        self.out = out
-        self._file = open(out, "wb")
-        self.proc = subprocess.Popen(list(argv), env=dict(env), stdout=self._file, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def text(self) -> str:
-        return self.out.read_text(errors="replace")
-
-    def wait_for(self, needle: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.text()
-            if needle in text:
-                return text
-            if self.proc.poll() is not None:
-                raise AssertionError(f"runner exited ({self.proc.returncode}) before {needle!r}:\n{self.text()}")
-            time.sleep(0.1)
-        raise AssertionError(f"no {needle!r} within {timeout} s:\n{self.text()}")
-
-    def signal(self, sig: int) -> None:
-        os.kill(self.proc.pid, sig)
-
-    def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(10)
-        self._file.close()
+def batch_env(base: Mapping[str, str], tmp: Path, **extra: str) -> Dict[str, str]:
+    """:func:`helpers.runs.clean_env` of ``base`` (a cluster's command environment), with the
+    run records under ``tmp``."""
+    return clean_env(tmp / "records", base, **extra)
 
 
 def submitted_job(text: str, system: str) -> Dict[str, str]:
@@ -151,9 +85,21 @@ def job_states(text: str, job: str) -> List[str]:
     return [facts["state"] for facts in find_events(text, "job-state") if facts["job"] == job]
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
-    """:func:`serverproc.wait_until`, polling less often: the predicates here run batch commands."""
-    return poll_until(predicate, timeout, interval)
+def assert_ended_by_wait_timeout(done, title: str, workers: int, state: str) -> str:
+    """``done``, a run with ``--wait-timeout 4``, failed because its job stayed in ``state``
+    (pending): the job states it showed and its error say so. Returns the job id."""
+    assert done.returncode == 1, done.stderr
+    job = submitted_job(done.stderr, title)["job"]
+    assert state in job_states(done.stderr, job), done.stderr
+    assert (f"pastset: error: only 0 of {workers} workers registered within 4 s (wait_timeout); "
+            f"still waiting for: {title} job {job} {state}") in done.stderr
+    return job
+
+
+def jobs_left(cluster, timeout: float, job: Optional[str] = None) -> List[str]:
+    """The jobs (``job``, or any) still in ``cluster``'s queue after waiting up to ``timeout``
+    seconds for them to leave (empty: gone)."""
+    return wait_empty(lambda: [j for j in cluster.queue() if job in (None, j)], timeout, QUEUE_POLL)
 
 
 def job_config(tmp_path: Path, launcher: str, **table: object) -> Path:
@@ -166,16 +112,14 @@ def batch_setup(cluster, tmp_path: Path):
     """Fixture body for a batch system's tests: (cluster, bin dir, env, tmp); afterwards
     nothing of the test may stay behind, whatever happened."""
     bin_dir = make_bin(tmp_path)
-    env = run_env(cluster.command_env(), tmp_path)
+    env = batch_env(cluster.command_env(), tmp_path)
     yield cluster, bin_dir, env, tmp_path
-    left = wait_empty(lambda: processes_mentioning(str(bin_dir)), 10, 0.25)
+    left = wait_empty(lambda: processes_mentioning(str(bin_dir)), 10, QUEUE_POLL)
     assert not left, left
 
 
 def assert_pi_on_job(out: str, job: str, workers: int = 2) -> None:
     """The Monte Carlo pi example ran, with every client on a node of batch job ``job``."""
-    import re
-
     clients = re.findall(r"^mcpiclient on (\S+) ", out, re.MULTILINE)
     assert len(clients) == workers, out
     assert all(c.startswith(f"{os.uname().nodename}[{job}]") for c in clients), out
@@ -184,7 +128,7 @@ def assert_pi_on_job(out: str, job: str, workers: int = 2) -> None:
 
 @dataclass(frozen=True)
 class BatchSystem:
-    """What differs between SLURM and Grid Engine in the tests they share (``test_batch.py``)."""
+    """What differs between SLURM and Grid Engine in the tests they share (``test_batch_systems.py``)."""
 
     launcher: str                     #: the launcher's name and config table
     fixture: str                      #: the session fixture that starts the cluster

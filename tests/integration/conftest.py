@@ -3,7 +3,7 @@
 Each fixture starts its cluster only when a test first asks for it and stops it at the end of
 the session.  Without root or the system packages (.ci/system-packages.sh) the tests that need
 a cluster are skipped -- or fail when ``CI=true``, so CI cannot go green without running them.
-Every test in this directory gets the ``integration`` marker.
+Every test in this directory gets the ``integration`` marker and a longer timeout.
 """
 
 from __future__ import annotations
@@ -20,20 +20,28 @@ from .clusters import (
     SgeCluster,
     SlurmCluster,
     SshCluster,
-    require,
     start_sge_cluster,
     start_slurm_cluster,
     start_ssh_cluster,
 )
+from helpers.components import require
 
 _HERE = Path(__file__).resolve().parent
 
 
+#: seconds an integration test may take, its share of session fixtures included: the first
+#: test on Grid Engine may wait 300 s for another session's cluster, then start its own
+TIMEOUT = 900
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test below this directory ``integration`` (the hook sees all items)."""
+    """Mark every test below this directory ``integration`` and give it :data:`TIMEOUT`
+    unless it sets its own (the hook sees all items)."""
     for item in items:
         if _HERE in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.integration)
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(TIMEOUT))
 
 
 def _require_root_and(binaries: Sequence[str], what: str) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from .clusters import SgeCluster, SlurmCluster, SshCluster, require
+from .clusters import SgeCluster, SlurmCluster, SshCluster
+from helpers.polling import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -30,18 +31,6 @@ except socket.timeout:
 except OSError as exc:
     print("error", exc.errno)
 """
-
-
-def test_require_skips_locally_but_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception):
-        require(None, "component missing")
-    with pytest.raises(pytest.skip.Exception):
-        require("no-such-program-for-pastset-tests", "program missing")
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception):
-        require(False, "component missing")
-    assert require("sh", "sh missing") == "sh"
 
 
 def _ssh(cluster: SshCluster, host: str, command: str,
@@ -143,10 +132,8 @@ def test_processes_on_lists_what_runs_in_a_node(ssh_cluster: SshCluster, tmp_pat
     assert ssh_cluster.wait_no_processes(node) == []
     proc = ssh_cluster.spawn_on(node, ["sleep", "30"])
     try:
-        deadline = time.monotonic() + 5
-        while proc.pid not in [pid for pid, _ in ssh_cluster.processes_on(node)]:
-            assert time.monotonic() < deadline, ssh_cluster.processes_on(node)
-            time.sleep(0.05)
+        assert wait_until(lambda: proc.pid in [pid for pid, _ in ssh_cluster.processes_on(node)], 5, 0.05), \
+            ssh_cluster.processes_on(node)
         assert (proc.pid, "sleep 30") in ssh_cluster.processes_on(node)
     finally:
         proc.kill()

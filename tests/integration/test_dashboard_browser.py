@@ -9,14 +9,14 @@ import time
 from typing import Any, Dict, List
 
 import pytest
-from browser import chromium, missing
-from dashboardapp import dashboard_run
-from serverproc import wait_until
 
 from pastset.observe.dashboard import Dashboard
 from pastset.observe.statusdoc import runner_section
 
-from .clusters import require
+from helpers.browser import chromium, missing
+from helpers.components import require
+from helpers.dashboardapp import dashboard_run
+from helpers.polling import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,9 @@ import pytest
 
 from pastset.observe.events import find_events
 
-from .batchrun import SLURM, job_config, pastset_argv, run, wait_until
+from .batchrun import SLURM, job_config, jobs_left
+from helpers.apps import write_apps
+from helpers.runs import run
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("system", [SLURM], indirect=True, ids=str)]
 
@@ -25,14 +27,12 @@ CRASH = "import sys\nprint('crash.py: giving up', file=sys.stderr)\nsys.exit(5)\
 @pytest.mark.parametrize("how", ["salloc", "submitted"])
 def test_a_crashed_task_and_a_waiting_app_end_as_a_deadlock(setup, how):
     cluster, bin_dir, env, tmp = setup
-    (bin_dir / "waits.py").write_text(APP)
-    (bin_dir / "crash.py").write_text(CRASH)
+    write_apps(bin_dir, {"waits.py": APP, "crash.py": CRASH})
     args = ["--procs", "2", "--bin", str(bin_dir), "--wait-timeout", "40", "--deadlock-grace", "1", "waits.py"]
     if how == "salloc":  # launcher auto: SLURM_JOB_ID from salloc picks slurm, workers start with srun
-        argv = ["salloc", "--ntasks=2", *pastset_argv("run", *args)]
+        done = run(["run", *args], env, prefix=["salloc", "--ntasks=2"], timeout=120)
     else:
-        argv = pastset_argv("run", "--config", str(job_config(tmp, "slurm")), *args)
-    done = run(argv, env, timeout=120)
+        done = run(["run", "--config", str(job_config(tmp, "slurm")), *args], env, timeout=120)
     out = f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert done.returncode == 3, out
     (failed,) = find_events(done.stderr, "task-failed")
@@ -42,4 +42,4 @@ def test_a_crashed_task_and_a_waiting_app_end_as_a_deadlock(setup, how):
     assert "  app  observe  ('result', int)  first=0 last=0" in report, out
     assert f"task t1 (crash.py) exited with code 5 [{failed['worker']}@{failed['host']}]" in report, out
     assert "total" not in done.stdout, out
-    assert wait_until(lambda: not cluster.queue(), 15), cluster.queue()
+    assert not jobs_left(cluster, 15)

@@ -8,55 +8,44 @@ from pathlib import Path
 
 import pytest
 
-from pastset_runs import RESULT_WAITER
-
 from .clusters import SshCluster
-from .sshruns import run
+from .sshruns import assert_nodes_clean, run_on_hosts
+from helpers.apps import RESULT_WAITER, write_apps
 
 pytestmark = pytest.mark.slow
 
 
-
-def write(directory: Path, name: str, text: str) -> None:
-    (directory / name).write_text(text)
-
-
-def nodes_clean(cluster: SshCluster, nodes) -> None:
-    for ip in nodes:
-        left = cluster.wait_no_processes(ip, timeout=5.0)
-        assert not left, f"processes left on {ip}: {left}"
-
-
 def test_a_deadlock_with_tasks_on_ssh_hosts_is_reported_and_ends_the_run(ssh_cluster: SshCluster,
                                                                        tmp_path: Path) -> None:
-    apps = tmp_path / "apps"
-    apps.mkdir()
-    write(apps, "app.py", RESULT_WAITER.format(tasks=["crash.py", "stuck.py"]))
-    write(apps, "crash.py", "raise SystemExit(4)\n")
-    write(apps, "stuck.py", "import pastset\npastset.PastSet().enter(('go',)).observe()\n")
+    apps = write_apps(tmp_path / "apps", {
+        "app.py": RESULT_WAITER.format(tasks=["crash.py", "stuck.py"]),
+        "crash.py": "raise SystemExit(4)\n",
+        "stuck.py": "import pastset\npastset.PastSet().enter(('go',)).observe()\n",
+    })
     nodes = ssh_cluster.nodes[:2]
-    result = run(ssh_cluster, tmp_path, nodes, ["--procs", "2", "--bin", str(apps), "--deadlock-grace", "1",
-                                                "app.py"])
-    assert result.code == 3, result
+    result = run_on_hosts(ssh_cluster, tmp_path, nodes,
+                          ["--procs", "2", "--bin", str(apps), "--deadlock-grace", "1", "app.py"])
+    assert result.returncode == 3, result
     err = result.stderr.splitlines()
     first = next(i for i, line in enumerate(err) if line.startswith("pastset: deadlock:"))
     assert err[first + 1].split()[:2] == ["app", "observe"], result
     assert re.match(r"  task t2 \(stuck\.py on w\d@\S+", err[first + 2]), result
     assert any(line.startswith("  task t1 (crash.py) exited with code 4") for line in err[first + 3:]), result
-    nodes_clean(ssh_cluster, nodes)
+    assert_nodes_clean(ssh_cluster, nodes)
 
 
 def test_a_task_sleeping_on_an_ssh_host_is_no_deadlock(ssh_cluster: SshCluster, tmp_path: Path) -> None:
-    apps = tmp_path / "apps"
-    apps.mkdir()
-    write(apps, "app.py", RESULT_WAITER.format(tasks=["sleepy.py"]))
-    write(apps, "sleepy.py", "import time, pastset\nps = pastset.PastSet()\ntime.sleep(3)\n"
-                             "end = time.time() + 2\nwhile time.time() < end:\n    pass\n"
-                             "ps.enter(('result', int)).move(('result', 7))\n")
+    apps = write_apps(tmp_path / "apps", {
+        "app.py": RESULT_WAITER.format(tasks=["sleepy.py"]),
+        # sleeps, then computes, longer than the grace, before it moves the result
+        "sleepy.py": "import time, pastset\nps = pastset.PastSet()\ntime.sleep(3)\n"
+                     "end = time.time() + 2\nwhile time.time() < end:\n    pass\n"
+                     "ps.enter(('result', int)).move(('result', 7))\n",
+    })
     nodes = ssh_cluster.nodes[:1]
-    result = run(ssh_cluster, tmp_path, nodes, ["--procs", "1", "--bin", str(apps), "--deadlock-grace", "1",
-                                                "app.py"])
-    assert result.code == 0, result
+    result = run_on_hosts(ssh_cluster, tmp_path, nodes,
+                          ["--procs", "1", "--bin", str(apps), "--deadlock-grace", "1", "app.py"])
+    assert result.returncode == 0, result
     assert result.stdout.splitlines() == ["waiting", "result 7"], result
     assert "deadlock" not in result.stderr, result
-    nodes_clean(ssh_cluster, nodes)
+    assert_nodes_clean(ssh_cluster, nodes)

@@ -12,12 +12,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from browser import read_dashboard_url
 
 from pastset.observe.events import find_events
 
 from .clusters import SshCluster
-from .sshruns import BackgroundRun, run, worker_nodes
+from .sshruns import assert_nodes_clean, hold_on_hosts, run_on_hosts, worker_nodes
+from helpers.apps import write_apps
+from helpers.browser import read_dashboard_url
 
 pytestmark = pytest.mark.slow
 
@@ -31,22 +32,17 @@ HELLO = "import os\nprint('hello from', os.environ['PASTSET_TASK'])\n"
 CRASH = "import sys\nprint('crashing', file=sys.stderr)\nsys.exit(4)\n"
 
 
-def write_apps(tmp_path: Path) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, text in (("story.py", APP), ("hello.py", HELLO), ("crash.py", CRASH)):
-        (bin_dir / name).write_text(text)
-    return bin_dir
+STORY = {"story.py": APP, "hello.py": HELLO, "crash.py": CRASH}
 
 
 def test_remote_master_labels_task_output_and_logs_events_here(ssh_cluster: SshCluster, tmp_path: Path) -> None:
     master, nodes = ssh_cluster.nodes[1], ssh_cluster.nodes[:2]
-    bin_dir = write_apps(tmp_path)
+    bin_dir = write_apps(tmp_path / "bin", STORY)
     log_file = tmp_path / "run.log"
-    result = run(ssh_cluster, tmp_path, nodes,
-                 ["--procs", "2", "--master", master, "--bin", str(bin_dir), "--label-output", "true",
-                  "--log-level", "info", "--log-file", str(log_file), "story.py"])
-    assert result.code == 0, result
+    result = run_on_hosts(ssh_cluster, tmp_path, nodes,
+                          ["--procs", "2", "--master", master, "--bin", str(bin_dir), "--label-output", "true",
+                           "--log-level", "info", "--log-file", str(log_file), "story.py"])
+    assert result.returncode == 0, result
     assert "codes [0, 0, 4]" in result.stdout, result
     # task lines come labelled from the server on the master, whole
     assert sorted(line for line in result.stdout.splitlines() if "hello from" in line) == [
@@ -64,29 +60,27 @@ def test_remote_master_labels_task_output_and_logs_events_here(ssh_cluster: SshC
     names = Counter(e["event"] for e in logged)
     assert names["worker-registered"] == 2 and names["task-ended"] == 2 and names["task-failed"] == 1, \
         log_file.read_text()
-    for ip in nodes:
-        assert not ssh_cluster.wait_no_processes(ip, timeout=5.0)
+    assert_nodes_clean(ssh_cluster, nodes)
 
 
 def test_remote_master_gets_the_runs_max_connections(ssh_cluster: SshCluster, tmp_path: Path) -> None:
     master = ssh_cluster.nodes[1]
-    bin_dir = write_apps(tmp_path)
+    bin_dir = write_apps(tmp_path / "bin", STORY)
     # the runner's control connection and one worker fill it: the app's connection is refused
-    result = run(ssh_cluster, tmp_path, [ssh_cluster.nodes[0]],
-                 ["--procs", "1", "--master", master, "--bin", str(bin_dir), "--max-connections", "2", "story.py"])
-    assert result.code != 0, result
+    result = run_on_hosts(ssh_cluster, tmp_path, [ssh_cluster.nodes[0]],
+                          ["--procs", "1", "--master", master, "--bin", str(bin_dir), "--max-connections", "2",
+                           "story.py"])
+    assert result.returncode != 0, result
     assert "max_connections (2) reached" in result.stderr, result
-    for ip in ssh_cluster.nodes[:2]:
-        assert not ssh_cluster.wait_no_processes(ip, timeout=5.0)
+    assert_nodes_clean(ssh_cluster, ssh_cluster.nodes[:2])
 
 
 def test_remote_masters_run_has_its_dashboard_here(ssh_cluster: SshCluster, tmp_path: Path) -> None:
     master = ssh_cluster.nodes[1]
-    held = BackgroundRun(ssh_cluster, tmp_path, [ssh_cluster.nodes[0]], 1,
-                         extra=["--master", master, "--dashboard", "127.0.0.1:0"])
-    try:
-        url, token, _ = read_dashboard_url(held.proc)
-        held.wait_ready()
+    with hold_on_hosts(ssh_cluster, tmp_path, [ssh_cluster.nodes[0]], 1,
+                       extra=["--master", master, "--dashboard", "127.0.0.1:0"]) as held:
+        url, _, _ = read_dashboard_url(held.proc)
+        held.read_until("READY", timeout=60)
         with urllib.request.urlopen(url.replace("/?token=", "/status.json?token="), timeout=10) as response:
             doc = json.loads(response.read())
         assert doc["run"] == held.record()["run"] and doc["runner"]["launcher"] == "ssh"
@@ -95,12 +89,8 @@ def test_remote_masters_run_has_its_dashboard_here(ssh_cluster: SshCluster, tmp_
         (task,) = doc["tasks"]
         assert task["application"] == "sleeper.py" and task["state"] == "running"
         assert task["host"] and ssh_cluster.nodes[0] in task["host"]
-        assert held.signal(signal.SIGINT) is not None
+        held.signal(signal.SIGINT)
         host, port = url.split("/")[2].rsplit(":", 1)
         with pytest.raises(OSError):
             socket.create_connection((host, int(port)), timeout=2).close()
-    finally:
-        held.kill()
-    for ip in ssh_cluster.nodes[:2]:
-        assert not ssh_cluster.wait_no_processes(ip, timeout=5.0)
-
+    assert_nodes_clean(ssh_cluster, ssh_cluster.nodes[:2])

@@ -4,10 +4,11 @@ A PBS job is played by setting PBS_JOBID and PBS_NODEFILE (the nodes of ``ssh_cl
 with no ``pbsdsh`` on PATH the launcher starts the workers over ssh with the authkey on
 stdin. The Monte Carlo pi clients report the address they reached the server from, so the
 test sees one ran on each node. Killing the runner leaves nothing on any node. The qsub job
-script is tested as text in tests/test_batch_scripts.py.
+script is tested as text in tests/unit/test_batch_scripts.py.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -15,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from .batchrun import Runner, make_bin, pastset_argv, run, run_env, wait_until, write_config
+from .batchrun import batch_env, make_bin, write_config
 from .clusters import SshCluster
+from .sshruns import assert_nodes_clean
+from helpers.polling import wait_until
+from helpers.runs import LiveRun, run
 
 pytestmark = pytest.mark.slow
 
@@ -27,27 +31,25 @@ def setup(ssh_cluster: SshCluster, tmp_path: Path):
     bin_dir = make_bin(tmp_path)
     nodefile = tmp_path / "nodefile"
     nodefile.write_text("".join(f"{ip}\n" for ip in ssh_cluster.nodes))
-    env = run_env(dict(__import__("os").environ), tmp_path, PBS_JOBID="4242.pbs-test", PBS_NODEFILE=str(nodefile))
+    env = batch_env(os.environ, tmp_path, PBS_JOBID="4242.pbs-test", PBS_NODEFILE=str(nodefile))
     conf = write_config(tmp_path / "pastset.toml", "pbs", {"workdir": str(tmp_path / "jobs")},
                         settings={"ssh": ssh_cluster.ssh_command, "python": ssh_cluster.python})
     yield ssh_cluster, bin_dir, env, conf
-    for ip in ssh_cluster.nodes:
-        assert ssh_cluster.wait_no_processes(ip, 10) == [], f"left on {ip}"
+    assert_nodes_clean(ssh_cluster, ssh_cluster.nodes, 10)
 
 
 def test_auto_detects_the_pbs_job(setup):
     cluster, bin_dir, env, conf = setup
-    done = run(pastset_argv("config", "--config", str(conf)), env)
+    done = run(["config", "--config", str(conf)], env)
     assert "launcher in use: pbs (launcher = 'pbs'" in done.stdout
-    env_only = {k: v for k, v in env.items()}
-    done = run(pastset_argv("config", "--config", "/dev/null"), env_only)
+    done = run(["config", "--config", "/dev/null"], env)
     assert "launcher in use: pbs (auto: PBS_NODEFILE=" in done.stdout, done.stdout + done.stderr
 
 
 def test_workers_over_ssh_on_the_nodefile_hosts(setup):
     cluster, bin_dir, env, conf = setup
-    done = run(pastset_argv("run", "--config", str(conf), "--procs", "2", "--bin", str(bin_dir),
-                            "--wait-timeout", "40", "mcpiserver.py", "2", "4", "2000"), env)
+    done = run(["run", "--config", str(conf), "--procs", "2", "--bin", str(bin_dir),
+                "--wait-timeout", "40", "mcpiserver.py", "2", "4", "2000"], env)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     clients = re.findall(r"^mcpiclient on [^[\s]+\[[^]]*\]@(\S+) ", out, re.MULTILINE)
@@ -58,15 +60,10 @@ def test_workers_over_ssh_on_the_nodefile_hosts(setup):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
 def test_killed_runner_leaves_nothing_on_the_nodes(setup, sig, tmp_path):
     cluster, bin_dir, env, conf = setup
-    runner = Runner(pastset_argv("run", "--config", str(conf), "--procs", "2", "--bin", str(bin_dir),
-                                 "--wait-timeout", "40", "hold.py", "2"), env, tmp_path / "runner.out")
-    try:
-        runner.wait_for("app started", 40)
+    with LiveRun(["run", "--config", str(conf), "--procs", "2", "--bin", str(bin_dir),
+                  "--wait-timeout", "40", "hold.py", "2"], env, merge_stderr=True) as held:
+        held.read_until("READY", 60)
         assert wait_until(lambda: all(any("sleeper.py" in cmd for _, cmd in cluster.processes_on(ip))
-                                      for ip in cluster.nodes), 15), runner.text()
-        runner.signal(sig)
-        assert runner.wait(20) == (130 if sig == signal.SIGINT else -9), runner.text()
-        for ip in cluster.nodes:
-            assert cluster.wait_no_processes(ip, 15) == [], f"left on {ip}"
-    finally:
-        runner.close()
+                                      for ip in cluster.nodes), 15, 0.1), held.lines
+        assert held.signal(sig) == (130 if sig == signal.SIGINT else -9), held.lines
+        assert_nodes_clean(cluster, cluster.nodes, 15)

@@ -13,14 +13,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 
-from .batchrun import batch_setup, job_config, pastset_argv, run, run_env, submitted_job, wait_until, write_config
+from .batchrun import batch_env, batch_setup, job_config, jobs_left, submitted_job, write_config
 from .clusters import SgeCluster, SlurmCluster, SshCluster
+from .clusters.base import run_command
+from .sshruns import assert_nodes_clean
+from helpers.apps import write_apps
+from helpers.runs import Done, pastset_argv, run
 
 pytestmark = pytest.mark.slow
 
@@ -50,10 +53,7 @@ pastset.PastSet().enter(("seen", str)).move(("seen", seen))
 
 def probe(tmp: Path) -> Dict[str, object]:
     """The probe app in ``tmp/probe`` and a prologue (three lines) that marks ``tmp/marker``."""
-    bin_dir = tmp / "probe"
-    bin_dir.mkdir()
-    (bin_dir / "probe.py").write_text(PROBE_APP)
-    (bin_dir / "probe_task.py").write_text(PROBE_TASK)
+    bin_dir = write_apps(tmp / "probe", {"probe.py": PROBE_APP, "probe_task.py": PROBE_TASK})
     (tmp / "env.sh").write_text("export PROLOGUE_VAR=sourced\n")
     marker = tmp / "marker"
     return {"bin": bin_dir, "marker": marker,
@@ -92,22 +92,21 @@ def ssh_config(cluster: SshCluster, tmp: Path, prologue: List[str]) -> Path:
 def test_ssh_prologue_runs_on_each_host_before_its_worker(ssh_cluster: SshCluster, tmp_path: Path) -> None:
     p = probe(tmp_path)
     conf = ssh_config(ssh_cluster, tmp_path, p["prologue"])
-    done = run(pastset_argv("run", "--config", str(conf), "--procs", "2", "--bin", str(p["bin"]),
-                            "--wait-timeout", "30", "probe.py", "2"), run_env(os.environ, tmp_path))
+    done = run(["run", "--config", str(conf), "--procs", "2", "--bin", str(p["bin"]), "--wait-timeout", "30",
+                "probe.py", "2"], batch_env(os.environ, tmp_path))
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     where = sorted(line.rsplit("from=", 1)[1] for line in seen(out, 2))
     assert where == sorted(ssh_cluster.nodes[:2]), out
     assert marks(p["marker"]) == 2
-    for ip in ssh_cluster.nodes[:2]:
-        assert ssh_cluster.wait_no_processes(ip, 10) == [], f"left on {ip}"
+    assert_nodes_clean(ssh_cluster, ssh_cluster.nodes[:2], 10)
 
 
 def test_ssh_failing_prologue_line_names_the_host_and_the_line(ssh_cluster: SshCluster, tmp_path: Path) -> None:
     p = probe(tmp_path)
     conf = ssh_config(ssh_cluster, tmp_path, ["export A=1", "no-such-command-xyz --flag", "echo unreached"])
-    done = run(pastset_argv("run", "--config", str(conf), "--procs", "2", "--bin", str(p["bin"]),
-                            "--wait-timeout", "30", "probe.py", "2"), run_env(os.environ, tmp_path), timeout=40)
+    done = run(["run", "--config", str(conf), "--procs", "2", "--bin", str(p["bin"]), "--wait-timeout", "30",
+                "probe.py", "2"], batch_env(os.environ, tmp_path), timeout=40)
     out = done.stdout + done.stderr
     assert_failed_in_prologue(done, out)
     assert any(f"{ip}: pastset-prologue: line" in out for ip in ssh_cluster.nodes[:2]), out
@@ -120,13 +119,13 @@ def test_pbs_nodefile_over_ssh_runs_the_prologue_on_each_node(ssh_cluster: SshCl
     p = probe(tmp_path)
     nodefile = tmp_path / "nodefile"
     nodefile.write_text("".join(f"{ip}\n" for ip in ssh_cluster.nodes[:2]))
-    env = run_env(os.environ, tmp_path, PBS_JOBID="4242.pbs-test", PBS_NODEFILE=str(nodefile))
+    env = batch_env(os.environ, tmp_path, PBS_JOBID="4242.pbs-test", PBS_NODEFILE=str(nodefile))
     conf = write_config(tmp_path / "pastset.toml", "pbs", {"workdir": str(tmp_path / "jobs")},
                         settings={"ssh": ssh_cluster.ssh_command, "python": ssh_cluster.python})
     # the prologue as one multi-line TOML string, the other form the option takes
     conf.write_text(conf.read_text() + "prologue = \'\'\'\n" + "\n".join(p["prologue"]) + "\n\'\'\'\n")
-    done = run(pastset_argv("run", "--config", str(conf), "--procs", "2", "--bin", str(p["bin"]),
-                            "--wait-timeout", "30", "probe.py", "2"), env)
+    done = run(["run", "--config", str(conf), "--procs", "2", "--bin", str(p["bin"]), "--wait-timeout", "30",
+                "probe.py", "2"], env)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     assert sorted(line.rsplit("from=", 1)[1] for line in seen(out, 2)) == sorted(ssh_cluster.nodes[:2]), out
@@ -141,11 +140,10 @@ def slurm(slurm_cluster: SlurmCluster, tmp_path: Path):
     yield from batch_setup(slurm_cluster, tmp_path)
 
 
-def probe_in_salloc(conf: Path, p: Dict[str, object], env: Dict[str, str]) -> subprocess.CompletedProcess:
+def probe_in_salloc(conf: Path, p: Dict[str, object], env: Dict[str, str]) -> Done:
     """Run the probe app with 2 workers inside a 2-task ``salloc`` allocation."""
-    return run(["salloc", "--ntasks=2", *pastset_argv("run", "--config", str(conf), "--procs", "2",
-                                                      "--bin", str(p["bin"]), "--wait-timeout", "40",
-                                                      "probe.py", "2")], env)
+    return run(["run", "--config", str(conf), "--procs", "2", "--bin", str(p["bin"]), "--wait-timeout", "40",
+                "probe.py", "2"], env, prefix=["salloc", "--ntasks=2"])
 
 
 def test_slurm_prologue_in_each_srun_task_inside_salloc(slurm) -> None:
@@ -158,7 +156,7 @@ def test_slurm_prologue_in_each_srun_task_inside_salloc(slurm) -> None:
     job = re.search(r"Granted job allocation (\d+)", out).group(1)
     assert all(f" job={job} " in line for line in seen(out, 2)), out
     assert marks(p["marker"]) == 2  # one per srun task; no job script here
-    assert wait_until(lambda: not cluster.queue(), 10), cluster.queue()
+    assert not jobs_left(cluster, 10)
 
 
 def test_slurm_failing_prologue_ends_the_run_with_its_error(slurm) -> None:
@@ -169,7 +167,7 @@ def test_slurm_failing_prologue_ends_the_run_with_its_error(slurm) -> None:
     out = done.stdout + done.stderr
     assert_failed_in_prologue(done, out)
     assert "srun (2 workers in job" in out, out
-    assert wait_until(lambda: not cluster.queue(), 10), cluster.queue()
+    assert not jobs_left(cluster, 10)
 
 
 # --------------------------------------------------------------------------- Grid Engine
@@ -189,11 +187,10 @@ def test_sge_prologue_before_each_qrsh_inherit_worker_in_a_pe_job(sge) -> None:
     script.write_text("#!/bin/sh\n" + " ".join(pastset_argv("run", "--config", str(conf), "--procs", "2",
                                                              "--bin", str(p["bin"]), "--wait-timeout", "60",
                                                              "probe.py", "2")) + "\n")
-    done = run(["qsub", "-terse", "-V", "-S", "/bin/sh", "-pe", "smp", "2", "-j", "y", "-o", str(out_file),
-                str(script)], env)
-    assert done.returncode == 0, done.stderr
+    done = run_command(["qsub", "-terse", "-V", "-S", "/bin/sh", "-pe", "smp", "2", "-j", "y", "-o", str(out_file),
+                        str(script)], env=env)
     job = done.stdout.strip()
-    assert wait_until(lambda: job not in cluster.queue(), 90), cluster.queue()
+    assert not jobs_left(cluster, 90, job)
     out = out_file.read_text()
     assert all(f" job={job} " in line for line in seen(out, 2)), out
     assert "submitted" not in out
@@ -203,12 +200,12 @@ def test_sge_prologue_before_each_qrsh_inherit_worker_in_a_pe_job(sge) -> None:
 def test_sge_failing_prologue_ends_the_job_with_its_error(sge) -> None:
     cluster, _, env, tmp = sge
     p = probe(tmp)
-    done = run(pastset_argv("run", "--config", str(job_config(tmp, "sge", prologue=["no-such-command-xyz"])),
-                            "--procs", "2", "--bin", str(p["bin"]), "--wait-timeout", "60", "probe.py", "2"), env)
+    done = run(["run", "--config", str(job_config(tmp, "sge", prologue=["no-such-command-xyz"])),
+                "--procs", "2", "--bin", str(p["bin"]), "--wait-timeout", "60", "probe.py", "2"], env)
     out = done.stdout + done.stderr
     assert_failed_in_prologue(done, out)
     assert re.search(r"Grid Engine job \d+ .*before its workers registered", out) or "job output" in out, out
-    assert wait_until(lambda: not cluster.queue(), 15), cluster.queue()
+    assert not jobs_left(cluster, 15)
 
 
 # --------------------------------------------------------------------------- submitted jobs
@@ -221,12 +218,12 @@ def test_prologue_in_a_submitted_job_runs_in_the_script_and_before_each_worker(r
     setup = batch_setup(request.getfixturevalue(cluster_fixture), tmp_path)
     cluster, _, env, tmp = next(setup)
     p = probe(tmp)
-    done = run(pastset_argv("run", "--config", str(job_config(tmp, launcher, prologue=p["prologue"])),
-                            "--procs", "2", "--bin", str(p["bin"]), "--wait-timeout", "60", "probe.py", "2"), env)
+    done = run(["run", "--config", str(job_config(tmp, launcher, prologue=p["prologue"])),
+                "--procs", "2", "--bin", str(p["bin"]), "--wait-timeout", "60", "probe.py", "2"], env)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     job = submitted_job(out, system)["job"]
     assert all(f" job={job} " in line for line in seen(out, 2)), out
     assert marks(p["marker"]) == 3  # the job script, then each of the two started workers
-    assert wait_until(lambda: not cluster.queue(), 15), cluster.queue()
+    assert not jobs_left(cluster, 15)
     next(setup, None)  # nothing of the test left behind

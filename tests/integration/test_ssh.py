@@ -14,12 +14,15 @@ import signal
 from pathlib import Path
 
 import pytest
-from procs import command_lines
 
 from pastset.observe.events import find_events
 
-from .clusters import SshCluster, require
-from .sshruns import EXAMPLES, BackgroundRun, run, wait_gone, worker_nodes
+from .clusters import SshCluster
+from .sshruns import assert_nodes_clean, hold_on_hosts, run_on_hosts, wait_gone, worker_nodes
+from helpers.components import require
+from helpers.paths import EXAMPLES
+from helpers.procs import command_lines
+from helpers.runs import run
 
 pytestmark = pytest.mark.slow
 
@@ -28,17 +31,12 @@ pytestmark = pytest.mark.slow
 FAIL_FAST = 12.0
 
 
-def assert_nodes_clean(cluster: SshCluster, nodes) -> None:
-    for ip in nodes:
-        left = cluster.wait_no_processes(ip, timeout=5.0)
-        assert not left, f"processes left on {ip}: {left}"
-
-
 def test_mcpi_runs_on_every_host_and_wraps_around(ssh_cluster: SshCluster, tmp_path: Path) -> None:
     nodes = ssh_cluster.nodes[:2]
-    result = run(ssh_cluster, tmp_path, nodes, ["--procs", "3", "--bin", str(EXAMPLES), "--log-level", "info",
-                                                "mcpiserver.py", "3", "6", "20000"])
-    assert result.code == 0, result
+    result = run_on_hosts(ssh_cluster, tmp_path, nodes,
+                          ["--procs", "3", "--bin", str(EXAMPLES), "--log-level", "info", "mcpiserver.py", "3", "6",
+                           "20000"])
+    assert result.returncode == 0, result
     assert re.search(r"Pi is found as 3\.\d+ with 3 worker\(s\)", result.stdout), result
     assert "More workers (3) than hosts (2) - wrapping around" in result.stderr, result
     where = worker_nodes(result.stderr)
@@ -52,9 +50,9 @@ def test_mcpi_runs_on_every_host_and_wraps_around(ssh_cluster: SshCluster, tmp_p
 @pytest.mark.parametrize("which", ["down", "unresolvable"])
 def test_host_down_or_unknown_fails_fast_naming_it(ssh_cluster: SshCluster, tmp_path: Path, which: str) -> None:
     bad = ssh_cluster.dead_address if which == "down" else "no-such-host.invalid"
-    result = run(ssh_cluster, tmp_path, [ssh_cluster.nodes[0], bad],
-                 ["--procs", "2", "--bin", str(EXAMPLES), "mcpiserver.py", "2", "2", "100"])
-    assert result.code == 1, result
+    result = run_on_hosts(ssh_cluster, tmp_path, [ssh_cluster.nodes[0], bad],
+                          ["--procs", "2", "--bin", str(EXAMPLES), "mcpiserver.py", "2", "2", "100"])
+    assert result.returncode == 1, result
     assert result.seconds < FAIL_FAST, result
     assert f"{bad}: ssh: " in result.stderr, result
     assert ("No route to host" in result.stderr or "timed out" in result.stderr
@@ -67,9 +65,9 @@ def test_host_down_or_unknown_fails_fast_naming_it(ssh_cluster: SshCluster, tmp_
 def test_password_host_is_an_error_not_a_prompt(ssh_cluster: SshCluster, tmp_path: Path) -> None:
     # the cluster's ssh command already has BatchMode; drop it to prove the launcher adds it
     ssh = ssh_cluster.ssh_command.replace("-o BatchMode=yes", "")
-    result = run(ssh_cluster, tmp_path, [ssh_cluster.password_node],
-                 ["--bin", str(EXAMPLES), "mcpiserver.py", "1", "1", "100"], timeout=30, PSSSH=ssh)
-    assert result.code == 1, result
+    result = run_on_hosts(ssh_cluster, tmp_path, [ssh_cluster.password_node],
+                          ["--bin", str(EXAMPLES), "mcpiserver.py", "1", "1", "100"], timeout=30, PSSSH=ssh)
+    assert result.returncode == 1, result
     assert result.seconds < FAIL_FAST, result
     assert f"{ssh_cluster.password_node}: " in result.stderr and "Permission denied" in result.stderr, result
 
@@ -80,9 +78,9 @@ def test_node_without_python_or_pastset_names_host_and_stderr(ssh_cluster: SshCl
     if python.startswith("/usr/bin/python3"):
         require(os.path.exists("/usr/bin/python3"), "no system python3 to play a node without pastset")
     node = ssh_cluster.nodes[0]
-    result = run(ssh_cluster, tmp_path, [node], ["--bin", str(EXAMPLES), "mcpiserver.py", "1", "1", "100"],
-                 PSPYTHON=python)
-    assert result.code == 1, result
+    result = run_on_hosts(ssh_cluster, tmp_path, [node], ["--bin", str(EXAMPLES), "mcpiserver.py", "1", "1", "100"],
+                          PSPYTHON=python)
+    assert result.returncode == 1, result
     assert result.seconds < FAIL_FAST, result
     expected = "No such file or directory" if "nonexistent" in python else "No module named '?pastset"
     assert re.search(rf"{re.escape(node)}: .*{expected}", result.stderr), result
@@ -93,10 +91,9 @@ def test_node_without_python_or_pastset_names_host_and_stderr(ssh_cluster: SshCl
 def test_interrupted_runner_leaves_nothing_and_authkey_stays_off_command_lines(
         ssh_cluster: SshCluster, tmp_path: Path, signum: int) -> None:
     nodes = ssh_cluster.nodes[:2]
-    background = BackgroundRun(ssh_cluster, tmp_path, nodes, tasks=4)
-    try:
-        background.wait_ready()
-        record = background.record()
+    with hold_on_hosts(ssh_cluster, tmp_path, nodes, tasks=4) as held:
+        held.read_until("READY", 60)
+        record = held.record()
         run_id, authkey = record["run"], record["authkey"]
         lines = command_lines()
         on_nodes = [line for line in lines.values() if run_id in line]
@@ -105,23 +102,22 @@ def test_interrupted_runner_leaves_nothing_and_authkey_stays_off_command_lines(
         assert not leaks, f"the authkey is on a command line: {leaks}"
         sleepers = [pid for pid, line in lines.items() if "sleeper.py" in line and str(tmp_path) in line]
         assert len(sleepers) == 4, lines
-        background.signal(signum)
-    finally:
-        background.kill()
+        held.signal(signum)
     assert not wait_gone(run_id, timeout=5.0), "processes of the run are left"
     assert not wait_gone(f"{tmp_path}/bin/sleeper.py", timeout=5.0), "tasks are left"
     assert_nodes_clean(ssh_cluster, nodes)
     if signum == signal.SIGKILL:
-        assert run_id in background.clean()  # the record a killed runner leaves is cleaned
-    assert not list(background.runtime.glob("*.json"))
+        cleaned = run(["clean"], held.env, timeout=30)
+        assert run_id in cleaned.stdout + cleaned.stderr  # the record a killed runner leaves is cleaned
+    assert not list(Path(held.env["PASTSET_RUNTIME_DIR"]).glob("*.json"))
 
 
 def test_master_on_a_node_runs_the_server_there(ssh_cluster: SshCluster, tmp_path: Path) -> None:
     master = ssh_cluster.nodes[1]
-    result = run(ssh_cluster, tmp_path, ssh_cluster.nodes[:2],
-                 ["--procs", "2", "--master", master, "--bin", str(EXAMPLES), "--log-level", "info",
-                  "mcpiserver.py", "2", "4", "20000"])
-    assert result.code == 0, result
+    result = run_on_hosts(ssh_cluster, tmp_path, ssh_cluster.nodes[:2],
+                          ["--procs", "2", "--master", master, "--bin", str(EXAMPLES), "--log-level", "info",
+                           "mcpiserver.py", "2", "4", "20000"])
+    assert result.returncode == 0, result
     assert [e["address"].rsplit(":", 1)[0] for e in find_events(result.stderr, "run-start")] == [master], result
     assert "Pi is found as" in result.stdout, result
     assert sorted(worker_nodes(result.stderr).values()) == sorted(ssh_cluster.nodes[:2]), result

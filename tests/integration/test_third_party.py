@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers.apps import write_apps
+from helpers.paths import README
+
 pytestmark = pytest.mark.slow
 
 PYPROJECT = """\
@@ -41,7 +44,7 @@ acme = "acme_pastset"
 
 def _readme_plugin() -> str:
     """The launcher plugin example of the README, so the documented code is the tested code."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = README.read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
     return next(block for block in blocks if "class AcmeLauncher(Launcher)" in block)
 
@@ -121,8 +124,10 @@ def venv(tmp_path_factory):
     plugin = tmp / "acme-pastset-launcher"
     plugin.mkdir()
     (plugin / "pyproject.toml").write_text(PYPROJECT)
-    (plugin / "acme_pastset.py").write_text(PLUGIN)
-    (plugin / "acme_build.py").write_text(BACKEND)
+    write_apps(plugin, {
+        "acme_pastset.py": PLUGIN,
+        "acme_build.py": BACKEND,
+    })
     env_dir = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=120)
     python = env_dir / "bin" / "python"
@@ -133,8 +138,10 @@ def venv(tmp_path_factory):
     assert done.returncode == 0, done.stdout + done.stderr
     bin_dir = tmp / "bin"
     bin_dir.mkdir()
-    (bin_dir / "app.py").write_text(APP)
-    (bin_dir / "task.py").write_text(TASK)
+    write_apps(bin_dir, {
+        "app.py": APP,
+        "task.py": TASK,
+    })
     return python, bin_dir, tmp
 
 

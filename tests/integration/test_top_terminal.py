@@ -3,19 +3,18 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import textwrap
-import time
-from pathlib import Path
 
 import pytest
 
-from .clusters import require
+from .tmux import Tmux
+from helpers.components import require
+from helpers.paths import TESTS
+from helpers.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
-TESTS = Path(__file__).resolve().parents[1]
 
 # The loop with a fake fetch: a status document that changes every frame, until ``frames``
 # frames were shown (then the fetch says the run ended) or Ctrl-C.
@@ -25,7 +24,7 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from pastset.errors import ConnectError
     from pastset.observe.top import run_top
-    from statussample import sample_doc
+    from helpers.statussample import sample_doc
 
     frames = int(sys.argv[1])
     shown = []
@@ -46,37 +45,10 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-class Tmux:
-    """A tmux server of our own (its own socket), one window running ``command``."""
-
-    def __init__(self, tmp: Path, command: str, width: int = 90, height: int = 25):
-        self.socket = f"pastset-top-{os.getpid()}-{time.monotonic_ns()}"
-        self.run("new-session", "-d", "-x", str(width), "-y", str(height), command)
-
-    def run(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True,
-                              text=True, timeout=20).stdout
-
-    def screen(self) -> list:
-        return self.run("capture-pane", "-p").splitlines()
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=20)
-
-
 def frames_shown(screen: list) -> int:
     """The frame number the fake fetch put in the headline ("N queued"), 0 if none is shown."""
     found = [re.search(r"(\d+) queued", line) for line in screen]
     return max((int(m.group(1)) for m in found if m), default=0)
-
-
-def wait_for(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.fixture
@@ -99,15 +71,16 @@ def top_in_tmux(tmp_path):
 
 def test_top_fills_the_terminal_and_ctrl_c_restores_it(top_in_tmux):
     tmux, result = top_in_tmux(frames=10 ** 6)
-    assert wait_for(lambda: any(line.startswith("pastset top") for line in tmux.screen())), tmux.screen()
-    assert wait_for(lambda: frames_shown(tmux.screen()) >= 3), f"the frame is not redrawn: {tmux.screen()}"
+    assert wait_until(lambda: any(line.startswith("pastset top") for line in tmux.screen()), 20, 0.1), \
+        tmux.screen()
+    assert wait_until(lambda: frames_shown(tmux.screen()) >= 3, 20, 0.1), f"the frame is not redrawn: {tmux.screen()}"
     screen = tmux.screen()
     assert len(screen) <= 25 and all(len(line) <= 90 for line in screen)
     assert screen[0].startswith("pastset top")
     assert "('work', str)" in "\n".join(screen)
     assert any("more" in line for line in screen)  # the 60 tasks did not fit
     tmux.run("send-keys", "C-c")
-    assert wait_for(result.exists), tmux.screen()
+    assert wait_until(result.exists, 20, 0.1), tmux.screen()
     assert result.read_text() == "0"
     # back on the main screen: the frame is gone
     assert not any(line.startswith("pastset top ") for line in tmux.screen())
@@ -115,6 +88,6 @@ def test_top_fills_the_terminal_and_ctrl_c_restores_it(top_in_tmux):
 
 def test_top_exits_0_when_the_run_ends(top_in_tmux):
     tmux, result = top_in_tmux(frames=3)
-    assert wait_for(result.exists), tmux.screen()
+    assert wait_until(result.exists, 20, 0.1), tmux.screen()
     assert result.read_text() == "0"
     assert any("the run has ended" in line for line in tmux.screen())

@@ -16,15 +16,17 @@ import pytest
 from pastset.observe.events import find_events
 
 from .clusters import SshCluster
-from .sshruns import EXAMPLES, BackgroundRun, pastset_argv, run, wait_gone
+from .sshruns import assert_nodes_clean, hold_on_hosts, run_on_hosts, wait_gone
+from helpers.paths import EXAMPLES
+from helpers.runs import run
 
 pytestmark = pytest.mark.slow
 
 
 def test_firewalled_node_without_tunnel_gets_a_hint(ssh_cluster: SshCluster, tmp_path: Path) -> None:
     node = ssh_cluster.firewalled
-    result = run(ssh_cluster, tmp_path, [node], ["--bin", str(EXAMPLES), "mcpiserver.py", "1", "1", "100"])
-    assert result.code == 1, result
+    result = run_on_hosts(ssh_cluster, tmp_path, [node], ["--bin", str(EXAMPLES), "mcpiserver.py", "1", "1", "100"])
+    assert result.returncode == 1, result
     assert result.seconds < 25, result  # the worker's 10 s connect time-out, plus start-up
     assert f"{node}: pastset: error: cannot reach the PastSet server" in result.stderr, result
     assert "set tunnel = true" in result.stderr, result
@@ -33,33 +35,28 @@ def test_firewalled_node_without_tunnel_gets_a_hint(ssh_cluster: SshCluster, tmp
 
 def test_firewalled_node_with_tunnel_runs(ssh_cluster: SshCluster, tmp_path: Path) -> None:
     node = ssh_cluster.firewalled
-    result = run(ssh_cluster, tmp_path, [node, ssh_cluster.nodes[0]],
-                 ["--procs", "2", "--tunnel", "--tunnel-key", ssh_cluster.key_path, "--bin", str(EXAMPLES),
-                  "--log-level", "info", "mcpiserver.py", "2", "4", "20000"])
-    assert result.code == 0, result
+    result = run_on_hosts(ssh_cluster, tmp_path, [node, ssh_cluster.nodes[0]],
+                          ["--procs", "2", "--tunnel", "--tunnel-key", ssh_cluster.key_path, "--bin", str(EXAMPLES),
+                           "--log-level", "info", "mcpiserver.py", "2", "4", "20000"])
+    assert result.returncode == 0, result
     assert re.search(r"Pi is found as 3\.\d+ with 2 worker\(s\)", result.stdout), result
     # tunnelled workers connect from the loopback end of their tunnel
     registered = find_events(result.stderr, "worker-registered")
     assert [f["host"].endswith("(127.0.0.1)") for f in registered] == [True, True], result
     assert len(re.findall(r"mcpiclient on ", result.stdout)) == 2, result
-    for ip in (node, ssh_cluster.nodes[0]):
-        assert not ssh_cluster.wait_no_processes(ip, timeout=5.0)
+    assert_nodes_clean(ssh_cluster, [node, ssh_cluster.nodes[0]])
 
 
 def test_status_through_tunnel_and_interrupt_closes_it(ssh_cluster: SshCluster, tmp_path: Path) -> None:
     node = ssh_cluster.firewalled
     tunnel = ["--tunnel", "--tunnel-via", f"root@{ssh_cluster.master_address}", "--tunnel-key", ssh_cluster.key_path]
-    background = BackgroundRun(ssh_cluster, tmp_path, [node], tasks=2, extra=tunnel)
-    try:
-        background.wait_ready()
-        run_id = background.record()["run"]
-        status = subprocess.run(pastset_argv("status", "clients", "--run", run_id, *tunnel), env=background.env,
-                                capture_output=True, text=True, timeout=30)
+    with hold_on_hosts(ssh_cluster, tmp_path, [node], tasks=2, extra=tunnel) as held:
+        held.read_until("READY", 60)
+        run_id = held.record()["run"]
+        status = run(["status", "clients", "--run", run_id, *tunnel], held.env, timeout=30)
         assert status.returncode == 0, status.stderr
         assert len(re.findall(r"^w\d+\s", status.stdout, re.M)) == 2, status.stdout
-        assert background.signal(signal.SIGINT, timeout=15) == 128 + signal.SIGINT
-    finally:
-        background.kill()
+        assert held.signal(signal.SIGINT, timeout=15) == 128 + signal.SIGINT
     assert not wait_gone(run_id, timeout=5.0)
     assert not ssh_cluster.wait_no_processes(node, timeout=5.0)
 

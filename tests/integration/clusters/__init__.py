@@ -18,7 +18,7 @@ Everything needs root; the system packages are installed by .ci/system-packages.
 
 from __future__ import annotations
 
-from .base import ClusterError, DaemonDied, require
+from .base import ClusterError, DaemonDied
 from .sge import SgeCluster, start_sge_cluster
 from .slurm import SlurmCluster, start_slurm_cluster
 from .ssh import SshCluster, start_ssh_cluster
@@ -29,7 +29,6 @@ __all__ = [
     "SgeCluster",
     "SlurmCluster",
     "SshCluster",
-    "require",
     "start_sge_cluster",
     "start_slurm_cluster",
     "start_ssh_cluster",

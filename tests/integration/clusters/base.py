@@ -1,4 +1,4 @@
-"""What every test cluster shares: errors, ``require``, the start/stop life cycle, and
+"""What every test cluster shares: errors, the start/stop life cycle, and
 bounded helpers for the external commands and daemons a cluster runs.
 
 Each cluster starts real daemons, tracks every PID it started, and tears everything down in
@@ -12,16 +12,14 @@ import contextlib
 import logging
 import os
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-import procs
-from serverproc import wait_until
+from helpers import procs
+from helpers.polling import wait_until
 
 log = logging.getLogger("clusters")
 
@@ -32,26 +30,6 @@ class ClusterError(RuntimeError):
 
 class DaemonDied(ClusterError):
     """A daemon exited while we waited for it to come up: waiting longer cannot help."""
-
-
-def require(component: object, reason: str) -> object:
-    """Skip the test when ``component`` is missing -- but fail it under CI.
-
-    ``component`` is what the test needs: a truth value (``os.geteuid() == 0``), a path or
-    ``None`` (``shutil.which("sshd")``), or the name of an executable looked up on PATH.  A
-    missing component calls ``pytest.skip(reason)``; when the environment variable ``CI`` is
-    ``true``, ``pytest.fail(reason)`` instead, so a CI machine without sshd/SLURM/Grid Engine
-    cannot turn the integration suite silently green.  Returns ``component`` when present.
-    """
-    import pytest
-
-    present = bool(shutil.which(component)) if isinstance(component, (str, Path)) else bool(component)
-    if not present:
-        if os.environ.get("CI", "").strip().lower() == "true":
-            pytest.fail(f"{reason} (CI=true: a missing component fails instead of skipping)",
-                        pytrace=False)
-        pytest.skip(reason)
-    return component
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,9 +102,7 @@ def terminate(pids: Sequence[int], *, grace: float = 3.0) -> None:
     for p in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(p, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(procs.alive(p) for p in pids):
-        time.sleep(0.05)
+    wait_until(lambda: not any(procs.alive(p) for p in pids), grace, 0.05)
     for p in pids:
         if procs.alive(p):
             log.warning("pid %d (%s) ignored SIGTERM; killing it", p, procs.cmdline(p))

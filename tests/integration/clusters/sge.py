@@ -10,13 +10,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterator, Mapping
 
-import procs
-
 from .base import Cluster, ClusterError, run_command, terminate, wait_for
+from helpers import procs
+from helpers.polling import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -211,17 +210,16 @@ class SgeCluster(Cluster):
     def _lock(self) -> None:
         """Hold an exclusive lock for the session: Grid Engine is one per machine."""
         fd = os.open(_SGE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + self._lock_timeout
-        while True:
+        def locked() -> bool:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise ClusterError(f"{_SGE_LOCK} held by another test session for "
-                                       f"{self._lock_timeout} s") from None
-                time.sleep(0.5)
+                return False
+            return True
+
+        if not wait_until(locked, self._lock_timeout, 0.5):
+            os.close(fd)
+            raise ClusterError(f"{_SGE_LOCK} held by another test session for {self._lock_timeout} s")
         self._lock_fd = fd
 
     @staticmethod
@@ -279,9 +277,7 @@ class SgeCluster(Cluster):
                     with contextlib.suppress(ClusterError):
                         self._q("qconf", "-ke", "all", timeout=10, check=False)
                         self._q("qconf", "-km", timeout=10, check=False)
-                    deadline = time.monotonic() + 20
-                    while time.monotonic() < deadline and any(procs.alive(p) for p in live):
-                        time.sleep(0.1)
+                    wait_until(lambda: not any(procs.alive(p) for p in live), 20, 0.1)
                 terminate([p for p in live if procs.alive(p)], grace=15)
         finally:
             if self._workdir is not None:

@@ -10,10 +10,20 @@ import subprocess
 from pathlib import Path
 from typing import Callable, Iterator
 
-import procs
-
-from .base import (Cluster, ClusterError, DaemonDied, free_tcp_port, logs_report, port_open, run_command,
-                   spawn_daemon, stop_popen, terminate, wait_for)
+from .base import (
+    Cluster,
+    ClusterError,
+    DaemonDied,
+    free_tcp_port,
+    logs_report,
+    port_open,
+    run_command,
+    spawn_daemon,
+    stop_popen,
+    terminate,
+    wait_for,
+)
+from helpers import procs
 
 
 class SlurmCluster(Cluster):

@@ -12,11 +12,20 @@ import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import procs
-from serverproc import wait_empty
-
-from .base import (Cluster, ClusterError, DaemonDied, free_tcp_port, logs_report, run_command, spawn_daemon,
-                   stop_popen, terminate, wait_for)
+from .base import (
+    Cluster,
+    ClusterError,
+    DaemonDied,
+    free_tcp_port,
+    logs_report,
+    run_command,
+    spawn_daemon,
+    stop_popen,
+    terminate,
+    wait_for,
+)
+from helpers import procs
+from helpers.polling import wait_empty
 
 
 def _can_bind(host: str, port: int) -> bool:
@@ -37,7 +46,6 @@ def _ssh_banner(host: str, port: int, timeout: float = 1.0) -> bool:
             return s.recv(64).startswith(b"SSH-")
     except OSError:
         return False
-
 
 
 _SSHD = "/usr/sbin/sshd"

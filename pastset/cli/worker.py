@@ -1,0 +1,33 @@
+"""``pastset worker``: serve the tasks of a run (launchers start it on every host)."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .logs import setup_logging
+
+
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "worker", help="(started by launchers) serve tasks of a run",
+        description="Serve the tasks of a run: connect to its server, register, and run spawned tasks. "
+                    "Launchers start this; you do not need to.")
+    parser.add_argument("--address", required=True, help="HOST:PORT of the run's server")
+    parser.add_argument("--run", required=True, help="the run's id")
+    parser.add_argument("--bin", required=True, help="directory the tasks run from")
+    parser.add_argument("--authkey-stdin", action="store_true",
+                        help="read the authkey from the first stdin line; stop when stdin reaches EOF")
+    parser.add_argument("--authkey-file", metavar="PATH",
+                        help="read the authkey from this file (mode 0600; batch jobs on a shared file system)")
+    parser.add_argument("--tunnel", metavar="[USER@]HOST[:PORT]", help="reach the server through this sshd")
+    parser.add_argument("--python", help="interpreter command for tasks (default: this one)")
+    parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error", "critical"))
+    return parser
+
+
+def execute(args: argparse.Namespace) -> int:
+    from ..run import worker
+
+    setup_logging(args.log_level)
+    return worker.main(args.address, args.run, args.bin, args.authkey_stdin, args.tunnel, args.python,
+                       authkey_file=args.authkey_file)

@@ -1,0 +1,197 @@
+"""A program's handle on one element, and the checks a template and a strict move pass.
+
+Arguments are checked here, before anything is sent, so a bad call raises
+TypeError/ValueError naming the bad value and leaves the connection as it was. Tuples
+are pickled here and travel to the server as bytes; the server keeps them as they are,
+so classes defined in the program's ``__main__`` move and observe fine.
+"""
+from __future__ import annotations
+
+import pickle
+from array import array as _array
+from typing import Any, Callable, Iterable, List, Optional
+
+from ..wire import frames, validation
+from ..wire.batches import pack as _pack
+from ..wire.contract import SpaceCalls
+from ..wire.validation import check_count, check_delta, check_index, check_timeout
+
+_dumps = pickle.dumps
+_loads = pickle.loads
+_HIGHEST = pickle.HIGHEST_PROTOCOL
+_move_request, _observe_request = frames.move_request, frames.observe_request
+#: the calls that may travel as frames, by name (for the messages of a failed call)
+_MOVE, _OBSERVE = SpaceCalls.move.__name__, SpaceCalls.observe.__name__
+
+
+def _pickle_each(tuples: Iterable[Any]) -> List[bytes]:
+    """Pickle one by one, to name the tuple that cannot be pickled."""
+    payloads = []
+    for data in tuples:
+        try:
+            payloads.append(_dumps(data, _HIGHEST))
+        except Exception as exc:
+            raise TypeError(f"cannot move {data!r}: it cannot be pickled ({exc})") from None
+    return payloads
+
+
+def check_template(template: Any) -> tuple:
+    """A template the server will accept, and that can be pickled to send it; return it or raise."""
+    validation.check_template(template)
+    try:
+        _dumps(template, _HIGHEST)
+    except Exception as exc:
+        raise TypeError(f"template {validation.show(template)} cannot be pickled: {exc}") from None
+    return template
+
+
+def matches_template(data: Any, template: tuple) -> Optional[str]:
+    """Strict mode: why ``data`` does not fit ``template`` (None if it fits).
+
+    A type in the template accepts an instance of it (an int where float is asked);
+    any other entry must be equal.
+    """
+    if not isinstance(data, tuple) or len(data) != len(template):
+        return f"{data!r} is not a tuple of {len(template)} entries like {template!r}"
+    for position, (value, expected) in enumerate(zip(data, template)):
+        if isinstance(expected, type):
+            ok = isinstance(value, expected) or (expected is float and isinstance(value, int)
+                                                 and not isinstance(value, bool))
+            if not ok:
+                return f"entry {position} of {data!r} is not {expected.__name__}"
+        elif value != expected:
+            return f"entry {position} of {data!r} is not {expected!r}"
+    return None
+
+
+#: a pickle this short cannot nest deeper than the safe limit (pastset.safepickle.MAX_NESTING;
+#: every level takes at least one byte)
+_SHALLOW_FOR_SURE = 4096
+
+
+def _load_tuple(data: Any) -> Any:
+    """Unpickle an observed tuple. Tuples are pickled by whoever moved them, and one nesting
+    too deep would crash this process while it is read (C recursion), so a tuple too large
+    to be shallow for sure is walked first (a few µs; small ones pay one length check)."""
+    if len(data) > _SHALLOW_FOR_SURE:
+        from ..wire import safepickle  # on first need: most programs never observe a large tuple
+
+        safepickle.check(data, "the observed tuple", "the client")
+    return _loads(data)
+
+
+class ElementHandle:
+    """A program's handle on one element; its methods are the PastSet operations.
+
+    ``calls`` is the PastSet's stub of the contract's space calls. With ``call_frame``
+    (a channel's, when the server reads frames) move and an unindexed observe travel as
+    compact frames (:mod:`pastset.wire.frames`).
+    """
+
+    __slots__ = ("_calls", "_call_frame", "_eid", "_template", "_strict")
+
+    def __init__(self, calls: SpaceCalls, eid: int, template: tuple, strict: bool = False,
+                 call_frame: Optional[Callable[[str, bytes], Any]] = None):
+        self._calls = calls
+        self._call_frame = call_frame
+        self._eid = eid
+        self._template = template
+        self._strict = strict
+
+    def move(self, data: Any, timeout: Optional[float] = None) -> bool:
+        """Append ``data``; blocks while the element is at its ``delta`` bound."""
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+        try:
+            payload = _dumps(data, _HIGHEST)
+        except Exception as exc:
+            raise TypeError(f"cannot move {data!r}: it cannot be pickled ({exc})") from None
+        if self._strict:
+            problem = matches_template(data, self._template)
+            if problem:
+                raise TypeError(f"strict mode: {problem}")
+        if self._call_frame is not None:
+            message = _move_request(self._eid, payload, timeout)
+            if message is not None:  # else too large for a frame
+                return self._call_frame(_MOVE, message)
+        return self._calls.move(self._eid, payload, timeout)
+
+    def observe(self, index: int = -1, timeout: Optional[float] = None) -> Any:
+        """Take the next unobserved tuple (``index=-1``), or read tuple ``index``."""
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+        if index != -1 or type(index) is not int:  # -1.0 == -1 but is no index
+            check_index(index, allow_unindexed=True)
+        elif self._call_frame is not None:
+            return _load_tuple(self._call_frame(_OBSERVE, _observe_request(self._eid, timeout)))
+        return _load_tuple(self._calls.observe(self._eid, index, timeout))
+
+    def move_many(self, tuples: Iterable[Any], timeout: Optional[float] = None) -> int:
+        """Move every tuple of ``tuples`` in one round trip; return how many were moved.
+
+        They take consecutive numbers. Under a ``delta`` bound as many move as fit, as
+        soon as they fit; on Timeout those stay moved and the exception's ``moved`` says
+        how many. A tuple that cannot be pickled is a TypeError, and none is moved.
+        """
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+        if isinstance(tuples, (str, bytes, bytearray)):
+            raise TypeError(f"move_many needs an iterable of tuples, not {type(tuples).__name__}: {tuples!r}")
+        try:
+            items = tuples if type(tuples) is list else list(tuples)
+        except TypeError:
+            raise TypeError(f"move_many needs an iterable of tuples, not {type(tuples).__name__}: "
+                            f"{tuples!r}") from None
+        try:
+            payloads = [_dumps(data, _HIGHEST) for data in items]
+        except Exception:
+            payloads = _pickle_each(items)
+        if not payloads:
+            return 0
+        if self._strict:
+            for data in items:
+                problem = matches_template(data, self._template)
+                if problem:
+                    raise TypeError(f"strict mode: {problem}")
+        blob, lengths = _pack(payloads)
+        return self._calls.move_many(self._eid, blob, lengths, timeout)
+
+    def observe_many(self, count: int, timeout: Optional[float] = None) -> List[Any]:
+        """Take the next unobserved tuples, up to ``count`` (>= 1), in one round trip.
+
+        Waits only until at least one exists; never returns an empty list (Timeout
+        instead, with nothing consumed).
+        """
+        check_count(count)
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+        blob, offsets = self._calls.observe_many(self._eid, count, timeout)
+        offs = _array("Q")
+        offs.frombytes(offsets)
+        view = memoryview(blob)
+        return [_load_tuple(view[a:b]) for a, b in zip(offs, offs[1:])]
+
+    def first(self) -> int:
+        """Number of the oldest tuple nobody has observed yet."""
+        return self._calls.first(self._eid)
+
+    def last(self) -> int:
+        """Number of tuples moved so far."""
+        return self._calls.last(self._eid)
+
+    def delta(self, value: Optional[int] = None) -> Optional[int]:
+        """Read (no argument), set (n >= 1) or remove (0) the bound on unobserved tuples."""
+        check_delta(value)
+        return self._calls.delta(self._eid, value)
+
+    def axe(self, index: int) -> None:
+        """Drop the observed tuples numbered below ``index``."""
+        check_index(index)
+        return self._calls.axe(self._eid, index)
+
+    def template(self) -> tuple:
+        """The element's template (fails with ElementDeleted once it is deleted)."""
+        return self._calls.template(self._eid)
+
+    def __repr__(self) -> str:
+        return f"<pastset element {self._template!r}>"

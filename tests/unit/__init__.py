@@ -1,0 +1,1 @@
+"""Tests that need nothing but this process: no child process, no TCP (see ``conftest.py``)."""

@@ -1,0 +1,1 @@
+"""Tests with a real server or run on this machine: child processes, TCP over loopback."""

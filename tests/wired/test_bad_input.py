@@ -1,0 +1,214 @@
+"""Bad input: every bad argument is refused clearly and harmlessly.
+
+Each case raises TypeError/ValueError/the right PastSetError with a message naming the bad
+value; when the caller can tell, nothing is sent (counted on the wire); and the
+connection keeps working afterwards. The server re-checks what a raw client could send.
+"""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import pastset
+from pastset import ElementDeleted, PastSetError, XFunctionError
+
+UNPICKLABLE = lambda: 0  # noqa: E731  (hashable, not picklable)
+
+
+def usable(pset):
+    """The connection still works: a full move/observe round trip."""
+    e = pset.enter(("still", "usable"))
+    e.move(("ok",))
+    assert e.observe(timeout=5) == ("ok",)
+
+
+def refused(sends, pset, call, error, *needles):
+    before = sends.count
+    with pytest.raises(error) as info:
+        call()
+    message = str(info.value)
+    for needle in needles:
+        assert needle in message, f"{needle!r} not in {message!r}"
+    assert sends.count == before, "a call the client could check was sent"
+    usable(pset)
+    return info.value
+
+
+@pytest.mark.parametrize("template, error, needle", [
+    (["list", int], TypeError, "['list', <class 'int'>]"),
+    ("Test", TypeError, "'Test'"),
+    (None, TypeError, "None"),
+    (42, TypeError, "42"),
+    ((), ValueError, "empty"),
+    (("a", ["unhashable"]), TypeError, "['unhashable']"),
+    (("a", {"k": 1}), TypeError, "{'k': 1}"),
+    (("a", UNPICKLABLE), TypeError, "lambda"),
+])
+def test_bad_templates(pset, sends, template, error, needle):
+    refused(sends, pset, lambda: pset.enter(template), error, needle)
+    refused(sends, pset, lambda: pset.delelement(template), error, needle)
+
+
+def test_unpicklable_payload(pset, sends):
+    e = pset.enter(("payload",))
+    lock = threading.Lock()
+    refused(sends, pset, lambda: e.move((lock,)), TypeError, "lock", "pickle")
+    refused(sends, pset, lambda: e.move(UNPICKLABLE), TypeError, "lambda")
+    assert e.last() == 0
+
+
+@pytest.mark.parametrize("index, error", [
+    (-2, ValueError), (-100, ValueError), ("1", TypeError), (1.0, TypeError), (-1.0, TypeError),
+    (True, TypeError), (False, TypeError), (None, TypeError), ([0], TypeError),
+])
+def test_bad_observe_index(pset, sends, index, error):
+    e = pset.enter(("index",))
+    e.move("x")
+    refused(sends, pset, lambda: e.observe(index, timeout=0), error, repr(index))
+    assert (e.first(), e.last()) == (0, 1)
+
+
+@pytest.mark.parametrize("index, error", [
+    (-1, ValueError), (-5, ValueError), ("3", TypeError), (2.0, TypeError), (True, TypeError),
+    (None, TypeError),
+])
+def test_bad_axe_index(pset, sends, index, error):
+    e = pset.enter(("axe",))
+    refused(sends, pset, lambda: e.axe(index), error, repr(index))
+
+
+@pytest.mark.parametrize("value, error", [
+    (-1, ValueError), (-7, ValueError), ("2", TypeError), (1.5, TypeError), (True, TypeError),
+])
+def test_bad_delta(pset, sends, value, error):
+    e = pset.enter(("delta",))
+    refused(sends, pset, lambda: e.delta(value), error, repr(value))
+    assert e.delta() is None
+
+
+@pytest.mark.parametrize("timeout, error", [
+    (-1, ValueError), (-0.001, ValueError), (float("nan"), ValueError), ("1", TypeError),
+    (True, TypeError), ([1], TypeError),
+])
+def test_bad_timeouts(pset, sends, timeout, error):
+    e = pset.enter(("timeout",))
+    e.move("keep")
+    refused(sends, pset, lambda: e.observe(timeout=timeout), error, repr(timeout))
+    refused(sends, pset, lambda: e.observe(0, timeout=timeout), error, repr(timeout))
+    refused(sends, pset, lambda: e.move("no", timeout=timeout), error, repr(timeout))
+    assert (e.first(), e.last()) == (0, 1)
+
+
+def test_minus_zero_timeout_is_zero(pset):
+    e = pset.enter(("minus zero",))
+    with pytest.raises(pastset.Timeout, match=r"after 0 s"):
+        e.observe(timeout=-0.0)
+
+
+@pytest.mark.parametrize("timeout", [10 ** 400, float("inf"), 1e308])
+def test_timeouts_beyond_any_wait_mean_for_ever(pset, timeout):
+    e = pset.enter(("forever",))
+    assert e.move("a", timeout=timeout) is True
+    assert e.observe(timeout=timeout) == "a"
+    assert e.observe(0, timeout=timeout) == "a"
+
+
+@pytest.mark.parametrize("name, error", [
+    ("../x", ValueError), ("os.system", ValueError), ("a/b", ValueError), ("", ValueError),
+    ("x.py", ValueError), ("x\n", ValueError), (42, TypeError), (b"xmod", TypeError),
+])
+def test_xfunction_names_that_are_not_plain_module_names(pset, sends, name, error):
+    refused(sends, pset, lambda: pset.enter(("t",), name), error, repr(name))
+
+
+def test_unknown_xfunction_module(pset, sends):
+    before = sends.count
+    with pytest.raises(XFunctionError, match="'nosuch'"):
+        pset.enter(("t",), "nosuch")
+    assert sends.count > before  # only the server can tell
+    usable(pset)
+    # nothing was created under that template
+    assert pset.enter(("t",)).last() == 0
+
+
+def test_handle_after_delelement(pset):
+    e = pset.enter(("gone",))
+    pset.delelement(e)
+    for call in (lambda: e.move(1), e.observe, lambda: e.observe(0), e.first, e.last, e.delta,
+                 lambda: e.axe(0), e.template, lambda: pset.delelement(e)):
+        with pytest.raises(ElementDeleted, match="deleted"):
+            call()
+        usable(pset)
+
+
+def test_closed_pastset(server, sends):
+    pset = pastset.PastSet(server.address, authkey=server.authkey)
+    e = pset.enter(("closed",))
+    pset.close()
+    before = sends.count
+    for call in (lambda: e.move(1), e.observe, e.last, lambda: pset.enter(("x",)), pset.halt,
+                 lambda: pset.spawn("app.py")):
+        with pytest.raises(PastSetError, match="closed"):
+            call()
+    # also from another thread (connections are per thread)
+    other = threading.Thread(target=lambda: errors.append(_catch(e.last)))
+    errors = []
+    other.start()
+    other.join(5)
+    assert isinstance(errors[0], PastSetError) and "closed" in str(errors[0])
+    assert sends.count == before
+    pset.close()  # closing twice is harmless
+    with pastset.PastSet(server.address, authkey=server.authkey) as fresh:
+        usable(fresh)
+
+
+def _catch(call):
+    try:
+        call()
+    except Exception as exc:
+        return exc
+    return None
+
+
+@pytest.mark.parametrize("app", ["", "   ", None, 3])
+def test_bad_spawn(pset, sends, app):
+    refused(sends, pset, lambda: pset.spawn(app, []), ValueError, repr(app))
+
+
+def test_bad_authkey_type(server):
+    with pytest.raises(TypeError, match="str"):
+        pastset.PastSet(server.address, authkey="a string")
+
+
+# -- the server checks again what a raw client could send ---------------------------
+
+@pytest.mark.parametrize("method, args, error", [
+    ("enter", (["list"], None), TypeError),
+    ("enter", ((), None), ValueError),
+    ("enter", (("t",), "../x"), ValueError),
+    ("move", (1, "not bytes", None), TypeError),
+    ("move", (1, b"x", -1), ValueError),
+    ("observe", (1, -2, None), ValueError),
+    ("observe", (1, "0", None), TypeError),
+    ("observe", (1, -1, "soon"), TypeError),
+    ("delta", (1, -1), ValueError),
+    ("delta", (1, True), TypeError),
+    ("axe", (1, -1), ValueError),
+    ("delelement_id", (999,), ElementDeleted),
+    ("spawn", ("", []), ValueError),
+    ("spawn", ("a.py", "not a list"), TypeError),
+])
+def test_server_revalidates_raw_calls(pset, method, args, error):
+    e = pset.enter(("raw",))
+    assert e._eid == 1
+    with pytest.raises(error):
+        pset._channel.call(method, *args)
+    assert e.last() == 0
+    usable(pset)
+
+
+def test_unknown_method_is_refused(pset):
+    with pytest.raises(PastSetError, match="not in exposed"):
+        pset._channel.call("__init__")
+    usable(pset)
