@@ -1,6 +1,6 @@
 #!/bin/bash
 # System packages the integration tests need (sshd, netns + nftables, SLURM + munge, Grid Engine,
-# a terminal, a browser).
+# a terminal, a browser, tcpdump).
 #
 # Run as root by CI before the tests, on a fresh Debian 12 machine or on one where this already
 # ran: when every package is installed it only checks and exits.  Measured on a Debian 12 VM
@@ -38,6 +38,7 @@ PACKAGES=(
     dma                             # MTA for gridengine-common's mailx, without a daemon
     tmux                            # a real terminal for the `pastset top` tests
     chromium chromium-driver        # a real browser for the dashboard tests (driven by Selenium)
+    tcpdump                         # what crosses the wire: the TLS capture test
 )
 
 # sshd refuses to start without its privilege-separation directory (normally made by systemd;

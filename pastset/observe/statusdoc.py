@@ -36,10 +36,12 @@ key                    meaning
   ``waiting``          list of the calls waiting on this element now (see ``waits``)
 ``waits``              list, every call waiting now, oldest first:
   ``who``              a phrase: ``app``, ``task t3 (sum.py on w1@node2)``, ``worker w1``
-  ``caller``           ``{kind, task, application, worker, host, pid}`` (kind: app, task,
-                       worker, client; unknown fields null)
+  ``caller``           ``{kind, task, application, worker, host, pid, thread}`` (kind: app,
+                       task, worker, client; thread: the caller's native thread id;
+                       unknown fields null)
   ``operation``        ``observe``, ``observe index N``, ``move (blocked by delta K)``,
-                       ``observe_many``, ``next_task`` ...
+                       ``observe_many``, ``wait task tN (APP)``, ``next_task`` ...; a call
+                       running an element's X-function is listed while that code runs
   ``element``          element id, or null for calls not on an element
   ``template``         that element's template as written, or null
   ``timeout``          the call's timeout in seconds, or null when it waits without one
@@ -100,7 +102,7 @@ KEYS: Dict[str, Sequence[str]] = {
     "elements": ("id", "template", "xfunction", "first", "last", "unobserved", "delta", "moves",
                  "observes", "moves_per_s", "observes_per_s", "waiting"),
     "waits": ("who", "caller", "operation", "element", "template", "timeout", "waited_s"),
-    "caller": ("kind", "task", "application", "worker", "host", "pid"),
+    "caller": ("kind", "task", "application", "worker", "host", "pid", "thread"),
     "tasks": ("id", "application", "args", "state", "worker", "host", "pid", "returncode", "error",
               "spawned", "started", "ended", "run_time"),
     "workers": ("id", "host", "system", "arch", "cores", "memory_mb", "disk_mb", "benchmark", "pid",

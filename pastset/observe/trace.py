@@ -169,7 +169,7 @@ class TraceWriter:
         """A call waited ``seconds`` and ended at ``t`` (now): a slice if it waited long enough.
 
         ``caller`` is a :class:`pastset.space.waits.Caller` or its dict. ``unfinished``: the call
-        was still waiting when the trace closed (the slice's args say so).
+        was still waiting when the run began to stop (the slice's args say so).
         """
         if seconds < self.wait_s:
             return
@@ -208,7 +208,7 @@ class TraceWriter:
     def wait_listener(self, wait: Any, seconds: float) -> None:
         """A :class:`pastset.space.waits.WaitRegistry` listener: ``registry.listeners.append(w.wait_listener)``."""
         if seconds >= self.wait_s:
-            self.wait_ended(wait.caller, wait.operation, wait.template, seconds,
+            self.wait_ended(wait.caller, wait.operation, wait.template_text(), seconds,
                             element=wait.element, timeout=wait.timeout)
 
     def counters(self, element: int, template: str, unobserved: int, moves: int,

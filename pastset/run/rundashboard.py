@@ -33,8 +33,8 @@ class RemoteStatus:
     """The status of a server elsewhere, through a client made on the first call: the
     dashboard's status thread makes every call, so the client holds that one connection."""
 
-    def __init__(self, address: Tuple[str, int], authkey: bytes):
-        self.address, self.authkey = address, authkey
+    def __init__(self, address: Tuple[str, int], authkey: bytes, tls_fingerprint: Optional[str] = None):
+        self.address, self.authkey, self.tls_fingerprint = address, authkey, tls_fingerprint
         self._client: Optional[PastSet] = None
         self._closed = False
         self._lock = threading.Lock()
@@ -42,7 +42,7 @@ class RemoteStatus:
     def __call__(self) -> Dict[str, Any]:
         client = self._client
         if client is None:
-            client = PastSet(self.address, authkey=self.authkey)
+            client = PastSet(self.address, authkey=self.authkey, tls=self.tls_fingerprint or False)
             with self._lock:
                 closed, self._client = self._closed, None if self._closed else client
             if closed:
@@ -75,11 +75,12 @@ class RunDashboard:
 
 def start_dashboard(settings: Settings, server: Any, address: Tuple[str, int], authkey: bytes,
                     describe_run: Callable[[], Dict[str, Any]], trace: Optional[RunTrace],
-                    write: Callable[[str], None]) -> Optional[RunDashboard]:
+                    write: Callable[[str], None], tls_fingerprint: Optional[str] = None) -> Optional[RunDashboard]:
     """The run's dashboard, serving and announced through ``write`` (a status line), or None
     when the ``dashboard`` setting is empty. ``server`` is the run's :class:`Server`, or its
     stand-in for a server on ``master``, which the dashboard reaches at ``address`` with
-    ``authkey``. SettingsError when it cannot listen."""
+    ``authkey`` (pinning ``tls_fingerprint`` when the run uses TLS). SettingsError when it
+    cannot listen."""
     where = dashboard_address(settings.dashboard)
     if where is None:
         return None
@@ -87,7 +88,7 @@ def start_dashboard(settings: Settings, server: Any, address: Tuple[str, int], a
     if trace is not None:
         timeline = Timeline(trace.writer.t0)
         trace.writer.listeners.append(timeline.on_trace_event)
-    remote = None if isinstance(server, Server) else RemoteStatus(address, authkey)
+    remote = None if isinstance(server, Server) else RemoteStatus(address, authkey, tls_fingerprint)
     fetch_status = server.service.status if remote is None else remote
     dashboard = Dashboard(fetch_status, address=where, describe_run=describe_run, timeline=timeline)
     try:

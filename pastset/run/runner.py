@@ -9,10 +9,12 @@ jobs, stop the server, delete the record. The exit code is the application's.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -29,9 +31,9 @@ from ..observe.statusdoc import runner_section
 from ..server.server import Server
 from ..settings.load import Settings
 from ..wire.connection import format_address
-from ..wire.runenv import ADDRESS_ENV, APP_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_ENV, TASK_ENV, WORKER_ENV
+from ..wire.runenv import ADDRESS_ENV, APP_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_ENV, TASK_ENV, TLS_ENV, WORKER_ENV
 from . import records as runrecord
-from .deadlock import DeadlockWatch, Verdict, failure_summary, format_report
+from .deadlock import DeadlockWatch, Verdict, failure_summary, report
 from .output import AppOutput, OutputMux, labels_on
 from .rundashboard import RunDashboard, start_dashboard
 from .runtrace import RunTrace, start_trace
@@ -67,6 +69,20 @@ def choose_launcher(settings: Settings, registry: Dict[str, LauncherInfo],
     if "local" not in registry:
         raise SettingsError("launcher: auto found nothing that fits and the local launcher is not installed")
     return registry["local"], "auto: no batch allocation and no hosts file, so workers run on this machine"
+
+
+def is_loopback(host: str) -> bool:
+    """True if ``host`` (a name or an address to listen on) is this machine's loopback only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: where it resolves decides
+        try:
+            return all(ipaddress.ip_address(info[4][0]).is_loopback
+                       for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM))
+        except (OSError, ValueError):
+            return False
 
 
 def resolve_app(app: str, bin_dir: str) -> str:
@@ -105,6 +121,7 @@ class Run:
         self.app_proc: Optional[subprocess.Popen] = None
         self.record: Dict[str, Any] = {}
         self.address: Tuple[str, int] = ("", 0)
+        self.tls_fingerprint: Optional[str] = None  # the server certificate's, when the run uses TLS
         self.trace: Optional[RunTrace] = None  # --trace FILE
         self.dashboard: Optional[RunDashboard] = None  # --dashboard [HOST:]PORT
         self.phase = "starting"  # then running (the app runs), stopping (teardown): the dashboard shows it
@@ -158,13 +175,15 @@ class Run:
         from .remote_master import RemoteServer, is_this_host
 
         if not is_this_host(self.settings.master):  # on `master`, over ssh
+            tls = self.settings.tls != "false"  # reached from other hosts: auto means on
             self.server = RemoteServer(self.settings, self.settings.master, self.authkey, bin_dir, self.run_id,
-                                       pastset_pythonpath(dict(os.environ)), self.mux, self.say)
+                                       pastset_pythonpath(dict(os.environ)), self.mux, self.say, tls=tls)
         else:
             host = self.settings.bind or self.launcher.bind_host()
+            tls = self.settings.tls == "true" or (self.settings.tls == "auto" and not is_loopback(host))
             self.server = Server((host, self.settings.port), self.authkey, bin_dir, run_id=self.run_id,
                                  output=self.mux.task_line, on_event=EventReporter(self.say),
-                                 max_connections=self.settings.max_connections)
+                                 max_connections=self.settings.max_connections, tls=tls)
         try:
             self.server.start()
         except OSError as exc:  # the address is not ours, the port is taken ...
@@ -172,23 +191,25 @@ class Run:
             raise SettingsError(
                 f"cannot listen on {host}:{self.settings.port}: {exc.strerror or exc} "
                 f"(bind from {self.settings.source('bind')}, port from {self.settings.source('port')})") from None
+        self.tls_fingerprint = self.server.tls_fingerprint
         self.trace = start_trace(self.settings, self.server,
                                  lambda text: self.say("trace", {"msg": text}, logging.INFO))
         bound_host, port = self.server.address
         self.address = (self.launcher.advertised_host(bound_host), port)
         self.control = RunControl(("127.0.0.1", port) if bound_host in ("0.0.0.0", "::") else (bound_host, port),
-                                  self.authkey)
+                                  self.authkey, tls=self.tls_fingerprint)
         self.record = {
             "run": self.run_id, "app": self.app, "args": self.app_args, "started": time.time(),
             "address": format_address(self.address), "authkey": self.authkey.hex(),
+            "tls_fingerprint": self.tls_fingerprint,
             "runner": process_identity(os.getpid()), "launcher": self.launcher.name, "bin": bin_dir,
         }
         runrecord.write_record(self.record)
         log_event(log, "run-start", {"run": self.run_id, "launcher": self.launcher.name,
                                      "why": self.launcher_why, "address": format_address(self.address),
-                                     "bin": bin_dir})
+                                     "tls": "on" if self.tls_fingerprint else "off", "bin": bin_dir})
         self.dashboard = start_dashboard(self.settings, self.server, self.control.address, self.authkey,
-                                         self._describe_run, self.trace, self._write_status)
+                                         self._describe_run, self.trace, self._write_status, self.tls_fingerprint)
 
     def _start_workers(self, bin_dir: str) -> None:
         assert self.launcher is not None and self.control is not None
@@ -197,7 +218,7 @@ class Run:
         if self.settings.strict:
             extra_env[STRICT_ENV] = "1"  # tasks check their moves too
         launch = WorkerLaunch(count=procs, run_id=self.run_id, address=self.address, authkey=self.authkey,
-                              bin_dir=bin_dir, extra_env=extra_env)
+                              bin_dir=bin_dir, extra_env=extra_env, tls_fingerprint=self.tls_fingerprint)
         try:
             self.launcher.start(launch)
         finally:
@@ -231,8 +252,10 @@ class Run:
         env.update({ADDRESS_ENV: format_address(self.address), AUTHKEY_ENV: self.authkey.hex(),
                     RUN_ENV: self.run_id, BIN_ENV: self.settings.bin_dir(), APP_ENV: "1",
                     "PYTHONPATH": pastset_pythonpath(env)})
-        for name in (TASK_ENV, WORKER_ENV):  # a run started from a task: its app is no task
+        for name in (TASK_ENV, WORKER_ENV, TLS_ENV):  # a run started from a task: its app is no task
             env.pop(name, None)
+        if self.tls_fingerprint:
+            env[TLS_ENV] = self.tls_fingerprint
         if self.settings.strict:
             env[STRICT_ENV] = "1"
         argv = self.settings.python_argv() + [app_path] + self.app_args
@@ -250,7 +273,8 @@ class Run:
         self.record["app_process"] = process_identity(self.app_proc.pid)
         runrecord.write_record(self.record)
         self.watch = DeadlockWatch(self.settings.deadlock_grace, self._deadlock_view, self.app_proc.pid,
-                                   starting=self._workers_starting, on_deadlock=self._on_deadlock).start()
+                                   starting=self._workers_starting, on_deadlock=self._on_deadlock,
+                                   fetch_held=self.control.held_elements, on_notice=self._deadlock_unseen).start()
         try:
             code = self._wait_app()
         finally:
@@ -303,14 +327,20 @@ class Run:
     def _on_deadlock(self, verdict: Verdict, view: Mapping[str, Any]) -> None:
         aborting = self.settings.on_deadlock == "abort"
         self._failed = len(view.get("failed", []))
-        report = format_report(verdict.waits, view.get("elements", {}), view.get("failed", []),
-                               verdict.held, aborting=aborting)
-        self.mux.line("err", report)  # the report is the status line; the log has both
+        text = report(verdict, view, aborting=aborting)
+        self.mux.line("err", text)  # the report is the status line; the log has both
+        then = self.settings.on_deadlock if verdict.certain else "report (uncertain)"
         log_event(log, "deadlock", {"held": verdict.held, "calls": len(verdict.waits),
-                                    "failed": len(view.get("failed", [])), "then": self.settings.on_deadlock},
-                  logging.WARNING, shown=True, detail=report)
-        if aborting:
+                                    "failed": len(view.get("failed", [])), "then": then},
+                  logging.WARNING, shown=True, detail=text)
+        if aborting and verdict.certain:
             self.deadlocked.set()
+
+    def _deadlock_unseen(self, host: str, reason: str) -> None:
+        """Once per host: what its threads wait on cannot be seen, so a deadlock there is
+        reported but does not stop the run."""
+        self.say("deadlock-unseen", {"host": host, "reason": reason,
+                                     "then": "a deadlock involving it is reported, not stopped"})
 
     def _failure_summary(self) -> None:
         """The run's last lines when tasks failed (how many of how many, and which), taken
@@ -328,6 +358,7 @@ class Run:
         self.phase = "stopping"
         if self.trace is not None:
             self.trace.app_ended(self.app_proc)
+            self.trace.stopping()
         if self.app_proc is not None:
             code = stop_child(self.app_proc, grace=2.0)
             log_event(log, "teardown", {"step": "stop-app", "code": code})

@@ -4,8 +4,8 @@ fed by the run's server.
 The writer hears the scheduler's events (workers registering, tasks starting and ending),
 the calls that waited at least ``trace_wait_ms`` (a listener on the server's wait
 registry), and samples every element's counts in its own thread — so a traced run pays
-nothing extra per move or observe. The runner says when the app starts and ends, and
-closes the trace at teardown, with a slice for every call still waiting then.
+nothing extra per move or observe. The runner says when the app starts and ends, and when
+the teardown begins (a slice for every call still waiting then), and closes the trace.
 """
 from __future__ import annotations
 
@@ -50,15 +50,22 @@ class RunTrace:
             self._app_ended = True
             self.writer.app_ended(proc.poll())
 
-    def close(self) -> None:
-        """Close the trace; calls still waiting now (a stuck or deadlocked run's) get a slice
-        up to now marked ``unfinished``, so the trace shows what the run was stuck on."""
+    def stopping(self) -> None:
+        """The run begins its teardown: calls still waiting now (a stuck or deadlocked run's)
+        get a slice up to now marked ``unfinished``, so the trace shows what the run was stuck
+        on — taken before the teardown stops the app and the tasks, whose calls would then
+        end at whatever moment the server notices. Once only."""
         waits = self.server.waits
-        if self.writer.wait_listener in waits.listeners:
-            waits.listeners.remove(self.writer.wait_listener)  # from now on only the snapshot counts
+        if self.writer.wait_listener not in waits.listeners:
+            return
+        waits.listeners.remove(self.writer.wait_listener)  # from now on only the snapshot counts
         for wait in waits.snapshot():
             self.writer.wait_ended(wait["caller"], wait["operation"], wait["template"], wait["waited_s"],
                                    element=wait["element"], timeout=wait["timeout"], unfinished=True)
+
+    def close(self) -> None:
+        """Close the trace (after :meth:`stopping`, which it does if it was not done)."""
+        self.stopping()
         self.writer.close()
         log.info("trace written to %s", self.writer.path)
 

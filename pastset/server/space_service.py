@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..errors import ElementDeleted, Timeout
 from ..space.element import Element, call_state, set_call_context
 from ..space.scheduler import Scheduler
-from ..space.tuplespace import TupleSpace
+from ..space.tuplespace import TupleSpace, xfunction_name
 from ..space.waits import Caller, FlowCounters, WaitRegistry
 from ..wire import batches, frames
 from ..wire.contract import SpaceCalls
@@ -84,9 +84,16 @@ class ElementService(SpaceCalls):
             element.move(payload)
         else:
             set_call_context(timeout, caller_alive, eid)
-            run_xfunction(element, "move", load_moved, payload)
+            with self._in_xfunction("move", element, eid, timeout):
+                run_xfunction(element, "move", load_moved, payload)
         self.flows.moved(eid)
         return True
+
+    def _in_xfunction(self, operation: str, element: Element, eid: int, timeout: Optional[float]) -> Any:
+        """The wait registered while a call runs ``element``'s X-function code, which may
+        wait on anything: status shows it, and deadlock detection asks what its thread does."""
+        return self.waits.in_xfunction(operation, element=eid, template=element.template(), timeout=timeout,
+                                       xfunction=xfunction_name(type(element)))
 
     def observe(self, eid: int, index: int = -1, timeout: Optional[float] = None) -> bytes:
         element = self.space.by_id.get(eid) if type(eid) is int else None
@@ -102,7 +109,8 @@ class ElementService(SpaceCalls):
             self.flows.observed(eid)
             return data
         set_call_context(timeout, caller_alive, eid)
-        value = run_xfunction(element, "observe", _as_is, index)
+        with self._in_xfunction("observe" if index == -1 else f"observe index {index}", element, eid, timeout):
+            value = run_xfunction(element, "observe", _as_is, index)
         self.flows.observed(eid)
         return dump_observed(value)
 
@@ -119,7 +127,7 @@ class ElementService(SpaceCalls):
             return done
         done = 0
         try:
-            with element.turn():
+            with self._in_xfunction("move_many", element, eid, timeout), element.turn():
                 for a, b in zip(offs, offs[1:]):
                     run_xfunction(element, "move", load_moved, blob[a:b])
                     done += 1
@@ -141,13 +149,14 @@ class ElementService(SpaceCalls):
             packed = element.observe_packed(count)
             self.flows.observed(eid, (len(packed[1]) // 8) - 1)  # n+1 offsets of 8 bytes
             return packed
-        values = [run_xfunction(element, "observe", _as_is, -1)]
-        set_call_context(0, caller_alive, eid)  # the rest only if already there
-        try:
-            while len(values) < count:
-                values.append(run_xfunction(element, "observe", _as_is, -1))
-        except Timeout:
-            pass
+        with self._in_xfunction("observe_many", element, eid, timeout):
+            values = [run_xfunction(element, "observe", _as_is, -1)]
+            set_call_context(0, caller_alive, eid)  # the rest only if already there
+            try:
+                while len(values) < count:
+                    values.append(run_xfunction(element, "observe", _as_is, -1))
+            except Timeout:
+                pass
         self.flows.observed(eid, len(values))
         return batches.pack_reply([dump_observed(v) for v in values])
 

@@ -270,8 +270,9 @@ class Scheduler:
     def task_samples(self, worker_id: str, samples: Dict[str, Dict[str, Any]]) -> None:
         """A worker's latest /proc samples of its running tasks, by task id.
 
-        Each sample is :meth:`pastset.run.procstat.ProcessSample.as_dict` (``cpu`` seconds,
-        ``timed``: threads in a timed wait, ``alive``). Samples of tasks no longer running are ignored.
+        Each sample is :meth:`pastset.observe.procstat.ProcessSample.as_dict` (``cpu``
+        seconds, ``alive``, ``threads``: what each thread of the task's process tree does,
+        ...). Samples of tasks no longer running are ignored.
         """
         with self._lock:
             self._worker(worker_id)
@@ -303,7 +304,7 @@ class Scheduler:
         with self._lock:
             task = self._task(task_id)
             if task.state not in ENDED:
-                with waiting(f"wait task {task_id}"):
+                with waiting(f"wait task {task_id} ({task.app})"):
                     while task.state not in ENDED:
                         try:
                             wait_within_call(self._changed)

@@ -9,8 +9,9 @@ Three small things the server keeps beside the tuple space, read by ``pastset st
   :meth:`WaitRegistry.identify` and looks it up for every call on that connection.
 * :class:`WaitRegistry` — a blocking call registers itself with ``with
   registry.waiting(...)`` while it waits and is removed when the wait ends, however it ends.
-  Entered only when a call actually blocks, so the fast path pays nothing.
-  :meth:`WaitRegistry.snapshot` returns plain data.
+  Entered only when a call actually blocks, so the fast path pays nothing — except a
+  call running an element's X-function, registered for as long as that code runs (it
+  may wait on anything). :meth:`WaitRegistry.snapshot` returns plain data.
 * :class:`FlowCounters` — per element, cumulative moves and observes (counted without a
   lock or a clock read: each thread has its own counts), and the rate of each over the
   last few seconds, from samples of the totals that status calls take.
@@ -22,6 +23,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional
+
+from ..wire.validation import format_template
 
 #: the kinds of caller a connection can say it is
 CALLER_KINDS = ("app", "task", "worker", "client")
@@ -42,6 +45,7 @@ class Caller:
     worker: Optional[str] = None
     host: Optional[str] = None
     pid: Optional[int] = None
+    thread: Optional[int] = None  # native id of the thread whose connection this is
 
     @classmethod
     def from_dict(cls, data: Any) -> "Caller":
@@ -58,10 +62,11 @@ class Caller:
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"caller {name} must be a str, not {type(value).__name__}")
             fields[name] = value
-        pid = data.get("pid")
-        if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int)):
-            raise TypeError(f"caller pid must be an int, not {type(pid).__name__}")
-        fields["pid"] = pid
+        for name in ("pid", "thread"):
+            value = data.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(f"caller {name} must be an int, not {type(value).__name__}")
+            fields[name] = value
         return cls(**fields)
 
     def with_details(self, **details: Any) -> "Caller":
@@ -94,20 +99,46 @@ ANONYMOUS = Caller()
 
 @dataclass
 class Wait:
-    """One call blocked right now."""
+    """One call blocked right now, or one running an element's X-function.
+
+    ``xfunction`` names the X-function module of a call that runs its code: such a call
+    waits on whatever that code waits on, so it is registered for as long as the code
+    runs, with ``thread``, the native id of the server thread running it (deadlock
+    detection asks the kernel what that thread does). A wait that begins inside that code
+    (the base class's move or observe blocking) stands for the call while it lasts:
+    ``within`` then names the X-function call it is part of, and the outer wait is
+    ``covered`` (left out of snapshots).
+    """
 
     id: int
     caller: Caller
     operation: str  # "observe", "observe index 4", "move (blocked by delta 2)", "next_task", ...
     element: Optional[int]  # element id, None for calls not on an element (next_task)
-    template: Optional[str]  # the element's template as written (see statusdoc.format_template)
+    # the element's template as written (wire.validation.format_template), or the template
+    # itself, written only when a snapshot shows it (an X-function call registers every time)
+    template: Any
     timeout: Optional[float]  # seconds, None when the call waits without a limit
     since: float  # time.monotonic() when it started waiting
+    xfunction: Optional[str] = None
+    thread: Optional[int] = None
+    within: Optional[str] = None
+    covered: bool = False
+
+    def template_text(self) -> Optional[str]:
+        """The element's template as written (None for calls not on an element)."""
+        if self.template is None or isinstance(self.template, str):
+            return self.template
+        return format_template(self.template)
 
     def to_dict(self, now: float) -> Dict[str, Any]:
-        return {"caller": self.caller.to_dict(), "who": self.caller.label(), "operation": self.operation,
-                "element": self.element, "template": self.template, "timeout": self.timeout,
-                "waited_s": round(max(0.0, now - self.since), 3)}
+        data = {"id": self.id, "caller": self.caller.to_dict(), "who": self.caller.label(),
+                "operation": self.operation, "element": self.element, "template": self.template_text(),
+                "timeout": self.timeout, "waited_s": round(max(0.0, now - self.since), 3)}
+        if self.xfunction is not None:
+            data.update(xfunction=self.xfunction, server_thread=self.thread)
+        if self.within is not None:
+            data["within"] = self.within
+        return data
 
 
 WaitListener = Callable[[Wait, float], None]
@@ -129,6 +160,35 @@ class _Waiting:
         self._registry._remove(self._wait)
 
 
+class _XFunctionSlot:
+    """One server thread's X-function call in progress (:meth:`WaitRegistry.in_xfunction`),
+    the context manager for it: only the thread itself sets ``current`` (one attribute
+    store, so a snapshot in another thread sees a whole call or none), so entering and
+    leaving take no lock."""
+
+    __slots__ = ("_registry", "native", "current", "_next")
+
+    def __init__(self, registry: "WaitRegistry", native: int):
+        self._registry, self.native = registry, native
+        self.current: Optional[Wait] = None
+        self._next: Optional[Wait] = None
+
+    def __enter__(self) -> Wait:
+        wait, self._next = self._next, None
+        assert wait is not None
+        wait.since = self._registry._clock()
+        self.current = wait
+        return wait
+
+    def __exit__(self, *exc: Any) -> None:
+        wait, self.current = self.current, None
+        registry = self._registry
+        if registry.listeners and wait is not None:
+            waited = registry._clock() - wait.since
+            for listener in registry.listeners:
+                listener(wait, waited)
+
+
 class WaitRegistry:
     """The calls waiting right now, and which caller each connection belongs to.
 
@@ -144,6 +204,7 @@ class WaitRegistry:
         self._ids = itertools.count(1)
         self._callers: Dict[Any, Caller] = {}
         self._thread = threading.local()
+        self._slots: List[_XFunctionSlot] = []  # every server thread's X-function slot
         self.listeners: List[WaitListener] = []
 
     # -- identities ---------------------------------------------------------------------
@@ -178,24 +239,61 @@ class WaitRegistry:
                     element, template, timeout, 0.0)
         return _Waiting(self, wait)
 
+    def in_xfunction(self, operation: str, *, element: int, template: Any, timeout: Optional[float],
+                     xfunction: str) -> _XFunctionSlot:
+        """``with registry.in_xfunction("move", element=3, template=t, timeout=None,
+        xfunction="xscale"):`` around a call running an element's X-function code, which
+        may wait on anything: listed, with this thread's native id, while the code runs.
+        ``template`` is the template itself, written only when a snapshot shows it: every
+        X-function call passes here, so this path takes no lock and formats nothing."""
+        try:
+            slot = self._thread.slot
+        except AttributeError:
+            slot = self._thread.slot = _XFunctionSlot(self, threading.get_native_id())
+            with self._lock:
+                self._slots.append(slot)
+        slot._next = Wait(next(self._ids), self.current_caller(), operation, element, template, timeout, 0.0,
+                          xfunction, slot.native)
+        return slot
+
+    def forget_thread(self) -> None:
+        """This server thread serves no more calls (its connection ended)."""
+        slot = getattr(self._thread, "slot", None)
+        if slot is not None:
+            with self._lock:
+                self._slots.remove(slot)
+            del self._thread.slot
+
     def _add(self, wait: Wait) -> None:
         wait.since = self._clock()
+        slot = getattr(self._thread, "slot", None)
+        outer = slot.current if slot is not None else None  # this thread runs X-function code
         with self._lock:
             wait.id = next(self._ids)
+            if outer is not None:
+                wait.within, outer.covered = f"{outer.operation} in X-function {outer.xfunction}", True
             self._waits[wait.id] = wait
 
     def _remove(self, wait: Wait) -> None:
         with self._lock:
             self._waits.pop(wait.id, None)
+            if wait.within is not None:
+                slot = getattr(self._thread, "slot", None)
+                if slot is not None and slot.current is not None:
+                    slot.current.covered = False
         if self.listeners:
             waited = self._clock() - wait.since
             for listener in self.listeners:
                 listener(wait, waited)
 
     def current(self) -> List[Wait]:
-        """The waits in progress, oldest first (the objects themselves: do not change them)."""
+        """The waits in progress, oldest first, less those a wait within them stands for
+        (the objects themselves: do not change them)."""
         with self._lock:
-            return sorted(self._waits.values(), key=lambda w: w.since)
+            waits = list(self._waits.values())
+            slots = list(self._slots)
+        waits.extend(w for w in (slot.current for slot in slots) if w is not None)
+        return sorted((w for w in waits if not w.covered), key=lambda w: w.since)
 
     def snapshot(self) -> List[Dict[str, Any]]:
         """The waits in progress as plain data, oldest first."""

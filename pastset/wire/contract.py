@@ -158,6 +158,9 @@ class RunControlCalls(Protocol):
     def deadlock_view(self) -> Dict[str, Any]:
         """What deadlock detection looks at, at one instant."""
 
+    def held_elements(self) -> List[Dict[str, Any]]:
+        """The elements holding tuples nobody has observed (the deadlock report's near misses)."""
+
     def stop_run(self) -> None:
         """The run is ending: every worker stops its tasks and exits."""
 

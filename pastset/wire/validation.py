@@ -204,3 +204,18 @@ def format_template(value: Any) -> str:
     if type(value) is list:
         return "[" + ", ".join(format_template(v) for v in value) + "]"
     return repr(value)
+
+
+def template_shape(template: Any) -> List[List[str]]:
+    """A template as plain data for comparing it with another (see the deadlock report's
+    near misses): per item ``["type", name]`` for a type, ``["tag", text]`` for a string,
+    ``["value", repr]`` for any other value."""
+    shape = []
+    for item in template:
+        if isinstance(item, type):
+            shape.append(["type", format_template(item)])
+        elif isinstance(item, str):
+            shape.append(["tag", item])
+        else:
+            shape.append(["value", format_template(item)])
+    return shape

@@ -27,7 +27,7 @@ TAG_ENV = "PASTSET_TEST_TAG"
 HELD_RUN_DEADLOCK_GRACE = 3600
 #: every event a run reports, and the facts each carries (what its log may hold)
 RUN_EVENTS = {
-    "run-start": "launcher, address (the server's), bin",
+    "run-start": "launcher, address (the server's), tls (on or off), bin",
     "dashboard": "url (the run's web page, its token included: written on stderr only; the log has its address)",
     "job-submitted": "system, job, name, workers (a batch job for the workers)",
     "job-state": "system, job, state (each change the runner sees)",
@@ -37,7 +37,8 @@ RUN_EVENTS = {
     "task-ended": "task, app, code, duration",
     "task-failed": "task, app, worker, host, code or reason, duration",
     "worker-lost": "worker, host, reason, tasks",
-    "deadlock": "held, calls, failed, then (abort or report); the report follows",
+    "deadlock": "held, calls, failed, then (abort, report, or report (uncertain)); the report follows",
+    "deadlock-unseen": "host, reason, then (what a host's threads wait on cannot be seen: reported, not stopped)",
     "run-stopping": "reason (a signal, on_failure = abort)",
     "trace": "msg (why this run goes untraced)",
     "task-stopped": "task, app, worker, host, code (killed as the run stopped)",

@@ -1,6 +1,8 @@
 """Deadlock detection with tasks on ssh hosts (network namespaces): the workers sample
-their tasks on their own nodes, so a task waiting there counts like a local one, and a
-task computing or sleeping there is no deadlock."""
+their tasks' process trees, thread by thread, on their own nodes, so a task waiting there
+counts like a local one, and a task computing, sleeping, or waiting on its own child
+processes there is no deadlock. The programs whose tasks are judged
+(:data:`helpers.deadlock_cases.REMOTE_CASES`) run here with their tasks on a node."""
 from __future__ import annotations
 
 import re
@@ -9,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from .clusters import SshCluster
-from .sshruns import assert_nodes_clean, run_on_hosts
+from .sshruns import assert_nodes_clean, run_on_hosts, ssh_env
 from helpers.apps import RESULT_WAITER, write_apps
+from helpers.deadlock_cases import REMOTE_CASES, Case, missing, report_lines, run_case
+from helpers.runs import pastset_argv
 
 pytestmark = pytest.mark.slow
 
@@ -48,4 +52,22 @@ def test_a_task_sleeping_on_an_ssh_host_is_no_deadlock(ssh_cluster: SshCluster, 
     assert result.returncode == 0, result
     assert result.stdout.splitlines() == ["waiting", "result 7"], result
     assert "deadlock" not in result.stderr, result
+    assert_nodes_clean(ssh_cluster, nodes)
+
+
+@pytest.mark.parametrize("case", REMOTE_CASES, ids=lambda c: c.name)
+def test_each_case_with_its_tasks_on_an_ssh_host(ssh_cluster: SshCluster, tmp_path: Path, case: Case) -> None:
+    apps = write_apps(tmp_path / "apps", {})
+    nodes = ssh_cluster.nodes[:1]
+    hosts = ssh_cluster.write_hosts_file(tmp_path / "hosts", nodes)
+    argv = pastset_argv("run", "--hosts", str(hosts), "--procs", "1", "--bin", str(apps), "--deadlock-grace", "1")
+    outcome = run_case(case, argv, str(apps), 3.0, ssh_env(ssh_cluster, tmp_path / "runs"))
+    if case.deadlock:
+        assert outcome.code == 3, outcome
+        assert not missing(case, outcome.stderr), (missing(case, outcome.stderr), outcome.stderr)
+        tasks = [line for line in report_lines(outcome.stderr) if "task t1 (" in line]  # none once it ended
+        assert all(nodes[0] in line for line in tasks), outcome
+    else:
+        assert "deadlock" not in outcome.stderr, outcome.stderr
+        assert outcome.code == 0 and outcome.stdout.splitlines()[-1] == case.output, outcome
     assert_nodes_clean(ssh_cluster, nodes)

@@ -22,7 +22,7 @@ def test_the_document_keys_are_pinned():
         "elements": ["id", "template", "xfunction", "first", "last", "unobserved", "delta", "moves",
                      "observes", "moves_per_s", "observes_per_s", "waiting"],
         "waits": ["who", "caller", "operation", "element", "template", "timeout", "waited_s"],
-        "caller": ["kind", "task", "application", "worker", "host", "pid"],
+        "caller": ["kind", "task", "application", "worker", "host", "pid", "thread"],
         "tasks": ["id", "application", "args", "state", "worker", "host", "pid", "returncode", "error",
                   "spawned", "started", "ended", "run_time"],
         "workers": ["id", "host", "system", "arch", "cores", "memory_mb", "disk_mb", "benchmark", "pid",

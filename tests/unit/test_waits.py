@@ -17,7 +17,7 @@ def test_a_wait_is_listed_while_it_lasts_and_gone_after():
     with registry.waiting("observe", element=3, template="('work', str)", caller=app) as wait:
         clock.now += 2.5
         [row] = registry.snapshot()
-        assert row == {"caller": app.to_dict(), "who": "app", "operation": "observe", "element": 3,
+        assert row == {"id": wait.id, "caller": app.to_dict(), "who": "app", "operation": "observe", "element": 3,
                        "template": "('work', str)", "timeout": None, "waited_s": 2.5}
         assert registry.untimed() == [wait]
     assert registry.snapshot() == []
@@ -97,9 +97,71 @@ def test_many_threads_waiting_at_once_are_all_listed_and_all_removed():
     assert registry.current() == []
 
 
+def in_xfunction(registry, operation="move", element=2, template=("x", int), timeout=None, xfunction="xa"):
+    return registry.in_xfunction(operation, element=element, template=template, timeout=timeout,
+                                 xfunction=xfunction)
+
+
+def test_a_call_in_x_function_code_is_listed_with_the_thread_running_it():
+    clock = FakeClock()
+    registry = WaitRegistry(clock=clock)
+    heard = []
+    registry.listeners.append(lambda wait, seconds: heard.append((wait.operation, wait.template_text(), seconds)))
+    with in_xfunction(registry, xfunction="xscale") as wait:
+        clock.now += 0.5
+        [row] = registry.snapshot()
+    assert row["xfunction"] == "xscale" and row["server_thread"] == threading.get_native_id() == wait.thread
+    assert row["template"] == "('x', int)" and row["waited_s"] == 0.5 and row["id"] == wait.id
+    assert registry.snapshot() == [] and heard == [("move", "('x', int)", 0.5)]
+    with in_xfunction(registry) as second:
+        assert second.id != wait.id  # each call is a wait of its own
+    with registry.waiting("observe", element=2):
+        assert "xfunction" not in registry.snapshot()[0] and "server_thread" not in registry.snapshot()[0]
+
+
+def test_a_wait_inside_x_function_code_stands_for_the_call_while_it_lasts():
+    registry = WaitRegistry()
+    with in_xfunction(registry, xfunction="xdelta") as outer:
+        with registry.waiting("move (blocked by delta 1)", element=2) as inner:
+            assert registry.current() == [inner]
+            [row] = registry.snapshot()
+            assert row["within"] == "move in X-function xdelta" and row["operation"] == "move (blocked by delta 1)"
+        assert registry.current() == [outer]
+    assert registry.current() == []
+    with registry.waiting("observe", element=2):  # the thread runs no X-function code any more
+        assert "within" not in registry.snapshot()[0]
+
+
+def test_x_function_calls_in_other_threads_do_not_nest_and_a_thread_that_ends_is_forgotten():
+    registry = WaitRegistry()
+    inside, release = threading.Event(), threading.Event()
+
+    def xfunction_call():
+        with in_xfunction(registry, "observe", element=1):
+            inside.set()
+            release.wait(5)
+        registry.forget_thread()
+
+    thread = threading.Thread(target=xfunction_call)
+    thread.start()
+    inside.wait(5)
+    with registry.waiting("observe", element=3):
+        assert sorted((w.element, w.within, w.covered) for w in registry.current()) == [(1, None, False),
+                                                                                        (3, None, False)]
+    release.set()
+    thread.join(5)
+    assert registry._slots == []
+
+
+def test_a_caller_names_its_thread():
+    caller = Caller.from_dict({"kind": "task", "task": "t2", "pid": 10, "thread": 11})
+    assert caller.thread == 11 and caller.to_dict()["thread"] == 11
+
+
 @pytest.mark.parametrize("data, error", [
     ("app", TypeError), ({"kind": "root"}, ValueError), ({"kind": "task", "task": 3}, TypeError),
     ({"kind": "app", "pid": "12"}, TypeError), ({"kind": "app", "pid": True}, TypeError),
+    ({"kind": "app", "thread": "7"}, TypeError), ({"kind": "app", "thread": False}, TypeError),
 ])
 def test_a_bad_identity_is_refused(data, error):
     with pytest.raises(error):

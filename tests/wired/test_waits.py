@@ -2,6 +2,7 @@
 what, identities come from the connection, counts follow moves and observes."""
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -83,3 +84,51 @@ def test_a_timeout_names_the_operation_the_element_and_how_long(pset):
     elem.move(("work", 1))
     with pytest.raises(pastset.Timeout, match=r"^move \(blocked by delta 1\) on element \('work', int\) timed out"):
         elem.move(("work", 2), timeout=0.1)
+
+
+XGATE = """\
+import threading, time
+import pastset.element
+
+GATE = threading.Event()  # set by the test: the X-function code blocks on it
+
+
+class Element(pastset.element.Element):
+    def move(self, data):
+        if data[1] == "block":
+            GATE.wait()
+        elif data[1] == "compute":
+            end = time.time() + 2
+            while time.time() < end and not GATE.is_set():
+                pass
+        return super().move(data)
+"""
+
+
+def test_a_call_in_x_function_code_is_listed_and_the_deadlock_view_says_what_that_code_does(server, bin_dir,
+                                                                                           monkeypatch):
+    """Blocked on a lock of the server's own: ``blocked``; computing: ``running``. The view
+    also gives the waited element's template shape, and the elements nobody observes."""
+    (bin_dir / "xgate.py").write_text(XGATE)
+    monkeypatch.setenv("PASTSET_APP", "1")
+    with pastset.PastSet(server.address, authkey=server.authkey) as ps:
+        gated = ps.enter(("g", str), "xgate")
+        ps.enter(("left", int)).move(("left", 1))
+        for what, state in (("block", "blocked"), ("compute", "running")):
+            thread = threading.Thread(target=gated.move, args=(("g", what),), daemon=True)
+            thread.start()
+            [wait] = waits_of(server, 1)
+            assert (wait["operation"], wait["template"], wait["xfunction"]) == ("move", "('g', str)", "xgate")
+            assert wait["caller"]["thread"] == thread.native_id
+            view = server.service.deadlock_view()
+            assert wait_until(lambda state=state: server.service.deadlock_view()["waits"][0]["server_state"] == state,
+                              10), view
+            assert view["waits"][0]["server_cpu"] is not None
+            assert view["elements"][gated._eid]["shape"] == [["tag", "g"], ["type", "str"]]
+            gate = sys.modules["pastset_xfunction_xgate"].GATE  # the module as the server loaded it
+            gate.set()
+            thread.join(10)
+            gate.clear()
+            assert server.waits.snapshot() == []
+        held = server.service.held_elements()
+        assert [(e["template"], e["unobserved"]) for e in held] == [("('g', str)", 2), ("('left', int)", 1)]
