@@ -126,9 +126,10 @@ class Run:
     ``pastset.PastSet()`` connects to it too, and task output reaches ``sys.stdout`` and
     ``sys.stderr`` line by line. Leaving the ``with`` block, :meth:`close`, or the
     interpreter's exit ends the run as the end of an app does. ``run.id``, ``run.address``
-    (host, port), ``run.authkey``, ``run.tls_fingerprint`` (None without TLS) describe the
-    run; ``run.failed_tasks`` lists the tasks that failed, once it closed. One run at a
-    time per process.
+    (host, port), ``run.authkey``, ``run.tls_fingerprint`` (None without TLS) and
+    ``run.dashboard_url`` (the page's address with its token, with ``dashboard=...``; else
+    None) describe the run; ``run.failed_tasks`` lists the tasks that failed, once it
+    closed. One run at a time per process.
 
     :raises SettingsError: a setting is unknown (with a "did you mean"), ill-typed or invalid.
     :raises LaunchError: workers did not start or come in time.
@@ -156,6 +157,8 @@ class Run:
         self.authkey = b""
         #: the fingerprint of the run's server certificate when the run uses TLS, else None
         self.tls_fingerprint: Optional[str] = None
+        #: the run's web page, its token included (the ``dashboard`` setting), else None
+        self.dashboard_url: Optional[str] = None
         #: the tasks that failed during the run (dicts: id, app, args, state, returncode, error,
         #: worker, host, ...), known once it closed
         self.failed_tasks: List[Dict[str, Any]] = []
@@ -420,7 +423,7 @@ class Run:
             data = message.data
             self.address, self.authkey, self.id = tuple(data["address"]), data["authkey"], data["run_id"]
             self._bin_dir, self._strict = data["bin_dir"], data["strict"]
-            self.tls_fingerprint = data["tls_fingerprint"]
+            self.tls_fingerprint, self.dashboard_url = data["tls_fingerprint"], data["dashboard_url"]
             self._ready.set()
         elif message.kind == FAILED_TO_START:
             self._start_error = message
