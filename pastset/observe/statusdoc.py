@@ -63,6 +63,8 @@ key                    meaning
   ``pid``              the worker's process id on its host
   ``state``            idle, busy, halted, exited or lost
   ``running``          ids of the tasks it is running now
+  ``slots``            how many tasks it may hold at once (the run's ``slots``; 0: no bound)
+  ``slots_used``       how many it holds now: running, or handed to it and starting
   ``done``/``failed``  how many of its tasks ended well / badly
 =====================  =====================================================================
 """
@@ -80,5 +82,5 @@ KEYS: Dict[str, Sequence[str]] = {
     "tasks": ("id", "application", "args", "state", "worker", "host", "pid", "returncode", "error",
               "spawned", "started", "ended", "run_time"),
     "workers": ("id", "host", "system", "arch", "cores", "memory_mb", "disk_mb", "benchmark", "pid",
-                "state", "running", "done", "failed"),
+                "state", "running", "slots", "slots_used", "done", "failed"),
 }

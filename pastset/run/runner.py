@@ -160,7 +160,7 @@ class Run:
             host = self.settings.bind or self.launcher.bind_host()
             self.server = Server((host, self.settings.port), self.authkey, bin_dir, run_id=self.run_id,
                                  output=self.mux.task_line, on_event=EventReporter(self.say),
-                                 max_connections=self.settings.max_connections)
+                                 max_connections=self.settings.max_connections, slots=self.settings.slots)
         try:
             self.server.start()
         except OSError as exc:  # the address is not ours, the port is taken ...
