@@ -4,8 +4,13 @@ A run: choose the launcher, start the tuple-space server (here, or on ``master``
 ssh), record the run, start the workers through the launcher, wait for ``wait_procs``
 of them, run the application with PASTSET_ADDRESS/PASTSET_AUTHKEY in its environment,
 and when it ends — or on Ctrl-C/SIGTERM, or when something dies — tear everything down
-in order: tell workers to stop (they kill their tasks), stop the launcher's processes and
-jobs, stop the server, delete the record. The exit code is the application's.
+in order: stop the app and whatever it started, tell workers to stop (they kill their
+tasks and what those started), stop the launcher's processes and jobs, stop the server,
+end what is still ours, delete the record. The exit code is the application's.
+
+``pastset run`` is the child subreaper of what it starts
+(:mod:`pastset.launch.subreaper`): a daemon the app starts, or a process a lost local
+worker leaves, is handed to it rather than to init, and ends with the run.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from ..errors import LaunchError, PastSetError, SettingsError
 from ..launch.launcher import Launcher, WorkerLaunch
 from ..launch.plugins import LauncherInfo, launchers
 from ..launch.processes import process_identity, start_child, stop_child, wait_exit
+from ..launch.subreaper import adopted, become_subreaper, end_processes
 from ..observe.events import EventReporter, StatusLines, log_event
 from ..server.server import Server
 from ..settings.load import Settings
@@ -89,11 +95,12 @@ class Run:
     """One ``pastset run``; :meth:`execute` returns the exit code."""
 
     def __init__(self, settings: Settings, app: str, app_args: Sequence[str], registry: Dict[str, LauncherInfo],
-                 stderr: Optional[TextIO] = None):
+                 stderr: Optional[TextIO] = None, adopt: bool = False):
         self.settings = settings
         self.app = app
         self.app_args = [str(a) for a in app_args]
         self.registry = registry
+        self.adopt = adopt  # the run is this process's whole job: become the subreaper of its children
         self.stderr = stderr if stderr is not None else sys.stderr
         self.run_id = runrecord.new_run_id()
         self.authkey = secrets.token_bytes(32)
@@ -124,6 +131,8 @@ class Run:
         previous = self._install_signal_handlers()
         restore_log = _log_through(self.status) if self.stderr is sys.stderr else None
         code: Optional[int] = None
+        if self.adopt:
+            become_subreaper()
         try:
             try:
                 self._start_server(bin_dir)
@@ -251,7 +260,10 @@ class Run:
             self.watch.stop()
         # the app's output ends when it exits; an app still running (deadlock, abort) keeps its
         # pipe open until teardown stops it, so don't wait for that
-        app_output.join(5 if self.app_proc.poll() is not None else 0.1)
+        exited = self.app_proc.poll() is not None
+        if exited:  # what it left behind ends with it (and lets go of its output)
+            self._end_adopted()
+        app_output.join(5 if exited else 0.1)
         if code != DEADLOCK_EXIT or not self.deadlocked.is_set():  # the report named them already
             self._failure_summary()
         return code
@@ -324,6 +336,7 @@ class Run:
         if self.app_proc is not None:
             code = stop_child(self.app_proc, grace=2.0)
             log_event(log, "teardown", {"step": "stop-app", "code": code})
+            self._end_adopted()
         if self.control is not None:
             left = None
             try:
@@ -345,9 +358,17 @@ class Run:
         if self.server is not None:
             self.server.close()
             log_event(log, "teardown", {"step": "stop-server"})
+        self._end_adopted()  # what lost workers' tasks left, handed to us meanwhile
         if self.record:
             runrecord.remove_record(self.run_id)
             log_event(log, "teardown", {"step": "remove-record", "run": self.run_id})
+
+    def _end_adopted(self) -> None:
+        """End the orphans handed to this process (an app's daemons, what a lost worker's
+        tasks started) and everything below them."""
+        ended = end_processes(adopted(), grace=2.0)
+        if ended:
+            log_event(log, "teardown", {"step": "end-adopted", "processes": ended})
 
     # -- helpers ----------------------------------------------------------------------
     def _install_signal_handlers(self) -> Dict[int, Any]:
@@ -442,4 +463,4 @@ class Progress:
 
 def run_app(settings: Settings, app: str, app_args: List[str], pm: Any = None) -> int:
     """Entry point used by the CLI."""
-    return Run(settings, app, app_args, launchers(pm)).execute()
+    return Run(settings, app, app_args, launchers(pm), adopt=True).execute()

@@ -6,7 +6,8 @@ Started by a launcher as ``python -m pastset worker --address H:P --run ID --bin
 as ``python APP ARGS`` from the bin directory, several at once, with every output line
 sent to the run's terminal. The server connection is a dead-man's switch: when it is
 lost — or the run says stop — the worker kills its tasks and exits, so no task survives
-its run.
+its run. The worker is the child subreaper of its tasks (:mod:`pastset.launch.subreaper`):
+whatever they start, daemons included, stays in its tree, and ends when it does.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from ..client.sessions import WorkerSession
 from ..client.task import app_not_found
 from ..errors import ConnectError, PastSetError
 from ..launch.processes import start_child, stop_child
+from ..launch.subreaper import Reaper, become_subreaper, end_descendants
 from ..wire.connection import format_address, parse_address
 from ..wire.contract import HALT, STOP, STOPPED_WITH_RUN
 from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, TASK_ENV, WORKER_ENV
@@ -159,6 +161,7 @@ class Worker:
         self.session.register(specs(self.bin_dir, self.session.local_address()))
         log.info("registered as %s", self.worker_id)
         sampler = TaskSampler(self._running_pids, self.session.task_samples).start()
+        reaper = Reaper().start()
         try:
             while True:
                 task = self.session.next_task()
@@ -174,6 +177,10 @@ class Worker:
         finally:
             sampler.stop()
             self.stop_tasks()
+            reaper.stop()
+            left = end_descendants(TASK_GRACE)  # what the tasks started, wherever it went
+            if left:
+                log.info("ended %d process(es) the tasks left behind", left)
             self.output.close()
 
     def _running_pids(self) -> Dict[str, int]:
@@ -318,6 +325,7 @@ def main(address: str, run_id: str, bin_dir: str, authkey_stdin: bool = False,
     import shlex
 
     authkey = read_authkey(authkey_stdin, authkey_file)
+    become_subreaper()  # orphans of the tasks come to us, not to init
     server = parse_address(address)
     closer = None
     if tunnel:
