@@ -7,11 +7,14 @@ nothing of the run could find it. A process that has made itself a *child subrea
 its descendants instead, so they stay in its tree: each worker is one for what its tasks
 start, and ``pastset run`` for what the app starts. :func:`adopted` lists the orphans it
 holds, :func:`end_descendants` ends them (and everything below it), and
-:func:`reap_adopted` reaps those that exited, which would stay zombies of ours.
+:func:`reap_adopted` reaps those that exited, which would stay zombies of ours. A
+process killed outright cannot end anything: :func:`fork_keeper` puts a small keeper
+above it that can (each worker has one, so a lost worker leaves nothing behind).
 """
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from typing import Dict, List, Optional, Sequence, Set
 
@@ -20,6 +23,8 @@ from .processes import kill_processes, prctl, process_identity, reap_others, sta
 
 #: prctl option that makes the calling process the reaper of its descendants' orphans
 PR_SET_CHILD_SUBREAPER = 36
+#: prctl option that sends the calling process a signal when its parent dies
+_PR_SET_PDEATHSIG = 1
 
 Identity = Dict[str, Optional[int]]
 
@@ -90,6 +95,41 @@ def reap_adopted() -> List[int]:
     ours, session = started_children(), os.getsid(0)
     exited = ProcessTable().zombies.get(os.getpid(), [])
     return reap_others([pid for pid in exited if _orphan(pid, ours, session)])
+
+
+def fork_keeper(grace: float) -> Optional[int]:
+    """Fork: the child returns None and goes on as the program; this process becomes its
+    keeper, which outlives it even when it is killed outright.
+
+    The keeper is the child subreaper of everything below, passes SIGTERM, SIGHUP and
+    SIGINT on to the child, waits for it to exit, then ends whatever is left below it
+    (SIGTERM, SIGKILL after ``grace`` s) and returns the child's exit status (128 + N
+    for a signal N). The child dies with its keeper (PR_SET_PDEATHSIG). Call it before
+    any thread starts: only the calling thread goes on in the child.
+    """
+    become_subreaper()
+    keeper = os.getpid()
+    child = os.fork()
+    if child == 0:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != keeper:  # the keeper died before the line above
+            os._exit(1)
+        return None
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: _pass_on(child, signum))
+    _, status = os.waitpid(child, 0)  # PEP 475: a handled signal does not end the wait
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)  # what follows is bounded; let it finish
+    end_descendants(grace)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _pass_on(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 class Reaper:

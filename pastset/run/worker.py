@@ -7,7 +7,8 @@ as ``python APP ARGS`` from the bin directory, several at once, with every outpu
 sent to the run's terminal. The server connection is a dead-man's switch: when it is
 lost — or the run says stop — the worker kills its tasks and exits, so no task survives
 its run. The worker is the child subreaper of its tasks (:mod:`pastset.launch.subreaper`):
-whatever they start, daemons included, stays in its tree, and ends when it does.
+whatever they start, daemons included, stays in its tree, and ends when it does; and a
+keeper process above it ends all that even when the worker is killed outright.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from ..client.sessions import WorkerSession
 from ..client.task import app_not_found
 from ..errors import ConnectError, PastSetError
 from ..launch.processes import start_child, stop_child
-from ..launch.subreaper import Reaper, become_subreaper, end_descendants
+from ..launch.subreaper import Reaper, become_subreaper, end_descendants, fork_keeper
 from ..wire.connection import format_address, parse_address
 from ..wire.contract import HALT, STOP, STOPPED_WITH_RUN
 from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, TASK_ENV, WORKER_ENV
@@ -43,6 +44,8 @@ log = logging.getLogger("pastset.worker")
 MAX_TASK_LINE = 4 * 2**20
 #: seconds a task gets between SIGTERM and SIGKILL when the run stops
 TASK_GRACE = 1.0
+#: seconds what a worker left behind gets between SIGTERM and SIGKILL once it is gone
+KEEPER_GRACE = 1.0
 
 
 def benchmark() -> float:
@@ -325,7 +328,10 @@ def main(address: str, run_id: str, bin_dir: str, authkey_stdin: bool = False,
     import shlex
 
     authkey = read_authkey(authkey_stdin, authkey_file)
-    become_subreaper()  # orphans of the tasks come to us, not to init
+    kept = fork_keeper(KEEPER_GRACE)  # this process keeps what the worker leaves, however it ends
+    if kept is not None:
+        return kept
+    become_subreaper()  # orphans of the tasks come to the worker, not to its keeper
     server = parse_address(address)
     closer = None
     if tunnel:
