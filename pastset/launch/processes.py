@@ -26,13 +26,14 @@ from ..wire.runenv import RUN_ENV
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
+#: prctl option: the signal this process gets when the thread that started it ends
+PR_SET_PDEATHSIG = 1
 _libc = None
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     if _libc is not None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 if sys.platform.startswith("linux"):

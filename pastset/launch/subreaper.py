@@ -19,12 +19,10 @@ import threading
 from typing import Dict, List, Optional, Sequence, Set
 
 from ..observe.procstat import ProcessTable
-from .processes import kill_processes, prctl, process_identity, reap_others, started_children
+from .processes import PR_SET_PDEATHSIG, kill_processes, prctl, process_identity, reap_others, started_children
 
 #: prctl option that makes the calling process the reaper of its descendants' orphans
 PR_SET_CHILD_SUBREAPER = 36
-#: prctl option that sends the calling process a signal when its parent dies
-_PR_SET_PDEATHSIG = 1
 
 Identity = Dict[str, Optional[int]]
 
@@ -104,19 +102,24 @@ def fork_keeper(grace: float) -> Optional[int]:
     The keeper is the child subreaper of everything below, passes SIGTERM, SIGHUP and
     SIGINT on to the child, waits for it to exit, then ends whatever is left below it
     (SIGTERM, SIGKILL after ``grace`` s) and returns the child's exit status (128 + N
-    for a signal N). The child dies with its keeper (PR_SET_PDEATHSIG). Call it before
-    any thread starts: only the calling thread goes on in the child.
+    for a signal N). The child dies with its keeper (PR_SET_PDEATHSIG). The keeper gets
+    SIGTERM when its own parent dies (the process that started it, even one SIGKILLed),
+    so even then the child stops in order and nothing is left. Call it before any thread
+    starts: only the calling thread goes on in the child.
     """
     become_subreaper()
-    keeper = os.getpid()
+    keeper, parent = os.getpid(), os.getppid()
     child = os.fork()
     if child == 0:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != keeper:  # the keeper died before the line above
             os._exit(1)
         return None
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, lambda signum, frame: _pass_on(child, signum))
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the line above
+        _pass_on(child, signal.SIGTERM)
     _, status = os.waitpid(child, 0)  # PEP 475: a handled signal does not end the wait
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, signal.SIG_IGN)  # what follows is bounded; let it finish

@@ -272,7 +272,11 @@ class Run:
         """Wait for the app's exit status (or 3 on deadlock, 1 on an aborting failure)."""
         assert self.app_proc is not None and self.control is not None
         abort = self.settings.on_failure == "abort"
+        recorded = time.monotonic()
         while True:
+            if time.monotonic() - recorded >= ADOPTED_RECORD_INTERVAL:
+                self._record_adopted()
+                recorded = time.monotonic()
             code = wait_exit(self.app_proc, 0.25)
             if code is not None:
                 return code if code >= 0 else 128 - code
@@ -363,6 +367,15 @@ class Run:
             runrecord.remove_record(self.run_id)
             log_event(log, "teardown", {"step": "remove-record", "run": self.run_id})
 
+    def _record_adopted(self) -> None:
+        """Keep the orphans handed to us in the run record, so ``pastset clean`` can end
+        them after a SIGKILLed runner (a daemon may have left the app's session and
+        cleared its environment: nothing else would lead to it)."""
+        found = adopted()
+        if found != self.record.get("adopted", []):
+            self.record["adopted"] = found
+            runrecord.write_record(self.record)
+
     def _end_adopted(self) -> None:
         """End the orphans handed to this process (an app's daemons, what a lost worker's
         tasks started) and everything below them."""
@@ -387,6 +400,8 @@ class Run:
 
 #: the run's exit status when it ends a deadlock (on_deadlock = abort)
 DEADLOCK_EXIT = 3
+#: seconds between looks for orphans handed to the runner, to record them
+ADOPTED_RECORD_INTERVAL = 2.0
 
 
 def _isatty(fd: int) -> bool:

@@ -1,7 +1,8 @@
 """No process escapes a run: what a task or the app starts — in its own session or a new
 one, daemonised by a double fork, with an environment that no longer names the run —
 ends with the run: on a normal end, Ctrl-C, SIGTERM, and a lost worker with
-``on_failure = "abort"``; a worker killed outright leaves nothing either. The daemons
+``on_failure = "abort"``; a worker killed outright leaves nothing either, and after a
+SIGKILLed runner what is left ``pastset clean`` finds through the run record. The daemons
 (:mod:`helpers.escapes`) ``exec`` ``sleep`` with an empty environment, so only the
 process tree can find them."""
 from __future__ import annotations
@@ -13,7 +14,8 @@ import pytest
 
 from helpers.apps import write_apps
 from helpers.escapes import ESCAPE_APPS, Daemons, assert_gone
-from helpers.runs import LiveRun, assert_nothing_left
+from helpers.polling import wait_until
+from helpers.runs import LiveRun, assert_nothing_left, run
 
 
 @pytest.fixture
@@ -84,4 +86,20 @@ ps.enter(("go",)).observe()
         started = daemons.running("task")  # still running: the run goes on
         assert live.signal(signal.SIGTERM) == 128 + signal.SIGTERM
     assert_gone(started)
+    assert_nothing_left(env["PASTSET_TEST_TAG"])
+
+
+def test_after_a_sigkilled_runner_the_workers_keeper_ends_the_tasks_daemon_and_clean_the_apps(
+        apps, env, daemons):
+    with LiveRun(run_argv(apps, daemons, "hold"), env) as live:
+        live.read_until("ready")
+        app_daemon, task_daemon = daemons.running("app"), daemons.running("task")
+        record = wait_until(lambda: (r := live.record()).get("adopted") and r, 10, 0.1)
+        assert record, "the runner did not record the app's daemon"
+        assert app_daemon in record["adopted"]
+        assert live.signal(signal.SIGKILL) == -signal.SIGKILL
+    assert_gone(task_daemon)  # the worker's keeper was told its parent died
+    done = run(["clean", "--run", record["run"]], env)
+    assert done.returncode == 0 and "leftover" in done.stdout, done
+    assert_gone(app_daemon)
     assert_nothing_left(env["PASTSET_TEST_TAG"])
