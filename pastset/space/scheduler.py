@@ -4,9 +4,9 @@ It lives in the server process beside the tuple space. A worker registers its sp
 then keeps one ``next_task`` call outstanding; ``spawn`` hands a task to the waiting
 worker running the fewest tasks (or queues it until one asks). With ``slots`` (n >= 1) a
 worker holds at most n tasks at once — handed over or running — and asks in vain while
-they all run, so further tasks stay queued until a slot frees; 0 means no bound. After ``halt`` a worker
-asking for work is told to finish; when the run ends (:meth:`Scheduler.stop`) every
-worker is told to stop at once. Every change is reported through ``on_event`` so the
+they all run, so further tasks stay queued until a slot frees; 0 means no bound. After
+``halt`` a worker asking for work is told to finish once the queue is empty; when the
+run ends (:meth:`Scheduler.stop`) every worker is told to stop at once. Every change is reported through ``on_event`` so the
 runner can print progress and failures.
 
 A task's handle (:class:`pastset.client.task.Task`) asks here for its state
@@ -186,7 +186,7 @@ class Scheduler:
                         task.state, task.worker, task.host = TaskState.ASSIGNED, worker_id, worker.host
                         self._handed[worker_id].add(task.id)
                         return {"id": task.id, "app": task.app, "args": task.args}
-                    if self.halted and not mine and not self._queue:
+                    if self.halted and not self._queue:
                         worker.state = "halted"
                         return HALT
                     if registered is None:
@@ -202,7 +202,7 @@ class Scheduler:
         with self._lock:
             task, worker = self.tasks[task_id], self._worker(worker_id)
             task.state, task.pid, task.started = TaskState.RUNNING, pid, time.time()
-            self._handed[worker_id].discard(task_id)
+            self._handed.get(worker_id, set()).discard(task_id)
             worker.running.append(task_id)
             worker.state = "busy"
             self._changed.notify_all()
@@ -219,7 +219,7 @@ class Scheduler:
             task.returncode, task.error, task.ended = returncode, error, time.time()
             if task_id in worker.running:
                 worker.running.remove(task_id)
-            self._handed[worker_id].discard(task_id)
+            self._handed.get(worker_id, set()).discard(task_id)
             worker.failed += failed
             worker.done += not failed
             if not worker.running and worker.state == "busy":
