@@ -6,8 +6,8 @@ worker running the fewest tasks (or queues it until one asks). With ``slots`` (n
 worker holds at most n tasks at once — handed over or running — and asks in vain while
 they all run, so further tasks stay queued until a slot frees; 0 means no bound. After
 ``halt`` a worker asking for work is told to finish once the queue is empty; when the
-run ends (:meth:`Scheduler.stop`) every worker is told to stop at once. Every change is reported through ``on_event`` so the
-runner can print progress and failures.
+run ends (:meth:`Scheduler.stop`) every worker is told to stop at once. Every change is
+reported through ``on_event`` so the runner can print progress and failures.
 
 A task's handle (:class:`pastset.client.task.Task`) asks here for its state
 (:meth:`Scheduler.task_info`) and waits here for its end (:meth:`Scheduler.wait_task`).
