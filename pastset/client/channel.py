@@ -11,7 +11,7 @@ import os
 import pickle
 import re
 import threading
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import ConnectError, PastSetError
 from ..wire import connection as transport
@@ -55,13 +55,15 @@ class Channel:
 
     Each new connection first says who makes its calls: ``identity()`` (default
     :func:`pastset.wire.runenv.caller_identity`), so the server can show, and deadlock
-    detection judge, its waiting calls as the app's, a task's or a worker's.
+    detection judge, its waiting calls as the app's, a task's or a worker's. With ``tls``
+    (the fingerprint of the server's certificate) connections speak TLS.
     """
 
     def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0,
-                 identity: Callable[[], Dict[str, Any]] = caller_identity):
+                 identity: Callable[[], Dict[str, Any]] = caller_identity, tls: Optional[str] = None):
         self.address = address
         self._authkey = authkey
+        self.tls = tls  # the server certificate's fingerprint, or None: plain text
         self._connect_timeout = connect_timeout
         self._identity = identity
         self._local = threading.local()
@@ -69,6 +71,7 @@ class Channel:
         self._lock = threading.Lock()
         self._forks = _forks
         self.closed = False
+        self.close_reason: Optional[str] = None  # why it was closed, for calls that fail on it
 
     def connection(self) -> transport.Connection:
         """This thread's connection, made (and authenticated) on first use."""
@@ -78,8 +81,8 @@ class Channel:
         if conn is not None:
             return conn
         if self.closed:
-            raise PastSetError("this PastSet is closed; create a new pastset.PastSet()")
-        conn = transport.connect(self.address, self._authkey, self._connect_timeout)
+            raise PastSetError(f"this PastSet is closed{self._because()}; create a new pastset.PastSet()")
+        conn = transport.connect(self.address, self._authkey, self._connect_timeout, self.tls)
         try:
             conn.send((None, ACCEPT_CONNECTION, ("client",), {}))
             kind, result = conn.recv()
@@ -149,7 +152,7 @@ class Channel:
         except (OSError, EOFError) as exc:
             self._drop(conn)
             if self.closed:
-                raise PastSetError(f"this PastSet was closed during {method}()") from None
+                raise PastSetError(f"this PastSet was closed during {method}(){self._because()}") from None
             raise ConnectError(f"lost the PastSet server at {self._where()} during {method}(): "
                                f"{exc!r}") from None
         except BaseException:
@@ -176,7 +179,9 @@ class Channel:
                 self._all.remove(conn)
         conn.close()
 
-    def close(self) -> None:
+    def close(self, reason: Optional[str] = None) -> None:
+        """Close every connection; calls blocked on them fail, naming ``reason`` if given."""
+        self.close_reason = reason
         self.closed = True
         with self._lock:
             conns, self._all = self._all, []
@@ -190,3 +195,6 @@ class Channel:
 
     def _where(self) -> str:
         return transport.format_address(self.address)
+
+    def _because(self) -> str:
+        return f": {self.close_reason}" if self.close_reason else ""

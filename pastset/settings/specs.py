@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import ConnectError, SettingsError
-from ..wire.connection import MAX_CONNECTIONS
 
 #: an ssh destination: ``[user@]host[:port]``, IPv6 as ``[addr]``
 _SPEC = re.compile(r"(?:(?P<user>[^@\s]+)@)?"
@@ -44,6 +43,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 ON_FAILURE = ("continue", "abort")
 ON_DEADLOCK = ("abort", "report")
 LABEL_OUTPUT = ("auto", "true", "false")
+TLS = ("auto", "true", "false")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -140,6 +140,13 @@ def _choice(options: Tuple[str, ...]) -> Callable[[Any], str]:
         return word
 
     return parse
+
+
+def _tls(value: Any) -> str:
+    """``auto``, or a boolean (a real one, or one of the yes/no words) as ``true``/``false``."""
+    if not isinstance(value, bool) and _text(value).strip().lower() == "auto":
+        return "auto"
+    return "true" if _boolean(value) else "false"
 
 
 def _command(allow_empty: bool) -> Callable[[Any], str]:
@@ -246,9 +253,14 @@ SETTINGS: Mapping[str, SettingSpec] = types.MappingProxyType({spec.name: spec fo
           "a whole number from 0 to 65535", _whole_number(0, 65535), _INT, "PORT"),
     _spec("bind", "PSBIND", "", "address the server binds to; empty means chosen by the launcher",
           "a host name or address, or empty", _text, _STR, "ADDR"),
-    _spec("max_connections", "PSMAXCONNECTIONS", MAX_CONNECTIONS,
-          "most connections the server holds at once (each costs a thread and a file descriptor)",
-          "a whole number >= 1", _whole_number(1), _INT, "N"),
+    _spec("max_connections", "PSMAXCONNECTIONS", 0,
+          "most connections the server holds at once (each costs a file descriptor, and a thread once "
+          "authenticated); 0 means as many as the file-descriptor limit allows",
+          "a whole number >= 0", _whole_number(0), _INT, "N"),
+    _spec("tls", "PSTLS", "auto",
+          "encrypt the run's connections with TLS 1.3 (a certificate made for the run, pinned by every "
+          "client): true, false, or auto (on whenever the server listens beyond loopback)",
+          "one of " + ", ".join(TLS) + " (or a boolean)", _tls, (str, bool), "{" + ",".join(TLS) + "}"),
     _spec("tunnel", "PSTUNNEL", False, "workers reach the server through an SSH tunnel",
           "a boolean (1/0, true/false, yes/no, on/off)", _boolean, (bool,)),
     _spec("tunnel_via", "PSTUNNELVIA", "",
@@ -293,13 +305,14 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean `{close[0]}`?" if close else ""
 
 
-def check_toml_type(spec: SettingSpec, value: Any, source: str) -> None:
-    """TOML has types, so ``procs = "4"`` or ``tunnel = "yes"`` is a mistake worth naming."""
+def check_toml_type(spec: SettingSpec, value: Any, source: str, language: str = "TOML") -> None:
+    """TOML and Python have types, so ``procs = "4"`` or ``tunnel = "yes"`` is a mistake worth
+    naming (``language`` says whose types the message speaks of)."""
     is_bool_in_disguise = isinstance(value, bool) and bool not in spec.toml_types
     if not isinstance(value, spec.toml_types) or is_bool_in_disguise:
         kinds = "/".join(kind.__name__ for kind in spec.toml_types)
         raise SettingsError(f"{spec.name}: {value!r} from {source} is not {spec.allowed} "
-                            f"(a TOML {kinds} value)")
+                            f"(a {language} {kinds} value)")
 
 
 def show_value(value: Any) -> str:
