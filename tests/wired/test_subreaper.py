@@ -16,7 +16,8 @@ from pastset.launch.subreaper import adopted, become_subreaper, end_descendants,
 from pastset.observe.procstat import ProcessTable
 
 out = {"subreaper": become_subreaper()}
-orphan = "import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(float(sys.argv[1]))\n    os._exit(0)\n"
+orphan = ("import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n"
+          "    time.sleep(float(sys.argv[1]))\n    os._exit(0)\n")
 mine = start_child([sys.executable, "-c", "import time; time.sleep(30)"])
 subprocess.run([sys.executable, "-c", orphan, "0.2"], check=True)  # leaves one that exits soon
 subprocess.run([sys.executable, "-c", orphan, "30"], check=True)   # and one that stays
