@@ -421,3 +421,26 @@ def test_a_lost_worker_frees_its_slots(bounded):
     w2 = register(bounded)
     assert bounded.next_task(w2)["id"] == t1  # handed out, never started: queued again
     assert bounded.tasks[t2].state == "queued"
+
+
+def test_a_snapshot_is_plain_data_the_scheduler_does_not_share():
+    from dataclasses import asdict
+
+    from pastset.space.scheduler import TaskInfo, _plain
+    from pastset.wire.contract import TaskState
+
+    sched = Scheduler()
+    worker = sched.register_worker({"host": "h1"})
+    sched.spawn("a.py", ["1"])
+    sched.next_task(worker)
+    sched.task_started(worker, "t1", 4242)
+    snapshot = sched.snapshot()
+    assert snapshot["workers"] == [dict(asdict(w), slots_used=len(w.running)) for w in sched.workers.values()]
+    assert snapshot["tasks"] == [asdict(t) for t in sched.tasks.values()]
+    # states are plain strings, not TaskState members: the status document is JSON and compared as such
+    assert [type(t["state"]) for t in snapshot["tasks"]] == [str] and snapshot["tasks"][0]["state"] == "running"
+    snapshot["workers"][0]["running"].append("t99")
+    snapshot["tasks"][0]["args"].append("x")
+    assert sched.workers[worker].running == ["t1"] and sched.tasks["t1"].args == ["1"]
+    plain = _plain(TaskInfo("t2", "b.py", [], state=TaskState.RUNNING))["state"]
+    assert plain == "running" and type(plain) is str
