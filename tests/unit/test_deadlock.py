@@ -370,3 +370,12 @@ def test_report_names_every_worker_whose_slots_hold_a_queued_task():
                                        {"worker": "w2", "slots": 2, "tasks": ["t3", "t4"]}])]
     text = format_report([wait("t1")], {}, [], held=3.0, queued=queued)
     assert "t5 (work.py) is queued: every slot of w1 (2 of 2) and w2 (2 of 2) is held by tasks" in text
+
+
+def test_many_tasks_queued_behind_slots_are_counted_after_the_first_few():
+    from pastset.run.deadlock import queued_lines
+
+    queued = [dict(QUEUED[0], id=f"t{n}") for n in range(5, 13)]
+    lines = queued_lines(queued)
+    assert [line.split()[0] for line in lines[:5]] == ["t5", "t6", "t7", "t8", "t9"]
+    assert lines[5:] == ["  ... and 3 more queued tasks"]

@@ -103,3 +103,29 @@ def test_after_a_sigkilled_runner_the_workers_keeper_ends_the_tasks_daemon_and_c
     assert done.returncode == 0 and "leftover" in done.stdout, done
     assert_gone(app_daemon)
     assert_nothing_left(env["PASTSET_TEST_TAG"])
+
+
+def test_a_worker_reaps_the_orphans_that_exit_while_the_run_goes_on(apps, env, daemons):
+    from pastset.observe.procstat import ProcessTable
+
+    write_apps(apps, {
+        "app.py": "import sys\nimport pastset\nps = pastset.PastSet()\nps.spawn('quick.py', [sys.argv[1]])\n"
+                  "print('spawned', flush=True)\nps.enter(('go',)).observe()\n",
+        # leaves an orphan in a session of its own that has exited (the worker is handed it
+        # once its parent is reaped here), says so, then waits
+        "quick.py": "import os, sys, time\nimport pastset\n"
+                    "open(os.path.join(sys.argv[1], 'worker.pid'), 'w').write(str(os.getppid()))\n"
+                    "middle = os.fork()\n"
+                    "if middle == 0:\n    os.setsid()\n    if os.fork() == 0:\n        os._exit(0)\n"
+                    "    time.sleep(0.2)\n    os._exit(0)\n"
+                    "os.waitpid(middle, 0)\n"
+                    "open(os.path.join(sys.argv[1], 'orphaned'), 'w').close()\n"
+                    "pastset.PastSet().enter(('go',)).observe()\n",
+    })
+    with LiveRun(["run", "--bin", str(apps), "--procs", "1", "app.py", str(daemons.where)], env) as live:
+        live.read_until("spawned")
+        assert wait_until(lambda: (daemons.where / "orphaned").exists(), 20, 0.05)
+        worker = daemons.worker_pid()
+        assert wait_until(lambda: not ProcessTable().zombies.get(worker), 10, 0.1), "a zombie stays with the worker"
+        assert live.signal(signal.SIGTERM) == 128 + signal.SIGTERM
+    assert_nothing_left(env["PASTSET_TEST_TAG"])
