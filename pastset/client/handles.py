@@ -1,7 +1,9 @@
 """A program's handle on one element, and the checks a template and a strict move pass.
 
 Arguments are checked here, before anything is sent, so a bad call raises
-TypeError/ValueError naming the bad value and leaves the connection as it was. Tuples
+TypeError/ValueError naming the bad value and leaves the connection as it was; the
+error's traceback ends at the method the program called (the checking helper's frames
+are dropped), so no line of the library's insides shows for a wrong argument. Tuples
 are pickled here and travel to the server as bytes; the server keeps them as they are,
 so classes defined in the program's ``__main__`` move and observe fine.
 """
@@ -31,7 +33,7 @@ def _pickle_each(tuples: Iterable[Any]) -> List[bytes]:
         try:
             payloads.append(_dumps(data, _HIGHEST))
         except Exception as exc:
-            raise TypeError(f"cannot move {data!r}: it cannot be pickled ({exc})") from None
+            raise TypeError(f"cannot move {validation.show(data)}: it cannot be pickled ({exc})") from None
     return payloads
 
 
@@ -101,11 +103,14 @@ class ElementHandle:
     def move(self, data: Any, timeout: Optional[float] = None) -> bool:
         """Append ``data``; blocks while the element is at its ``delta`` bound."""
         if timeout is not None:
-            timeout = check_timeout(timeout)
+            try:
+                timeout = check_timeout(timeout)
+            except (TypeError, ValueError) as exc:
+                raise exc.with_traceback(None) from None
         try:
             payload = _dumps(data, _HIGHEST)
         except Exception as exc:
-            raise TypeError(f"cannot move {data!r}: it cannot be pickled ({exc})") from None
+            raise TypeError(f"cannot move {validation.show(data)}: it cannot be pickled ({exc})") from None
         if self._strict:
             problem = matches_template(data, self._template)
             if problem:
@@ -118,11 +123,15 @@ class ElementHandle:
 
     def observe(self, index: int = -1, timeout: Optional[float] = None) -> Any:
         """Take the next unobserved tuple (``index=-1``), or read tuple ``index``."""
-        if timeout is not None:
-            timeout = check_timeout(timeout)
-        if index != -1 or type(index) is not int:  # -1.0 == -1 but is no index
-            check_index(index, allow_unindexed=True)
-        elif self._call_frame is not None:
+        unindexed = type(index) is int and index == -1  # -1.0 == -1 but is no index
+        try:
+            if timeout is not None:
+                timeout = check_timeout(timeout)
+            if not unindexed:
+                check_index(index, allow_unindexed=True)
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None
+        if unindexed and self._call_frame is not None:
             return _load_tuple(self._call_frame(_OBSERVE, _observe_request(self._eid, timeout)))
         return _load_tuple(self._calls.observe(self._eid, index, timeout))
 
@@ -134,18 +143,25 @@ class ElementHandle:
         how many. A tuple that cannot be pickled is a TypeError, and none is moved.
         """
         if timeout is not None:
-            timeout = check_timeout(timeout)
+            try:
+                timeout = check_timeout(timeout)
+            except (TypeError, ValueError) as exc:
+                raise exc.with_traceback(None) from None
         if isinstance(tuples, (str, bytes, bytearray)):
-            raise TypeError(f"move_many needs an iterable of tuples, not {type(tuples).__name__}: {tuples!r}")
+            raise TypeError(f"move_many needs an iterable of tuples, not {type(tuples).__name__}: "
+                            f"{validation.show(tuples)}")
         try:
             items = tuples if type(tuples) is list else list(tuples)
         except TypeError:
             raise TypeError(f"move_many needs an iterable of tuples, not {type(tuples).__name__}: "
-                            f"{tuples!r}") from None
+                            f"{validation.show(tuples)}") from None
         try:
             payloads = [_dumps(data, _HIGHEST) for data in items]
         except Exception:
-            payloads = _pickle_each(items)
+            try:
+                payloads = _pickle_each(items)
+            except TypeError as exc:
+                raise exc.with_traceback(None) from None
         if not payloads:
             return 0
         if self._strict:
@@ -162,9 +178,12 @@ class ElementHandle:
         Waits only until at least one exists; never returns an empty list (Timeout
         instead, with nothing consumed).
         """
-        check_count(count)
-        if timeout is not None:
-            timeout = check_timeout(timeout)
+        try:
+            check_count(count)
+            if timeout is not None:
+                timeout = check_timeout(timeout)
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None
         blob, offsets = self._calls.observe_many(self._eid, count, timeout)
         offs = _array("Q")
         offs.frombytes(offsets)
@@ -181,12 +200,18 @@ class ElementHandle:
 
     def delta(self, value: Optional[int] = None) -> Optional[int]:
         """Read (no argument), set (n >= 1) or remove (0) the bound on unobserved tuples."""
-        check_delta(value)
+        try:
+            check_delta(value)
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None
         return self._calls.delta(self._eid, value)
 
     def axe(self, index: int) -> None:
         """Drop the observed tuples numbered below ``index``."""
-        check_index(index)
+        try:
+            check_index(index)
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None
         return self._calls.axe(self._eid, index)
 
     def template(self) -> tuple:

@@ -181,8 +181,32 @@ def check_app_name(app: Any) -> str:
     return app
 
 
+#: what an item of ``spawn``'s args may be (each is passed on as its str())
+SPAWN_ARG_TYPES = (str, int, float)
+
+
+def spawn_arguments(args: Any) -> List[str]:
+    """The command-line arguments a program gives ``spawn``: one str (a single argument), or
+    a list or tuple of str, int or float; return them as the strings the task receives.
+
+    Anything else (a number alone, a dict, a generator, a bool, None) is refused with a
+    message naming the value and its type, as a guess at what the program meant would
+    start a task with arguments nobody asked for.
+    """
+    if isinstance(args, str):
+        return [args]
+    if not isinstance(args, (list, tuple)):
+        raise TypeError(f"spawn args must be a str or a list/tuple of str, int or float, "
+                        f"not {type(args).__name__}: {show(args)}")
+    for position, arg in enumerate(args):
+        if isinstance(arg, bool) or not isinstance(arg, SPAWN_ARG_TYPES):
+            raise TypeError(f"spawn args[{position}] must be a str, int or float, "
+                            f"not {type(arg).__name__}: {show(arg)}")
+    return [str(arg) for arg in args]
+
+
 def check_app_args(args: Any) -> List[str]:
-    """A spawned application's arguments: a list of str."""
+    """A spawned application's arguments as they travel: a list of str."""
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise TypeError(f"spawn args must be a list of str, not {show(args)}")
     return args

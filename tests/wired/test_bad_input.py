@@ -6,11 +6,15 @@ connection keeps working afterwards. The server re-checks what a raw client coul
 """
 from __future__ import annotations
 
+import inspect
+import os
 import threading
+import traceback
 
 import pytest
 
 import pastset
+import pastset.client.handles
 from pastset import ElementDeleted, PastSetError, XFunctionError
 
 UNPICKLABLE = lambda: 0  # noqa: E731  (hashable, not picklable)
@@ -23,6 +27,21 @@ def usable(pset):
     assert e.observe(timeout=5) == ("ok",)
 
 
+#: the public methods a program calls, by the class that has them
+PUBLIC_CLASSES = (pastset.PastSet, pastset.client.handles.ElementHandle, pastset.Task, pastset.Server)
+PUBLIC_METHODS = {(os.path.realpath(inspect.getsourcefile(cls)), name)
+                  for cls in PUBLIC_CLASSES for name in vars(cls)
+                  if not name.startswith("_") or name == "__init__"}
+
+
+def ends_at_the_public_call(exc):
+    """The error's traceback ends in the public method the program called: no line of the
+    library's insides (a checking helper, the transport) shows for a wrong argument."""
+    innermost = traceback.extract_tb(exc.__traceback__)[-1]
+    assert (os.path.realpath(innermost.filename), innermost.name) in PUBLIC_METHODS, \
+        f"the traceback ends inside the library: {innermost.filename}:{innermost.lineno} in {innermost.name}"
+
+
 def refused(sends, pset, call, error, *needles):
     before = sends.count
     with pytest.raises(error) as info:
@@ -31,6 +50,7 @@ def refused(sends, pset, call, error, *needles):
     for needle in needles:
         assert needle in message, f"{needle!r} not in {message!r}"
     assert sends.count == before, "a call the client could check was sent"
+    ends_at_the_public_call(info.value)
     usable(pset)
     return info.value
 
@@ -174,6 +194,55 @@ def _catch(call):
 @pytest.mark.parametrize("app", ["", "   ", None, 3])
 def test_bad_spawn(pset, sends, app):
     refused(sends, pset, lambda: pset.spawn(app, []), ValueError, repr(app))
+
+
+@pytest.mark.parametrize("args, needles", [
+    (7, ["int", "7"]),
+    (2.5, ["float", "2.5"]),
+    (None, ["NoneType", "None"]),
+    (b"-v", ["bytes", "b'-v'"]),
+    ({"n": 1}, ["dict", "{'n': 1}"]),
+    ({"a", "b"}, ["set"]),
+    ((a for a in "ab"), ["generator"]),
+    (["a", None], ["args[1]", "NoneType", "None"]),
+    (("a", 1, [2]), ["args[2]", "list", "[2]"]),
+    ([True], ["args[0]", "bool", "True"]),
+    ([b"x"], ["args[0]", "bytes", "b'x'"]),
+])
+def test_bad_spawn_args_name_the_value_and_its_type(pset, sends, args, needles):
+    refused(sends, pset, lambda: pset.spawn("app.py", args), TypeError, "spawn args", *needles)
+    assert pset.status()["tasks"] == []
+
+
+def test_spawn_args_are_a_str_or_a_list_or_tuple_of_str_int_float(pset):
+    for args, expected in [("one arg", ["one arg"]), (["a", 1, 2.5, ""], ["a", "1", "2.5", ""]),
+                           (("x", -1), ["x", "-1"]), ((), []), ([], [])]:
+        task = pset.spawn("app.py", args)
+        assert task.info()["args"] == expected
+
+
+def test_the_other_public_calls_refuse_bad_arguments_at_the_call(server, pset, sends):
+    e = pset.enter(("public",))
+    task = pset.spawn("app.py")
+    refused(sends, pset, lambda: pset.delelement(42), TypeError, "element handle or a template", "int", "42")
+    refused(sends, pset, lambda: e.observe_many(0), ValueError, "count", "0")
+    refused(sends, pset, lambda: e.observe_many("3"), TypeError, "'3'")
+    refused(sends, pset, lambda: e.observe_many(1, timeout="soon"), TypeError, "'soon'")
+    refused(sends, pset, lambda: e.move_many([(1,)], timeout=-1), ValueError, "-1")
+    refused(sends, pset, lambda: e.move_many(5), TypeError, "int", "5")
+    refused(sends, pset, lambda: e.move_many([(1,), UNPICKLABLE]), TypeError, "lambda", "pickle")
+    refused(sends, pset, lambda: task.wait(timeout="soon"), TypeError, "'soon'")
+    refused(sends, pset, lambda: task.wait(timeout=float("nan")), ValueError, "nan")
+    for bad, error, needle in [(("h", "port"), ValueError, "'port'"), (42, TypeError, "int"),
+                               ("nocolon", ValueError, "'nocolon'")]:
+        refused(sends, pset, lambda bad=bad: pastset.PastSet(bad, authkey=server.authkey), error, needle)
+        refused(sends, pset, lambda bad=bad: pastset.Server(address=bad), error, needle)
+    refused(sends, pset, lambda: pastset.PastSet(server.address, authkey=server.authkey, connect_timeout="5"),
+            TypeError, "connect_timeout", "'5'")
+    refused(sends, pset, lambda: pastset.PastSet(server.address, authkey=server.authkey, strict="yes"),
+            TypeError, "strict", "'yes'")
+    refused(sends, pset, lambda: pastset.Server(authkey="key"), TypeError, "authkey", "str", "'key'")
+    refused(sends, pset, lambda: pastset.Server(bin_dir=3), TypeError, "bin_dir", "int", "3")
 
 
 def test_bad_authkey_type(server):
