@@ -28,7 +28,9 @@ class TaskError(PastSetError):
 
 
 class Timeout(PastSetError, TimeoutError):
-    """A call with a timeout ran out of time; nothing was moved or consumed."""
+    """A call with a timeout ran out of time. Nothing was moved or consumed, except by
+    ``move_many``: the tuples it moved before the time ran out stay moved, and its
+    ``moved`` attribute (and message) says how many."""
 
 
 class ConnectError(PastSetError, ConnectionError):

@@ -13,10 +13,11 @@ import pickle
 from array import array as _array
 from typing import Any, Callable, Iterable, List, Optional
 
+from ..errors import ElementDeleted
 from ..wire import frames, validation
 from ..wire.batches import pack as _pack
 from ..wire.contract import SpaceCalls
-from ..wire.validation import check_count, check_delta, check_index, check_timeout
+from ..wire.validation import check_count, check_delta, check_index, check_timeout, deleted_message
 
 _dumps = pickle.dumps
 _loads = pickle.loads
@@ -115,11 +116,14 @@ class ElementHandle:
             problem = matches_template(data, self._template)
             if problem:
                 raise TypeError(f"strict mode: {problem}")
-        if self._call_frame is not None:
-            message = _move_request(self._eid, payload, timeout)
-            if message is not None:  # else too large for a frame
-                return self._call_frame(_MOVE, message)
-        return self._calls.move(self._eid, payload, timeout)
+        try:
+            if self._call_frame is not None:
+                message = _move_request(self._eid, payload, timeout)
+                if message is not None:  # else too large for a frame
+                    return self._call_frame(_MOVE, message)
+            return self._calls.move(self._eid, payload, timeout)
+        except ElementDeleted:
+            raise self._deleted() from None
 
     def observe(self, index: int = -1, timeout: Optional[float] = None) -> Any:
         """Take the next unobserved tuple (``index=-1``), or read tuple ``index``."""
@@ -131,9 +135,12 @@ class ElementHandle:
                 check_index(index, allow_unindexed=True)
         except (TypeError, ValueError) as exc:
             raise exc.with_traceback(None) from None
-        if unindexed and self._call_frame is not None:
-            return _load_tuple(self._call_frame(_OBSERVE, _observe_request(self._eid, timeout)))
-        return _load_tuple(self._calls.observe(self._eid, index, timeout))
+        try:
+            if unindexed and self._call_frame is not None:
+                return _load_tuple(self._call_frame(_OBSERVE, _observe_request(self._eid, timeout)))
+            return _load_tuple(self._calls.observe(self._eid, index, timeout))
+        except ElementDeleted:
+            raise self._deleted() from None
 
     def move_many(self, tuples: Iterable[Any], timeout: Optional[float] = None) -> int:
         """Move every tuple of ``tuples`` in one round trip; return how many were moved.
@@ -170,7 +177,10 @@ class ElementHandle:
                 if problem:
                     raise TypeError(f"strict mode: {problem}")
         blob, lengths = _pack(payloads)
-        return self._calls.move_many(self._eid, blob, lengths, timeout)
+        try:
+            return self._calls.move_many(self._eid, blob, lengths, timeout)
+        except ElementDeleted:
+            raise self._deleted() from None
 
     def observe_many(self, count: int, timeout: Optional[float] = None) -> List[Any]:
         """Take the next unobserved tuples, up to ``count`` (>= 1), in one round trip.
@@ -184,7 +194,10 @@ class ElementHandle:
                 timeout = check_timeout(timeout)
         except (TypeError, ValueError) as exc:
             raise exc.with_traceback(None) from None
-        blob, offsets = self._calls.observe_many(self._eid, count, timeout)
+        try:
+            blob, offsets = self._calls.observe_many(self._eid, count, timeout)
+        except ElementDeleted:
+            raise self._deleted() from None
         offs = _array("Q")
         offs.frombytes(offsets)
         view = memoryview(blob)
@@ -192,11 +205,17 @@ class ElementHandle:
 
     def first(self) -> int:
         """Number of the oldest tuple nobody has observed yet."""
-        return self._calls.first(self._eid)
+        try:
+            return self._calls.first(self._eid)
+        except ElementDeleted:
+            raise self._deleted() from None
 
     def last(self) -> int:
         """Number of tuples moved so far."""
-        return self._calls.last(self._eid)
+        try:
+            return self._calls.last(self._eid)
+        except ElementDeleted:
+            raise self._deleted() from None
 
     def delta(self, value: Optional[int] = None) -> Optional[int]:
         """Read (no argument), set (n >= 1) or remove (0) the bound on unobserved tuples."""
@@ -204,7 +223,10 @@ class ElementHandle:
             check_delta(value)
         except (TypeError, ValueError) as exc:
             raise exc.with_traceback(None) from None
-        return self._calls.delta(self._eid, value)
+        try:
+            return self._calls.delta(self._eid, value)
+        except ElementDeleted:
+            raise self._deleted() from None
 
     def axe(self, index: int) -> None:
         """Drop the observed tuples numbered below ``index``."""
@@ -212,11 +234,22 @@ class ElementHandle:
             check_index(index)
         except (TypeError, ValueError) as exc:
             raise exc.with_traceback(None) from None
-        return self._calls.axe(self._eid, index)
+        try:
+            return self._calls.axe(self._eid, index)
+        except ElementDeleted:
+            raise self._deleted() from None
 
     def template(self) -> tuple:
         """The element's template (fails with ElementDeleted once it is deleted)."""
-        return self._calls.template(self._eid)
+        try:
+            return self._calls.template(self._eid)
+        except ElementDeleted:
+            raise self._deleted() from None
+
+    def _deleted(self) -> ElementDeleted:
+        """The error of a call on this element once it is deleted: the server knows a
+        deleted element only by its id, the handle still knows its template."""
+        return ElementDeleted(deleted_message(self._template))
 
     def __repr__(self) -> str:
         return f"<pastset element {self._template!r}>"

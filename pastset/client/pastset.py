@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
 
-from ..errors import ConnectError
+from ..errors import ConnectError, ElementDeleted
 from ..wire import connection as transport
 from ..wire import frames
 from ..wire.contract import SpaceCalls, stub
@@ -94,7 +94,10 @@ class PastSet:
     def delelement(self, element: Union[ElementHandle, tuple]) -> None:
         """Remove an element (by handle or template); blocked calls on it fail."""
         if isinstance(element, ElementHandle):
-            self._calls.delelement_id(element._eid)
+            try:
+                self._calls.delelement_id(element._eid)
+            except ElementDeleted:
+                raise element._deleted() from None
             return
         if not isinstance(element, tuple):
             raise TypeError(f"delelement needs an element handle or a template tuple such as "

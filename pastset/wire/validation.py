@@ -230,6 +230,12 @@ def format_template(value: Any) -> str:
     return repr(value)
 
 
+def deleted_message(template: Any) -> str:
+    """What ElementDeleted says, wherever it is raised: the element named by its template
+    as written (``element ('work', str) has been deleted``)."""
+    return f"element {format_template(template)} has been deleted"
+
+
 def template_shape(template: Any) -> List[List[str]]:
     """A template as plain data for comparing it with another (see the deadlock report's
     near misses): per item ``["type", name]`` for a type, ``["tag", text]`` for a string,

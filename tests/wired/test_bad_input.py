@@ -17,6 +17,8 @@ import pastset
 import pastset.client.handles
 from pastset import ElementDeleted, PastSetError, XFunctionError
 
+from helpers.polling import wait_until
+
 UNPICKLABLE = lambda: 0  # noqa: E731  (hashable, not picklable)
 
 
@@ -160,6 +162,35 @@ def test_handle_after_delelement(pset):
         with pytest.raises(ElementDeleted, match="deleted"):
             call()
         usable(pset)
+
+
+def test_element_deleted_names_the_element_by_its_template_on_every_path(server, pset):
+    said = "element ('gone twice', int) has been deleted"
+    e = pset.enter(("gone twice", int))
+    e.move((1,))
+    blocked = []
+
+    def wait_on_it():
+        with pastset.PastSet(server.address, authkey=server.authkey) as other:
+            try:
+                other.enter(("gone twice", int)).observe(5)
+            except ElementDeleted as exc:
+                blocked.append(str(exc))
+
+    waiter = threading.Thread(target=wait_on_it)
+    waiter.start()
+    assert wait_until(lambda: pset.status()["waits"])
+    pset.delelement(e)
+    waiter.join(10)
+    messages = blocked[:]  # a call blocked when the element went
+    for call in (lambda: e.move((2,)), e.observe, lambda: e.observe(0), lambda: e.move_many([(3,)]),
+                 lambda: e.observe_many(2), e.first, e.last, e.delta, lambda: e.delta(2), lambda: e.axe(0),
+                 e.template, lambda: pset.delelement(e)):  # an old handle, every call
+        with pytest.raises(ElementDeleted) as info:
+            call()
+        messages.append(str(info.value))
+        ends_at_the_public_call(info.value)
+    assert messages == [said] * 13
 
 
 def test_closed_pastset(server, sends):
