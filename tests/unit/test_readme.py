@@ -75,3 +75,19 @@ def test_the_issue_reference_pattern():
         assert ISSUE_REFERENCE.search(cited), cited
     for plain in ("colour #4C72B0", "a.b#12", "tissue 3x", "&#12;", "issued 3 times"):
         assert not ISSUE_REFERENCE.search(plain), plain
+
+
+def test_the_settings_table_lists_every_setting_with_its_spellings():
+    from pastset.settings.specs import SETTINGS
+
+    text = (ROOT / "README.md").read_text()
+    table = text.split("| setting | environment | flag | default | meaning |", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0].strip("`")] = cells
+    missing = sorted(set(SETTINGS) - set(rows))
+    assert not missing, f"the README's settings table lacks {missing}"
+    for name, spec in SETTINGS.items():
+        assert rows[name][1] == spec.env, name
+        assert rows[name][2] == (f"`{spec.flag}`" if spec.flag else ""), name
