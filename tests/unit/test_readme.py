@@ -91,3 +91,16 @@ def test_the_settings_table_lists_every_setting_with_its_spellings():
     for name, spec in SETTINGS.items():
         assert rows[name][1] == spec.env, name
         assert rows[name][2] == (f"`{spec.flag}`" if spec.flag else ""), name
+
+
+def test_the_readmes_commands_write_no_file_of_the_repository():
+    """A reader who pastes a command from the README does not overwrite a shipped file
+    (the trace-plot example writes its PNG elsewhere than the one the README shows)."""
+    text = (ROOT / "README.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in text.split("```bash\n")[1:]]
+    written = [m.group(1) for block in blocks
+               for m in re.finditer(r"(?:\s-o|--output|--trace)[ =](\S+)", block)]
+    assert written, "the README shows commands that write files"
+    for path in written:
+        where = (ROOT / path).resolve()
+        assert not (where.is_relative_to(ROOT.resolve()) and where.exists()), f"{path} is a file of the repository"

@@ -13,6 +13,7 @@ matplotlib = pytest.importorskip("matplotlib", reason="matplotlib is the optiona
                                  "pip install '.[plot]' to run these tests")
 
 from pastset.observe import traceplot  # noqa: E402  (after the skip: needs matplotlib to be useful)
+from pastset.space.waits import Caller  # noqa: E402
 
 from helpers.clock import FakeClock  # noqa: E402
 from helpers.traces import write_sample_trace  # noqa: E402
@@ -39,7 +40,7 @@ def test_the_rows_are_the_app_its_waits_and_each_worker(tmp_path):
     write_sample_trace(tmp_path / "run.json")
     from pastset.observe.trace import load
 
-    labels = [label for _, label in traceplot.rows(load(str(tmp_path / "run.json")))]
+    labels = traceplot.rows(load(str(tmp_path / "run.json")))
     assert labels == ["app", "app: waits"] + [f"worker w{n} (node{n}): tasks" for n in range(1, 5)]
 
 
@@ -81,5 +82,131 @@ def test_the_counter_legend_hides_no_data_and_names_each_element_once(tmp_path):
         for axes in fig.axes:  # the timeline, the counters and their right axis (its ticks and label too)
             assert not box.overlaps(axes.get_window_extent()), axes
             assert not box.overlaps(axes.yaxis.get_tightbbox(renderer)), axes
+    finally:
+        matplotlib.pyplot.close(fig)
+
+
+def _trace(path, build):
+    clock = FakeClock(100.0)
+    writer = TraceWriter(str(path), clock=clock)
+    build(writer, clock)
+    writer.close()
+    return traceplot.figure(str(path))
+
+
+def _patches(fig, kind):
+    """The bars of one kind, by name (a bar's gid is ``kind:name``)."""
+    return {p.get_gid().split(":", 1)[1]: p for p in fig.axes[0].patches
+            if (p.get_gid() or "").startswith(kind + ":")}
+
+
+def _texts(fig):
+    return [t.get_text() for t in fig.axes[0].texts]
+
+
+def _legend(fig):
+    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_a_task_that_never_ran_has_its_own_row_a_cross_and_says_so(tmp_path):
+    def build(writer, clock):
+        writer.app_started("app.py")
+        writer.on_event("registered", {"id": "w1", "host": "node1"})
+        for n, app in ((1, "fine.py"), (2, "missing.py"), (3, "late.py")):
+            writer.on_event("spawned", {"task": f"t{n}", "app": app, "args": []})
+        writer.on_event("started", {"task": "t1", "worker": "w1", "host": "node1", "pid": 5})
+        writer.on_event("failed", {"task": "t2", "returncode": None, "error": "not found"})  # at once
+        clock.now += 2
+        writer.on_event("finished", {"task": "t1", "returncode": 0})
+        writer.app_ended(0)  # t3 is still queued
+
+    fig = _trace(tmp_path / "never.json", build)
+    try:
+        labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        assert labels == ["app", "tasks that never ran", "worker w1 (node1): tasks"]
+        never = _patches(fig, "never ran")
+        assert sorted(never) == ["t2 missing.py", "t3 late.py"]
+        assert all(p.get_y() + p.get_height() / 2 == 1 for p in never.values())  # on their row
+        crosses = [line for line in fig.axes[0].lines if (line.get_gid() or "").startswith("never ran:")]
+        assert sorted(line.get_gid() for line in crosses) == ["never ran:t2 missing.py", "never ran:t3 late.py"]
+        assert {"t2 missing.py: never ran", "t3 late.py: never ran"} <= set(_texts(fig))  # even a 0 s bar
+        assert "never ran" in _legend(fig)
+        assert sorted(_patches(fig, "task")) == ["t1 fine.py"]
+    finally:
+        matplotlib.pyplot.close(fig)
+
+
+def test_a_call_still_waiting_at_the_end_is_hatched_and_says_so(tmp_path):
+    def build(writer, clock):
+        writer.app_started("app.py")
+        clock.now += 1
+        writer.wait_ended(Caller("app"), "observe", "('done', int)", 0.5)
+        clock.now += 5
+        writer.wait_ended(Caller("app"), "observe", "('stuck', int)", 4.0, unfinished=True)
+
+    fig = _trace(tmp_path / "stuck.json", build)
+    try:
+        waits = _patches(fig, "wait")
+        assert waits["observe ('stuck', int)"].get_hatch() == traceplot.UNFINISHED_HATCH
+        assert not waits["observe ('done', int)"].get_hatch()
+        assert "observe ('stuck', int) (still waiting)" in _texts(fig)
+        assert "still running or waiting at the end" in _legend(fig)
+    finally:
+        matplotlib.pyplot.close(fig)
+
+
+def test_a_workers_wait_for_its_next_task_shows_only_where_it_runs_none(tmp_path):
+    worker = Caller("worker", worker="w1", host="node1")
+
+    def build(writer, clock):
+        writer.app_started("app.py")
+        writer.on_event("registered", {"id": "w1", "host": "node1"})
+        writer.on_event("spawned", {"task": "t1", "app": "work.py", "args": []})
+        clock.now += 1
+        writer.wait_ended(worker, "next_task", None, 1.0)  # 0..1: idle before t1
+        writer.on_event("started", {"task": "t1", "worker": "w1", "host": "node1", "pid": 5})
+        clock.now += 1.5
+        writer.wait_ended(Caller("task", task="t1"), "observe", "('work', str)", 0.5)  # t1's own call
+        clock.now += 1.5
+        writer.on_event("finished", {"task": "t1", "returncode": 0})  # t1 ran 1..4
+        clock.now += 2
+        writer.wait_ended(worker, "next_task", None, 5.0)  # 1..6, asked while t1 ran
+        writer.app_ended(0)
+
+    fig = _trace(tmp_path / "idle.json", build)
+    try:
+        labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        assert labels == ["app", "worker w1 (node1): tasks", "worker w1 (node1): waits"]
+        idle = [p for p in fig.axes[0].patches if p.get_gid() == "idle:idle"]
+        spans = sorted((round(p.get_x(), 6), round(p.get_x() + p.get_width(), 6)) for p in idle)
+        assert spans == [(0.0, 1.0), (4.0, 6.0)]
+        assert all(p.get_y() + p.get_height() / 2 == 1 for p in idle)  # on the task row, not over the calls
+        waits = _patches(fig, "wait")
+        assert list(waits) == ["observe ('work', str)"]  # no next_task band
+        assert waits["observe ('work', str)"].get_y() + waits["observe ('work', str)"].get_height() / 2 == 2
+        assert "worker idle: waits for a task" in _legend(fig)
+    finally:
+        matplotlib.pyplot.close(fig)
+
+
+def test_an_element_counter_that_stays_at_0_gets_a_0_to_1_axis_and_a_visible_line(tmp_path):
+    def build(writer, clock):
+        writer.app_started("app.py")
+        writer.counters(1, "('never', int)", unobserved=0, moves=0)  # sampled once
+        clock.now += 3
+        writer.app_ended(0)
+
+    fig = _trace(tmp_path / "zero.json", build)
+    try:
+        fig.canvas.draw()
+        counters, moves = fig.axes[1], fig.axes[2]
+        for axes in (counters, moves):
+            low, high = axes.get_ylim()
+            assert low < 0 <= 0.1 * high and 1 <= high <= 1.2  # 0 shows above the axis, 1 at the top
+            ticks = [t for t in axes.get_yticks() if low <= t <= high]
+            assert ticks == [0, 1], ticks
+        (line,) = counters.lines
+        xs = line.get_xdata()
+        assert xs[0] == 0 and xs[-1] == pytest.approx(3.0)  # drawn to the end of the trace
     finally:
         matplotlib.pyplot.close(fig)
