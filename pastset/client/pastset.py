@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
 
-from ..errors import ConnectError, ElementDeleted
+from ..errors import ConnectError, ElementDeleted, PastSetError, XFunctionError
 from ..wire import connection as transport
 from ..wire import frames
 from ..wire.contract import SpaceCalls, stub
@@ -88,7 +88,10 @@ class PastSet:
                 check_module_name(xfunction)
         except (TypeError, ValueError) as exc:
             raise exc.with_traceback(None) from None
-        eid = self._calls.enter(template, xfunction)
+        try:
+            eid = self._calls.enter(template, xfunction)
+        except XFunctionError as exc:  # a module name only the server can find wrong
+            raise exc.with_traceback(None) from None
         return ElementHandle(self._calls, eid, template, self.strict, self._call_frame)
 
     def delelement(self, element: Union[ElementHandle, tuple]) -> None:
@@ -122,7 +125,12 @@ class PastSet:
             arglist = spawn_arguments(args)
         except (TypeError, ValueError) as exc:
             raise exc.with_traceback(None) from None
-        return Task(self._calls.spawn(app, arglist), self._calls)
+        try:
+            return Task(self._calls.spawn(app, arglist), self._calls)
+        except ConnectError:
+            raise
+        except PastSetError as exc:  # refused by the run (after halt): the traceback ends here
+            raise exc.with_traceback(None) from None
 
     def halt(self) -> None:
         """Say that no more tasks will come; workers finish when the queue is empty."""

@@ -106,7 +106,7 @@ def check_timeout(timeout: Any) -> Optional[float]:
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be None or a number of seconds, not {show(timeout)}")
+        raise TypeError(f"timeout must be None or a number of seconds, not {type(timeout).__name__}: {show(timeout)}")
     if not timeout >= 0:  # also refuses NaN, which compares false with everything
         raise ValueError(f"timeout must be >= 0 (0 = don't wait, None or inf = wait for ever), "
                          f"not {timeout!r}")
@@ -120,7 +120,7 @@ def check_timeout(timeout: Any) -> Optional[float]:
 def check_seconds(name: str, value: Any) -> float:
     """A finite, non-negative number of seconds (a wait that must end)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {show(value)}")
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}: {show(value)}")
     if not 0 <= value < math.inf:
         raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
     return float(value)
@@ -171,7 +171,9 @@ def check_app_name(app: Any) -> str:
     No absolute path and no ``..`` component, so a task can only run what the run's bin
     directory holds; and a file's name, not a directory's (``.``, ``sub/``).
     """
-    if not isinstance(app, str) or not app.strip():
+    if not isinstance(app, str):
+        raise TypeError(f"spawn needs the application's file name (a str), not {type(app).__name__}: {show(app)}")
+    if not app.strip():
         raise ValueError(f"spawn needs the application's file name, not {show(app)}")
     parts = app.replace(os.sep, "/").split("/")
     if (os.path.isabs(app) or app.startswith("/") or ".." in parts or "\0" in app

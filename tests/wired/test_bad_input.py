@@ -146,9 +146,10 @@ def test_xfunction_names_that_are_not_plain_module_names(pset, sends, name, erro
 
 def test_unknown_xfunction_module(pset, sends):
     before = sends.count
-    with pytest.raises(XFunctionError, match="'nosuch'"):
+    with pytest.raises(XFunctionError, match="'nosuch'") as info:
         pset.enter(("t",), "nosuch")
     assert sends.count > before  # only the server can tell
+    ends_at_the_public_call(info.value)
     usable(pset)
     # nothing was created under that template
     assert pset.enter(("t",)).last() == 0
@@ -222,9 +223,12 @@ def _catch(call):
     return None
 
 
-@pytest.mark.parametrize("app", ["", "   ", None, 3])
-def test_bad_spawn(pset, sends, app):
-    refused(sends, pset, lambda: pset.spawn(app, []), ValueError, repr(app))
+@pytest.mark.parametrize("app, error, needles", [
+    ("", ValueError, ["''"]), ("   ", ValueError, ["'   '"]), ("../x.py", ValueError, ["'../x.py'"]),
+    (None, TypeError, ["NoneType", "None"]), (3, TypeError, ["int", "3"]), (b"a.py", TypeError, ["bytes", "b'a.py'"]),
+])
+def test_bad_spawn(pset, sends, app, error, needles):
+    refused(sends, pset, lambda: pset.spawn(app, []), error, *needles)
 
 
 @pytest.mark.parametrize("args, needles", [
@@ -311,4 +315,12 @@ def test_server_revalidates_raw_calls(pset, method, args, error):
 def test_unknown_method_is_refused(pset):
     with pytest.raises(PastSetError, match="not in exposed"):
         pset._channel.call("__init__")
+    usable(pset)
+
+
+def test_a_spawn_after_halt_is_refused_at_the_call(pset):
+    pset.halt()
+    with pytest.raises(PastSetError, match="halt") as info:
+        pset.spawn("app.py", ["x"])
+    ends_at_the_public_call(info.value)
     usable(pset)
