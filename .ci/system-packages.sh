@@ -1,5 +1,6 @@
 #!/bin/bash
-# System packages the integration tests need (sshd, netns + nftables, SLURM + munge, Grid Engine).
+# System packages the integration tests need (sshd, netns + nftables, SLURM + munge, Grid Engine,
+# tcpdump).
 #
 # Run as root by CI before the tests, on a fresh Debian 12 machine or on one where this already
 # ran: when every package is installed it only checks and exits.  Measured on a Debian 12 VM
@@ -35,6 +36,7 @@ PACKAGES=(
     gridengine-master gridengine-exec gridengine-client   # Son of Grid Engine 8.1.9
     dma                             # MTA for gridengine-common's mailx, without a daemon
     tmux                            # a real terminal for the `pastset top` tests
+    tcpdump                         # what crosses the wire: the TLS capture test
 )
 
 # sshd refuses to start without its privilege-separation directory (normally made by systemd;

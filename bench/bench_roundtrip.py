@@ -16,6 +16,11 @@ machine between rounds cancels out of it) and ``rounds`` their range. Also print
 time from nothing to the answer of the first call (connect + handshake + first call;
 target <= 10 ms).
 
+A third server speaks TLS (``pastset.Server(tls=True)``, its certificate pinned by the
+client): its pairs are measured in the same rounds, and ``tls=TLS/plain`` is the ratio of
+its median to plain pastset's (target <= 1.25 on one CPU and on two), with its own
+``paired`` figure; and the connect + first call over TLS.
+
     python bench/bench_roundtrip.py [--pairs 500] [--rounds 41]
 """
 from __future__ import annotations
@@ -91,31 +96,46 @@ def time_pairs(move, observe, pairs: int, item) -> float:
     return (time.perf_counter() - t0) / pairs
 
 
-def measure(opts, floor_port: int, server: ServerProcess) -> tuple:
-    """Seconds per pair of the floor and of pastset, one figure per round each."""
+def measure(opts, floor_port: int, server: ServerProcess, tls_server: ServerProcess) -> tuple:
+    """Seconds per pair of the floor, of pastset and of pastset over TLS, one figure per round each."""
     import pastset
 
     floor = FloorClient(floor_port)
     pset = pastset.PastSet(server.address, authkey=server.authkey)
+    secure = pastset.PastSet(tls_server.address, authkey=tls_server.authkey, tls=tls_server.tls_fingerprint)
     element = pset.enter(("bench", int, float))
+    secure_element = secure.enter(("bench", int, float))
     item = (42, 3.14)
-    both = [(floor.move, floor.observe), (element.move, element.observe)]
-    for move, observe in both:  # warm up
+    contenders = [(floor.move, floor.observe), (element.move, element.observe),
+                  (secure_element.move, secure_element.observe)]
+    for move, observe in contenders:  # warm up
         time_pairs(move, observe, 500, item)
-    floor_times, ps_times = [], []
+    times: list = [[], [], []]
     for r in range(opts.rounds):
-        order = both if r % 2 == 0 else both[::-1]
-        times = [time_pairs(move, observe, opts.pairs, item) for move, observe in order]
-        f, p = times if r % 2 == 0 else times[::-1]
-        floor_times.append(f)
-        ps_times.append(p)
+        order = list(range(3))[r % 3:] + list(range(3))[:r % 3]  # each goes first in turn
+        for which in order:
+            move, observe = contenders[which]
+            times[which].append(time_pairs(move, observe, opts.pairs, item))
     pset.close()
+    secure.close()
     floor.close()
-    return floor_times, ps_times
+    return tuple(times)
+
+
+def connect_times(server: ServerProcess, count: int = 20) -> list:
+    """Seconds from nothing to the answer of the first call, ``count`` times."""
+    import pastset
+
+    took = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        with pastset.PastSet(server.address, authkey=server.authkey, tls=server.tls_fingerprint or False) as fresh:
+            fresh.enter(("bench", int, float)).last()
+        took.append(time.perf_counter() - t0)
+    return took
 
 
 def main() -> None:
-    import pastset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=500)
@@ -126,34 +146,34 @@ def main() -> None:
     floor_proc, floor_port = start_script(FLOOR_SERVER)
     results = {}
     try:
-        with ServerProcess() as server:
+        with ServerProcess() as server, ServerProcess(options={"tls": True}) as tls_server:
+            servers = (floor_proc.pid, server.pid, tls_server.pid)
             for label, server_cpu in (("same CPU", cpus[0]), ("two CPUs", cpus[-1])):
                 if label == "two CPUs" and len(cpus) < 2:
                     continue
                 os.sched_setaffinity(0, {cpus[0]})
-                for pid in (floor_proc.pid, server.pid):
+                for pid in servers:
                     pin(pid, {server_cpu})
-                results[label] = measure(opts, floor_port, server)
+                results[label] = measure(opts, floor_port, server, tls_server)
             os.sched_setaffinity(0, set(cpus))
-            for pid in (floor_proc.pid, server.pid):
+            for pid in servers:
                 pin(pid, cpus)
-            connects = []
-            for _ in range(20):
-                t0 = time.perf_counter()
-                with pastset.PastSet(server.address, authkey=server.authkey) as fresh:
-                    fresh.enter(("bench", int, float)).last()
-                connects.append(time.perf_counter() - t0)
+            connects, tls_connects = connect_times(server), connect_times(tls_server)
     finally:
         stop(floor_proc)
     targets = {"same CPU": 1.3, "two CPUs": 1.1}
-    for label, (floor, ps) in results.items():
-        f, p = statistics.median(floor), statistics.median(ps)
+    for label, (floor, ps, secure) in results.items():
+        f, p, t = statistics.median(floor), statistics.median(ps), statistics.median(secure)
         each = [b / a for a, b in zip(floor, ps)]
         print(f"{label}: floor {f * 1e6:.1f} us/pair (raw TCP + pickle), pastset {p * 1e6:.1f} us/pair, "
               f"ratio=pastset/floor {p / f:.2f} (target <= {targets[label]}; medians of {opts.rounds} rounds "
               f"of {opts.pairs} pairs; paired {statistics.median(each):.2f}, rounds {min(each):.2f}..{max(each):.2f}; "
               f"floor {min(floor) * 1e6:.1f}..{max(floor) * 1e6:.1f} us)")
-    print(f"connect+first call: {statistics.median(connects) * 1e3:.2f} ms median of 20 (target <= 10 ms)")
+        over = [c / b for b, c in zip(ps, secure)]
+        print(f"{label}: pastset over TLS {t * 1e6:.1f} us/pair, tls=TLS/plain {t / p:.2f} (target <= 1.25; "
+              f"paired {statistics.median(over):.2f}, rounds {min(over):.2f}..{max(over):.2f})")
+    print(f"connect+first call: {statistics.median(connects) * 1e3:.2f} ms median of 20 (target <= 10 ms); "
+          f"over TLS {statistics.median(tls_connects) * 1e3:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ figures are medians and the ratios are printed at the end.
   multiprocessing.Queue with one put/get per tuple.
 * single: 8 producer + 8 consumer processes, one operation per tuple: pastset
   ``move``/``observe`` against Redis ``RPUSH``/``BLPOP`` (target: >= 0.7x).
+* batch over TLS: the batch stream again, with a server that speaks TLS (its certificate
+  pinned by producer and consumer), against the same stream in plain text (target: >= 0.7x).
 
 Redis is used when present (``apt-get install redis-server`` and ``pip install redis``,
 or ``pip install 'pastset[bench]'``); without it only pastset and the Queue run.
@@ -37,10 +39,10 @@ def free_port() -> int:
 
 
 # -- the workers (run in child processes) ----------------------------------------------
-def ps_producer(port, key, name, n, batch, start):
+def ps_producer(port, key, name, n, batch, start, tls=None):
     import pastset
 
-    with pastset.PastSet(("127.0.0.1", port), authkey=key) as pset:
+    with pastset.PastSet(("127.0.0.1", port), authkey=key, tls=tls or False) as pset:
         e = pset.enter(name)
         start.wait()
         if batch:
@@ -51,10 +53,10 @@ def ps_producer(port, key, name, n, batch, start):
                 e.move((i, 0.5))
 
 
-def ps_consumer(port, key, name, n, batch, start, done):
+def ps_consumer(port, key, name, n, batch, start, done, tls=None):
     import pastset
 
-    with pastset.PastSet(("127.0.0.1", port), authkey=key) as pset:
+    with pastset.PastSet(("127.0.0.1", port), authkey=key, tls=tls or False) as pset:
         e = pset.enter(name)
         start.wait()
         got = 0
@@ -129,8 +131,9 @@ def timed(pairs, workers_each: int) -> float:
     done = ctx.Queue()
     procs = []
     for producer, consumer in pairs:
-        procs.append(ctx.Process(target=producer[0], args=producer[1] + (start,)))
-        procs.append(ctx.Process(target=consumer[0], args=consumer[1] + (start, done)))
+        extra = producer[2] if len(producer) > 2 else {}
+        procs.append(ctx.Process(target=producer[0], args=producer[1] + (start,), kwargs=extra))
+        procs.append(ctx.Process(target=consumer[0], args=consumer[1] + (start, done), kwargs=extra))
     for p in procs:
         p.start()
     time.sleep(0.5)  # everyone connected
@@ -153,6 +156,8 @@ def main() -> None:
 
     ps = ServerProcess().start()
     ps_port, key = ps.address[1], ps.authkey
+    secure = ServerProcess(options={"tls": True}).start()
+    tls_port, tls_key, tls = secure.address[1], secure.authkey, {"tls": secure.tls_fingerprint}
     redis_proc = None
     have_redis = shutil.which("redis-server") is not None
     try:
@@ -175,12 +180,15 @@ def main() -> None:
 
     n, single = opts.tuples, opts.single
     each = single // 8
-    results = {k: [] for k in ("ps_batch", "redis_batch", "queue", "ps_single", "redis_single")}
+    results = {k: [] for k in ("ps_batch", "ps_batch_tls", "redis_batch", "queue", "ps_single", "redis_single")}
     try:
         for r in range(opts.rounds):
             name = ("bench", r)
             results["ps_batch"].append(n / timed([((ps_producer, (ps_port, key, name + ("b",), n, BATCH)),
                                                     (ps_consumer, (ps_port, key, name + ("b",), n, BATCH)))], 1))
+            results["ps_batch_tls"].append(n / timed([((ps_producer, (tls_port, tls_key, name + ("t",), n, BATCH), tls),
+                                                        (ps_consumer, (tls_port, tls_key, name + ("t",), n, BATCH)))],
+                                                      1))
             if have_redis:
                 rk = f"bench:{r}:b"
                 results["redis_batch"].append(n / timed([((redis_producer, (redis_port, rk, n, BATCH)),
@@ -196,6 +204,7 @@ def main() -> None:
                       (redis_consumer, (redis_port, f"bench:{r}:s{i}", each, 0))) for i in range(8)], 8))
     finally:
         ps.stop()
+        secure.stop()
         if redis_proc is not None:
             redis_proc.kill()
             redis_proc.wait()
@@ -209,6 +218,9 @@ def main() -> None:
         print(f"ratio pastset batch / redis batch = {med['ps_batch'] / med['redis_batch']:.2f} (target >= 1.5)")
     print(f"ratio pastset batch / multiprocessing.Queue = {med['ps_batch'] / med['queue']:.2f}")
     print(f"pastset batch = {med['ps_batch'] / 1e6:.2f} M tuples/s (target >= 1)")
+    paired = statistics.median([t / p for p, t in zip(results["ps_batch"], results["ps_batch_tls"])])
+    print(f"ratio pastset batch over TLS / plain = {med['ps_batch_tls'] / med['ps_batch']:.2f} (target >= 0.7; "
+          f"paired {paired:.2f})")
     if "redis_single" in med:
         print(f"ratio pastset single / redis single (8+8 processes) = "
               f"{med['ps_single'] / med['redis_single']:.2f} (target >= 0.7)")

@@ -23,6 +23,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--label-output", choices=("true", "false"), default="false",
                         help="start task output lines with [TASKID] (the run decides)")
     parser.add_argument("--max-connections", type=int, default=None, help="the run's max_connections")
+    parser.add_argument("--tls", choices=("true", "false"), default="false",
+                        help="speak TLS with a certificate made now (its fingerprint follows the address on "
+                             "the first stdout line)")
     return parser
 
 
@@ -31,4 +34,4 @@ def execute(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     return serve(args.bind, args.port, args.bin, args.run, labels=args.label_output == "true",
-                 max_connections=args.max_connections)
+                 max_connections=args.max_connections, tls=args.tls == "true")

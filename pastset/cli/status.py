@@ -65,7 +65,8 @@ def open_run(run_id: Optional[str], settings: Any) -> Iterator[Tuple[Dict[str, A
 
         address, closer = open_tunnel(tunnel_spec(settings, address), address, key=settings.tunnel_key or None)
     try:
-        with PastSet(address, authkey=bytes.fromhex(record["authkey"])) as pset:
+        authkey, fingerprint = bytes.fromhex(record["authkey"]), record.get("tls_fingerprint") or False
+        with PastSet(address, authkey=authkey, tls=fingerprint) as pset:
             yield record, pset
     finally:
         if closer:

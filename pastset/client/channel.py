@@ -11,7 +11,7 @@ import os
 import pickle
 import re
 import threading
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import ConnectError, PastSetError
 from ..wire import connection as transport
@@ -55,13 +55,15 @@ class Channel:
 
     Each new connection first says who makes its calls: ``identity()`` (default
     :func:`pastset.wire.runenv.caller_identity`), so the server can show, and deadlock
-    detection judge, its waiting calls as the app's, a task's or a worker's.
+    detection judge, its waiting calls as the app's, a task's or a worker's. With ``tls``
+    (the fingerprint of the server's certificate) connections speak TLS.
     """
 
     def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0,
-                 identity: Callable[[], Dict[str, Any]] = caller_identity):
+                 identity: Callable[[], Dict[str, Any]] = caller_identity, tls: Optional[str] = None):
         self.address = address
         self._authkey = authkey
+        self.tls = tls  # the server certificate's fingerprint, or None: plain text
         self._connect_timeout = connect_timeout
         self._identity = identity
         self._local = threading.local()
@@ -79,7 +81,7 @@ class Channel:
             return conn
         if self.closed:
             raise PastSetError("this PastSet is closed; create a new pastset.PastSet()")
-        conn = transport.connect(self.address, self._authkey, self._connect_timeout)
+        conn = transport.connect(self.address, self._authkey, self._connect_timeout, self.tls)
         try:
             conn.send((None, ACCEPT_CONNECTION, ("client",), {}))
             kind, result = conn.recv()

@@ -17,7 +17,7 @@ from ..errors import ConnectError, ElementDeleted, PastSetError, XFunctionError
 from ..wire import connection as transport
 from ..wire import frames
 from ..wire.contract import SpaceCalls, stub
-from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, STRICT_ENV
+from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, STRICT_ENV, TLS_ENV
 from ..wire.validation import check_app_name, check_module_name, check_seconds, show, spawn_arguments
 from .channel import Channel
 from .handles import ElementHandle, check_template
@@ -33,14 +33,19 @@ _NO_RUN = ("no PastSet run to connect to: start your program with `python -m pas
 class PastSet:
     """A connection to a PastSet tuple space.
 
-    ``PastSet()`` inside a run finds it through PASTSET_ADDRESS / PASTSET_AUTHKEY;
-    elsewhere give ``address`` ("host:port" or (host, port)) and ``authkey``.
+    ``PastSet()`` inside a run finds it through PASTSET_ADDRESS / PASTSET_AUTHKEY (and
+    PASTSET_TLS_FINGERPRINT when the run uses TLS); elsewhere give ``address``
+    ("host:port" or (host, port)) and ``authkey``.
     ``strict=True`` checks every move against the element's template (off by default,
     as in the original; the PASTSET_STRICT environment variable turns it on for a run).
+    ``tls`` is the fingerprint of the server's TLS certificate (``server.tls_fingerprint``)
+    for a server that speaks TLS; ``None`` takes it from PASTSET_TLS_FINGERPRINT when that
+    is set (plain text otherwise), ``True`` requires it from there, ``False`` means plain text.
     """
 
     def __init__(self, address: Union[str, Tuple[str, int], None] = None, authkey: Optional[bytes] = None,
-                 *, connect_timeout: float = 10.0, strict: Optional[bool] = None):
+                 *, connect_timeout: float = 10.0, strict: Optional[bool] = None,
+                 tls: Union[None, bool, str] = None):
         if address is None:
             address = os.environ.get(ADDRESS_ENV) or None
             if address is None:
@@ -66,7 +71,11 @@ class PastSet:
         if strict is None:
             strict = os.environ.get(STRICT_ENV, "").lower() in ("1", "true", "yes", "on")
         self.strict = strict
-        self._channel = Channel(address, bytes(authkey), connect_timeout)
+        try:
+            fingerprint = _fingerprint(tls, address)
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None
+        self._channel = Channel(address, bytes(authkey), connect_timeout, tls=fingerprint)
         self._calls: SpaceCalls = stub(self._channel.caller(), SpaceCalls)
         self.server_info = self._calls.hello()
         # move and an unindexed observe go as compact frames when the server reads them
@@ -153,3 +162,25 @@ class PastSet:
 
     def __repr__(self) -> str:
         return f"<pastset.PastSet {transport.format_address(self.address)}>"
+
+
+def _fingerprint(tls: Union[None, bool, str], address: Tuple[str, int]) -> Optional[str]:
+    """The server certificate's fingerprint a PastSet pins (None: plain text), from its
+    ``tls`` argument and the environment (see :class:`PastSet`)."""
+    if tls is False:
+        return None
+    if tls is None or tls is True:
+        found = os.environ.get(TLS_ENV)
+        if not found:
+            if tls is True:
+                raise ConnectError(f"tls=True, but {TLS_ENV} is not set: pass the server's certificate "
+                                   f"fingerprint (server.tls_fingerprint) as tls= to connect to "
+                                   f"{transport.format_address(address)}")
+            return None
+        tls = found
+        source = TLS_ENV
+    else:
+        source = "tls"
+    from ..wire.tls import parse_fingerprint
+
+    return parse_fingerprint(tls, source)

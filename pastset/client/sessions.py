@@ -16,10 +16,12 @@ from .channel import Channel
 
 
 class _Session:
-    """An authenticated connection to a run's server (one per thread, made on first use)."""
+    """An authenticated connection to a run's server (one per thread, made on first use);
+    ``tls``: the fingerprint of the server's certificate when the run uses TLS."""
 
-    def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0):
-        self._channel = Channel(address, bytes(authkey), connect_timeout, self._identity)
+    def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0,
+                 tls: Optional[str] = None):
+        self._channel = Channel(address, bytes(authkey), connect_timeout, self._identity, tls)
         space: SpaceCalls = stub(self._channel.caller(), SpaceCalls)
         self.server_info: Dict[str, Any] = space.hello()  # fails early if unreachable
 
@@ -47,8 +49,9 @@ class WorkerSession(_Session):
 
     worker_id = ""
 
-    def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0):
-        super().__init__(address, authkey, connect_timeout)
+    def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0,
+                 tls: Optional[str] = None):
+        super().__init__(address, authkey, connect_timeout, tls)
         self._calls: WorkerCalls = stub(self._channel.caller(), WorkerCalls)
 
     def register(self, specs: Dict[str, Any]) -> str:
@@ -93,8 +96,9 @@ class WorkerSession(_Session):
 class RunControl(_Session):
     """The runner's calls: wait for workers, poll the run's health, stop it."""
 
-    def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0):
-        super().__init__(address, authkey, connect_timeout)
+    def __init__(self, address: Tuple[str, int], authkey: bytes, connect_timeout: float = 10.0,
+                 tls: Optional[str] = None):
+        super().__init__(address, authkey, connect_timeout, tls)
         self._calls: RunControlCalls = stub(self._channel.caller(), RunControlCalls)
 
     def wait_workers(self, count: int, timeout: float) -> int:

@@ -10,9 +10,11 @@ their clean-up), :mod:`pastset.launch.remote` (ssh commands), :mod:`pastset.laun
 and queues), :mod:`pastset.errors` and the names exported by ``pastset``; on nothing else
 of pastset's.
 
-Secrets: the authkey (``WorkerLaunch.authkey``) must never reach a command line or a log.
-Give it to a local child through :meth:`WorkerLaunch.worker_env`, or to a remote one on
-its standard input (:meth:`WorkerLaunch.authkey_line` with ``--authkey-stdin``).
+Secrets: the authkey (``WorkerLaunch.authkey``) must never reach a command line or a log,
+and the fingerprint of the server's TLS certificate (``WorkerLaunch.tls_fingerprint``)
+travels the same way. Give both to a local child through :meth:`WorkerLaunch.worker_env`,
+or to a remote one on its standard input (:meth:`WorkerLaunch.authkey_line` with
+``--authkey-stdin``) or in a 0600 file (``--authkey-file``).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from ..errors import LaunchError
 from ..settings.load import Settings
 from ..settings.specs import SettingSpec, lines_option, option_defaults, option_values, text_option
 from ..wire.connection import format_address
-from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV  # noqa: F401 (part of this API)
+from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, TLS_ENV, credentials_line  # noqa: F401
 from .processes import is_same_process
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,9 @@ class WorkerLaunch:
     #: non-secret environment every worker needs (PYTHONPATH, PASTSET_STRICT); launchers that
     #: do not carry our environment put it on the remote command line
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    #: the fingerprint of the server's TLS certificate, None when the run speaks plain text;
+    #: it travels with the authkey (:meth:`worker_env`, :meth:`authkey_line`), never on argv
+    tls_fingerprint: Optional[str] = field(default=None, repr=False)
 
     def worker_argv(self, python: Union[str, Sequence[str], None] = None, *, authkey_stdin: bool = False,
                     tunnel: Optional[str] = None, address: Optional[Sequence[Any]] = None) -> List[str]:
@@ -80,11 +85,16 @@ class WorkerLaunch:
         env[AUTHKEY_ENV] = self.authkey.hex()
         env[RUN_ENV] = self.run_id
         env[BIN_ENV] = self.bin_dir
+        if self.tls_fingerprint:
+            env[TLS_ENV] = self.tls_fingerprint
+        else:
+            env.pop(TLS_ENV, None)
         return env
 
     def authkey_line(self) -> bytes:
-        """The line to write to a worker started with ``--authkey-stdin``."""
-        return self.authkey.hex().encode() + b"\n"
+        """The line to write to a worker started with ``--authkey-stdin`` (or into the 0600
+        file of ``--authkey-file``): the authkey, and the certificate fingerprint with TLS."""
+        return credentials_line(self.authkey, self.tls_fingerprint)
 
 
 class Launcher(abc.ABC):

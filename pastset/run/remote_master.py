@@ -2,8 +2,9 @@
 
 Runner side, :class:`RemoteServer` stands in for :class:`pastset.server.server.Server` in a run:
 it starts ``python -m pastset server --bind HOST --port N --bin DIR --run ID --authkey-stdin``
-on the master with the ssh client rules of :mod:`pastset.launch.remote`, writes the authkey down ssh's stdin
-(never onto a command line), reads the bound address from the first stdout line, and then
+on the master with the ssh client rules of :mod:`pastset.launch.remote`, writes the authkey down
+ssh's stdin (never onto a command line), reads the bound address (and, with TLS, the
+fingerprint of the certificate the server made) from the first stdout line, and then
 copies what the server prints to the run's output: task lines (labelled on the master when
 the run labels them) whole through the run's mux, and event lines into this run's status
 lines and log, so a run with a remote master reads and logs like a local one. Closing it closes
@@ -67,8 +68,11 @@ class RemoteServer:
     """A tuple-space server running on ``master``, driven over ssh (see the module doc)."""
 
     def __init__(self, settings: Settings, master: str, authkey: bytes, bin_dir: str, run_id: str,
-                 pythonpath: str, mux: OutputMux, say: StatusLines):
+                 pythonpath: str, mux: OutputMux, say: StatusLines, tls: bool = False):
         self.settings = settings
+        self.tls = tls
+        #: the fingerprint of the certificate the server made, once it started with TLS
+        self.tls_fingerprint: Optional[str] = None
         self.master = master
         self._authkey = authkey
         self.bin_dir = bin_dir
@@ -94,7 +98,7 @@ class RemoteServer:
             "-m", "pastset", "server", "--bind", bind, "--port", str(self.settings.port), "--bin", self.bin_dir,
             "--run", self.run_id, "--authkey-stdin", "--log-level", self.settings.log_level,
             "--label-output", "true" if self.mux.labels else "false",
-            "--max-connections", str(self.settings.max_connections)]
+            "--max-connections", str(self.settings.max_connections), "--tls", "true" if self.tls else "false"]
         command = remote_command(argv, self.bin_dir, {"PYTHONPATH": self.pythonpath})
         ssh = ssh_client_argv(self.settings.ssh_argv)
         try:
@@ -120,7 +124,12 @@ class RemoteServer:
             what = "; ".join(self._errors) or ("no answer within %g s" % START_TIMEOUT if not first
                                                  else "it exited without a word")
             raise LaunchError(f"master: the server on {self.master} did not start: {what}")
-        host, port = parse_address(line)
+        where, _, fingerprint = line.partition(" ")
+        host, port = parse_address(where)
+        self.tls_fingerprint = fingerprint.strip() or None
+        if self.tls and not self.tls_fingerprint:
+            self.close()
+            raise LaunchError(f"master: the server on {self.master} did not say its certificate's fingerprint")
         self._address = (bind if host in ("0.0.0.0", "::") else host, port)
         self._follow(self.proc.stdout, lambda text: self.mux.line("out", text), keep=False)
         log.debug("server on %s at %s", self.master, format_address(self._address))
@@ -174,12 +183,14 @@ class RemoteServer:
 
 
 def serve(bind: str, port: int, bin_dir: str, run_id: str, labels: bool = False,
-          max_connections: Optional[int] = None) -> int:
+          max_connections: Optional[int] = None, tls: bool = False) -> int:
     """``python -m pastset server``: serve until stdin reaches EOF or SIGTERM/SIGHUP/SIGINT.
 
-    The authkey is the first stdin line. The bound address is the first stdout line; task
-    output follows on stdout (whole lines, ``[TASKID] ``-labelled with ``labels``) and
-    event lines on stderr, as in an in-process run.
+    The authkey is the first stdin line. The first stdout line is the bound address and,
+    with ``tls``, the fingerprint of the certificate the server made (the runner passes it
+    on as it passes the authkey: it is on no command line and in no log); task output
+    follows on stdout (whole lines, ``[TASKID] ``-labelled with ``labels``) and event lines
+    on stderr, as in an in-process run.
     """
     from ..server.server import Server
 
@@ -205,10 +216,10 @@ def serve(bind: str, port: int, bin_dir: str, run_id: str, labels: bool = False,
     mux = OutputMux(1, 2, labels)
     extra = {} if max_connections is None else {"max_connections": max_connections}
     server = Server((bind, port), authkey, os.path.abspath(bin_dir), run_id=run_id, output=mux.task_line,
-                    on_event=EventReporter(StatusLines(lambda line: mux.line("err", line), log)), **extra)
+                    on_event=EventReporter(StatusLines(lambda line: mux.line("err", line), log)), tls=tls, **extra)
     server.start()
     try:
-        sys.stdout.write(format_address(server.address) + "\n")
+        sys.stdout.write(" ".join([format_address(server.address)] + [server.tls_fingerprint or ""]).strip() + "\n")
         sys.stdout.flush()
         threading.Thread(target=stop_at_eof, name="pastset-stdin-eof", daemon=True).start()
         while not stop.is_set():

@@ -9,10 +9,12 @@ jobs, stop the server, delete the record. The exit code is the application's.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +30,7 @@ from ..observe.events import EventReporter, StatusLines, log_event
 from ..server.server import Server
 from ..settings.load import Settings
 from ..wire.connection import format_address
-from ..wire.runenv import ADDRESS_ENV, APP_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_ENV, TASK_ENV, WORKER_ENV
+from ..wire.runenv import ADDRESS_ENV, APP_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, STRICT_ENV, TASK_ENV, TLS_ENV, WORKER_ENV
 from . import records as runrecord
 from .deadlock import DeadlockWatch, Verdict, failure_summary, report
 from .output import AppOutput, OutputMux, labels_on
@@ -67,6 +69,20 @@ def choose_launcher(settings: Settings, registry: Dict[str, LauncherInfo],
     return registry["local"], "auto: no batch allocation and no hosts file, so workers run on this machine"
 
 
+def is_loopback(host: str) -> bool:
+    """True if ``host`` (a name or an address to listen on) is this machine's loopback only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: where it resolves decides
+        try:
+            return all(ipaddress.ip_address(info[4][0]).is_loopback
+                       for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM))
+        except (OSError, ValueError):
+            return False
+
+
 def resolve_app(app: str, bin_dir: str) -> str:
     """The application's path: ``bin/APP`` first, else APP as a path."""
     in_bin = os.path.join(bin_dir, app)
@@ -103,6 +119,7 @@ class Run:
         self.app_proc: Optional[subprocess.Popen] = None
         self.record: Dict[str, Any] = {}
         self.address: Tuple[str, int] = ("", 0)
+        self.tls_fingerprint: Optional[str] = None  # the server certificate's, when the run uses TLS
         self.trace: Optional[RunTrace] = None  # --trace FILE
         # every line the run writes goes through the mux, so none is split by another
         self.mux = OutputMux(1, 2, labels_on(settings.label_output, _isatty(1)))
@@ -154,13 +171,15 @@ class Run:
         from .remote_master import RemoteServer, is_this_host
 
         if not is_this_host(self.settings.master):  # on `master`, over ssh
+            tls = self.settings.tls != "false"  # reached from other hosts: auto means on
             self.server = RemoteServer(self.settings, self.settings.master, self.authkey, bin_dir, self.run_id,
-                                       pastset_pythonpath(dict(os.environ)), self.mux, self.say)
+                                       pastset_pythonpath(dict(os.environ)), self.mux, self.say, tls=tls)
         else:
             host = self.settings.bind or self.launcher.bind_host()
+            tls = self.settings.tls == "true" or (self.settings.tls == "auto" and not is_loopback(host))
             self.server = Server((host, self.settings.port), self.authkey, bin_dir, run_id=self.run_id,
                                  output=self.mux.task_line, on_event=EventReporter(self.say),
-                                 max_connections=self.settings.max_connections)
+                                 max_connections=self.settings.max_connections, tls=tls)
         try:
             self.server.start()
         except OSError as exc:  # the address is not ours, the port is taken ...
@@ -168,21 +187,23 @@ class Run:
             raise SettingsError(
                 f"cannot listen on {host}:{self.settings.port}: {exc.strerror or exc} "
                 f"(bind from {self.settings.source('bind')}, port from {self.settings.source('port')})") from None
+        self.tls_fingerprint = self.server.tls_fingerprint
         self.trace = start_trace(self.settings, self.server,
                                  lambda text: self.say("trace", {"msg": text}, logging.INFO))
         bound_host, port = self.server.address
         self.address = (self.launcher.advertised_host(bound_host), port)
         self.control = RunControl(("127.0.0.1", port) if bound_host in ("0.0.0.0", "::") else (bound_host, port),
-                                  self.authkey)
+                                  self.authkey, tls=self.tls_fingerprint)
         self.record = {
             "run": self.run_id, "app": self.app, "args": self.app_args, "started": time.time(),
             "address": format_address(self.address), "authkey": self.authkey.hex(),
+            "tls_fingerprint": self.tls_fingerprint,
             "runner": process_identity(os.getpid()), "launcher": self.launcher.name, "bin": bin_dir,
         }
         runrecord.write_record(self.record)
         log_event(log, "run-start", {"run": self.run_id, "launcher": self.launcher.name,
                                      "why": self.launcher_why, "address": format_address(self.address),
-                                     "bin": bin_dir})
+                                     "tls": "on" if self.tls_fingerprint else "off", "bin": bin_dir})
 
     def _start_workers(self, bin_dir: str) -> None:
         assert self.launcher is not None and self.control is not None
@@ -191,7 +212,7 @@ class Run:
         if self.settings.strict:
             extra_env[STRICT_ENV] = "1"  # tasks check their moves too
         launch = WorkerLaunch(count=procs, run_id=self.run_id, address=self.address, authkey=self.authkey,
-                              bin_dir=bin_dir, extra_env=extra_env)
+                              bin_dir=bin_dir, extra_env=extra_env, tls_fingerprint=self.tls_fingerprint)
         try:
             self.launcher.start(launch)
         finally:
@@ -225,8 +246,10 @@ class Run:
         env.update({ADDRESS_ENV: format_address(self.address), AUTHKEY_ENV: self.authkey.hex(),
                     RUN_ENV: self.run_id, BIN_ENV: self.settings.bin_dir(), APP_ENV: "1",
                     "PYTHONPATH": pastset_pythonpath(env)})
-        for name in (TASK_ENV, WORKER_ENV):  # a run started from a task: its app is no task
+        for name in (TASK_ENV, WORKER_ENV, TLS_ENV):  # a run started from a task: its app is no task
             env.pop(name, None)
+        if self.tls_fingerprint:
+            env[TLS_ENV] = self.tls_fingerprint
         if self.settings.strict:
             env[STRICT_ENV] = "1"
         argv = self.settings.python_argv() + [app_path] + self.app_args

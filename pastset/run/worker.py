@@ -1,8 +1,10 @@
 """A worker: registers with the run, runs the tasks it is given, forwards their output.
 
 Started by a launcher as ``python -m pastset worker --address H:P --run ID --bin DIR``
-(the authkey comes from PASTSET_AUTHKEY, or from the first stdin line with
-``--authkey-stdin``). It keeps one ``next_task`` call outstanding; each task it gets runs
+(the authkey, and with TLS the fingerprint of the server's certificate, come from
+PASTSET_AUTHKEY and PASTSET_TLS_FINGERPRINT, from the first stdin line with
+``--authkey-stdin``, or from a 0600 file with ``--authkey-file``). It keeps one
+``next_task`` call outstanding; each task it gets runs
 as ``python APP ARGS`` from the bin directory, several at once, with every output line
 sent to the run's terminal. The server connection is a dead-man's switch: when it is
 lost — or the run says stop — the worker kills its tasks and exits, so no task survives
@@ -21,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..client.sessions import WorkerSession
 from ..client.task import app_not_found
@@ -29,7 +31,7 @@ from ..errors import ConnectError, PastSetError
 from ..launch.processes import start_child, stop_child
 from ..wire.connection import format_address, parse_address
 from ..wire.contract import HALT, STOP, STOPPED_WITH_RUN
-from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, TASK_ENV, WORKER_ENV
+from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, TASK_ENV, TLS_ENV, WORKER_ENV, parse_credentials
 from ..wire.validation import check_app_name
 from .deadlock import TaskSampler
 from .output import read_lines
@@ -270,25 +272,30 @@ class Worker:
                 pass
 
 
-def read_authkey(from_stdin: bool, from_file: Optional[str] = None) -> bytes:
-    """The run's authkey: first stdin line with --authkey-stdin, the file named by
-    --authkey-file (batch jobs, whose environment and script others may read), else
-    PASTSET_AUTHKEY."""
+def read_credentials(from_stdin: bool, from_file: Optional[str] = None) -> Tuple[bytes, Optional[str]]:
+    """The run's authkey and its server certificate's fingerprint (None: no TLS): the first
+    stdin line with --authkey-stdin, the file named by --authkey-file (batch jobs, whose
+    environment and script others may read), else PASTSET_AUTHKEY and
+    PASTSET_TLS_FINGERPRINT."""
     if from_file:
         try:
             with open(from_file) as f:
                 text = f.readline().strip()
         except OSError as exc:
             raise ConnectError(f"cannot read the authkey file {from_file}: {exc.strerror}") from None
+    elif from_stdin:
+        text = sys.stdin.readline().strip()
     else:
-        text = sys.stdin.readline().strip() if from_stdin else os.environ.get(AUTHKEY_ENV, "")
+        text = os.environ.get(AUTHKEY_ENV, "")
+        if text and os.environ.get(TLS_ENV):
+            text += " " + os.environ[TLS_ENV]
     if not text:
         where = from_file or ("standard input" if from_stdin else AUTHKEY_ENV)
         raise ConnectError(f"no authkey on {where}")
     try:
-        return bytes.fromhex(text)
-    except ValueError:
-        raise ConnectError("the authkey given to the worker is not hex") from None
+        return parse_credentials(text)
+    except ValueError as exc:
+        raise ConnectError(f"the credentials given to the worker are not usable: {exc}") from None
 
 
 def _exit_on_signal(signum: int, frame: Any) -> None:
@@ -317,7 +324,7 @@ def main(address: str, run_id: str, bin_dir: str, authkey_stdin: bool = False,
     """Entry point of ``python -m pastset worker``."""
     import shlex
 
-    authkey = read_authkey(authkey_stdin, authkey_file)
+    authkey, fingerprint = read_credentials(authkey_stdin, authkey_file)
     server = parse_address(address)
     closer = None
     if tunnel:
@@ -329,10 +336,13 @@ def main(address: str, run_id: str, bin_dir: str, authkey_stdin: bool = False,
     if authkey_stdin:
         threading.Thread(target=_stop_at_eof, name="pastset-stdin-eof", daemon=True).start()
     try:
-        with WorkerSession(server, authkey) as session:
+        with WorkerSession(server, authkey, tls=fingerprint) as session:
             task_env = dict(os.environ)
             task_env.update({ADDRESS_ENV: format_address(server), AUTHKEY_ENV: authkey.hex(),
                              RUN_ENV: run_id, BIN_ENV: bin_dir})
+            task_env.pop(TLS_ENV, None)
+            if fingerprint:
+                task_env[TLS_ENV] = fingerprint
             interpreter = shlex.split(python) if python else [sys.executable]
             worker = Worker(session, os.path.abspath(bin_dir), interpreter, task_env)
             return worker.serve()

@@ -1,7 +1,7 @@
-"""One connection's life on the server: the handshake, then its calls until it closes.
+"""An authenticated connection's life on the server: its calls until it closes.
 
-The wire format is BaseManager's: after both HMAC challenges the client's first request
-is ``accept_connection``; from then on each request ``(object id, call, args, kwds)`` is
+The wire format is BaseManager's: after both HMAC challenges (:mod:`pastset.server.handshake`)
+the client's first request is ``accept_connection``; from then on each request ``(object id, call, args, kwds)`` is
 answered ``("#RETURN", result)``, ``("#ERROR", exception)`` or ``("#TRACEBACK", text)``.
 Move and an unindexed observe may also come as compact frames (:mod:`pastset.wire.frames`),
 answered with frame replies. A request is read whole and checked before it is unpickled
@@ -12,11 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from multiprocessing import connection as mpc
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 from ..space.element import set_wait_registry
-from ..wire import connection as transport
 from ..wire import frames, safepickle
 from ..wire.connection import Connection
 from ..wire.contract import ACCEPT_CONNECTION, SERVICE_ID
@@ -26,32 +24,10 @@ from .service import SpaceService, exposed_calls
 log = logging.getLogger(__name__)
 
 
-def handshake(conn: Connection, authkey: bytes, timeout: float) -> Optional[str]:
-    """Authenticate ``conn`` both ways and read its first request; the call it names, or
-    None when the peer failed (garbage, a wrong key, silence, a port scanner).
-
-    The acceptor bounds the whole handshake; bounding each read too makes a stuck read end
-    even if the acceptor were ever slow to get to it.
-    """
-    transport.set_receive_timeout(conn.fileno(), timeout)
-    try:
-        mpc.deliver_challenge(conn, authkey)
-        mpc.answer_challenge(conn, authkey)
-        request = conn.recv()
-        transport.set_receive_timeout(conn.fileno(), 0)
-        _, funcname, args, kwds = request
-    except Exception as exc:
-        if isinstance(exc, (EOFError, ConnectionError)):  # a peer that left (at teardown, a port check)
-            log.debug("a connection closed before its handshake completed")
-        else:
-            log.debug("dropped a connection that failed the handshake: %s", type(exc).__name__)
-        return None
-    return funcname
-
-
-def accept(conn: Connection, funcname: str) -> bool:
-    """Answer the first request: True when it asks to be served (``accept_connection``),
-    which is the only one this server knows."""
+def accept(conn: Connection, request: Any) -> bool:
+    """Answer a connection's first request: True when it asks to be served
+    (``accept_connection``), which is the only one this server knows."""
+    funcname = request[1] if type(request) is tuple and len(request) == 4 else None
     if funcname != ACCEPT_CONNECTION:
         conn.send(("#TRACEBACK", f"{funcname!r} unrecognized"))
         return False

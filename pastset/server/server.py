@@ -35,14 +35,27 @@ from .service import SpaceService
 log = logging.getLogger(__name__)
 
 
-def _raise_fd_limit() -> None:
-    """Allow as many connections as the hard limit lets us (each client costs an fd)."""
+def _raise_fd_limit() -> int:
+    """Raise the soft limit on file descriptors to the hard limit (each client costs one);
+    return the soft limit in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
         except (ValueError, OSError):
             pass
+    return soft
+
+
+def connection_limit() -> int:
+    """The connections a server may hold: the file-descriptor limit (the soft limit, raised
+    to the hard one), less a reserve for everything else the process opens (its listener,
+    logs, the files of X-function modules, the run's pipes): a sixteenth, at least 32."""
+    limit = _raise_fd_limit()
+    if limit == resource.RLIM_INFINITY or limit > 1 << 24:
+        limit = 1 << 24
+    return max(16, limit - max(32, limit // 16))
 
 
 class Server:
@@ -52,15 +65,22 @@ class Server:
     serves until the block ends, then fails every blocked call and closes every
     connection. ``server.address`` is the (host, port) actually bound,
     ``server.authkey`` the key clients need (random 32 bytes unless given).
+
+    ``tls=True`` makes the server speak TLS 1.3 with a key pair and self-signed
+    certificate of its own, made now; clients pin it by ``server.tls_fingerprint``
+    (``PastSet(address, authkey=..., tls=server.tls_fingerprint)``), None without TLS.
+    ``max_connections`` (None: as many as the file-descriptor limit allows, see
+    :func:`connection_limit`) bounds the connections held at once.
     """
 
     def __init__(self, address: Tuple[str, int] = ("127.0.0.1", 0), authkey: Optional[bytes] = None,
                  bin_dir: Union[str, "os.PathLike[str]", None] = None, *, run_id: str = "",
                  output: Optional[Callable[[str, str, str], None]] = None,
                  on_event: Optional[Callable[[str, Dict[str, Any]], None]] = None,
-                 max_connections: int = transport.MAX_CONNECTIONS,
+                 max_connections: Optional[int] = None,
                  handshake_timeout: float = transport.HANDSHAKE_TIMEOUT,
-                 max_pending_handshakes: int = transport.MAX_PENDING_HANDSHAKES):
+                 max_pending_handshakes: int = transport.MAX_PENDING_HANDSHAKES,
+                 tls: bool = False):
         if authkey is None:
             authkey = secrets.token_bytes(32)
         if not isinstance(authkey, (bytes, bytearray)) or not authkey:
@@ -77,6 +97,8 @@ class Server:
             bin_dir = os.fspath(bin_dir)
             if not isinstance(bin_dir, str):
                 raise TypeError(f"bin_dir must be a str path, not {show(bin_dir)}")
+        if not isinstance(tls, bool):
+            raise TypeError(f"tls must be True or False, not {type(tls).__name__}: {show(tls)}")
         self.authkey = bytes(authkey)
         self.bin_dir = bin_dir
         self.space = TupleSpace(bin_dir)
@@ -86,8 +108,19 @@ class Server:
         self.service = SpaceService(self.space, self.scheduler, run_id, output, self.waits, self.flows)
         self._requested_address = requested_address
         self._limits: Dict[str, Any] = {"max_connections": max_connections, "handshake_timeout": handshake_timeout,
-                        "max_pending": max_pending_handshakes}
+                                        "max_pending": max_pending_handshakes}
+        self._certificate: Any = None
+        if tls:
+            from ..wire import tls as tls_certificates
+
+            self._certificate = tls_certificates.new_certificate()
         self._core: Optional[Acceptor] = None
+
+    @property
+    def tls_fingerprint(self) -> Optional[str]:
+        """The SHA-256 fingerprint of the server's certificate (64 hex digits) clients pin,
+        or None when the server speaks plain text."""
+        return self._certificate.fingerprint if self._certificate is not None else None
 
     @property
     def address(self) -> Tuple[str, int]:
@@ -97,8 +130,15 @@ class Server:
 
     def start(self) -> "Server":
         if self._core is None:
-            _raise_fd_limit()
-            self._core = Acceptor(self.service, self._requested_address, self.authkey, **self._limits)
+            limits = dict(self._limits)
+            most = connection_limit()
+            limits["max_connections"] = min(most, limits["max_connections"] or most)
+            context = None
+            if self._certificate is not None:
+                from ..wire import tls as tls_certificates
+
+                context = tls_certificates.server_context(self._certificate)
+            self._core = Acceptor(self.service, self._requested_address, self.authkey, tls=context, **limits)
             self._core.start()
             log.debug("serving the tuple space on %s:%s", *self.address)  # the run-start event says it
         return self

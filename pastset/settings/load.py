@@ -57,6 +57,7 @@ class Settings:
     port: int
     bind: str
     max_connections: int
+    tls: str
     tunnel: bool
     tunnel_via: str
     tunnel_key: str

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import ConnectError, SettingsError
-from ..wire.connection import MAX_CONNECTIONS
 
 #: an ssh destination: ``[user@]host[:port]``, IPv6 as ``[addr]``
 _SPEC = re.compile(r"(?:(?P<user>[^@\s]+)@)?"
@@ -44,6 +43,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 ON_FAILURE = ("continue", "abort")
 ON_DEADLOCK = ("abort", "report")
 LABEL_OUTPUT = ("auto", "true", "false")
+TLS = ("auto", "true", "false")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -140,6 +140,13 @@ def _choice(options: Tuple[str, ...]) -> Callable[[Any], str]:
         return word
 
     return parse
+
+
+def _tls(value: Any) -> str:
+    """``auto``, or a boolean (a real one, or one of the yes/no words) as ``true``/``false``."""
+    if not isinstance(value, bool) and _text(value).strip().lower() == "auto":
+        return "auto"
+    return "true" if _boolean(value) else "false"
 
 
 def _command(allow_empty: bool) -> Callable[[Any], str]:
@@ -242,9 +249,14 @@ SETTINGS: Mapping[str, SettingSpec] = types.MappingProxyType({spec.name: spec fo
           "a whole number from 0 to 65535", _whole_number(0, 65535), _INT, "PORT"),
     _spec("bind", "PSBIND", "", "address the server binds to; empty means chosen by the launcher",
           "a host name or address, or empty", _text, _STR, "ADDR"),
-    _spec("max_connections", "PSMAXCONNECTIONS", MAX_CONNECTIONS,
-          "most connections the server holds at once (each costs a thread and a file descriptor)",
-          "a whole number >= 1", _whole_number(1), _INT, "N"),
+    _spec("max_connections", "PSMAXCONNECTIONS", 0,
+          "most connections the server holds at once (each costs a file descriptor, and a thread once "
+          "authenticated); 0 means as many as the file-descriptor limit allows",
+          "a whole number >= 0", _whole_number(0), _INT, "N"),
+    _spec("tls", "PSTLS", "auto",
+          "encrypt the run's connections with TLS 1.3 (a certificate made for the run, pinned by every "
+          "client): true, false, or auto (on whenever the server listens beyond loopback)",
+          "one of " + ", ".join(TLS) + " (or a boolean)", _tls, (str, bool), "{" + ",".join(TLS) + "}"),
     _spec("tunnel", "PSTUNNEL", False, "workers reach the server through an SSH tunnel",
           "a boolean (1/0, true/false, yes/no, on/off)", _boolean, (bool,)),
     _spec("tunnel_via", "PSTUNNELVIA", "",

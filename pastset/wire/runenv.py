@@ -4,9 +4,13 @@ A run puts the environment variables in the environment of its application, work
 tasks; ``PastSet()`` with no arguments reads them. Kept in a module of their own so that
 ``import pastset`` in a task or worker stays cheap.
 """
+from typing import Optional, Tuple
 
 ADDRESS_ENV = "PASTSET_ADDRESS"  #: "host:port" of the run's server
 AUTHKEY_ENV = "PASTSET_AUTHKEY"  #: the run's authkey, hex (environment only, never argv)
+#: the SHA-256 fingerprint of the server's TLS certificate, hex, when the run uses TLS
+#: (travels as the authkey does: environment, stdin, 0600 files; never argv)
+TLS_ENV = "PASTSET_TLS_FINGERPRINT"
 RUN_ENV = "PASTSET_RUN"  #: the run's id
 BIN_ENV = "PASTSET_BIN"  #: the run's application directory
 STRICT_ENV = "PASTSET_STRICT"  #: "1": check moves against templates (the strict setting)
@@ -14,6 +18,28 @@ TASK_ENV = "PASTSET_TASK"  #: in a task: its id (the worker sets it)
 WORKER_ENV = "PASTSET_WORKER"  #: in a task: the id of the worker running it
 APP_ENV = "PASTSET_APP"  #: "1" in the run's application (the runner sets it)
 
+
+def credentials_line(authkey: bytes, tls_fingerprint: Optional[str] = None) -> bytes:
+    """The line that gives a process started on another host (on its stdin, or in a 0600
+    file) the run's credentials: the authkey in hex, then the fingerprint of the server's
+    certificate when the run uses TLS."""
+    fields = [authkey.hex()] + ([tls_fingerprint] if tls_fingerprint else [])
+    return (" ".join(fields) + "\n").encode()
+
+
+def parse_credentials(line: str) -> Tuple[bytes, Optional[str]]:
+    """(authkey, TLS fingerprint or None) from a :func:`credentials_line`; ValueError if it
+    is not one (the message never quotes the line: it holds the key)."""
+    fields = line.split()
+    if not 1 <= len(fields) <= 2:
+        raise ValueError("not an authkey (hex), optionally followed by a certificate fingerprint")
+    try:
+        authkey = bytes.fromhex(fields[0])
+    except ValueError:
+        raise ValueError("the authkey is not hex") from None
+    if not authkey:
+        raise ValueError("the authkey is empty")
+    return authkey, (fields[1] if len(fields) == 2 else None)
 
 
 def caller_identity() -> dict:

@@ -11,7 +11,10 @@ from ~131,000 levels (~16,000 with a 1 MiB stack, ~950 with 64 KiB).
 The guard: a request may nest at most :data:`MAX_NESTING` levels. Every level needs at least
 one opcode, so a request of at most :data:`MAX_NESTING` bytes cannot nest deeper, and is
 unpickled without a look (the hot path pays one ``len``). A longer one is first walked
-opcode by opcode (no objects built) and refused, unread, if it nests deeper. 4096 levels use
+opcode by opcode (no objects built) and refused, unread, if it nests deeper, however the
+pickle builds the nesting: objects taken again from the memo, the arguments of calls
+(REDUCE, NEWOBJ) and the state of BUILD count as what they are, and an object filled after
+another took it in is measured where it ends up (:func:`nesting`). 4096 levels use
 ~256 KiB of stack: 32 times below the crash depth of the server's threads. The walk skips
 over bytes and string arguments in one step, so its cost follows the number of opcodes, not
 the size: a move of an 8 MiB payload or a move_many batch (one blob and one lengths string)
@@ -19,10 +22,12 @@ is about twenty opcodes, ~5 us (measured: +0.05 us per request up to 4096 bytes,
 4 KiB-1 MiB move, against 1 ms to receive the 1 MiB; a 10,000-entry template ~1.5 ms).
 
 This bounds data nesting only. A key holder can still make the unpickler call any global
-(that is what pickle is); the authkey remains the trust boundary.
+(that is what pickle is), and what a called function builds by itself is running code; the
+authkey remains the trust boundary.
 """
 from __future__ import annotations
 
+import bisect
 import pickle
 import pickletools
 import struct
@@ -35,10 +40,12 @@ MAX_NESTING = 4096
 _loads = pickle.loads
 
 # What each opcode does to the walk's model of the unpickler's stack. The model holds one
-# cell (a one-item list: the nesting depth) per stack object; a memo entry is the same cell,
-# so a container filled after it was memoized shows its new depth wherever it is referenced.
+# node per object the unpickler would build (a list: [depth, what it holds, held, filled]);
+# the stack and the memo hold nodes, so an object taken from the memo is the same node.
 _PUSH, _MAKE, _MAKE_FROM_MARK, _FILL, _FILL_FROM_MARK, _MARK, _POP, _POP_MARK, _DUP, \
     _PUT, _MEMOIZE, _GET, _STOP, _SKIP = range(14)
+# a node's fields
+_DEPTH, _KIDS, _HELD, _FILLED = range(4)
 
 _SPECIAL = {
     "MARK": (_MARK, 0), "POP": (_POP, 0), "POP_MARK": (_POP_MARK, 0), "DUP": (_DUP, 0),
@@ -97,13 +104,25 @@ def nesting(data: Union[bytes, memoryview], limit: int = MAX_NESTING) -> int:
     """How deep the objects in pickle ``data`` nest (a conservative count, at most ``limit + 1``:
     the walk stops once it passes ``limit``). Raises ValueError if ``data`` is not a pickle.
 
+    Every object the unpickler would build is a node holding what it was made from: a
+    tuple its items, a list what was appended to it, the result of a call (REDUCE, NEWOBJ,
+    OBJ, INST) its callable and arguments, an object its BUILD state. A node's depth is
+    counted as it is made (one more than the deepest thing it holds) and raised as it is
+    filled. That count is exact unless an object is filled after another one took it in
+    (an argument tuple holding a list that is filled afterwards, say): the holder's count
+    went stale. Then the whole graph is measured at the end (:func:`_graph_depth`), so no
+    sequence of memo references, calls and fills builds a chain deeper than it counts.
+
     The model stays exact only as far as the unpickler would get: past a point where the
     unpickler fails (a stack underflow, say) nothing more would be built, so the walk need
-    not check for it.
+    not check for it. What a called function builds by itself is not data nesting: calling
+    a global is running code, which the authkey guards.
     """
-    stack: List[List[int]] = []
+    stack: List[List[Any]] = []
     marks: List[int] = []
-    memo: Dict[int, List[int]] = {}
+    memo: Dict[int, List[Any]] = {}
+    nodes: List[List[Any]] = []
+    stale = False  # a node was filled after another node took it in
     deepest = 0
     pos, end = 0, len(data)
     table = _TABLE
@@ -130,35 +149,48 @@ def nesting(data: Union[bytes, memoryview], limit: int = MAX_NESTING) -> int:
                 raise _Unreadable("an argument runs past its end")
 
             if action == _PUSH:
-                stack.append([0])
+                node: List[Any] = [0, None, False, False]
+                nodes.append(node)
+                stack.append(node)
                 continue
             if action == _MEMOIZE:
                 memo[len(memo)] = stack[-1]
                 continue
-            if action == _MAKE:
-                if takes == 1:
-                    depth = stack.pop()[0] + 1
+            if action == _MAKE or action == _MAKE_FROM_MARK:
+                if action == _MAKE:
+                    fence = len(stack) - takes
                 else:
-                    depth = 1 + max([cell[0] for cell in stack[-takes:]])
-                    del stack[-takes:]
-                stack.append([depth])
-            elif action == _MAKE_FROM_MARK or action == _FILL_FROM_MARK:
-                fence = marks.pop()
-                if takes:  # OBJ-like: items before the mark are taken too
-                    fence -= takes
+                    fence = marks.pop() - takes  # OBJ-like: items before the mark are taken too
                 taken = stack[fence:]
                 del stack[fence:]
-                depth = 1 + max([cell[0] for cell in taken], default=-1)
-                if action == _MAKE_FROM_MARK:
-                    stack.append([depth])
+                depth = 0
+                for kid in taken:
+                    kid[_HELD] = True
+                    if kid[_DEPTH] >= depth:
+                        depth = kid[_DEPTH] + 1
+                node = [depth, taken, False, False]
+                nodes.append(node)
+                stack.append(node)
+            elif action == _FILL or action == _FILL_FROM_MARK:
+                fence = len(stack) - takes if action == _FILL else marks.pop()
+                taken = stack[fence:]
+                del stack[fence:]
+                node = stack[-1]
+                if not taken:
+                    continue
+                if node[_HELD]:
+                    stale = True
+                node[_FILLED] = True
+                depth = node[_DEPTH]
+                for kid in taken:
+                    kid[_HELD] = True
+                    if kid[_DEPTH] >= depth:
+                        depth = kid[_DEPTH] + 1
+                node[_DEPTH] = depth
+                if node[_KIDS] is None:
+                    node[_KIDS] = taken
                 else:
-                    cell = stack[-1]
-                    depth = cell[0] = max(cell[0], depth)
-            elif action == _FILL:
-                depth = 1 + max([cell[0] for cell in stack[-takes:]])
-                del stack[-takes:]
-                cell = stack[-1]
-                depth = cell[0] = max(cell[0], depth)
+                    node[_KIDS] += taken
             elif action == _MARK:
                 marks.append(len(stack))
                 continue
@@ -183,6 +215,8 @@ def nesting(data: Union[bytes, memoryview], limit: int = MAX_NESTING) -> int:
             elif action == _STOP:
                 if not stack:
                     raise _Unreadable("it ends with nothing to return")
+                if stale:
+                    return max(deepest, _graph_depth(nodes, limit))
                 return deepest
             else:
                 continue
@@ -195,6 +229,86 @@ def nesting(data: Union[bytes, memoryview], limit: int = MAX_NESTING) -> int:
                          f"{data[pos]:#04x} at byte {pos}") from None
     except (_Unreadable, IndexError, KeyError, ValueError, struct.error) as exc:
         raise ValueError(f"the request is not a pickle the server can read: {str(exc) or type(exc).__name__}") from None
+
+
+def _graph_depth(nodes: List[List[Any]], limit: int) -> int:
+    """The longest chain of nodes, each holding the next, in the finished graph (at most
+    ``limit + 1``: the count stops once it passes ``limit``).
+
+    Objects that refer back to each other (a cycle, which only filling can make) form a
+    strongly connected component. A chain C code recurses along unchecked (hashing nested
+    tuples) cannot run round a cycle, for a cycle holds an object that is filled after it
+    was made, and such objects (lists, dicts, sets, built instances) are not hashed by
+    content. So a component counts as one level, or as its never-filled objects when it
+    has several (the most a chain through it can pass), and the depth is the heaviest path
+    through the graph of components. Components come out of Tarjan's algorithm (iterative)
+    after every component they hold, so each one's depth is known when it is needed.
+    """
+    index: Dict[int, int] = {}  # id(node) -> its number in the order of the walk
+    low: List[int] = []
+    on_stack: List[bool] = []
+    depth_of: List[int] = []  # per node: its component's depth, once the component is done
+    members: List[List[Any]] = []
+    open_nodes: List[int] = []  # Tarjan's stack: numbers of nodes whose component is not done
+    deepest = 0
+    for root in nodes:
+        if id(root) in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, at = work.pop()
+            number = index.get(id(node))
+            if number is None:
+                number = index[id(node)] = len(low)
+                low.append(number)
+                on_stack.append(True)
+                depth_of.append(-1)
+                members.append(node)
+                open_nodes.append(number)
+            kids = node[_KIDS] or ()
+            while at < len(kids):
+                kid = kids[at]
+                kid_number = index.get(id(kid))
+                if kid_number is None:
+                    break
+                if on_stack[kid_number] and kid_number < low[number]:
+                    low[number] = kid_number
+                at += 1
+            if at < len(kids):
+                work.append((node, at + 1))
+                work.append((kids[at], 0))
+                continue
+            for kid in kids:  # a kid just finished may have reached further back
+                kid_number = index[id(kid)]
+                if on_stack[kid_number] and low[kid_number] < low[number]:
+                    low[number] = low[kid_number]
+            if low[number] != number:
+                continue
+            # node roots a component: everything numbered from it on, still on the stack
+            split = bisect.bisect_left(open_nodes, number)  # numbered in order: sorted
+            component = open_nodes[split:]
+            del open_nodes[split:]
+            inside = set(component)
+            below = -1
+            frozen = 0
+            for n in component:
+                on_stack[n] = False
+                member = members[n]
+                if not member[_FILLED]:
+                    frozen += 1
+                for kid in member[_KIDS] or ():
+                    kid_number = index[id(kid)]
+                    if kid_number not in inside and depth_of[kid_number] > below:
+                        below = depth_of[kid_number]
+            weight = 1 if len(component) == 1 else max(1, frozen)
+            depth = max(0, below + weight)
+            for n in component:
+                depth_of[n] = depth
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+    return deepest
 
 
 def _memo_index(data: Union[bytes, memoryview], start: int, stop: int, size: int) -> int:

@@ -27,7 +27,7 @@ TAG_ENV = "PASTSET_TEST_TAG"
 HELD_RUN_DEADLOCK_GRACE = 3600
 #: every event a run reports, and the facts each carries (what its log may hold)
 RUN_EVENTS = {
-    "run-start": "launcher, address (the server's), bin",
+    "run-start": "launcher, address (the server's), tls (on or off), bin",
     "job-submitted": "system, job, name, workers (a batch job for the workers)",
     "job-state": "system, job, state (each change the runner sees)",
     "worker-registered": "worker, host",

@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from pastset.observe.events import find_events
+
 from .batchrun import assert_pi_on_job, job_config, jobs_left, submitted_job
 from .clusters.base import run_command
 from helpers.polling import wait_until
@@ -23,14 +25,17 @@ from helpers.runs import LiveRun, pastset_argv, run
 pytestmark = pytest.mark.slow
 
 
-def test_a_submitted_job_runs_the_workers(system, setup):
+@pytest.mark.parametrize("tls", ["auto", "true"])
+def test_a_submitted_job_runs_the_workers(system, setup, tls):
     cluster, bin_dir, env, tmp = setup
     config = job_config(tmp, system.launcher, **system.table)
     started = time.monotonic()
-    done = run(["run", "--config", str(config), "--procs", "2", "--bin", str(bin_dir),
-                "--wait-timeout", str(system.wait), "mcpiserver.py", "2", "4", "2000"], env)
+    done = run(["run", "--config", str(config), "--procs", "2", "--bin", str(bin_dir), "--tls", tls,
+                "--log-level", "info", "--wait-timeout", str(system.wait), "mcpiserver.py", "2", "4", "2000"], env)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
+    # with TLS the workers read the certificate's fingerprint from the job's 0600 key file
+    assert [e["tls"] for e in find_events(done.stderr, "run-start")] == ["on" if tls == "true" else "off"], out
     submitted = submitted_job(out, system.title)
     assert re.fullmatch(r"pastset-[0-9-]+", submitted["name"]) and submitted["workers"] == "2", submitted
     job = submitted["job"]
@@ -40,12 +45,15 @@ def test_a_submitted_job_runs_the_workers(system, setup):
     assert time.monotonic() - started < system.wait + 20
 
 
-def test_a_runner_inside_a_job_starts_workers_in_that_job(system, setup):
+@pytest.mark.parametrize("tls", ["auto", "true"])
+def test_a_runner_inside_a_job_starts_workers_in_that_job(system, setup, tls):
     cluster, bin_dir, env, tmp = setup
     out_file = tmp / "runner.out"
     script = tmp / "runner.sh"
-    # launcher auto: the job's environment (SLURM_JOB_ID, PE_HOSTFILE) picks the launcher
-    script.write_text("#!/bin/sh\n" + " ".join(pastset_argv("run", "--procs", "2", "--bin", str(bin_dir),
+    # launcher auto: the job's environment (SLURM_JOB_ID, PE_HOSTFILE) picks the launcher; with
+    # TLS the fingerprint reaches the workers as the authkey does (srun's environment, qrsh's stdin)
+    script.write_text("#!/bin/sh\n" + " ".join(pastset_argv("run", "--procs", "2", "--bin", str(bin_dir), "--tls", tls,
+                                                             "--log-level", "info",
                                                              "--wait-timeout", str(system.wait), "mcpiserver.py",
                                                              "2", "4", "2000")) + "\n")
     job = system.job_id(run_command(system.submit_script(script, out_file), env=env).stdout)
@@ -53,6 +61,7 @@ def test_a_runner_inside_a_job_starts_workers_in_that_job(system, setup):
     out = out_file.read_text()
     assert_pi_on_job(out, job)
     assert "submitted" not in out  # workers started inside the job, no second job
+    assert [e["tls"] for e in find_events(out, "run-start")] == ["on" if tls == "true" else "off"], out
 
 
 def test_rejected_job_is_reported(system, setup):

@@ -37,6 +37,8 @@ def test_mcpi_runs_on_every_host_and_wraps_around(ssh_cluster: SshCluster, tmp_p
                           ["--procs", "3", "--bin", str(EXAMPLES), "--log-level", "info", "mcpiserver.py", "3", "6",
                            "20000"])
     assert result.returncode == 0, result
+    # workers on other hosts: the server listens beyond loopback, so the run speaks TLS
+    assert [e["tls"] for e in find_events(result.stderr, "run-start")] == ["on"], result
     assert re.search(r"Pi is found as 3\.\d+ with 3 worker\(s\)", result.stdout), result
     assert "More workers (3) than hosts (2) - wrapping around" in result.stderr, result
     where = worker_nodes(result.stderr)
@@ -94,12 +96,14 @@ def test_interrupted_runner_leaves_nothing_and_authkey_stays_off_command_lines(
     with hold_on_hosts(ssh_cluster, tmp_path, nodes, tasks=4) as held:
         held.read_until("READY", 60)
         record = held.record()
-        run_id, authkey = record["run"], record["authkey"]
+        run_id, authkey, fingerprint = record["run"], record["authkey"], record["tls_fingerprint"]
+        assert fingerprint, "workers on other hosts: the run speaks TLS (tls = auto)"
         lines = command_lines()
         on_nodes = [line for line in lines.values() if run_id in line]
         assert any("pastset worker" in line and "--authkey-stdin" in line for line in on_nodes), on_nodes
-        leaks = [f"{pid}: {line}" for pid, line in lines.items() if authkey in line or authkey.upper() in line]
-        assert not leaks, f"the authkey is on a command line: {leaks}"
+        leaks = [f"{pid}: {line}" for pid, line in lines.items()
+                 if any(secret in line.lower() for secret in (authkey, fingerprint))]
+        assert not leaks, f"the authkey or the certificate's fingerprint is on a command line: {leaks}"
         sleepers = [pid for pid, line in lines.items() if "sleeper.py" in line and str(tmp_path) in line]
         assert len(sleepers) == 4, lines
         held.signal(signum)
@@ -112,13 +116,16 @@ def test_interrupted_runner_leaves_nothing_and_authkey_stays_off_command_lines(
     assert not list(Path(held.env["PASTSET_RUNTIME_DIR"]).glob("*.json"))
 
 
-def test_master_on_a_node_runs_the_server_there(ssh_cluster: SshCluster, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tls", ["auto", "false"])
+def test_master_on_a_node_runs_the_server_there(ssh_cluster: SshCluster, tmp_path: Path, tls: str) -> None:
     master = ssh_cluster.nodes[1]
     result = run_on_hosts(ssh_cluster, tmp_path, ssh_cluster.nodes[:2],
                           ["--procs", "2", "--master", master, "--bin", str(EXAMPLES), "--log-level", "info",
-                           "mcpiserver.py", "2", "4", "20000"])
+                           "--tls", tls, "mcpiserver.py", "2", "4", "20000"])
     assert result.returncode == 0, result
-    assert [e["address"].rsplit(":", 1)[0] for e in find_events(result.stderr, "run-start")] == [master], result
+    started = find_events(result.stderr, "run-start")
+    assert [e["address"].rsplit(":", 1)[0] for e in started] == [master], result
+    assert [e["tls"] for e in started] == ["on" if tls == "auto" else "off"], result
     assert "Pi is found as" in result.stdout, result
     assert sorted(worker_nodes(result.stderr).values()) == sorted(ssh_cluster.nodes[:2]), result
     assert_nodes_clean(ssh_cluster, ssh_cluster.nodes[:2])

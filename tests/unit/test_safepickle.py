@@ -12,6 +12,8 @@ import pytest
 from pastset.wire import safepickle
 from pastset.wire.safepickle import MAX_NESTING, check, loads, nesting
 
+from helpers.pickles import long_get, tuple_call_chain
+
 PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
 LEAVES = [1, 2**70, -5, 1.5, "s", "ü" * 3, b"b" * 300, None, True, int, decimal.Decimal("1.5"),
           datetime.date(2020, 1, 1), bytearray(b"xy")]
@@ -112,3 +114,73 @@ def test_check_refuses_deep_and_passes_large_flat():
     flat = pickle.dumps(("move", 1, b"x" * (8 << 20), tuple(range(10_000))), 5)
     check(flat)
     assert loads(flat)[3][-1] == 9_999
+
+
+# --------------------------------------------------------------------------- memo, calls, late fills
+
+def real_depth(obj) -> int:
+    depth = 0
+    while isinstance(obj, tuple) and obj:
+        obj, depth = obj[0], depth + 1
+    return depth
+
+
+@pytest.mark.parametrize("back_to_top", [False, True], ids=["chain", "chain-in-a-cycle"])
+def test_tuples_made_by_calls_on_lists_filled_later_count_their_real_depth(back_to_top):
+    data = tuple_call_chain(500, back_to_top)
+    assert real_depth(pickle.loads(data)) == 500
+    assert nesting(data, limit=10**9) >= 500
+    with pytest.raises(ValueError, match="nests deeper"):
+        check(tuple_call_chain(MAX_NESTING + 10, back_to_top))
+
+
+def namespace_chain(levels: int) -> bytes:
+    """``levels`` SimpleNamespace objects, each BUILT with ``{"x": list}`` before the list is
+    filled with the namespace made before it: ``ns.x[0].x[0]...`` nests ``levels`` deep."""
+    out = [b"\x80\x04\x8c\x05types\x8c\x0fSimpleNamespace\x93\x94)"]  # memo 0: the class
+    memo = 1
+    for _ in range(levels):
+        prev, lst = memo, memo + 2  # (memo + 1: the namespace)
+        memo += 3
+        out.append(b"\x940" + long_get(0) + b")R\x94")  # memoize the last one; ns = SimpleNamespace()
+        out.append(b"]\x940}\x8c\x01x" + long_get(lst) + b"sb")  # a list L; BUILD ns with {"x": L}
+        out.append(long_get(lst) + long_get(prev) + b"a0")  # then L.append(the last one)
+    return b"".join(out) + b"."
+
+
+def test_objects_built_with_state_filled_later_count_their_real_depth():
+    data = namespace_chain(300)
+    obj, depth = pickle.loads(data), 0
+    while not isinstance(obj, tuple):
+        obj, depth = obj.x[0], depth + 1
+    assert depth == 300
+    assert nesting(data, limit=10**9) >= 300
+
+
+class TreeNode:
+    """A tree node pointing back at its parent: pickles into objects filled after others hold them."""
+
+    def __init__(self, parent):
+        self.parent, self.children = parent, []
+
+
+def test_recursive_objects_with_back_references_stay_shallow():
+    root = TreeNode(None)
+    for _ in range(200):
+        child = TreeNode(root)
+        root.children.append(child)
+        child.children.append(TreeNode(child))
+    for protocol in PROTOCOLS:
+        assert nesting(pickle.dumps(root, protocol), limit=10**9) < 20
+
+
+def test_a_long_call_chain_is_measured_in_linear_time():
+    import time
+
+    small, large = tuple_call_chain(2_000), tuple_call_chain(20_000)
+    t0 = time.perf_counter()
+    nesting(small, limit=10**9)
+    t1 = time.perf_counter()
+    nesting(large, limit=10**9)
+    t2 = time.perf_counter()
+    assert (t2 - t1) < 40 * (t1 - t0) + 0.5, "ten times the input took far more than ten times as long"

@@ -278,6 +278,11 @@ def test_the_other_public_calls_refuse_bad_arguments_at_the_call(server, pset, s
             TypeError, "strict", "'yes'")
     refused(sends, pset, lambda: pastset.Server(authkey="key"), TypeError, "authkey", "str", "'key'")
     refused(sends, pset, lambda: pastset.Server(bin_dir=3), TypeError, "bin_dir", "int", "3")
+    refused(sends, pset, lambda: pastset.Server(tls="yes"), TypeError, "tls", "str", "'yes'")
+    refused(sends, pset, lambda: pastset.PastSet(server.address, authkey=server.authkey, tls=5),
+            TypeError, "tls", "int", "5")
+    refused(sends, pset, lambda: pastset.PastSet(server.address, authkey=server.authkey, tls="abc"),
+            ValueError, "tls", "'abc'")
 
 
 def test_bad_authkey_type(server):

@@ -20,6 +20,8 @@ from pastset.wire.safepickle import MAX_NESTING
 
 from helpers.apps import write_apps
 from helpers.peers import raw_call, refused, send_raw, serves
+from helpers.pickles import tuple_call_chain
+from helpers.serverproc import ServerProcess
 
 #: deep enough to crash the server if it were hashed while the request is read
 DEPTH = 1_000_000
@@ -295,3 +297,100 @@ def test_a_deep_tuple_moved_to_an_xfunction_element_is_refused_not_a_crash(serve
         element.move((1,))
         assert element.observe(timeout=10) == (1,)
     serves(server_process)
+
+
+# --------------------------------------------------------------------------- the first request, lengths
+
+def authenticated(server):
+    """A raw connection that has done both HMAC challenges and nothing else."""
+    from pastset.wire import connection as transport
+
+    return transport.connect(server.address, server.authkey)
+
+
+def send_and_see_closed(conn, request: bytes, timeout: float = 10.0) -> bool:
+    """Send ``request``; True once the server closed ``conn`` (it may close it before all of
+    the request is sent: the rest would not be read)."""
+    try:
+        conn.send_bytes(request)
+    except (BrokenPipeError, ConnectionResetError):
+        return True
+    return closed(conn, timeout)
+
+
+def closed(conn, timeout: float = 10.0) -> bool:
+    """True once the server closed ``conn`` (EOF or reset within ``timeout``)."""
+    import select
+
+    if not select.select([conn.fileno()], [], [], timeout)[0]:
+        return False
+    try:
+        conn.recv_bytes()
+    except (EOFError, OSError):
+        return True
+    return False
+
+
+@pytest.mark.parametrize("depth", [60_000, DEPTH])
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_a_deep_first_request_is_refused_not_a_crash(server_process, protocol, depth):
+    """The first request (accept_connection) is checked as every later one is: a deep tuple
+    hashed while it is read (a frozenset's element) ends the connection, not the server,
+    whether the walk measures it or its length alone is too much for a first request."""
+    request = pickle.dumps((None, "accept_connection", (frozenset({_PLACEHOLDER}),), {}), protocol)
+    if request[2:3] == b"\x95":
+        request = request[:2] + request[11:]
+    name = (b"\x8c" + bytes([len(_PLACEHOLDER)]) if protocol >= 4 else b"X" + struct.pack("<I", len(_PLACEHOLDER)))
+    request = request.replace(name + _PLACEHOLDER.encode(), b")" + b"\x85" * depth)
+    conn = authenticated(server_process)
+    try:
+        assert send_and_see_closed(conn, request)
+    finally:
+        conn.close()
+    assert server_process.alive()
+    serves(server_process)
+
+
+@pytest.mark.parametrize("first, levels", [(True, 2_000), (True, 300_000), (False, 300_000)],
+                         ids=["first-request", "first-request-long", "later-request"])
+def test_a_chain_built_by_calls_on_memoised_arguments_is_refused_not_a_crash(server_process, first, levels):
+    """A template nested 300,000 deep, each level made by ``builtins.tuple(args)`` on an
+    argument tuple memoised before the list in it was filled: counted as it is built it
+    looks 3 deep; the server measures what was built and refuses it unread."""
+    chain = tuple_call_chain(levels)[2:-1]  # without PROTO and STOP
+    method = b"\x8c\x11accept_connection" if first else b"\x8c\x05enter"
+    # (SERVICE_ID or None, method, (chain, None), {}), by hand, with no memo of its own
+    request = (b"\x80\x04(" + (b"N" if first else b"\x8c\x05space") + method + chain + b"N\x86}t.")
+    conn = authenticated(server_process)
+    try:
+        if first:
+            assert send_and_see_closed(conn, request)
+        else:
+            conn.send((None, "accept_connection", ("client",), {}))
+            assert conn.recv() == ("#RETURN", None)
+            conn.send_bytes(request)
+            refused(conn.recv(), ValueError, f"nests deeper than {MAX_NESTING} levels")
+    finally:
+        conn.close()
+    assert server_process.alive()
+    serves(server_process)
+
+
+@pytest.mark.parametrize("header", [b"\xff\xff\xff\xff" + b"\xff" * 8, b"\xff\xff\xff\xff" + b"\x7f" + b"\xff" * 7,
+                                    b"\x80\x00\x00\x00"], ids=["2**64-1", "2**63-1", "negative"])
+def test_an_absurd_length_ends_the_connection_cleanly(bin_dir, tmp_path, header):
+    """A message announced longer than the machine's memory (or negative) ends that
+    connection: no traceback, no thread dying, and the server goes on serving."""
+    errors = tmp_path / "stderr"
+    with ServerProcess(bin_dir=str(bin_dir), stderr=str(errors)) as server:
+        for _ in range(2):  # after the handshake's first request, and as a later request
+            conn = authenticated(server)
+            try:
+                conn.send((None, "accept_connection", ("client",), {}))
+                assert conn.recv() == ("#RETURN", None)
+                conn._send(header)
+                assert closed(conn)
+            finally:
+                conn.close()
+        serves(server)
+    assert "Traceback" not in errors.read_text(), errors.read_text()
