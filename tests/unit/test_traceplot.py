@@ -4,6 +4,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pastset.cli import main as cli_main
 from pastset.errors import PastSetError
@@ -210,3 +212,35 @@ def test_an_element_counter_that_stays_at_0_gets_a_0_to_1_axis_and_a_visible_lin
         assert xs[0] == 0 and xs[-1] == pytest.approx(3.0)  # drawn to the end of the trace
     finally:
         matplotlib.pyplot.close(fig)
+
+
+_SPAN = st.tuples(st.integers(0, 1000), st.integers(0, 300)).map(lambda s: (s[0], s[0] + s[1]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(tasks=st.lists(_SPAN, max_size=6), wait=_SPAN)
+def test_a_workers_idle_bars_are_exactly_its_wait_minus_its_tasks(tasks, wait):
+    """Whatever the task and wait times, the idle bars cover the worker's wait where no
+    task of it runs, and nowhere else."""
+    worker = 101
+    events = [{"ph": "M", "name": "process_name", "pid": worker, "tid": 0, "args": {"name": "worker w1 (n1)"}},
+              {"ph": "X", "name": "app.py", "pid": 1, "tid": 1, "ts": 0, "dur": 2_000_000, "args": {}},
+              {"ph": "X", "name": "next_task", "cat": "wait", "pid": worker, "tid": 1000, "ts": wait[0] * 1000,
+               "dur": (wait[1] - wait[0]) * 1000, "args": {"who": "worker"}}]
+    for n, (start, end) in enumerate(tasks):
+        events.append({"ph": "X", "name": f"t{n} a.py", "cat": "task", "pid": worker, "tid": n + 1,
+                       "ts": start * 1000, "dur": (end - start) * 1000, "args": {}})
+    labels, bars = traceplot.timeline(events)
+    idle = [(round(b.start * 1000, 6), round((b.start + b.length) * 1000, 6)) for b in bars if b.kind == "idle"]
+    assert all(labels[b.row] == "worker w1 (n1): tasks" for b in bars if b.kind == "idle")
+    assert not [b for b in bars if b.kind == "wait"]  # the worker's own wait is no wait bar
+
+    def covered(ms):  # a point strictly inside a task
+        return any(s < ms < e for s, e in tasks)
+
+    # sample the wait at half-millisecond steps: idle exactly where no task runs
+    for tenth in range(wait[0] * 2, wait[1] * 2):
+        point = tenth / 2 + 0.25
+        in_idle = any(s < point < e for s, e in idle)
+        assert in_idle == (not covered(point)), (point, idle, tasks)
+    assert all(wait[0] <= s < e <= wait[1] for s, e in idle)
