@@ -12,7 +12,8 @@ What it shows:
 * one process per worker ("worker w1 (host)") — a slice per task, named ``t3 sum.py``,
   with its host, pid and exit code; concurrent tasks of one worker go on separate tracks;
 * slices for calls that waited at least ``wait_ms`` (default 10 ms), on "waits" tracks
-  of the caller's process (a task's waits go to its worker);
+  of the caller's process (a task's waits go to its worker); a worker's own wait for its
+  next task goes on its "asks for a task" track, apart from its tasks' calls;
 * process "elements" — a counter per element: unobserved tuples and cumulative moves;
 * process "tasks that never ran" — a slice per task that ended without starting (its
   file was not found, it could not start) or was still queued when the trace closed,
@@ -42,6 +43,8 @@ WORKER_PID_BASE = 100
 #: thread ids: the app's own track, tracks of waits (task tracks count from 1)
 APP_TID = 1
 WAIT_TID_BASE = 1000
+#: thread ids of a worker's own waits (asking for its next task), apart from its tasks' waits
+OWN_WAIT_TID_BASE = 900
 #: default threshold for recording a wait (milliseconds)
 TRACE_WAIT_MS = 10.0
 #: intervals a wait track remembers to place a new wait (older ones are assumed past)
@@ -101,6 +104,7 @@ class TraceWriter:
         self._task_slots: Dict[int, List[Optional[str]]] = {}  # pid -> task id per track (None: free)
         self._tasks: Dict[str, Dict[str, Any]] = {}  # task id -> {app, worker, pid, tid, open}
         self._wait_tracks: Dict[int, _Tracks] = {}
+        self._own_tracks: Dict[int, _Tracks] = {}  # worker pid -> tracks of its asking for tasks
         self._counters: Dict[int, Dict[str, Any]] = {}  # element -> {last emitted t, pending event}
         self._app_open = False
         self._closed = False
@@ -188,11 +192,16 @@ class TraceWriter:
                 pid = CLIENTS_PID
                 if CLIENTS_PID not in self._wait_tracks:
                     self._meta(CLIENTS_PID, "other clients", sort=2)
-            tracks = self._wait_tracks.setdefault(pid, _Tracks(WAIT_TID_BASE))
+            own = who.get("kind") == "worker"  # a worker asking for its next task: a track of its own
+            if own:
+                tracks = self._own_tracks.setdefault(pid, _Tracks(OWN_WAIT_TID_BASE))
+            else:
+                tracks = self._wait_tracks.setdefault(pid, _Tracks(WAIT_TID_BASE))
             tid, new = tracks.place(start, end)
             if new:
-                n = tid - WAIT_TID_BASE
-                self._meta(pid, "waits" if n == 0 else f"waits {n + 1}", tid=tid)
+                n = tid - tracks.base
+                name = "asks for a task" if own else "waits"
+                self._meta(pid, name if n == 0 else f"{name} {n + 1}", tid=tid)
             label = who.get("task") if who.get("kind") == "task" else who.get("kind")
             args: Dict[str, Any] = {"who": label, "element": element, "timeout": timeout}
             if unfinished:
