@@ -1,19 +1,12 @@
 """Where the command line's log records go: event lines on stderr, and in a file if asked."""
 from __future__ import annotations
 
-import logging
-import sys
-from typing import List
-
 
 def setup_logging(level: str, path: str = "") -> None:
-    """Log records at ``level`` and above to stderr (and ``path``), as event lines."""
-    from ..observe.events import EventFormatter, NotShown
+    """Log records at ``level`` and above to stderr (and ``path``), as event lines: the
+    setup :func:`pastset.observe.events.setup_logging` shares with a run started from Python
+    (:mod:`pastset.run.run_host`), imported on first use so that parsing a command line
+    (``pastset worker`` on every host) loads no presentation code."""
+    from ..observe.events import setup_logging as setup
 
-    handlers: List[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    handlers[0].addFilter(NotShown())  # the runner wrote those lines on stderr itself
-    if path:
-        handlers.append(logging.FileHandler(path))
-    for handler in handlers:
-        handler.setFormatter(EventFormatter())
-    logging.basicConfig(level=getattr(logging, level.upper()), handlers=handlers)
+    setup(level, path)

@@ -71,6 +71,7 @@ class Channel:
         self._lock = threading.Lock()
         self._forks = _forks
         self.closed = False
+        self.close_reason: Optional[str] = None  # why it was closed, for calls that fail on it
 
     def connection(self) -> transport.Connection:
         """This thread's connection, made (and authenticated) on first use."""
@@ -80,7 +81,7 @@ class Channel:
         if conn is not None:
             return conn
         if self.closed:
-            raise PastSetError("this PastSet is closed; create a new pastset.PastSet()")
+            raise PastSetError(f"this PastSet is closed{self._because()}; create a new pastset.PastSet()")
         conn = transport.connect(self.address, self._authkey, self._connect_timeout, self.tls)
         try:
             conn.send((None, ACCEPT_CONNECTION, ("client",), {}))
@@ -151,7 +152,7 @@ class Channel:
         except (OSError, EOFError) as exc:
             self._drop(conn)
             if self.closed:
-                raise PastSetError(f"this PastSet was closed during {method}()") from None
+                raise PastSetError(f"this PastSet was closed during {method}(){self._because()}") from None
             raise ConnectError(f"lost the PastSet server at {self._where()} during {method}(): "
                                f"{exc!r}") from None
         except BaseException:
@@ -178,7 +179,9 @@ class Channel:
                 self._all.remove(conn)
         conn.close()
 
-    def close(self) -> None:
+    def close(self, reason: Optional[str] = None) -> None:
+        """Close every connection; calls blocked on them fail, naming ``reason`` if given."""
+        self.close_reason = reason
         self.closed = True
         with self._lock:
             conns, self._all = self._all, []
@@ -192,3 +195,6 @@ class Channel:
 
     def _where(self) -> str:
         return transport.format_address(self.address)
+
+    def _because(self) -> str:
+        return f": {self.close_reason}" if self.close_reason else ""

@@ -112,6 +112,20 @@ class NotShown(logging.Filter):
         return not getattr(record, "shown", False)
 
 
+def setup_logging(level: str, path: str = "") -> None:
+    """Log records at ``level`` and above to stderr (and the file ``path``), as event lines;
+    the stderr handler leaves out what the runner showed there itself."""
+    import sys
+
+    handlers: List[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers[0].addFilter(NotShown())
+    if path:
+        handlers.append(logging.FileHandler(path))
+    for handler in handlers:
+        handler.setFormatter(EventFormatter())
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=handlers)
+
+
 class StatusLines:
     """The runner's status lines: each event written as one line through ``write`` (a
     callable taking the line, no newline) and logged as shown, so it is on stderr once and

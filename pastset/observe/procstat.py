@@ -230,11 +230,14 @@ class ProcessTable:
             if state not in (b"Z", b"X"):
                 self.children.setdefault(int(ppid), []).append(int(name))
 
-    def descendants(self, pid: int) -> List[int]:
-        """The live descendants of ``pid``, nearest first."""
+    def descendants(self, pid: int, skip: Iterable[int] = ()) -> List[int]:
+        """The live descendants of ``pid``, nearest first; those in ``skip`` and theirs left out."""
+        skipped = set(skip)
         found, todo = [], list(self.children.get(pid, ()))
         while todo:
             child = todo.pop(0)
+            if child in skipped:
+                continue
             found.append(child)
             todo.extend(self.children.get(child, ()))
         return found
@@ -275,12 +278,14 @@ def _no_proc(pid: int) -> ProcessSample:
 
 
 def sample(pid: int, only_threads: Optional[Iterable[int]] = None,
-           table: Optional[Callable[[], ProcessTable]] = None) -> ProcessSample:
+           table: Optional[Callable[[], ProcessTable]] = None, skip: Iterable[int] = ()) -> ProcessSample:
     """Look at process ``pid`` and its live descendants now.
 
     ``only_threads``: judge ``pid`` by these threads of it alone (a process that hosts
     threads of others, such as a notebook kernel's). ``table()`` gives the process table
     when descendants must be looked up (one scan shared by the samples of one pass).
+    ``skip``: descendants that are not the process's own work, left out with theirs (the
+    process hosting the run, when the app is the program that asked for the run).
     """
     if not os.path.isdir("/proc/self/task"):
         return _no_proc(pid)
@@ -299,7 +304,7 @@ def sample(pid: int, only_threads: Optional[Iterable[int]] = None,
         return ProcessSample(cpu, None, True, None, 1, "its threads cannot be listed")
     processes = 1
     if not any(s in (RUNNING, TIMED) for s in states.values()):  # quiet itself: are its children?
-        for child in (table or ProcessTable)().descendants(pid):
+        for child in (table or ProcessTable)().descendants(pid, skip):
             child_fields = stat_fields(child)
             if not _alive(child_fields):
                 continue
@@ -337,5 +342,5 @@ class Sampler:
             self._table = ProcessTable()
         return self._table
 
-    def sample(self, pid: int, only_threads: Optional[Iterable[int]] = None) -> ProcessSample:
-        return sample(pid, only_threads, self.table)
+    def sample(self, pid: int, only_threads: Optional[Iterable[int]] = None, skip: Iterable[int] = ()) -> ProcessSample:
+        return sample(pid, only_threads, self.table, skip)

@@ -17,7 +17,7 @@ import errno
 import os
 import select
 import threading
-from typing import BinaryIO, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, BinaryIO, Dict, Iterable, Iterator, List, Optional, TextIO, Tuple, Union
 
 #: the values of the label_output setting
 LABEL_CHOICES = ("auto", "true", "false")
@@ -230,3 +230,45 @@ class AppOutput:
         finally:
             for fd in readers:
                 os.close(fd)
+
+
+class LineSafeStream:
+    """A text stream (a program's ``sys.stdout`` or ``sys.stderr``) that also takes whole
+    lines from another thread (:meth:`line`) without splitting a line the program writes.
+
+    The program writes through it as before (everything else is the wrapped ``stream``'s);
+    it notes whether the program left a line unfinished. A line given to :meth:`line` then
+    waits up to ``partial_delay`` s for the program's line to end, and if it does not,
+    starts on a new line — the rule :class:`OutputMux` follows for an app's output.
+    """
+
+    def __init__(self, stream: TextIO, partial_delay: float = PARTIAL_DELAY):
+        self.stream = stream
+        self.partial_delay = partial_delay
+        self._at_line_start = True
+        # re-entrant: a signal handler that prints may run while this thread holds it
+        self._changed = threading.Condition(threading.RLock())
+
+    def write(self, text: str) -> int:
+        with self._changed:
+            written = self.stream.write(text)
+            if text:
+                self._at_line_start = text.endswith("\n")
+                self._changed.notify_all()
+        return written
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for text in lines:
+            self.write(text)
+
+    def line(self, text: str) -> None:
+        """Write ``text`` as one whole line (a newline is added) and flush."""
+        with self._changed:
+            if not self._at_line_start:
+                self._changed.wait_for(lambda: self._at_line_start, self.partial_delay)
+            self.stream.write(text + "\n" if self._at_line_start else "\n" + text + "\n")
+            self._at_line_start = True
+            self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)

@@ -44,11 +44,11 @@ class RunTrace:
     def app_started(self, name: str, pid: int) -> None:
         self.writer.app_started(name, pid)
 
-    def app_ended(self, proc: Any) -> None:
+    def app_ended(self, code: Optional[int]) -> None:
         """The app's slice ends (once), with its exit code if it has one."""
-        if not self._app_ended and proc is not None:
+        if not self._app_ended:
             self._app_ended = True
-            self.writer.app_ended(proc.poll())
+            self.writer.app_ended(code)
 
     def stopping(self) -> None:
         """The run begins its teardown: calls still waiting now (a stuck or deadlocked run's)

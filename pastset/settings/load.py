@@ -20,7 +20,7 @@ from ..errors import SettingsError
 from .confhelp import choose_conf_help, run_conf_help
 from .files import files_to_read, read_config_file
 from .hostfile import HostLine, host_lines
-from .specs import SETTINGS, SettingSpec, did_you_mean, option_defaults, option_values
+from .specs import SETTINGS, SettingSpec, check_toml_type, did_you_mean, option_defaults, option_values
 
 __all__ = ["SETTINGS", "SettingSpec", "Settings", "load_settings"]
 
@@ -310,14 +310,93 @@ def _apply_flags(settings: Settings, flags: Mapping[str, Any]) -> None:
 
 
 
+#: the keyword that carries launcher tables in :func:`load_settings` ``keywords``
+LAUNCHER_OPTIONS_KEYWORD = "launcher_options"
+
+
+def _keyword_source(name: str, where: str) -> str:
+    """``pastset.Run(procs=...)``: where a keyword setting came from."""
+    return f"{where[:-1]}{name}=...)" if where.endswith("()") else f"{where} {name}"
+
+
+def _check_keyword_names(keywords: Mapping[str, Any], where: str) -> None:
+    """Refuse a keyword that names no setting, before anything (conf_help) runs."""
+    allowed = list(SETTINGS) + [LAUNCHER_OPTIONS_KEYWORD]
+    for name in keywords:
+        if name not in allowed:
+            raise SettingsError(f"unknown setting {name!r} from {where}{did_you_mean(name, allowed)}; "
+                                f"settings are: {', '.join(allowed)}")
+
+
+def check_keywords(keywords: Mapping[str, Any], where: str = "pastset.Run()") -> None:
+    """Check settings given as keywords as far as can be without the installed launchers:
+    names, types and values (not which launcher exists, nor its options' keys).
+
+    :raises SettingsError: naming the setting (a "did you mean" for a near miss).
+    """
+    _check_keyword_names(keywords, where)
+    for name, value in keywords.items():
+        if value is None:
+            continue
+        source = _keyword_source(name, where)
+        if name == LAUNCHER_OPTIONS_KEYWORD:
+            _check_launcher_tables(value, where)
+            continue
+        value = _keyword_value(name, value)
+        spec = SETTINGS[name]
+        check_toml_type(spec, value, source, language="Python")
+        try:
+            spec.parse(value)
+        except ValueError:
+            raise SettingsError(f"{name}: {value!r} from {source} is not {spec.allowed}") from None
+
+
+def _check_launcher_tables(value: Any, where: str) -> None:
+    if not isinstance(value, Mapping):
+        raise SettingsError(f"{LAUNCHER_OPTIONS_KEYWORD}: {value!r} from {where} is not a dict of "
+                            "launcher name -> dict of options, e.g. {'slurm': {'partition': 'debug'}}")
+    for launcher, options in value.items():
+        if not isinstance(options, Mapping):
+            raise SettingsError(f"{LAUNCHER_OPTIONS_KEYWORD}[{launcher!r}]: {options!r} from {where} is "
+                                "not a dict of options")
+
+
+def _apply_keywords(settings: Settings, keywords: Mapping[str, Any], where: str) -> None:
+    """Apply settings given as Python keyword arguments: typed values, as in TOML (``procs=4``,
+    not ``procs="4"``), and ``launcher_options={NAME: {key: value}}`` for the launcher tables."""
+    for name, value in keywords.items():
+        source = _keyword_source(name, where)
+        if value is None or name == "conf_help":  # not given; conf_help was settled before it ran
+            continue
+        if name == LAUNCHER_OPTIONS_KEYWORD:
+            _check_launcher_tables(value, where)
+            for launcher, options in value.items():
+                settings.set_launcher_options(str(launcher), options, f"{source}[{launcher!r}]")
+        else:
+            value = _keyword_value(name, value)
+            check_toml_type(SETTINGS[name], value, source, language="Python")
+            settings.set(name, value, source)
+
+
+def _keyword_value(name: str, value: Any) -> Any:
+    """A path-like object (``pathlib.Path``) for a text setting is its path."""
+    if isinstance(value, os.PathLike) and str in SETTINGS[name].toml_types:
+        return os.fspath(value)
+    return value
+
+
 def load_settings(flags: Optional[Mapping[str, Any]] = None, config_file: Optional[str] = None,
                   environ: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None,
                   system_files: Optional[List[str]] = None, user_files: Optional[List[str]] = None,
                   plugin_manager: Any = None, launcher_names: Optional[Iterable[str]] = None,
-                  launcher_options: Optional[Mapping[str, Sequence[SettingSpec]]] = None) -> Settings:
+                  launcher_options: Optional[Mapping[str, Sequence[SettingSpec]]] = None,
+                  keywords: Optional[Mapping[str, Any]] = None, keywords_from: str = "pastset.Run()") -> Settings:
     """Build the effective settings: defaults, files, conf_help, plugins, environment, flags.
 
     :param flags: setting name -> value from the command line (see :func:`pastset.cli.flags.setting_flags`).
+    :param keywords: setting name -> typed value given in Python (``pastset.Run(procs=4)``),
+        the top layer like flags; ``launcher_options`` maps launcher names to their tables.
+        ``None`` values count as not given. ``keywords_from`` names them in messages.
     :param config_file: read exactly this file and no other (``--config``); default:
         ``$PASTSET_CONFIG``, else the search path of :func:`pastset.settings.files.config_search_path`.
     :param environ: the environment to read (default ``os.environ``).
@@ -332,17 +411,25 @@ def load_settings(flags: Optional[Mapping[str, Any]] = None, config_file: Option
     """
     environ = os.environ if environ is None else environ
     flags = dict(flags or {})
+    keywords = dict(keywords or {})
     _check_flag_names(flags)
+    _check_keyword_names(keywords, keywords_from)
     settings = Settings(launcher_names, launcher_options)
     settings._loading = True
     for path, required in files_to_read(config_file, environ, cwd, system_files, user_files):
         read_config_file(settings, path, required)
     choose_conf_help(settings, environ, flags)
+    if keywords.get("conf_help") is not None:
+        source = _keyword_source("conf_help", keywords_from)
+        value = _keyword_value("conf_help", keywords["conf_help"])
+        check_toml_type(SETTINGS["conf_help"], value, source, language="Python")
+        settings.set("conf_help", value, source)
     effective_environ, helper_sources = run_conf_help(settings, environ, cwd)
     if plugin_manager is not None:
         plugin_manager.hook.pastset_configure(settings=settings)
     _apply_environment(settings, effective_environ, helper_sources)
     _apply_flags(settings, flags)
+    _apply_keywords(settings, keywords, keywords_from)
     settings._loading = False
     settings.check()
     return settings

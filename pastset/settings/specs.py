@@ -301,13 +301,14 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean `{close[0]}`?" if close else ""
 
 
-def check_toml_type(spec: SettingSpec, value: Any, source: str) -> None:
-    """TOML has types, so ``procs = "4"`` or ``tunnel = "yes"`` is a mistake worth naming."""
+def check_toml_type(spec: SettingSpec, value: Any, source: str, language: str = "TOML") -> None:
+    """TOML and Python have types, so ``procs = "4"`` or ``tunnel = "yes"`` is a mistake worth
+    naming (``language`` says whose types the message speaks of)."""
     is_bool_in_disguise = isinstance(value, bool) and bool not in spec.toml_types
     if not isinstance(value, spec.toml_types) or is_bool_in_disguise:
         kinds = "/".join(kind.__name__ for kind in spec.toml_types)
         raise SettingsError(f"{spec.name}: {value!r} from {source} is not {spec.allowed} "
-                            f"(a TOML {kinds} value)")
+                            f"(a {language} {kinds} value)")
 
 
 def show_value(value: Any) -> str:

@@ -17,6 +17,8 @@ STRICT_ENV = "PASTSET_STRICT"  #: "1": check moves against templates (the strict
 TASK_ENV = "PASTSET_TASK"  #: in a task: its id (the worker sets it)
 WORKER_ENV = "PASTSET_WORKER"  #: in a task: the id of the worker running it
 APP_ENV = "PASTSET_APP"  #: "1" in the run's application (the runner sets it)
+#: every variable of a run's environment (:func:`app_environment` sets or clears them all)
+RUN_VARIABLES = (ADDRESS_ENV, AUTHKEY_ENV, TLS_ENV, RUN_ENV, BIN_ENV, APP_ENV, STRICT_ENV, TASK_ENV, WORKER_ENV)
 
 
 def credentials_line(authkey: bytes, tls_fingerprint: Optional[str] = None) -> bytes:
@@ -60,3 +62,27 @@ def caller_identity() -> dict:
         return {"kind": "app", "pid": os.getpid(), "thread": thread}
     return {"kind": "client", "pid": os.getpid(), "thread": thread}
 
+
+def app_environment(base, address: str, authkey: bytes, run_id: str, bin_dir: str, strict: bool,
+                    tls_fingerprint: Optional[str] = None) -> dict:
+    """``base`` (a mapping) with the variables that make ``pastset.PastSet()`` find the run
+    at ``address`` ("host:port") and call as its app (pinning the server's certificate by
+    ``tls_fingerprint`` when the run uses TLS); whatever ``base`` held of another run's
+    environment is gone (a run started from a task: its app is no task)."""
+    env = {k: v for k, v in base.items() if k not in RUN_VARIABLES}
+    env.update({ADDRESS_ENV: address, AUTHKEY_ENV: authkey.hex(), RUN_ENV: run_id, BIN_ENV: bin_dir, APP_ENV: "1"})
+    if tls_fingerprint:
+        env[TLS_ENV] = tls_fingerprint
+    if strict:
+        env[STRICT_ENV] = "1"
+    return env
+
+
+def pastset_pythonpath(environ) -> str:
+    """PYTHONPATH (from ``environ``'s) that lets children import this very pastset, even
+    from a checkout."""
+    import os
+
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    parts = [here] + [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != here]
+    return os.pathsep.join(parts)

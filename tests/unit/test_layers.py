@@ -44,12 +44,26 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def _type_checking_only(tree: ast.AST) -> Set[int]:
+    """Ids of the nodes under ``if TYPE_CHECKING:``: imports for type checkers, never run."""
+    skipped: Set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for child in node.body:
+                skipped.update(id(n) for n in ast.walk(child))
+    return skipped
+
+
 def imports_of(path: Path) -> Iterator[Tuple[str, int, bool]]:
-    """(absolute module imported, line, at module level) for every pastset import in ``path``."""
+    """(absolute module imported, line, at module level) for every pastset import in ``path``
+    that runs (those under ``if TYPE_CHECKING:`` do not)."""
     tree = ast.parse(path.read_text(), str(path))
     package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
     top_level = {id(node) for node in tree.body}
+    never_run = _type_checking_only(tree)
     for node in ast.walk(tree):
+        if id(node) in never_run:
+            continue
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]

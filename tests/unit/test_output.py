@@ -1,11 +1,16 @@
-"""The run's output: line assembly, labels, and task and app lines into one pair of pipes."""
+"""The run's output: line assembly, labels, task and app lines into one pair of pipes, and
+task lines into a stream the program writes too (a run from Python)."""
 from __future__ import annotations
+
+import io
 
 import pytest
 
-from pastset.run.output import LineAssembler, OutputMux, labels_on
+from pastset.run.output import LineAssembler, LineSafeStream, OutputMux, labels_on
 
 from helpers.pipes import Captured
+from helpers.polling import wait_until
+from helpers.threads import start, waiting_on
 
 
 def test_assembler_gives_whole_lines_and_keeps_the_unfinished_end():
@@ -47,3 +52,26 @@ def test_stdout_and_stderr_on_one_device_share_the_line_state():
     mux.app_output("out", b"partial")
     mux.task_line("err", "t3", "boom")
     assert cap.close()["out"] == "partial\n[t3] boom\n"
+
+
+# -- LineSafeStream: task lines into a stream the program writes too (pastset.Run) --------
+def test_line_safe_stream_waits_for_the_programs_line_to_end():
+    target = io.StringIO()
+    stream = LineSafeStream(target, partial_delay=5.0)
+    stream.write("script ")
+    delivered = start(stream.line, "[t1] task line")
+    assert wait_until(lambda: waiting_on(stream._changed) == 1)
+    assert target.getvalue() == "script "  # the task line waits for the script's line to end
+    stream.write("line\n")
+    delivered.outcome(5)
+    assert target.getvalue() == "script line\n[t1] task line\n"
+
+
+def test_line_safe_stream_starts_a_new_line_when_the_programs_line_stays_open():
+    target = io.StringIO()
+    stream = LineSafeStream(target, partial_delay=0.05)
+    stream.write("progress...")
+    stream.line("[t1] task line")
+    stream.write(" done\n")
+    assert target.getvalue() == "progress...\n[t1] task line\n done\n"
+    assert stream.getvalue() == target.getvalue()  # everything else is the wrapped stream's

@@ -1,5 +1,6 @@
-"""The README's runnable example is examples/two_clients.py word for word, and it runs;
-the code explains itself without pointing outside the repository, nor at issue numbers."""
+"""The README's runnable examples are examples/two_clients.py and
+examples/run_from_python.py word for word; the code explains itself without pointing
+outside the repository, nor at issue numbers."""
 from __future__ import annotations
 
 import io
@@ -11,6 +12,11 @@ from helpers.paths import ROOT
 
 def test_readme_embeds_the_two_clients_example_verbatim():
     example = (ROOT / "examples" / "two_clients.py").read_text()
+    assert example.strip() in (ROOT / "README.md").read_text()
+
+
+def test_readme_embeds_the_run_from_python_example_verbatim():
+    example = (ROOT / "examples" / "run_from_python.py").read_text()
     assert example.strip() in (ROOT / "README.md").read_text()
 
 

@@ -2,6 +2,8 @@
 waiting calls made up as the server lists them (naming the real threads that make them)."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,10 +31,21 @@ def child(code):
     *setup, last = code.splitlines()
     ready = "import threading; print(threading.get_native_id(), flush=True)"
     proc = subprocess.Popen([sys.executable, "-c", "\n".join(setup + [ready, last])], stdout=subprocess.PIPE,
-                            text=True)
+                            text=True, start_new_session=True)  # its children end with it (end_child)
     tid = int(proc.stdout.readline())
     assert wait_until(lambda: thread_state(proc.pid, tid) not in (None, "running"), 10)
     return proc, tid
+
+
+def end_child(proc):
+    """Kill a :func:`child` and whatever it started (a computing multiprocessing child would
+    otherwise outlive it)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    proc.stdout.close()
 
 
 class Run:
@@ -65,9 +78,7 @@ class Run:
         self.sampler.stop()
         self.sched.stop()
         for proc in (self.app, self.task):
-            proc.kill()
-            proc.wait()
-            proc.stdout.close()
+            end_child(proc)
 
 
 @pytest.fixture
@@ -133,6 +144,4 @@ def test_the_sampler_reports_each_task_tree():
         assert set(got) == {"t1", "t2"} and got["t1"]["alive"] and got["t1"]["threads"][tid] == WAITING
         assert got["t1"]["processes"] == 1 and got["t1"]["unreadable"] is None
     finally:
-        blocked.kill()
-        blocked.wait()
-        blocked.stdout.close()
+        end_child(blocked)
