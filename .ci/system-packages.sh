@@ -1,11 +1,12 @@
 #!/bin/bash
 # System packages the integration tests need (sshd, netns + nftables, SLURM + munge, Grid Engine,
-# tcpdump).
+# a terminal, a browser, tcpdump).
 #
 # Run as root by CI before the tests, on a fresh Debian 12 machine or on one where this already
 # ran: when every package is installed it only checks and exits.  Measured on a Debian 12 VM
 # (2 cores) with none of them installed: 9 s (apt-get update + download + install of ~30
-# packages); when already installed: 0.1 s.
+# packages) before chromium; chromium and chromium-driver bring ~130 packages more (their
+# libraries), a few minutes on that VM; when already installed: 0.1 s.
 #
 # Package selection, and why SLURM and Grid Engine coexist:
 # - Both `slurm-wlm-torque` (SLURM's PBS/Torque wrappers) and `gridengine-client` ship
@@ -36,6 +37,7 @@ PACKAGES=(
     gridengine-master gridengine-exec gridengine-client   # Son of Grid Engine 8.1.9
     dma                             # MTA for gridengine-common's mailx, without a daemon
     tmux                            # a real terminal for the `pastset top` tests
+    chromium chromium-driver        # a real browser for the dashboard tests (driven by Selenium)
     tcpdump                         # what crosses the wire: the TLS capture test
 )
 

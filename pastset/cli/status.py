@@ -77,6 +77,7 @@ def status(what: str, filters: Sequence[str], run_id: Optional[str], list_runs: 
            as_json: bool = False) -> int:
     """Show a live run's elements, waiting calls, tasks and workers; with ``as_json`` the
     status document itself."""
+    from ..observe.statusdoc import runner_section
     from ..observe.statusview import render_status, table
     from ..run import records as runrecord
 
@@ -94,6 +95,9 @@ def status(what: str, filters: Sequence[str], run_id: Optional[str], list_runs: 
         return 0
     with open_run(run_id, settings) as (record, pset):
         doc = pset.status()
+    if doc.get("runner") is None:  # the server does not know it; the run's record does
+        doc["runner"] = runner_section(record.get("app"), record.get("args") or [], record.get("launcher"),
+                                       record.get("started"))
     if as_json:
         print(json.dumps(doc, indent=1))
         return 0

@@ -32,7 +32,7 @@ def _value(value: Any) -> str:
         text = ",".join(str(v) for v in value)
     else:
         text = str(value)
-    if not text or any(c.isspace() or c in "\"'=\\" for c in text):
+    if not text or any(c.isspace() or c in "\"'\\" for c in text):  # "=" is fine: a key ends at the first
         return json.dumps(text, ensure_ascii=False)
     return text
 

@@ -2,11 +2,19 @@
 
 One plain dict (JSON types only), built on the server (:mod:`pastset.server.status`) from
 the scheduler's snapshot, the space's elements, the waits and the flow counters. Its keys are
-stable: :data:`KEYS` lists them all, and a test pins that list.
+stable: :data:`KEYS` lists them all, and a test pins that list. ``schema`` says which
+version of the document this is (:data:`SCHEMA`): a version adds keys, never renames or
+drops one, so a reader written for an older version keeps working. A document without
+``schema`` is version 1.
+
+The ``runner`` section is what only the runner knows (the app, the launcher, the run's
+phase, its deadlock detection): the server leaves it null, ``pastset status`` fills what
+the run's record says, and the run's dashboard fills it all (:func:`runner_section`).
 
 =====================  =====================================================================
 key                    meaning
 =====================  =====================================================================
+``schema``             version of this document's layout: 2 (1 had no ``schema``, ``runner``)
 ``run``                the run's id
 ``version``            pastset version of the server
 ``pid``                the server's process id
@@ -66,15 +74,33 @@ key                    meaning
   ``state``            idle, busy, halted, exited or lost
   ``running``          ids of the tasks it is running now
   ``done``/``failed``  how many of its tasks ended well / badly
+``runner``             what the runner knows, or null (from a server's ``status`` call):
+  ``app``              the application as given to ``pastset run``
+  ``args``             its arguments
+  ``launcher``         the launcher that started the workers
+  ``started``          when the run started (epoch seconds)
+  ``phase``            starting (workers registering), running (the app runs), stopping
+                       (teardown), or null when not known
+  ``deadlock``         deadlock detection now, or null before the app runs or when not known:
+    ``state``          moving (something can still move: ``reason`` says what), stuck
+                       (everything waits; a deadlock once that lasts ``grace`` s), deadlock
+    ``stuck_s``        seconds everything has waited so far, or null while moving
+    ``grace``          the ``deadlock_grace`` setting (seconds)
+    ``reason``         why it is not a deadlock (while moving), or null
+  ``trace``            the trace file this run writes, or null
 =====================  =====================================================================
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
-#: every key of the document, per level: "" is the top level, the others name its lists
+#: the version of the document's layout that this pastset writes (the ``schema`` key)
+SCHEMA = 2
+
+#: every key of the document, per level: "" is the top level, the others name its lists and sections
 KEYS: Dict[str, Sequence[str]] = {
-    "": ("run", "version", "pid", "time", "halted", "queued", "elements", "waits", "tasks", "workers"),
+    "": ("schema", "run", "version", "pid", "time", "halted", "queued", "elements", "waits", "tasks", "workers",
+         "runner"),
     "elements": ("id", "template", "xfunction", "first", "last", "unobserved", "delta", "moves",
                  "observes", "moves_per_s", "observes_per_s", "waiting"),
     "waits": ("who", "caller", "operation", "element", "template", "timeout", "waited_s"),
@@ -83,4 +109,26 @@ KEYS: Dict[str, Sequence[str]] = {
               "spawned", "started", "ended", "run_time"),
     "workers": ("id", "host", "system", "arch", "cores", "memory_mb", "disk_mb", "benchmark", "pid",
                 "state", "running", "done", "failed"),
+    "runner": ("app", "args", "launcher", "started", "phase", "deadlock", "trace"),
+    "deadlock": ("state", "stuck_s", "grace", "reason"),
 }
+
+#: the run's phases as ``runner.phase`` names them
+PHASES = ("starting", "running", "stopping")
+#: the states of ``runner.deadlock.state``
+DEADLOCK_STATES = ("moving", "stuck", "deadlock")
+
+
+def runner_section(app: Optional[str], args: Sequence[str], launcher: Optional[str], started: Optional[float],
+                   phase: Optional[str] = None, deadlock: Optional[Mapping[str, Any]] = None,
+                   trace: Optional[str] = None) -> Dict[str, Any]:
+    """The document's ``runner`` section, keys in :data:`KEYS` order (``deadlock`` too)."""
+    if phase is not None and phase not in PHASES:
+        raise ValueError(f"phase {phase!r} is not one of {', '.join(PHASES)}")
+    shown_deadlock = None
+    if deadlock is not None:
+        if deadlock.get("state") not in DEADLOCK_STATES:
+            raise ValueError(f"deadlock state {deadlock.get('state')!r} is not one of {', '.join(DEADLOCK_STATES)}")
+        shown_deadlock = {key: deadlock.get(key) for key in KEYS["deadlock"]}
+    return {"app": app, "args": list(args), "launcher": launcher, "started": started, "phase": phase,
+            "deadlock": shown_deadlock, "trace": trace or None}

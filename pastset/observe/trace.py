@@ -24,7 +24,9 @@ Input is a stream of events: the scheduler's ``on_event(kind, info)`` goes to
 (a :class:`pastset.space.waits.WaitRegistry` listener), element counts from
 the ``sampler`` the writer polls every ``counter_interval`` s (or pushed through
 :meth:`TraceWriter.counters`). Events are buffered and written by a background thread at
-least every ``flush_interval`` seconds; every method is thread-safe.
+least every ``flush_interval`` seconds; every method is thread-safe. Each event also goes
+to the writer's ``listeners`` as it is made (the run's dashboard draws its timeline from
+them).
 """
 from __future__ import annotations
 
@@ -95,6 +97,9 @@ class TraceWriter:
         self._sampled: Dict[int, Tuple[int, int]] = {}  # element -> last (unobserved, moves) sampled
         self._clock = clock
         self._t0 = clock()
+        #: called with each event (a dict, ``ts`` in microseconds since :attr:`t0`) as it is
+        #: made, under the writer's lock: a listener must be quick and must not raise
+        self.listeners: List[Callable[[Dict[str, Any]], None]] = []
         self._lock = threading.Lock()  # the in-memory state below
         self._write_lock = threading.Lock()  # the file: one flush at a time, in order
         self._buffer: List[str] = []
@@ -116,6 +121,11 @@ class TraceWriter:
         self._flusher = threading.Thread(target=self._flush_loop, args=(flush_interval, counter_interval),
                                          name="pastset-trace-flush", daemon=True)
         self._flusher.start()
+
+    @property
+    def t0(self) -> float:
+        """When the trace began (the clock's seconds): event timestamps count from here."""
+        return self._t0
 
     # -- the run's events --------------------------------------------------------------
     def app_started(self, name: str = "app", pid: Optional[int] = None, t: Optional[float] = None) -> None:
@@ -313,6 +323,8 @@ class TraceWriter:
 
     def _event(self, event: Dict[str, Any]) -> None:
         self._buffer.append(json.dumps(event, separators=(",", ":"), default=str))
+        for listener in self.listeners:
+            listener(event)
 
     def _counter_event(self, element: int, template: str, unobserved: int, moves: int,
                        t: float) -> Dict[str, Any]:

@@ -199,6 +199,10 @@ class Detector:
         self._cpu: Dict[str, Optional[float]] = {}  # CPU of each participant (and X-function) then
         self._threads: Dict[str, Any] = {}  # the threads each participant had then
         self._reported = False
+        self._why: Optional[str] = "nothing observed yet"  # why the last observation is no deadlock
+        # (why, since, reported) of the last observation, replaced whole so that another
+        # thread (the dashboard's) reads one observation's values
+        self._latest: Tuple[Optional[str], Optional[float], bool] = (self._why, None, False)
 
     def why_not(self, obs: Observation) -> Optional[str]:
         """Why this observation alone is not a deadlock (None: it looks stuck)."""
@@ -206,8 +210,25 @@ class Detector:
 
     def observe(self, now: float, obs: Observation) -> Optional[Verdict]:
         """Feed one observation taken at ``now`` (monotonic seconds); a Verdict on deadlock."""
+        verdict = self._observe(now, obs)
+        self._latest = (self._why, self._since, self._reported)
+        return verdict
+
+    def state(self, now: float) -> Dict[str, Any]:
+        """Where detection stands at ``now`` (same clock as :meth:`observe`), as the status
+        document's ``runner.deadlock`` says it: ``moving`` with the ``reason``, ``stuck`` for
+        ``stuck_s`` seconds of the ``grace``, or ``deadlock`` once reported."""
+        why, since, reported = self._latest
+        if why is not None:
+            return {"state": "moving", "stuck_s": None, "grace": self.grace, "reason": why}
+        stuck = round(max(0.0, now - since), 3) if since is not None else 0.0
+        return {"state": "deadlock" if reported else "stuck", "stuck_s": stuck, "grace": self.grace,
+                "reason": None}
+
+    def _observe(self, now: float, obs: Observation) -> Optional[Verdict]:
         judgement = judge(obs)
-        if judgement.why_not is not None:
+        self._why = judgement.why_not
+        if self._why is not None:
             self._since, self._reported = None, False
             return None
         cpu: Dict[str, Optional[float]] = {name: (s or {}).get("cpu") for name, s in obs.processes.items()}
@@ -300,6 +321,10 @@ class DeadlockWatch:
                     pass
             self.on_deadlock(verdict, view)
         return verdict
+
+    def state(self) -> Dict[str, Any]:
+        """Where detection stands now (:meth:`Detector.state`)."""
+        return self.detector.state(self.clock())
 
     def _notice_blind_hosts(self, obs: Observation) -> None:
         if self.on_notice is None:

@@ -103,9 +103,9 @@ class HostEnd(_End):
     """The host's side (:mod:`pastset.run.run_host`)."""
 
     def ready(self, address: Tuple[str, int], authkey: bytes, run_id: str, bin_dir: str, strict: bool,
-              tls_fingerprint: Optional[str] = None) -> None:
+              tls_fingerprint: Optional[str] = None, dashboard_url: Optional[str] = None) -> None:
         self._send(READY, address=tuple(address), authkey=authkey, run_id=run_id, bin_dir=bin_dir, strict=strict,
-                   tls_fingerprint=tls_fingerprint)
+                   tls_fingerprint=tls_fingerprint, dashboard_url=dashboard_url)
 
     def failed_to_start(self, error: str, message: str) -> None:
         """The run could not start: ``error`` is the exception's class name."""

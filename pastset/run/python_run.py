@@ -140,6 +140,8 @@ class Run:
         self.authkey = b""
         #: the fingerprint of the run's server certificate when the run uses TLS, else None
         self.tls_fingerprint: Optional[str] = None
+        #: the run's web page, its token included (the ``dashboard`` setting), else None
+        self.dashboard_url: Optional[str] = None
         #: the tasks that failed during the run (dicts: id, app, args, state, returncode, error,
         #: worker, host, ...), known once it closed
         self.failed_tasks: List[Dict[str, Any]] = []
@@ -410,7 +412,7 @@ class Run:
             data = message.data
             self.address, self.authkey, self.id = tuple(data["address"]), data["authkey"], data["run_id"]
             self._bin_dir, self._strict = data["bin_dir"], data["strict"]
-            self.tls_fingerprint = data["tls_fingerprint"]
+            self.tls_fingerprint, self.dashboard_url = data["tls_fingerprint"], data["dashboard_url"]
             self._ready.set()
         elif message.kind == FAILED_TO_START:
             self._start_error = message

@@ -71,7 +71,8 @@ class CallerHost:
                     self.link.failed_to_start(type(exc).__name__, str(exc))
                     return 1
                 self.link.ready(session.address, session.authkey, session.run_id, session.bin_dir,
-                                session.settings.strict, session.tls_fingerprint)
+                                session.settings.strict, session.tls_fingerprint,
+                                session.dashboard.url if session.dashboard is not None else None)
                 session.app_started(self.caller_pid, sample_app=self._sample_caller, own_process=False)
                 code = session.wait(self._caller_done)
                 reason = self._ending_reason(code)

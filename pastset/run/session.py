@@ -39,6 +39,7 @@ from ..launch.launcher import Launcher, WorkerLaunch
 from ..launch.plugins import LauncherInfo
 from ..launch.processes import process_identity
 from ..observe.events import EventReporter, StatusLines, log_event
+from ..observe.statusdoc import runner_section
 from ..server.server import Server
 from ..settings.load import Settings
 from ..wire.connection import format_address
@@ -46,6 +47,7 @@ from ..wire.runenv import STRICT_ENV, app_environment, pastset_pythonpath
 from . import records as runrecord
 from .deadlock import STOPPING, DeadlockWatch, Verdict, failure_summary, report
 from .output import OutputMux, labels_on
+from .rundashboard import RunDashboard, start_dashboard
 from .runtrace import RunTrace, start_trace
 
 log = logging.getLogger("pastset.run")
@@ -133,6 +135,8 @@ class Session:
         self.address: Tuple[str, int] = ("", 0)
         self.tls_fingerprint: Optional[str] = None  # the server certificate's, when the run uses TLS
         self.trace: Optional[RunTrace] = None  # the trace setting
+        self.dashboard: Optional[RunDashboard] = None  # the dashboard setting
+        self.phase = "starting"  # then running (the app runs), stopping (teardown): the dashboard shows it
         self.mux = OutputMux(1, 2, labels_on(settings.label_output, isatty(1) if terminal is None else terminal))
         self.status = _MuxStream(self.mux, "err") if self.stderr is sys.stderr else self.stderr
         self.say = StatusLines(self.write_status, log)
@@ -200,6 +204,8 @@ class Session:
         log_event(log, "run-start", {"run": self.run_id, "launcher": self.launcher.name,
                                      "why": self.launcher_why, "address": format_address(self.address),
                                      "tls": "on" if self.tls_fingerprint else "off", "bin": self.bin_dir})
+        self.dashboard = start_dashboard(self.settings, self.server, self.control.address, self.authkey,
+                                         self.describe_run, self.trace, self.write_status, self.tls_fingerprint)
 
     def _start_workers(self) -> None:
         assert self.launcher is not None and self.control is not None
@@ -253,6 +259,7 @@ class Session:
         """
         assert self.control is not None
         self.app_pid = pid
+        self.phase = "running"
         if self.trace is not None:
             self.trace.app_started(self.app, pid)
         if own_process:
@@ -291,6 +298,13 @@ class Session:
         self._app_code = code
         if code != DEADLOCK_EXIT or not self.deadlocked.is_set():
             self._failure_summary()
+
+    def describe_run(self) -> Dict[str, Any]:
+        """The status document's ``runner`` section: what only the run knows (for the dashboard)."""
+        return runner_section(self.app, self.app_args, self.launcher.name if self.launcher else None,
+                              self.record.get("started"), self.phase,
+                              self.watch.state() if self.watch is not None else None,
+                              self.settings.trace if self.trace is not None else None)
 
     # -- deadlock detection and the failure summary -------------------------------------
     def _deadlock_view(self) -> Dict[str, Any]:
@@ -354,6 +368,7 @@ class Session:
         ``stop_app()`` stops the app, if the run started one, and returns its exit code;
         ``app_code`` is the app's exit code for the trace (None: it had not ended by itself).
         """
+        self.phase = "stopping"
         if self.watch is not None:
             self.watch.stop()
         if self.trace is not None:
@@ -387,6 +402,9 @@ class Session:
         if self.record:
             runrecord.remove_record(self.run_id)
             log_event(log, "teardown", {"step": "remove-record", "run": self.run_id})
+        if self.dashboard is not None:  # last: the page shows the teardown until the run is gone
+            self.dashboard.close()
+            log_event(log, "teardown", {"step": "stop-dashboard"})
 
     # -- output -----------------------------------------------------------------------
     def write_status(self, text: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
-from ..observe.statusdoc import KEYS
+from ..observe.statusdoc import KEYS, SCHEMA
 from ..space.waits import Caller
 from ..wire.validation import format_template
 
@@ -66,8 +66,9 @@ def build_status(*, run: Dict[str, Any], scheduler: Dict[str, Any], elements: Di
         row["run_time"] = None if started is None else round((ended or now) - started, 3)
         tasks.append(_pick(row, KEYS["tasks"]))
     return {
-        "run": run.get("run"), "version": run.get("version"), "pid": run.get("pid"), "time": now,
+        "schema": SCHEMA, "run": run.get("run"), "version": run.get("version"), "pid": run.get("pid"), "time": now,
         "halted": bool(scheduler.get("halted")), "queued": scheduler.get("queued", 0),
         "elements": rows, "waits": waits, "tasks": tasks,
         "workers": [_pick(w, KEYS["workers"]) for w in scheduler.get("workers", [])],
+        "runner": None,  # only the runner knows it (statusdoc.runner_section)
     }

@@ -64,6 +64,7 @@ class Settings:
     on_failure: str
     trace: str
     trace_wait_ms: float
+    dashboard: str
     strict: bool
     deadlock_grace: float
     on_deadlock: str

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import ConnectError, SettingsError
+from ..wire.connection import parse_address
 
 #: an ssh destination: ``[user@]host[:port]``, IPv6 as ``[addr]``
 _SPEC = re.compile(r"(?:(?P<user>[^@\s]+)@)?"
@@ -181,6 +182,34 @@ def _tunnel_via(value: Any) -> str:
     return text
 
 
+#: where the dashboard listens when its setting names only a port
+DASHBOARD_HOST = "127.0.0.1"
+
+
+def dashboard_address(value: str) -> Optional[Tuple[str, int]]:
+    """The ``dashboard`` setting as (host, port), or None when it is empty (no dashboard):
+    ``PORT`` listens on loopback, ``HOST:PORT`` (IPv6 as ``[addr]:PORT``) on HOST; port 0
+    is a free port. ValueError names what is wrong."""
+    text = value.strip()
+    if not text:
+        return None
+    if re.fullmatch(r"[0-9]+", text):
+        text = f"{DASHBOARD_HOST}:{text}"
+    host, port = parse_address(text)
+    if not host.strip() or any(c.isspace() for c in host):
+        raise ValueError(f"no host in {value!r}")
+    return host, port
+
+
+def _dashboard(value: Any) -> str:
+    """Empty, ``PORT`` or ``HOST:PORT`` (a TOML integer is a port), checked by :func:`dashboard_address`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    text = _text(value).strip()
+    dashboard_address(text)
+    return text
+
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -273,6 +302,11 @@ SETTINGS: Mapping[str, SettingSpec] = types.MappingProxyType({spec.name: spec fo
     _spec("trace_wait_ms", "PSTRACEWAITMS", 10.0,
           "calls that waited at least this many milliseconds get a slice in the trace",
           "a number of milliseconds >= 0", _nonnegative, (int, float), "MS"),
+    _spec("dashboard", "PSDASHBOARD", "",
+          "serve a live, read-only web page of the run at [HOST:]PORT (loopback unless HOST says "
+          "otherwise; 0 means a free port); its URL, with the run's access token, is printed on stderr; "
+          "empty means no dashboard",
+          "[HOST:]PORT with a port from 0 to 65535, or empty", _dashboard, (str, int), "[HOST:]PORT"),
     _spec("strict", "PSSTRICT", False, "type-check tuples moved into an element against its template",
           "a boolean (1/0, true/false, yes/no, on/off)", _boolean, (bool,)),
     _spec("deadlock_grace", "PSDEADLOCKGRACE", 3.0,

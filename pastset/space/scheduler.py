@@ -14,12 +14,13 @@ deadlock detector sees tasks on any host the same way (:meth:`Scheduler.activity
 """
 from __future__ import annotations
 
+import enum
 import itertools
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Deque, Dict, List, Optional
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from ..errors import PastSetError, Timeout
 from ..wire.contract import ENDED, HALT, STOP, TaskState
@@ -78,6 +79,27 @@ PUBLIC_STATE[TaskState.ASSIGNED] = TaskState.QUEUED
 FAILED = (TaskState.FAILED, TaskState.LOST)
 #: the states of a task not running yet: it may still act
 PENDING = (TaskState.QUEUED, TaskState.ASSIGNED)
+
+
+def _plain(info: Any) -> Dict[str, Any]:
+    """A WorkerInfo or TaskInfo as plain data: a dict, its lists and dicts copied, enum
+    members as their values. What ``asdict`` gives for these flat records, at a fraction of
+    its cost (a dashboard asks for the status of a thousand tasks every second)."""
+    names = _FIELD_NAMES.get(type(info))
+    if names is None:
+        names = _FIELD_NAMES[type(info)] = tuple(f.name for f in fields(info))
+    row = {}
+    for name in names:
+        value = getattr(info, name)
+        if isinstance(value, (list, dict)):
+            value = value.copy()
+        elif isinstance(value, enum.Enum):
+            value = value.value
+        row[name] = value
+    return row
+
+
+_FIELD_NAMES: Dict[type, Tuple[str, ...]] = {}
 
 
 def task_view(task: TaskInfo) -> Dict[str, Any]:
@@ -367,8 +389,8 @@ class Scheduler:
         """Plain data about workers and tasks, for ``pastset status``."""
         with self._lock:
             return {
-                "workers": [asdict(w) for w in self.workers.values()],
-                "tasks": [dict(asdict(t), state=t.state.value) for t in self.tasks.values()],
+                "workers": [_plain(w) for w in self.workers.values()],
+                "tasks": [_plain(t) for t in self.tasks.values()],
                 "halted": self.halted,
                 "queued": len(self._queue),
             }

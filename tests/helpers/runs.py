@@ -28,6 +28,7 @@ HELD_RUN_DEADLOCK_GRACE = 3600
 #: every event a run reports, and the facts each carries (what its log may hold)
 RUN_EVENTS = {
     "run-start": "launcher, address (the server's), tls (on or off), bin",
+    "dashboard": "url (the run's web page, its token included: written on stderr only; the log has its address)",
     "job-submitted": "system, job, name, workers (a batch job for the workers)",
     "job-state": "system, job, state (each change the runner sees)",
     "worker-registered": "worker, host",
@@ -42,7 +43,8 @@ RUN_EVENTS = {
     "trace": "msg (why this run goes untraced)",
     "task-stopped": "task, app, worker, host, code (killed as the run stopped)",
     "worker-left": "worker, host (it left as the run stopped)",
-    "teardown": "step (stop-app, stop-workers, stop-launcher, stop-server, remove-record), and what it found",
+    "teardown": "step (stop-app, stop-workers, stop-launcher, stop-server, remove-record, stop-dashboard), "
+                "and what it found",
     "run-end": "code, failed (tasks)",
 }
 

@@ -1,8 +1,13 @@
 """A run whose server is on another host (``master``): its task output and events read
 like a local run's — task lines labelled, event lines once on stderr and in the local log
-file — and the run's max_connections reaches the server there."""
+file — the run's max_connections reaches the server there, and its dashboard, served
+here, shows the status of the server there."""
 from __future__ import annotations
 
+import json
+import signal
+import socket
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -11,8 +16,9 @@ import pytest
 from pastset.observe.events import find_events
 
 from .clusters import SshCluster
-from .sshruns import assert_nodes_clean, run_on_hosts, worker_nodes
+from .sshruns import assert_nodes_clean, hold_on_hosts, run_on_hosts, worker_nodes
 from helpers.apps import write_apps
+from helpers.browser import read_dashboard_url
 
 pytestmark = pytest.mark.slow
 
@@ -66,4 +72,25 @@ def test_remote_master_gets_the_runs_max_connections(ssh_cluster: SshCluster, tm
                            "story.py"])
     assert result.returncode != 0, result
     assert "max_connections (2) reached" in result.stderr, result
+    assert_nodes_clean(ssh_cluster, ssh_cluster.nodes[:2])
+
+
+def test_remote_masters_run_has_its_dashboard_here(ssh_cluster: SshCluster, tmp_path: Path) -> None:
+    master = ssh_cluster.nodes[1]
+    with hold_on_hosts(ssh_cluster, tmp_path, [ssh_cluster.nodes[0]], 1,
+                       extra=["--master", master, "--dashboard", "127.0.0.1:0"]) as held:
+        url, _, _ = read_dashboard_url(held.proc)
+        held.read_until("READY", timeout=60)
+        with urllib.request.urlopen(url.replace("/?token=", "/status.json?token="), timeout=10) as response:
+            doc = json.loads(response.read())
+        assert doc["run"] == held.record()["run"] and doc["runner"]["launcher"] == "ssh"
+        assert doc["runner"]["phase"] == "running" and doc["runner"]["trace"] is None
+        assert [e["template"] for e in doc["elements"]] == ["('started', str)"]
+        (task,) = doc["tasks"]
+        assert task["application"] == "sleeper.py" and task["state"] == "running"
+        assert task["host"] and ssh_cluster.nodes[0] in task["host"]
+        held.signal(signal.SIGINT)
+        host, port = url.split("/")[2].rsplit(":", 1)
+        with pytest.raises(OSError):
+            socket.create_connection((host, int(port)), timeout=2).close()
     assert_nodes_clean(ssh_cluster, ssh_cluster.nodes[:2])

@@ -48,6 +48,20 @@ def test_everyone_waiting_untimed_and_idle_for_the_grace_is_a_deadlock():
     assert {participant_of(w) for w in verdict.waits} == {APP, "t1"}
 
 
+def test_the_state_says_moving_and_why_then_stuck_for_how_long_then_deadlock():
+    detector = Detector(GRACE)
+    assert detector.state(0.0) == {"state": "moving", "stuck_s": None, "grace": GRACE,
+                                   "reason": "nothing observed yet"}
+    detector.observe(0.0, stuck(waits=[wait(APP)]))
+    assert detector.state(0.1)["reason"].startswith("t1 has a thread that may still act")
+    detector.observe(1.0, stuck())
+    assert detector.state(2.5) == {"state": "stuck", "stuck_s": 1.5, "grace": GRACE, "reason": None}
+    detector.observe(1.0 + GRACE, stuck())
+    assert detector.state(5.0)["state"] == "deadlock"
+    detector.observe(6.0, stuck(waits=[wait(APP, timeout=5.0), wait("t1")]))
+    assert detector.state(6.0)["state"] == "moving" and "timeout" in detector.state(6.0)["reason"]
+
+
 def test_the_verdict_comes_once_until_the_run_moves_again():
     detector = Detector(GRACE)
     assert len(feed(detector, stuck())) == 1

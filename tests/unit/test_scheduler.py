@@ -324,3 +324,26 @@ def test_wait_task_timeout_says_how_long_in_plain_seconds(sched):
     with pytest.raises(Timeout) as caught:
         sched.wait_task(tid, 0.05)
     assert re.search(r"after 0\.\d{1,3} s:", str(caught.value)), caught.value
+
+
+def test_a_snapshot_is_plain_data_the_scheduler_does_not_share():
+    from dataclasses import asdict
+
+    from pastset.space.scheduler import TaskInfo, _plain
+    from pastset.wire.contract import TaskState
+
+    sched = Scheduler()
+    worker = sched.register_worker({"host": "h1"})
+    sched.spawn("a.py", ["1"])
+    sched.next_task(worker)
+    sched.task_started(worker, "t1", 4242)
+    snapshot = sched.snapshot()
+    assert snapshot["workers"] == [asdict(w) for w in sched.workers.values()]
+    assert snapshot["tasks"] == [asdict(t) for t in sched.tasks.values()]
+    # states are plain strings, not TaskState members: the status document is JSON and compared as such
+    assert [type(t["state"]) for t in snapshot["tasks"]] == [str] and snapshot["tasks"][0]["state"] == "running"
+    snapshot["workers"][0]["running"].append("t99")
+    snapshot["tasks"][0]["args"].append("x")
+    assert sched.workers[worker].running == ["t1"] and sched.tasks["t1"].args == ["1"]
+    plain = _plain(TaskInfo("t2", "b.py", [], state=TaskState.RUNNING))["state"]
+    assert plain == "running" and type(plain) is str

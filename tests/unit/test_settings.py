@@ -733,3 +733,29 @@ def test_wait_timeout_accepts_exactly_finite_positive_numbers(seconds):
     else:
         with pytest.raises(SettingsError, match=r"wait_timeout: .* from test is not a number of seconds > 0"):
             s.set("wait_timeout", repr(seconds), "test")
+
+
+@pytest.mark.parametrize("value, address", [
+    ("", None), ("  ", None), ("0", ("127.0.0.1", 0)), ("8787", ("127.0.0.1", 8787)),
+    ("0.0.0.0:8787", ("0.0.0.0", 8787)), ("node1:80", ("node1", 80)), ("[::1]:0", ("::1", 0)),
+])
+def test_dashboard_is_a_port_or_host_and_port_and_loopback_by_default(load, value, address):
+    from pastset.settings.specs import dashboard_address
+
+    s = load(environ={"PSDASHBOARD": value} if value.strip() else {})
+    assert dashboard_address(s.dashboard) == address
+
+
+@pytest.mark.parametrize("value", ["abc", "70000", "host:", ":80", "a b:1", "1.2.3.4:-1", "[::1]"])
+def test_a_bad_dashboard_address_names_the_setting(load, value):
+    with pytest.raises(SettingsError, match=r"dashboard: .* from environment PSDASHBOARD is not \[HOST:\]PORT"):
+        load(environ={"PSDASHBOARD": value})
+
+
+def test_dashboard_in_toml_may_be_a_port_number(load, tmp_path):
+    config = tmp_path / "pastset.toml"
+    config.write_text("[pastset]\ndashboard = 8787\n")
+    assert load(config_file=str(config)).dashboard == "8787"
+    config.write_text("[pastset]\ndashboard = true\n")
+    with pytest.raises(SettingsError, match="dashboard"):
+        load(config_file=str(config))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pastset.observe.statusdoc import KEYS
+from pastset.observe.statusdoc import KEYS, SCHEMA, runner_section
 from pastset.observe.statusview import SECTIONS, format_seconds, render_status, render_top
 from pastset.wire.validation import format_template
 
@@ -17,7 +17,8 @@ from helpers.statussample import sample_doc
 def test_the_document_keys_are_pinned():
     # changing this list breaks users' scripts: update the README table with it
     assert {level: list(keys) for level, keys in KEYS.items()} == {
-        "": ["run", "version", "pid", "time", "halted", "queued", "elements", "waits", "tasks", "workers"],
+        "": ["schema", "run", "version", "pid", "time", "halted", "queued", "elements", "waits", "tasks", "workers",
+             "runner"],
         "elements": ["id", "template", "xfunction", "first", "last", "unobserved", "delta", "moves",
                      "observes", "moves_per_s", "observes_per_s", "waiting"],
         "waits": ["who", "caller", "operation", "element", "template", "timeout", "waited_s"],
@@ -26,7 +27,10 @@ def test_the_document_keys_are_pinned():
                   "spawned", "started", "ended", "run_time"],
         "workers": ["id", "host", "system", "arch", "cores", "memory_mb", "disk_mb", "benchmark", "pid",
                     "state", "running", "done", "failed"],
+        "runner": ["app", "args", "launcher", "started", "phase", "deadlock", "trace"],
+        "deadlock": ["state", "stuck_s", "grace", "reason"],
     }
+    assert SCHEMA == 2  # a new key means a new schema number
 
 
 def test_the_document_has_exactly_the_pinned_keys_and_is_json():
@@ -39,6 +43,20 @@ def test_the_document_has_exactly_the_pinned_keys_and_is_json():
     for wait in doc["waits"] + [w for e in doc["elements"] for w in e["waiting"]]:
         assert list(wait["caller"]) == list(KEYS["caller"])
     assert json.loads(json.dumps(doc)) == doc
+
+
+def test_the_server_leaves_the_runner_section_to_the_runner():
+    doc = sample_doc()
+    assert doc["schema"] == SCHEMA and doc["runner"] is None
+    deadlock = {"state": "stuck", "stuck_s": 1.25, "grace": 3.0, "reason": None, "extra": 1}
+    runner = runner_section("app.py", ["4", 2], "local", 100.0, "running", deadlock, "/tmp/t.json")
+    assert list(runner) == list(KEYS["runner"]) and list(runner["deadlock"]) == list(KEYS["deadlock"])
+    assert runner["args"] == ["4", 2] and runner["deadlock"]["stuck_s"] == 1.25
+    assert runner_section("app.py", [], None, None)["deadlock"] is None
+    with pytest.raises(ValueError, match="phase"):
+        runner_section("app.py", [], "local", 1.0, phase="flying")
+    with pytest.raises(ValueError, match="deadlock state"):
+        runner_section("app.py", [], "local", 1.0, deadlock={"state": "maybe"})
 
 
 def test_the_document_says_who_waits_where_and_for_how_long():

@@ -489,3 +489,25 @@ def test_trace_and_events_with_the_script_as_the_app(script, env, apps, tmp_path
     waits = [(s["name"], s["args"]["who"]) for s in app if s["cat"] == "wait"]
     assert waits == [("wait task t1 (sleeper.py)", "app"), ("observe ('late', int)", "app")], waits
     nothing_left(env)
+
+
+def test_a_run_from_python_serves_its_dashboard_while_open(script, env, apps):
+    code, out, err = script("""
+        import json, urllib.request
+        import pastset
+        plain = pastset.Run(procs=1)
+        print("off:", plain.dashboard_url)
+        plain.close()
+        with pastset.Run(procs=1, dashboard="0") as run:
+            run.pastset().enter(("tick", int)).move(1)
+            with urllib.request.urlopen(run.dashboard_url.replace("/?token=", "/status.json?token="),
+                                        timeout=10) as response:
+                doc = json.load(response)
+            print("templates:", [e["template"] for e in doc["elements"]])
+            print("phase:", doc["runner"]["phase"])
+            print("url:", run.dashboard_url)
+    """).finish()
+    assert code == 0, err
+    assert "off: None" in out and "templates: [\"('tick', int)\"]" in out and "phase: running" in out, out
+    url = next(line.split("url: ", 1)[1] for line in out.splitlines() if line.startswith("url: "))
+    assert url.startswith("http://127.0.0.1:") and f"dashboard url={url}" in err, err  # announced once, as by a run
