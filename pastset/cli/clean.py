@@ -61,6 +61,8 @@ def clean(run_id: Optional[str], dry_run: bool, pm: Any) -> int:
         # what the recorded processes left: their sessions' members, and anything else
         # that carries the run's id in its environment (a task's own children)
         left = run_leftovers(record["run"], record.get("runner", {}).get("start"), _recorded_sessions(record))
+        # and the orphans the runner was handed (daemons that left every session of the run)
+        left += [i for i in record.get("adopted", []) if is_same_process(i) and i not in left]
         if left:
             actions.append(f"kill {len(left)} leftover process(es) of the run: pid "
                            + ", ".join(str(i["pid"]) for i in left))

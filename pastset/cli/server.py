@@ -23,6 +23,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--label-output", choices=("true", "false"), default="false",
                         help="start task output lines with [TASKID] (the run decides)")
     parser.add_argument("--max-connections", type=int, default=None, help="the run's max_connections")
+    parser.add_argument("--slots", type=int, default=0,
+                        help="the run's slots: tasks a worker runs at once (0: no bound)")
     parser.add_argument("--tls", choices=("true", "false"), default="false",
                         help="speak TLS with a certificate made now (its fingerprint follows the address on "
                              "the first stdout line)")
@@ -34,4 +36,4 @@ def execute(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     return serve(args.bind, args.port, args.bin, args.run, labels=args.label_output == "true",
-                 max_connections=args.max_connections, tls=args.tls == "true")
+                 max_connections=args.max_connections, slots=args.slots, tls=args.tls == "true")

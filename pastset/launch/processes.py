@@ -17,20 +17,23 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+import weakref
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..wire.runenv import RUN_ENV
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
+#: prctl option: the signal this process gets when the thread that started it ends
+PR_SET_PDEATHSIG = 1
 _libc = None
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     if _libc is not None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 if sys.platform.startswith("linux"):
@@ -38,6 +41,43 @@ if sys.platform.startswith("linux"):
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     except OSError:  # pragma: no cover - libc always loads on Linux
         _libc = None
+
+#: live children this process started through :func:`start_child`, by pid (each one's
+#: Popen reaps it; nothing else may)
+_started: "weakref.WeakValueDictionary[int, subprocess.Popen]" = weakref.WeakValueDictionary()
+#: held while a child is started and registered, and while others are reaped: a child
+#: that exits at once is never taken for someone else's
+_started_lock = threading.Lock()
+
+
+def prctl(option: int, value: int) -> bool:
+    """Linux ``prctl(option, value)`` for this process; False where there is none or it fails."""
+    if _libc is None:
+        return False
+    return _libc.prctl(option, value, 0, 0, 0) == 0
+
+
+def started_children() -> Set[int]:
+    """PIDs of the children :func:`start_child` started that their Popen has not reaped."""
+    with _started_lock:
+        return {pid for pid, proc in list(_started.items()) if proc.returncode is None}
+
+
+def reap_others(pids: Sequence[int]) -> List[int]:
+    """Reap those of ``pids`` — exited children of this process — that :func:`start_child`
+    did not start (their Popen reaps those); return the PIDs reaped."""
+    reaped = []
+    with _started_lock:
+        ours = {pid for pid, proc in list(_started.items()) if proc.returncode is None}
+        for pid in pids:
+            if pid in ours:
+                continue
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    reaped.append(pid)
+            except ChildProcessError:
+                pass
+    return reaped
 
 
 def start_child(
@@ -56,17 +96,19 @@ def start_child(
     PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, so call this
     from a thread that lives as long as the child should (the main thread, usually).
     """
-    proc = subprocess.Popen(
-        list(argv),
-        env=dict(env) if env is not None else None,
-        cwd=cwd,
-        stdin=stdin,
-        stdout=stdout,
-        stderr=stderr,
-        start_new_session=True,
-        preexec_fn=_die_with_parent if die_with_parent and _libc is not None else None,
-        **popen_kwargs,
-    )
+    with _started_lock:
+        proc = subprocess.Popen(
+            list(argv),
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if die_with_parent and _libc is not None else None,
+            **popen_kwargs,
+        )
+        _started[proc.pid] = proc
     proc.pastset_start = process_start_time(proc.pid)  # type: ignore[attr-defined]  # its session's birth
     return proc
 

@@ -341,7 +341,8 @@ function drawWorkers(d) {
   if (!workers) {
     const cols = workerColumns.slice();
     if (list.some((w) => "slots" in w)) {
-      cols.splice(4, 0, {key: "slots", title: "Slots", num: true, fmt: (v) => v ? String(v) : "any"});
+      cols.splice(4, 0, {key: "slots", title: "Slots", num: true, sort: (r) => r.slots_used || 0,
+                         value: (r) => `${r.slots_used ?? "-"}/${r.slots || "\u221e"}`});
     }
     workers = new Table("workers", cols, {id: (r) => r.id, sortKey: "id", none: "no worker registered"});
   }

@@ -208,10 +208,12 @@ def thread_states(pid: int, only: Optional[Iterable[int]] = None,
 
 class ProcessTable:
     """Parent -> children of every live process, from one scan of /proc (taken when
-    made, at ``taken`` on the monotonic clock): what finds a process's descendants."""
+    made, at ``taken`` on the monotonic clock): what finds a process's descendants.
+    ``zombies``: parent -> its children that exited and wait to be reaped."""
 
     def __init__(self) -> None:
         self.children: Dict[int, List[int]] = {}
+        self.zombies: Dict[int, List[int]] = {}
         self.taken = time.monotonic()
         try:
             names = os.listdir("/proc")
@@ -229,6 +231,8 @@ class ProcessTable:
             state, ppid = stat[stat.rfind(b")") + 2:].split(None, 2)[:2]
             if state not in (b"Z", b"X"):
                 self.children.setdefault(int(ppid), []).append(int(name))
+            elif state == b"Z":
+                self.zombies.setdefault(int(ppid), []).append(int(name))
 
     def descendants(self, pid: int, skip: Iterable[int] = ()) -> List[int]:
         """The live descendants of ``pid``, nearest first; those in ``skip`` and theirs left out."""

@@ -14,7 +14,8 @@ the run's record says, and the run's dashboard fills it all (:func:`runner_secti
 =====================  =====================================================================
 key                    meaning
 =====================  =====================================================================
-``schema``             version of this document's layout: 2 (1 had no ``schema``, ``runner``)
+``schema``             version of this document's layout: 3 (2 had no worker ``slots``,
+                       ``slots_used``; 1 had no ``schema``, ``runner``)
 ``run``                the run's id
 ``version``            pastset version of the server
 ``pid``                the server's process id
@@ -73,6 +74,8 @@ key                    meaning
   ``pid``              the worker's process id on its host
   ``state``            idle, busy, halted, exited or lost
   ``running``          ids of the tasks it is running now
+  ``slots``            how many tasks it may hold at once (the run's ``slots``; 0: no bound)
+  ``slots_used``       how many it holds now: running, or handed to it and starting
   ``done``/``failed``  how many of its tasks ended well / badly
 ``runner``             what the runner knows, or null (from a server's ``status`` call):
   ``app``              the application as given to ``pastset run``
@@ -95,7 +98,7 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 #: the version of the document's layout that this pastset writes (the ``schema`` key)
-SCHEMA = 2
+SCHEMA = 3
 
 #: every key of the document, per level: "" is the top level, the others name its lists and sections
 KEYS: Dict[str, Sequence[str]] = {
@@ -108,7 +111,7 @@ KEYS: Dict[str, Sequence[str]] = {
     "tasks": ("id", "application", "args", "state", "worker", "host", "pid", "returncode", "error",
               "spawned", "started", "ended", "run_time"),
     "workers": ("id", "host", "system", "arch", "cores", "memory_mb", "disk_mb", "benchmark", "pid",
-                "state", "running", "done", "failed"),
+                "state", "running", "slots", "slots_used", "done", "failed"),
     "runner": ("app", "args", "launcher", "started", "phase", "deadlock", "trace"),
     "deadlock": ("state", "stuck_s", "grace", "reason"),
 }

@@ -27,7 +27,8 @@ TASK_COLUMNS: Columns = (
     ("returncode", "EXIT CODE"), ("error", "ERROR"),
 )
 WORKER_COLUMNS: Columns = (
-    ("id", "ID"), ("host", "HOST"), ("state", "STATE"), ("running", "CURRENT TASKS"), ("system", "SYSTEM"),
+    ("id", "ID"), ("host", "HOST"), ("state", "STATE"), ("slots_shown", "SLOTS"), ("running", "CURRENT TASKS"),
+    ("system", "SYSTEM"),
     ("arch", "ARCH"), ("cores", "CORES"), ("memory_mb", "MEMORY MB"), ("disk_mb", "DISK MB"),
     ("benchmark", "BENCH"), ("done", "DONE"), ("failed", "FAILED"),
 )
@@ -41,8 +42,8 @@ TOP_TASK_COLUMNS: Columns = (
     ("host", "HOST"), ("run_time", "RUN TIME"), ("returncode", "EXIT"),
 )
 TOP_WORKER_COLUMNS: Columns = (
-    ("id", "ID"), ("host", "HOST"), ("state", "STATE"), ("running", "CURRENT TASKS"), ("cores", "CORES"),
-    ("benchmark", "BENCH"), ("done", "DONE"), ("failed", "FAILED"),
+    ("id", "ID"), ("host", "HOST"), ("state", "STATE"), ("slots_shown", "SLOTS"), ("running", "CURRENT TASKS"),
+    ("cores", "CORES"), ("benchmark", "BENCH"), ("done", "DONE"), ("failed", "FAILED"),
 )
 #: sections ``pastset status WHAT`` can show ("clients" is the name pyPastSet's psmanage uses)
 SECTIONS = ("all", "elements", "tasks", "workers", "clients")
@@ -117,6 +118,19 @@ def keep(rows: List[Dict[str, Any]], filters: Sequence[str]) -> List[Dict[str, A
     return kept
 
 
+def slots_text(worker: Dict[str, Any]) -> str:
+    """A worker's slots as used/total: ``1/2``, or ``3/∞`` without a bound."""
+    used, total = worker.get("slots_used"), worker.get("slots")
+    if used is None:
+        return "-"
+    return f"{used}/{total or '∞'}"
+
+
+def worker_rows(doc: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The document's workers, each with its slots as the table shows them."""
+    return [dict(w, slots_shown=slots_text(w)) for w in doc.get("workers", [])]
+
+
 def element_waits(doc: Dict[str, Any]) -> List[Dict[str, Any]]:
     """The calls waiting on elements (a worker asking for its next task is not shown)."""
     return [w for w in doc.get("waits", []) if w.get("element") is not None]
@@ -152,7 +166,7 @@ def sections(doc: Dict[str, Any], what: str = "all", filters: Sequence[str] = ()
             tasks = sorted(tasks, key=lambda t: order.get(t.get("state") or "", 4))
         out.append(("tasks", table(tasks, TOP_TASK_COLUMNS if compact else TASK_COLUMNS, width)))
     if what in ("all", "workers", "clients"):
-        out.append(("workers", table(keep(doc.get("workers", []), filters),
+        out.append(("workers", table(keep(worker_rows(doc), filters),
                                      TOP_WORKER_COLUMNS if compact else WORKER_COLUMNS, width)))
     return out
 

@@ -3,7 +3,9 @@
 A run is deadlocked when nothing of it can move, and that has held for ``grace``
 seconds. Nothing can move when, at every look over the grace:
 
-* no task is queued or starting and no worker is still starting;
+* no task is queued or starting and no worker is still starting — except a task queued
+  only because every slot of every worker is held by running tasks: it starts when one of
+  them ends, so it is as stuck as they are (the report names it);
 * some call of the app or of a running task waits in PastSet without a timeout, and no
   call of theirs waits with one (a call with a timeout returns, and its caller may act);
 * every thread of the app and of each running task — and of every live process descended
@@ -73,6 +75,8 @@ class Observation:
     came yet). ``pending``: tasks queued or handed to a worker but not yet running.
     ``starting``: workers launched that have neither registered nor failed.
     ``hosts``: where each participant runs (for what the report says it could not see).
+    ``slot_bound``: queued tasks waiting only for a slot that running tasks hold
+    (:meth:`pastset.space.scheduler.Scheduler.activity`); they start when a holder ends.
     """
 
     waits: List[Mapping[str, Any]]
@@ -80,6 +84,7 @@ class Observation:
     pending: int = 0
     starting: int = 0
     hosts: Dict[str, str] = field(default_factory=dict)
+    slot_bound: List[Mapping[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -88,7 +93,8 @@ class Verdict:
 
     ``blocked``: participant -> how many of its threads are blocked on its own locks,
     conditions or joins outside any PastSet call. ``doubts``: why the verdict is not
-    certain (what could not be seen); a run stops only on a certain one.
+    certain (what could not be seen); a run stops only on a certain one. ``queued``: the
+    tasks that cannot start because the waiting tasks hold every slot.
     """
 
     at: float
@@ -96,6 +102,7 @@ class Verdict:
     waits: List[Mapping[str, Any]] = field(default_factory=list)
     blocked: Dict[str, int] = field(default_factory=dict)
     doubts: List[str] = field(default_factory=list)
+    queued: List[Mapping[str, Any]] = field(default_factory=list)
 
     @property
     def certain(self) -> bool:
@@ -245,7 +252,8 @@ class Detector:
         if held < self.grace or youngest < self.grace or self._reported:
             return None
         self._reported = True
-        return Verdict(at=now, held=held, waits=list(mine), blocked=judgement.blocked, doubts=judgement.doubts)
+        return Verdict(at=now, held=held, waits=list(mine), blocked=judgement.blocked, doubts=judgement.doubts,
+                       queued=list(obs.slot_bound))
 
     def _cpu_moved(self, cpu: Dict[str, Optional[float]]) -> bool:
         for name, value in cpu.items():
@@ -272,7 +280,7 @@ def observation(view: Mapping[str, Any], app: Optional[Mapping[str, Any]], start
         if task.get("host"):
             hosts[task["id"]] = str(task["host"])
     return Observation(waits=list(view["waits"]), processes=processes, pending=activity["pending"],
-                       starting=starting, hosts=hosts)
+                       starting=starting, hosts=hosts, slot_bound=list(activity.get("slot_bound", ())))
 
 
 class DeadlockWatch:
@@ -509,7 +517,8 @@ def _operation(wait: Mapping[str, Any]) -> str:
 def format_report(waits: Iterable[Mapping[str, Any]], elements: Mapping[Any, Mapping[str, Any]],
                   failed: Iterable[Mapping[str, Any]], held: float, aborting: bool = True,
                   stopping: str = STOPPING, *, blocked: Sequence[Tuple[str, int]] = (),
-                  doubts: Sequence[str] = (), held_elements: Iterable[Mapping[str, Any]] = ()) -> str:
+                  doubts: Sequence[str] = (), held_elements: Iterable[Mapping[str, Any]] = (),
+                  queued: Iterable[Mapping[str, Any]] = ()) -> str:
     """The deadlock report printed on stderr (several lines, no trailing newline).
 
     ``waits``: the waiting calls of the verdict; ``elements``: element id -> its
@@ -518,7 +527,8 @@ def format_report(waits: Iterable[Mapping[str, Any]], elements: Mapping[Any, Map
     ``stopping``: what the run does when ``aborting``; ``blocked``: (who, how many threads)
     blocked on their own locks outside PastSet; ``doubts``: why the verdict is not certain
     (the run then keeps waiting); ``held_elements``: the server's elements holding tuples
-    nobody has observed.
+    nobody has observed; ``queued``: tasks queued behind the slots the waiting tasks hold
+    (``slot_bound`` entries of the scheduler's activity).
     """
     waits = list(waits)
     if doubts:
@@ -540,6 +550,7 @@ def format_report(waits: Iterable[Mapping[str, Any]], elements: Mapping[Any, Map
     for who, count in blocked:
         lines.append(f"  {who.ljust(widths[0])}  {count} thread{'' if count == 1 else 's'} blocked on a lock, "
                      "condition or join of its own process")
+    lines.extend(queued_lines(queued))
     lines.extend(held_lines(waits, elements, held_elements))
     failed = list(failed)
     if failed:
@@ -549,6 +560,21 @@ def format_report(waits: Iterable[Mapping[str, Any]], elements: Mapping[Any, Map
         lines.append("no task failed: the calls above wait for tuples that no one will move "
                      "(check the templates, and that every move has its observe)")
     return "\n".join(lines)
+
+
+def queued_lines(queued: Iterable[Mapping[str, Any]], most: int = 5) -> List[str]:
+    """One line per task queued behind held slots: "t5 (work.py) is queued: every slot of
+    w1 (2 of 2) is held by tasks waiting in PastSet" (after ``most`` of them, a count)."""
+    queued = list(queued)
+    lines = []
+    for task in queued[:most]:
+        holders = [f"{w['worker']} ({len(w.get('tasks', ()))} of {w['slots']})" for w in task.get("workers", ())]
+        where = holders[-1] if len(holders) == 1 else f"{', '.join(holders[:-1])} and {holders[-1]}"
+        lines.append(f"  {task['id']} ({task.get('app')}) is queued: every slot of {where} is held by tasks "
+                     "waiting in PastSet")
+    if len(queued) > most:
+        lines.append(f"  ... and {len(queued) - most} more queued tasks")
+    return lines
 
 
 def _label(name: str, view: Mapping[str, Any]) -> str:
@@ -568,7 +594,7 @@ def report(verdict: Verdict, view: Mapping[str, Any], aborting: bool = True, sto
                                                                       key=lambda i: (i[0] != APP, i[0]))]
     return format_report(verdict.waits, view.get("elements", {}), view.get("failed", []), verdict.held,
                          aborting=aborting, stopping=stopping, blocked=blocked, doubts=verdict.doubts,
-                         held_elements=view.get("held", ()))
+                         held_elements=view.get("held", ()), queued=verdict.queued)
 
 
 def failure_summary(failed: Iterable[Mapping[str, Any]], total: int) -> Optional[str]:

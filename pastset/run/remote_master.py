@@ -98,7 +98,8 @@ class RemoteServer:
             "-m", "pastset", "server", "--bind", bind, "--port", str(self.settings.port), "--bin", self.bin_dir,
             "--run", self.run_id, "--authkey-stdin", "--log-level", self.settings.log_level,
             "--label-output", "true" if self.mux.labels else "false",
-            "--max-connections", str(self.settings.max_connections), "--tls", "true" if self.tls else "false"]
+            "--max-connections", str(self.settings.max_connections), "--slots", str(self.settings.slots),
+            "--tls", "true" if self.tls else "false"]
         command = remote_command(argv, self.bin_dir, {"PYTHONPATH": self.pythonpath})
         ssh = ssh_client_argv(self.settings.ssh_argv)
         try:
@@ -183,7 +184,7 @@ class RemoteServer:
 
 
 def serve(bind: str, port: int, bin_dir: str, run_id: str, labels: bool = False,
-          max_connections: Optional[int] = None, tls: bool = False) -> int:
+          max_connections: Optional[int] = None, slots: int = 0, tls: bool = False) -> int:
     """``python -m pastset server``: serve until stdin reaches EOF or SIGTERM/SIGHUP/SIGINT.
 
     The authkey is the first stdin line. The first stdout line is the bound address and,
@@ -214,7 +215,9 @@ def serve(bind: str, port: int, bin_dir: str, run_id: str, labels: bool = False,
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     mux = OutputMux(1, 2, labels)
-    extra = {} if max_connections is None else {"max_connections": max_connections}
+    extra: Dict[str, Any] = {"slots": slots}
+    if max_connections is not None:
+        extra["max_connections"] = max_connections
     server = Server((bind, port), authkey, os.path.abspath(bin_dir), run_id=run_id, output=mux.task_line,
                     on_event=EventReporter(StatusLines(lambda line: mux.line("err", line), log)), tls=tls, **extra)
     server.start()

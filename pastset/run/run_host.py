@@ -160,7 +160,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         link.failed_to_start(type(exc).__name__, str(exc))
         return 1
     setup_logging(settings.log_level, settings.log_path)
-    session = Session(settings, registry, app=request.data["app"], terminal=request.data["terminal"])
+    session = Session(settings, registry, app=request.data["app"], terminal=request.data["terminal"], adopt=True)
     session.deadlock_stopping = "stopping the run (the program's waiting calls fail)"
     return CallerHost(session, link, int(request.data["caller_pid"])).serve()
 

@@ -5,6 +5,8 @@ workers, ``wait_procs``), run the application with PASTSET_ADDRESS/PASTSET_AUTHK
 environment, and when it ends — or on Ctrl-C/SIGTERM, or when something dies — tear
 everything down in order. The exit code is the application's. ``pastset.Run`` runs the
 same session with the calling Python process as the app (:mod:`pastset.run.python_run`).
+The runner is the child subreaper of what it starts: whatever the app leaves behind, even
+a daemon in a session of its own, ends when the app does.
 """
 from __future__ import annotations
 
@@ -52,8 +54,8 @@ class Run:
     """One ``pastset run``; :meth:`execute` returns the exit code."""
 
     def __init__(self, settings: Settings, app: str, app_args: Sequence[str], registry: Dict[str, LauncherInfo],
-                 stderr: Optional[TextIO] = None):
-        self.session = Session(settings, registry, app, app_args, stderr)
+                 stderr: Optional[TextIO] = None, adopt: bool = False):
+        self.session = Session(settings, registry, app, app_args, stderr, adopt=adopt)
         self.settings = settings
         self.app = app
         self.app_args = self.session.app_args
@@ -101,7 +103,10 @@ class Run:
         code = session.wait(self._app_exit)
         # the app's output ends when it exits; an app still running (deadlock, abort) keeps its
         # pipe open until teardown stops it, so don't wait for that
-        app_output.join(5 if self.app_proc.poll() is not None else 0.1)
+        exited = self.app_proc.poll() is not None
+        if exited:  # what it left behind ends with it (and lets go of its output)
+            session.end_adopted()
+        app_output.join(5 if exited else 0.1)
         session.app_ended(code)
         return code
 
@@ -121,4 +126,4 @@ class Run:
 
 def run_app(settings: Settings, app: str, app_args: List[str], pm: Any = None) -> int:
     """Entry point used by the CLI."""
-    return Run(settings, app, app_args, launchers(pm)).execute()
+    return Run(settings, app, app_args, launchers(pm), adopt=True).execute()

@@ -17,6 +17,12 @@ one :class:`Session`, so the two cannot drift apart:
    kill their tasks), stop the launcher's processes and jobs, close the trace, stop the
    server, delete the record; then the run-end event and the summary as the last lines.
 
+A session whose process is the run's own (``adopt``: ``pastset run``, the host of a
+``pastset.Run``) is the child subreaper of what it starts (:mod:`pastset.launch.subreaper`):
+a daemon the app starts, or a process a lost local worker leaves, is handed to it rather
+than to init; it is recorded for ``pastset clean`` while the run goes on, and ended when the
+app ends and again at the end of the teardown.
+
 Every line the run writes goes through one :class:`pastset.run.output.OutputMux` on
 file descriptors 1 and 2, so no line is split by another.
 """
@@ -38,6 +44,7 @@ from ..errors import LaunchError, PastSetError, SettingsError
 from ..launch.launcher import Launcher, WorkerLaunch
 from ..launch.plugins import LauncherInfo
 from ..launch.processes import process_identity
+from ..launch.subreaper import adopted, become_subreaper, end_processes
 from ..observe.events import EventReporter, StatusLines, log_event
 from ..observe.statusdoc import runner_section
 from ..server.server import Server
@@ -58,6 +65,8 @@ WORKER_STOP_GRACE = 3.0
 DEADLOCK_EXIT = 3
 #: the run's exit status when on_failure = abort ended it
 ABORT_EXIT = 1
+#: seconds between looks for orphans handed to the run's process, to record them
+ADOPTED_RECORD_INTERVAL = 2.0
 
 
 class RunInterrupted(Exception):
@@ -115,11 +124,15 @@ class Session:
     :param stderr: where status lines go (default: the run's stderr, through the mux).
     :param terminal: whether the run's output is a terminal, for ``label_output = "auto"``
         (default: whether file descriptor 1 is one).
+    :param adopt: this process is the run's own: it becomes the child subreaper of what it
+        starts, and ends the orphans handed to it (see the module).
     """
 
     def __init__(self, settings: Settings, registry: Dict[str, LauncherInfo], app: str,
-                 app_args: Sequence[str] = (), stderr: Optional[TextIO] = None, terminal: Optional[bool] = None):
+                 app_args: Sequence[str] = (), stderr: Optional[TextIO] = None, terminal: Optional[bool] = None,
+                 adopt: bool = False):
         self.settings = settings
+        self.adopt = adopt
         self.registry = registry
         self.app = app
         self.app_args = [str(a) for a in app_args]
@@ -163,6 +176,8 @@ class Session:
         :raises SettingsError: the server cannot listen where the settings say.
         :raises LaunchError: workers failed to start or did not come in time.
         """
+        if self.adopt:
+            become_subreaper()
         self._start_server()
         self._start_workers()
 
@@ -179,7 +194,7 @@ class Session:
             tls = self.settings.tls == "true" or (self.settings.tls == "auto" and not is_loopback(host))
             self.server = Server((host, self.settings.port), self.authkey, self.bin_dir, run_id=self.run_id,
                                  output=self.mux.task_line, on_event=EventReporter(self.say),
-                                 max_connections=self.settings.max_connections, tls=tls)
+                                 max_connections=self.settings.max_connections, slots=self.settings.slots, tls=tls)
         try:
             self.server.start()
         except OSError as exc:  # the address is not ours, the port is taken ...
@@ -276,8 +291,12 @@ class Session:
         (``on_deadlock = "abort"``), or 1 when a task or worker failed (``on_failure = "abort"``)."""
         assert self.control is not None
         abort = self.settings.on_failure == "abort"
+        recorded = time.monotonic()
         try:
             while True:
+                if self.adopt and time.monotonic() - recorded >= ADOPTED_RECORD_INTERVAL:
+                    self._record_adopted()
+                    recorded = time.monotonic()
                 code = app_exit(0.25)
                 if code is not None:
                     return code
@@ -378,6 +397,7 @@ class Session:
         code = stop_app()
         if code is not None:
             log_event(log, "teardown", {"step": "stop-app", "code": code})
+        self.end_adopted()
         if self.control is not None:
             left = None
             try:
@@ -399,12 +419,31 @@ class Session:
         if self.server is not None:
             self.server.close()
             log_event(log, "teardown", {"step": "stop-server"})
+        self.end_adopted()  # what lost workers' tasks left, handed to us meanwhile
         if self.record:
             runrecord.remove_record(self.run_id)
             log_event(log, "teardown", {"step": "remove-record", "run": self.run_id})
         if self.dashboard is not None:  # last: the page shows the teardown until the run is gone
             self.dashboard.close()
             log_event(log, "teardown", {"step": "stop-dashboard"})
+
+    def _record_adopted(self) -> None:
+        """Keep the orphans handed to us in the run record, so ``pastset clean`` can end
+        them after a SIGKILLed runner (a daemon may have left the app's session and
+        cleared its environment: nothing else would lead to it)."""
+        found = adopted()
+        if found != self.record.get("adopted", []):
+            self.record["adopted"] = found
+            runrecord.write_record(self.record)
+
+    def end_adopted(self) -> None:
+        """With ``adopt``: end the orphans handed to this process (an app's daemons, what a
+        lost worker's tasks started) and everything below them."""
+        if not self.adopt:
+            return
+        ended = end_processes(adopted(), grace=2.0)
+        if ended:
+            log_event(log, "teardown", {"step": "end-adopted", "processes": ended})
 
     # -- output -----------------------------------------------------------------------
     def write_status(self, text: str) -> None:

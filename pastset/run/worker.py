@@ -8,7 +8,9 @@ PASTSET_AUTHKEY and PASTSET_TLS_FINGERPRINT, from the first stdin line with
 as ``python APP ARGS`` from the bin directory, several at once, with every output line
 sent to the run's terminal. The server connection is a dead-man's switch: when it is
 lost — or the run says stop — the worker kills its tasks and exits, so no task survives
-its run.
+its run. The worker is the child subreaper of its tasks (:mod:`pastset.launch.subreaper`):
+whatever they start, daemons included, stays in its tree, and ends when it does; and a
+keeper process above it ends all that even when the worker is killed outright.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from ..client.sessions import WorkerSession
 from ..client.task import app_not_found
 from ..errors import ConnectError, PastSetError
 from ..launch.processes import start_child, stop_child
+from ..launch.subreaper import Reaper, become_subreaper, end_descendants, fork_keeper
 from ..wire.connection import format_address, parse_address
 from ..wire.contract import HALT, STOP, STOPPED_WITH_RUN
 from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, BIN_ENV, RUN_ENV, TASK_ENV, TLS_ENV, WORKER_ENV, parse_credentials
@@ -43,6 +46,8 @@ log = logging.getLogger("pastset.worker")
 MAX_TASK_LINE = 4 * 2**20
 #: seconds a task gets between SIGTERM and SIGKILL when the run stops
 TASK_GRACE = 1.0
+#: seconds what a worker left behind gets between SIGTERM and SIGKILL once it is gone
+KEEPER_GRACE = 1.0
 
 
 def benchmark() -> float:
@@ -161,6 +166,7 @@ class Worker:
         self.session.register(specs(self.bin_dir, self.session.local_address()))
         log.info("registered as %s", self.worker_id)
         sampler = TaskSampler(self._running_pids, self.session.task_samples).start()
+        reaper = Reaper().start()
         try:
             while True:
                 task = self.session.next_task()
@@ -176,6 +182,10 @@ class Worker:
         finally:
             sampler.stop()
             self.stop_tasks()
+            reaper.stop()
+            left = end_descendants(TASK_GRACE)  # what the tasks started, wherever it went
+            if left:
+                log.info("ended %d process(es) the tasks left behind", left)
             self.output.close()
 
     def _running_pids(self) -> Dict[str, int]:
@@ -325,6 +335,10 @@ def main(address: str, run_id: str, bin_dir: str, authkey_stdin: bool = False,
     import shlex
 
     authkey, fingerprint = read_credentials(authkey_stdin, authkey_file)
+    kept = fork_keeper(KEEPER_GRACE)  # this process keeps what the worker leaves, however it ends
+    if kept is not None:
+        return kept
+    become_subreaper()  # orphans of the tasks come to the worker, not to its keeper
     server = parse_address(address)
     closer = None
     if tunnel:

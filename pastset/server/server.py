@@ -77,7 +77,7 @@ class Server:
                  bin_dir: Union[str, "os.PathLike[str]", None] = None, *, run_id: str = "",
                  output: Optional[Callable[[str, str, str], None]] = None,
                  on_event: Optional[Callable[[str, Dict[str, Any]], None]] = None,
-                 max_connections: Optional[int] = None,
+                 max_connections: Optional[int] = None, slots: int = 0,
                  handshake_timeout: float = transport.HANDSHAKE_TIMEOUT,
                  max_pending_handshakes: int = transport.MAX_PENDING_HANDSHAKES,
                  tls: bool = False):
@@ -102,7 +102,7 @@ class Server:
         self.authkey = bytes(authkey)
         self.bin_dir = bin_dir
         self.space = TupleSpace(bin_dir)
-        self.scheduler = Scheduler(on_event)
+        self.scheduler = Scheduler(on_event, slots)
         self.waits = WaitRegistry()
         self.flows = FlowCounters()
         self.service = SpaceService(self.space, self.scheduler, run_id, output, self.waits, self.flows)

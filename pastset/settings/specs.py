@@ -251,6 +251,10 @@ SETTINGS: Mapping[str, SettingSpec] = types.MappingProxyType({spec.name: spec fo
           "a path to a hosts file", _path, _STR, "FILE"),
     _spec("procs", "PSPROCS", 1, "number of workers to start",
           "a whole number >= 1", _whole_number(1), _INT, "N"),
+    _spec("slots", "PSSLOTS", 0,
+          "how many tasks each worker runs at once (further tasks stay queued until a slot frees); "
+          "0 means no bound, as in pyPastSet",
+          "a whole number >= 0 (0: no bound)", _whole_number(0), _INT, "N"),
     _spec("ssh", "PSSSH", "ssh", "ssh client command with its options",
           "a command line (program and options, quotes balanced)", _command(False), _STR, "COMMAND"),
     _spec("python", "PSPYTHON", "",

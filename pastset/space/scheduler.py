@@ -2,10 +2,12 @@
 
 It lives in the server process beside the tuple space. A worker registers its specs,
 then keeps one ``next_task`` call outstanding; ``spawn`` hands a task to the waiting
-worker running the fewest tasks (or queues it until one asks). After ``halt`` a worker
-asking for work is told to finish; when the run ends (:meth:`Scheduler.stop`) every
-worker is told to stop at once. Every change is reported through ``on_event`` so the
-runner can print progress and failures.
+worker running the fewest tasks (or queues it until one asks). With ``slots`` (n >= 1) a
+worker holds at most n tasks at once — handed over or running — and asks in vain while
+they all run, so further tasks stay queued until a slot frees; 0 means no bound. After
+``halt`` a worker asking for work is told to finish once the queue is empty; when the
+run ends (:meth:`Scheduler.stop`) every worker is told to stop at once. Every change is
+reported through ``on_event`` so the runner can print progress and failures.
 
 A task's handle (:class:`pastset.client.task.Task`) asks here for its state
 (:meth:`Scheduler.task_info`) and waits here for its end (:meth:`Scheduler.wait_task`).
@@ -20,7 +22,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from ..errors import PastSetError, Timeout
 from ..wire.contract import ENDED, HALT, STOP, TaskState
@@ -43,6 +45,7 @@ class WorkerInfo:
     registered: float = field(default_factory=time.time)
     state: str = "idle"  # idle | busy | halted | exited | lost
     running: List[str] = field(default_factory=list)
+    slots: int = 0  # how many tasks it may hold at once; 0: no bound
     done: int = 0
     failed: int = 0
 
@@ -116,13 +119,17 @@ def task_view(task: TaskInfo) -> Dict[str, Any]:
 class Scheduler:
     """Task queue, worker registry and the hand-out policy between them."""
 
-    def __init__(self, on_event: Optional[Event] = None):
+    def __init__(self, on_event: Optional[Event] = None, slots: int = 0):
+        if not isinstance(slots, int) or isinstance(slots, bool) or slots < 0:
+            raise ValueError(f"slots must be a whole number >= 0 (0: no bound), not {slots!r}")
         self.on_event: Event = on_event or (lambda kind, info: None)
+        self.slots = slots
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._queue: Deque[TaskInfo] = deque()
         self._assigned: Dict[str, Deque[TaskInfo]] = {}
         self._waiting: Dict[str, float] = {}  # worker id -> when it started waiting
+        self._handed: Dict[str, Set[str]] = {}  # worker id -> tasks it took but has not started
         self.workers: Dict[str, WorkerInfo] = {}
         self.tasks: Dict[str, TaskInfo] = {}
         self._worker_ids = itertools.count(1)
@@ -162,11 +169,13 @@ class Scheduler:
     # -- the workers' side ------------------------------------------------------------
     def register_worker(self, specs: Dict[str, Any]) -> str:
         """Record a new worker's specs; return its id."""
-        known = {k: v for k, v in specs.items() if k in WorkerInfo.__dataclass_fields__ and k != "id"}
+        known = {k: v for k, v in specs.items()
+                 if k in WorkerInfo.__dataclass_fields__ and k not in ("id", "slots", "running")}
         with self._lock:
-            worker = WorkerInfo(id=f"w{next(self._worker_ids)}", **known)
+            worker = WorkerInfo(id=f"w{next(self._worker_ids)}", slots=self.slots, **known)
             self.workers[worker.id] = worker
             self._assigned[worker.id] = deque()
+            self._handed[worker.id] = set()
             self._changed.notify_all()
         self.on_event("registered", asdict(worker))
         return worker.id
@@ -191,11 +200,15 @@ class Scheduler:
                         wait_within_call(self._changed)
                         continue
                     mine = self._assigned[worker_id]
-                    task = mine.popleft() if mine else (self._queue.popleft() if self._queue else None)
+                    # a task handed to this worker by spawn holds its slot already
+                    task = mine.popleft() if mine else None
+                    if task is None and self._queue and not self._full(worker):
+                        task = self._queue.popleft()
                     if task is not None:
                         task.state, task.worker, task.host = TaskState.ASSIGNED, worker_id, worker.host
+                        self._handed[worker_id].add(task.id)
                         return {"id": task.id, "app": task.app, "args": task.args}
-                    if self.halted:
+                    if self.halted and not self._queue:
                         worker.state = "halted"
                         return HALT
                     if registered is None:
@@ -211,6 +224,7 @@ class Scheduler:
         with self._lock:
             task, worker = self.tasks[task_id], self._worker(worker_id)
             task.state, task.pid, task.started = TaskState.RUNNING, pid, time.time()
+            self._handed.get(worker_id, set()).discard(task_id)
             worker.running.append(task_id)
             worker.state = "busy"
             self._changed.notify_all()
@@ -227,6 +241,7 @@ class Scheduler:
             task.returncode, task.error, task.ended = returncode, error, time.time()
             if task_id in worker.running:
                 worker.running.remove(task_id)
+            self._handed.get(worker_id, set()).discard(task_id)
             worker.failed += failed
             worker.done += not failed
             if not worker.running and worker.state == "busy":
@@ -259,6 +274,7 @@ class Scheduler:
             requeue = [t for t in self.tasks.values()
                        if t.state == TaskState.ASSIGNED and t.worker == worker_id and t not in picked_up]
             requeue += list(self._assigned.pop(worker_id, deque()))
+            self._handed.pop(worker_id, None)
             for task in requeue:
                 task.state, task.worker, task.host = TaskState.QUEUED, None, None
             self._queue.extendleft(reversed(requeue))
@@ -323,13 +339,17 @@ class Scheduler:
     def activity(self) -> Dict[str, Any]:
         """What the deadlock detector needs from the scheduler, taken at one instant.
 
-        ``pending``: tasks queued or handed to a worker but not yet running (each may
-        still act); ``running``: every running task with where it runs and its latest
-        sample; ``tasks``: how many were spawned in all.
+        ``pending``: tasks queued or handed to a worker but not yet running, which may
+        still act; ``slot_bound``: queued tasks that wait only for a slot of a worker
+        whose every slot is held (:meth:`_slot_bound`; they start only when a holder
+        ends, so they are not counted as pending); ``running``: every running task with
+        where it runs and its latest sample; ``tasks``: how many were spawned in all.
         """
         with self._lock:
+            slot_bound = self._slot_bound()
             return {
-                "pending": sum(t.state in PENDING for t in self.tasks.values()),
+                "pending": sum(t.state in PENDING for t in self.tasks.values()) - len(slot_bound),
+                "slot_bound": slot_bound,
                 "running": [dict(task_view(t), sample=t.sample) for t in self.tasks.values()
                             if t.state == TaskState.RUNNING],
                 "tasks": len(self.tasks),
@@ -389,7 +409,7 @@ class Scheduler:
         """Plain data about workers and tasks, for ``pastset status``."""
         with self._lock:
             return {
-                "workers": [_plain(w) for w in self.workers.values()],
+                "workers": [dict(_plain(w), slots_used=self._used(w)) for w in self.workers.values()],
                 "tasks": [_plain(t) for t in self.tasks.values()],
                 "halted": self.halted,
                 "queued": len(self._queue),
@@ -412,12 +432,30 @@ class Scheduler:
         """Workers still connected (held lock): neither lost nor exited after halt."""
         return sum(w.state not in GONE for w in self.workers.values())
 
+    def _used(self, worker: WorkerInfo) -> int:
+        """Slots the worker holds (held lock): tasks running, taken, or handed to it."""
+        return len(worker.running) + len(self._handed.get(worker.id, ())) + len(self._assigned.get(worker.id, ()))
+
+    def _full(self, worker: WorkerInfo) -> bool:
+        """Whether every slot of the worker is held (held lock); never without a bound."""
+        return bool(worker.slots) and self._used(worker) >= worker.slots
+
     def _least_loaded_waiting(self) -> Optional[str]:
-        waiting = [w for w in self._waiting if self.workers[w].state not in ("halted", "exited", "lost")]
+        waiting = [w for w in self._waiting if self.workers[w].state not in ("halted", "exited", "lost")
+                   and not self._full(self.workers[w])]
         if not waiting:
             return None
-        return min(waiting, key=lambda w: (len(self.workers[w].running)
-                                           + len(self._assigned[w]), self._waiting[w]))
+        return min(waiting, key=lambda w: (self._used(self.workers[w]), self._waiting[w]))
+
+    def _slot_bound(self) -> List[Dict[str, Any]]:
+        """The queued tasks that wait only for a slot (held lock): a worker is connected
+        and every connected worker's slots are held by running tasks. Each with the
+        workers holding them."""
+        live = [w for w in self.workers.values() if w.state not in GONE]
+        if not self._queue or not live or not all(w.slots and len(w.running) >= w.slots for w in live):
+            return []
+        holders = [{"worker": w.id, "host": w.host, "slots": w.slots, "tasks": list(w.running)} for w in live]
+        return [{"id": t.id, "app": t.app, "workers": holders} for t in self._queue]
 
     def _assign(self, task: TaskInfo, worker_id: str) -> None:
         self._assigned[worker_id].append(task)

@@ -43,7 +43,8 @@ RUN_EVENTS = {
     "trace": "msg (why this run goes untraced)",
     "task-stopped": "task, app, worker, host, code (killed as the run stopped)",
     "worker-left": "worker, host (it left as the run stopped)",
-    "teardown": "step (stop-app, stop-workers, stop-launcher, stop-server, remove-record, stop-dashboard), "
+    "teardown": "step (stop-app, end-adopted, stop-workers, stop-launcher, stop-server, remove-record, "
+                "stop-dashboard), "
                 "and what it found",
     "run-end": "code, failed (tasks)",
 }

@@ -12,7 +12,7 @@ def scheduler_snapshot() -> dict:
     return {
         "workers": [{"id": "w1", "host": "node1", "system": "Linux", "arch": "x86_64", "cores": 4,
                      "memory_mb": 8000, "disk_mb": 100, "benchmark": 12.5, "pid": 77, "state": "busy",
-                     "running": ["t1"], "done": 0, "failed": 1, "registered": 90.0}],
+                     "running": ["t1"], "slots": 2, "slots_used": 1, "done": 0, "failed": 1, "registered": 90.0}],
         "tasks": [
             {"id": "t1", "app": "sum.py", "args": ["3"], "state": "running", "worker": "w1", "host": "node1",
              "pid": 123, "returncode": None, "error": None, "spawned": 99.0, "started": 100.0, "ended": None},

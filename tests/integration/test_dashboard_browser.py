@@ -118,7 +118,7 @@ def big_document(now: float) -> Dict[str, Any]:
                 "memory_mb": 16000, "disk_mb": 1000, "benchmark": 5.0, "pid": 500 + n, "state": "busy",
                 "running": [t["id"] for t in tasks if t["state"] == "running" and t["worker"] == f"w{n}"],
                 "done": 70, "failed": 5} for n in range(1, 11)]
-    return {"schema": 2, "run": "big", "version": "0.1.0", "pid": 1, "time": now, "halted": False, "queued": 0,
+    return {"schema": 3, "run": "big", "version": "0.1.0", "pid": 1, "time": now, "halted": False, "queued": 0,
             "elements": elements, "waits": waits, "tasks": tasks, "workers": workers,
             "runner": runner_section("big.py", [], "local", now - 120, "running",
                                      {"state": "moving", "stuck_s": None, "grace": 3.0, "reason": "t1 computes"})}

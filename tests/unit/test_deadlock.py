@@ -348,3 +348,34 @@ def test_summary_counts_and_lists_failed_tasks():
     assert "task t2 (crash.py) exited with code 1 [w1@node1]" in text
     assert failure_summary([], 5) is None
     assert failure_summary(FAILED[:1], 1).startswith("pastset: 1 of 1 task failed:")
+
+
+QUEUED = [{"id": "t5", "app": "work.py",
+           "workers": [{"worker": "w1", "host": "node1", "slots": 1, "tasks": ["t1"]}]}]
+
+
+def test_a_task_queued_behind_slots_held_by_waiting_tasks_is_part_of_the_deadlock():
+    [verdict] = feed(Detector(GRACE), stuck(slot_bound=QUEUED))
+    assert verdict.queued == QUEUED
+    lines = report(verdict, {"activity": {"running": []}}).splitlines()
+    assert "  t5 (work.py) is queued: every slot of w1 (1 of 1) is held by tasks waiting in PastSet" in lines
+
+
+def test_a_task_that_could_start_is_no_deadlock_however_many_wait_for_slots():
+    assert Detector(GRACE).why_not(stuck(pending=1, slot_bound=QUEUED)) == "1 task(s) queued or starting"
+
+
+def test_report_names_every_worker_whose_slots_hold_a_queued_task():
+    queued = [dict(QUEUED[0], workers=[{"worker": "w1", "slots": 2, "tasks": ["t1", "t2"]},
+                                       {"worker": "w2", "slots": 2, "tasks": ["t3", "t4"]}])]
+    text = format_report([wait("t1")], {}, [], held=3.0, queued=queued)
+    assert "t5 (work.py) is queued: every slot of w1 (2 of 2) and w2 (2 of 2) is held by tasks" in text
+
+
+def test_many_tasks_queued_behind_slots_are_counted_after_the_first_few():
+    from pastset.run.deadlock import queued_lines
+
+    queued = [dict(QUEUED[0], id=f"t{n}") for n in range(5, 13)]
+    lines = queued_lines(queued)
+    assert [line.split()[0] for line in lines[:5]] == ["t5", "t6", "t7", "t8", "t9"]
+    assert lines[5:] == ["  ... and 3 more queued tasks"]

@@ -326,6 +326,103 @@ def test_wait_task_timeout_says_how_long_in_plain_seconds(sched):
     assert re.search(r"after 0\.\d{1,3} s:", str(caught.value)), caught.value
 
 
+@pytest.fixture
+def bounded(events):
+    scheduler = Scheduler(on_event=lambda kind, info: events.append((kind, info)), slots=1)
+    yield scheduler
+    scheduler.stop()
+
+
+def test_slots_must_be_a_whole_number_from_zero():
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="slots must be a whole number >= 0"):
+            Scheduler(slots=bad)
+
+
+def test_a_worker_with_every_slot_held_leaves_further_tasks_queued_until_one_ends(bounded):
+    w1 = register(bounded)
+    t1, t2 = bounded.spawn("a.py", []), bounded.spawn("b.py", [])
+    assert bounded.next_task(w1)["id"] == t1
+    asking = start(bounded.next_task, w1)
+    assert waiting(bounded, w1)
+    bounded.task_started(w1, t1, 100)
+    assert bounded.tasks[t2].state == "queued" and asking.is_alive()
+    [worker] = bounded.snapshot()["workers"]
+    assert (worker["slots"], worker["slots_used"]) == (1, 1)
+    bounded.task_finished(w1, t1, 0)
+    assert asking.outcome()["id"] == t2
+
+
+def test_a_task_taken_but_not_started_holds_its_slot(bounded):
+    w1 = register(bounded)
+    t1, t2 = bounded.spawn("a.py", []), bounded.spawn("b.py", [])
+    assert bounded.next_task(w1)["id"] == t1
+    asking = start(bounded.next_task, w1)
+    assert waiting(bounded, w1)
+    assert asking.is_alive() and bounded.tasks[t2].state == "queued"
+    bounded.task_finished(w1, t1, None, "cannot start")  # it never ran: the slot frees
+    assert asking.outcome()["id"] == t2
+
+
+def test_spawn_hands_a_task_only_to_a_waiting_worker_with_a_free_slot(bounded):
+    w1, w2 = register(bounded), register(bounded)
+    t1 = bounded.spawn("a.py", [])
+    assert bounded.next_task(w1)["id"] == t1
+    bounded.task_started(w1, t1, 100)
+    calls = {w: start(bounded.next_task, w) for w in (w1, w2)}
+    assert waiting(bounded, w1, w2)
+    t2 = bounded.spawn("b.py", [])
+    assert calls[w2].outcome()["id"] == t2
+    assert calls[w1].is_alive()
+
+
+def test_without_a_bound_a_worker_takes_every_task(sched):
+    w1 = register(sched)
+    ids = [sched.spawn("a.py", []) for _ in range(5)]
+    for tid in ids:
+        assert sched.next_task(w1)["id"] == tid
+        sched.task_started(w1, tid, 100)
+    [worker] = sched.snapshot()["workers"]
+    assert (worker["slots"], worker["slots_used"]) == (0, 5)
+
+
+def test_halt_with_every_slot_held_hands_out_the_queue_before_halting(bounded):
+    w1 = register(bounded)
+    t1, t2 = bounded.spawn("a.py", []), bounded.spawn("b.py", [])
+    bounded.halt()
+    assert bounded.next_task(w1)["id"] == t1
+    bounded.task_started(w1, t1, 100)
+    asking = start(bounded.next_task, w1)
+    assert waiting(bounded, w1)
+    bounded.task_finished(w1, t1, 0)
+    assert asking.outcome()["id"] == t2
+    assert bounded.next_task(w1) == HALT
+
+
+def test_activity_names_tasks_queued_behind_held_slots_apart_from_pending(bounded):
+    w1 = register(bounded)
+    t1, t2 = bounded.spawn("a.py", []), bounded.spawn("b.py", [])
+    assert bounded.next_task(w1)["id"] == t1
+    assert bounded.activity()["pending"] == 2 and bounded.activity()["slot_bound"] == []  # t1 not started
+    bounded.task_started(w1, t1, 100)
+    act = bounded.activity()
+    assert act["pending"] == 0
+    assert act["slot_bound"] == [{"id": t2, "app": "b.py",
+                                  "workers": [{"worker": w1, "host": "h", "slots": 1, "tasks": [t1]}]}]
+    register(bounded)  # a worker with a free slot: t2 can start
+    assert bounded.activity()["pending"] == 1 and bounded.activity()["slot_bound"] == []
+
+
+def test_a_lost_worker_frees_its_slots(bounded):
+    w1 = register(bounded)
+    t1, t2 = bounded.spawn("a.py", []), bounded.spawn("b.py", [])
+    assert bounded.next_task(w1)["id"] == t1
+    bounded.worker_lost(w1, "gone")
+    w2 = register(bounded)
+    assert bounded.next_task(w2)["id"] == t1  # handed out, never started: queued again
+    assert bounded.tasks[t2].state == "queued"
+
+
 def test_a_snapshot_is_plain_data_the_scheduler_does_not_share():
     from dataclasses import asdict
 
@@ -338,7 +435,7 @@ def test_a_snapshot_is_plain_data_the_scheduler_does_not_share():
     sched.next_task(worker)
     sched.task_started(worker, "t1", 4242)
     snapshot = sched.snapshot()
-    assert snapshot["workers"] == [asdict(w) for w in sched.workers.values()]
+    assert snapshot["workers"] == [dict(asdict(w), slots_used=len(w.running)) for w in sched.workers.values()]
     assert snapshot["tasks"] == [asdict(t) for t in sched.tasks.values()]
     # states are plain strings, not TaskState members: the status document is JSON and compared as such
     assert [type(t["state"]) for t in snapshot["tasks"]] == [str] and snapshot["tasks"][0]["state"] == "running"

@@ -26,11 +26,11 @@ def test_the_document_keys_are_pinned():
         "tasks": ["id", "application", "args", "state", "worker", "host", "pid", "returncode", "error",
                   "spawned", "started", "ended", "run_time"],
         "workers": ["id", "host", "system", "arch", "cores", "memory_mb", "disk_mb", "benchmark", "pid",
-                    "state", "running", "done", "failed"],
+                    "state", "running", "slots", "slots_used", "done", "failed"],
         "runner": ["app", "args", "launcher", "started", "phase", "deadlock", "trace"],
         "deadlock": ["state", "stuck_s", "grace", "reason"],
     }
-    assert SCHEMA == 2  # a new key means a new schema number
+    assert SCHEMA == 3  # a new key means a new schema number
 
 
 def test_the_document_has_exactly_the_pinned_keys_and_is_json():
@@ -165,3 +165,12 @@ def test_the_readme_documents_every_key():
             assert "{" + ", ".join(keys) + "}" in block
         else:
             assert set(keys) <= documented, (level, set(keys) - documented)
+
+
+def test_status_and_top_show_each_workers_slots_used_of_total():
+    doc = sample_doc()
+    for text in (render_status(doc, "workers"), "\n".join(render_top(doc, 120, 40))):
+        header, row = [line for line in text.splitlines() if "SLOTS" in line or line.startswith("w1")][:2]
+        assert row.split()[header.split().index("SLOTS")] == "1/2"
+    doc["workers"][0]["slots"] = 0  # no bound
+    assert "1/∞" in render_status(doc, "workers")

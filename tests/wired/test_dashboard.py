@@ -100,7 +100,7 @@ def test_with_the_token_the_page_and_the_status_document(dashboard, fetcher):
     status, headers, body = request(dashboard, "/status.json", token=dashboard.token)
     assert status == 200 and headers["Content-Type"] == "application/json"
     doc = json.loads(body)
-    assert list(doc) == list(KEYS[""]) and doc["schema"] == 2
+    assert list(doc) == list(KEYS[""]) and doc["schema"] == 3
     assert doc["elements"] == fetcher.doc["elements"] and doc["tasks"] == fetcher.doc["tasks"]
     assert doc["runner"]["app"] == "app.py" and doc["runner"]["deadlock"]["state"] == "moving"
     status, headers, body = request(dashboard, "/status.json", "HEAD", token=dashboard.token)

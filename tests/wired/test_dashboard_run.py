@@ -40,7 +40,7 @@ def test_a_run_serves_its_status_behind_the_token_and_goes_with_the_run(tmp_path
     with dashboard_run(tmp_path, "--log-file", str(log_file), "--log-level", "debug") as run:
         assert run.url.startswith("http://127.0.0.1:")
         doc = status(run)
-        assert list(doc) == list(KEYS[""]) and doc["schema"] == 2 and doc["run"] == run.record["run"]
+        assert list(doc) == list(KEYS[""]) and doc["schema"] == 3 and doc["run"] == run.record["run"]
         runner = doc["runner"]
         assert (runner["app"], runner["args"], runner["launcher"]) == ("app.py", [], "local")
         assert runner["phase"] == "running"
