@@ -30,8 +30,9 @@ class TaskError(PastSetError):
 
 
 class Timeout(PastSetError, TimeoutError):
-    """A call with a timeout ran out of time; nothing was moved or consumed by it — but for
-    the tuples a ``move_many`` moved before, which its ``moved`` attribute counts.
+    """A call with a timeout ran out of time. Nothing was moved or consumed, except by
+    ``move_many``: the tuples it moved before the time ran out stay moved, and its
+    ``moved`` attribute (and message) says how many.
 
     The message names the operation, the element and the time waited:
     ``observe on element ('sum', int) timed out after 2 s``. It is also a ``TimeoutError``,

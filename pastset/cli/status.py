@@ -13,19 +13,22 @@ from .flags import add_setting_flags, command_settings
 #: the settings ``pastset status`` and ``pastset top`` use: how to reach the run, and logging
 STATUS_SETTINGS = ("tunnel", "tunnel_via", "tunnel_key", "log_level", "log_path")
 #: the tables ``pastset status`` can show
-STATUS_TABLES = ("all", "clients", "tasks", "elements", "workers")
+STATUS_TABLES = ("all", "elements", "tasks", "workers", "clients")
+#: the tables as help and errors name them: the workers' table by that name, pyPastSet's beside it
+_TABLES_SAID = ", ".join(STATUS_TABLES[:-1]) + " (or clients, pyPastSet's name for workers)"
 #: ``--run`` of ``status`` and ``top``
 RUN_HELP = "which run (an id or a prefix); needed when several are live"
 
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser = commands.add_parser(
-        "status", help="show the elements, waiting calls, tasks and workers (clients) of a live run",
+        "status", help="show the elements, waiting calls, tasks and workers of a live run",
         description="Show a live run's elements (with their flow rates), the calls waiting on them, "
-                    "the spawned tasks and the registered workers (clients) as tables; FILTER words keep "
-                    "only rows that contain all of them. --json prints the status document instead.")
+                    "the spawned tasks and the registered workers as tables; FILTER words keep "
+                    "only rows that contain all of them. --json prints the status document instead. "
+                    "The table 'clients' is pyPastSet's name for 'workers'.")
     parser.add_argument("words", nargs="*", metavar="WORD",
-                        help=f"first the table: {', '.join(STATUS_TABLES)} (default all); then FILTER words")
+                        help=f"first the table: {_TABLES_SAID} (default all); then FILTER words")
     parser.add_argument("--run", metavar="ID", help=RUN_HELP)
     parser.add_argument("--list", action="store_true", help="list the live runs of this user and exit")
     parser.add_argument("--json", action="store_true",
@@ -37,7 +40,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 def execute(args: argparse.Namespace) -> int:
     words = list(args.words)
     if words and words[0] not in STATUS_TABLES:
-        args.command_parser.error(f"{words[0]!r} is not a table; choose one of {', '.join(STATUS_TABLES)} "
+        args.command_parser.error(f"{words[0]!r} is not a table; choose one of {_TABLES_SAID} "
                                   "(FILTER words come after it, e.g. pastset status tasks running)")
     what = words.pop(0) if words else "all"
     from ..launch.plugins import get_plugin_manager

@@ -1,7 +1,9 @@
 """A program's handle on one element, and the checks a template and a strict move pass.
 
 Arguments are checked here, before anything is sent, so a bad call raises
-TypeError/ValueError naming the bad value and leaves the connection as it was. Tuples
+TypeError/ValueError naming the bad value and leaves the connection as it was; the
+error's traceback ends at the method the program called (the checking helper's frames
+are dropped), so no line of the library's insides shows for a wrong argument. Tuples
 are pickled here and travel to the server as bytes; the server keeps them as they are,
 so classes defined in the program's ``__main__`` move and observe fine.
 """
@@ -11,10 +13,11 @@ import pickle
 from array import array as _array
 from typing import Any, Callable, Iterable, List, Optional
 
+from ..errors import ElementDeleted
 from ..wire import frames, validation
 from ..wire.batches import pack as _pack
 from ..wire.contract import SpaceCalls
-from ..wire.validation import check_count, check_delta, check_index, check_timeout
+from ..wire.validation import check_count, check_delta, check_index, check_timeout, deleted_message
 
 _dumps = pickle.dumps
 _loads = pickle.loads
@@ -31,7 +34,7 @@ def _pickle_each(tuples: Iterable[Any]) -> List[bytes]:
         try:
             payloads.append(_dumps(data, _HIGHEST))
         except Exception as exc:
-            raise TypeError(f"cannot move {data!r}: it cannot be pickled ({exc})") from None
+            raise TypeError(f"cannot move {validation.show(data)}: it cannot be pickled ({exc})") from None
     return payloads
 
 
@@ -120,20 +123,26 @@ class ElementHandle:
         :raises XFunctionError: the element's X-function raised.
         """
         if timeout is not None:
-            timeout = check_timeout(timeout)
+            try:
+                timeout = check_timeout(timeout)
+            except (TypeError, ValueError) as exc:
+                raise exc.with_traceback(None) from None
         try:
             payload = _dumps(data, _HIGHEST)
         except Exception as exc:
-            raise TypeError(f"cannot move {data!r}: it cannot be pickled ({exc})") from None
+            raise TypeError(f"cannot move {validation.show(data)}: it cannot be pickled ({exc})") from None
         if self._strict:
             problem = matches_template(data, self._template)
             if problem:
                 raise TypeError(f"strict mode: {problem}")
-        if self._call_frame is not None:
-            message = _move_request(self._eid, payload, timeout)
-            if message is not None:  # else too large for a frame
-                return self._call_frame(_MOVE, message)
-        return self._calls.move(self._eid, payload, timeout)
+        try:
+            if self._call_frame is not None:
+                message = _move_request(self._eid, payload, timeout)
+                if message is not None:  # else too large for a frame
+                    return self._call_frame(_MOVE, message)
+            return self._calls.move(self._eid, payload, timeout)
+        except ElementDeleted:
+            raise self._deleted() from None
 
     def observe(self, index: int = -1, timeout: Optional[float] = None) -> Any:
         """Take the next unobserved tuple (``index=-1``), or read tuple number ``index``.
@@ -151,13 +160,20 @@ class ElementHandle:
         :raises Expired: tuple ``index`` was dropped by ``axe``.
         :raises XFunctionError: the element's X-function raised.
         """
-        if timeout is not None:
-            timeout = check_timeout(timeout)
-        if index != -1 or type(index) is not int:  # -1.0 == -1 but is no index
-            check_index(index, allow_unindexed=True)
-        elif self._call_frame is not None:
-            return _load_tuple(self._call_frame(_OBSERVE, _observe_request(self._eid, timeout)))
-        return _load_tuple(self._calls.observe(self._eid, index, timeout))
+        unindexed = type(index) is int and index == -1  # -1.0 == -1 but is no index
+        try:
+            if timeout is not None:
+                timeout = check_timeout(timeout)
+            if not unindexed:
+                check_index(index, allow_unindexed=True)
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None
+        try:
+            if unindexed and self._call_frame is not None:
+                return _load_tuple(self._call_frame(_OBSERVE, _observe_request(self._eid, timeout)))
+            return _load_tuple(self._calls.observe(self._eid, index, timeout))
+        except ElementDeleted:
+            raise self._deleted() from None
 
     def move_many(self, tuples: Iterable[Any], timeout: Optional[float] = None) -> int:
         """Move every tuple of ``tuples`` in one round trip; return how many were moved.
@@ -169,18 +185,25 @@ class ElementHandle:
         On an X-function element each tuple goes through the X-function, in order.
         """
         if timeout is not None:
-            timeout = check_timeout(timeout)
+            try:
+                timeout = check_timeout(timeout)
+            except (TypeError, ValueError) as exc:
+                raise exc.with_traceback(None) from None
         if isinstance(tuples, (str, bytes, bytearray)):
-            raise TypeError(f"move_many needs an iterable of tuples, not {type(tuples).__name__}: {tuples!r}")
+            raise TypeError(f"move_many needs an iterable of tuples, not {type(tuples).__name__}: "
+                            f"{validation.show(tuples)}")
         try:
             items = tuples if type(tuples) is list else list(tuples)
         except TypeError:
             raise TypeError(f"move_many needs an iterable of tuples, not {type(tuples).__name__}: "
-                            f"{tuples!r}") from None
+                            f"{validation.show(tuples)}") from None
         try:
             payloads = [_dumps(data, _HIGHEST) for data in items]
         except Exception:
-            payloads = _pickle_each(items)
+            try:
+                payloads = _pickle_each(items)
+            except TypeError as exc:
+                raise exc.with_traceback(None) from None
         if not payloads:
             return 0
         if self._strict:
@@ -189,7 +212,10 @@ class ElementHandle:
                 if problem:
                     raise TypeError(f"strict mode: {problem}")
         blob, lengths = _pack(payloads)
-        return self._calls.move_many(self._eid, blob, lengths, timeout)
+        try:
+            return self._calls.move_many(self._eid, blob, lengths, timeout)
+        except ElementDeleted:
+            raise self._deleted() from None
 
     def observe_many(self, count: int, timeout: Optional[float] = None) -> List[Any]:
         """Take the next unobserved tuples, up to ``count`` (>= 1), in one round trip.
@@ -198,10 +224,16 @@ class ElementHandle:
         It waits only until at least one exists, and never returns an empty list
         (``Timeout`` instead, with nothing consumed).
         """
-        check_count(count)
-        if timeout is not None:
-            timeout = check_timeout(timeout)
-        blob, offsets = self._calls.observe_many(self._eid, count, timeout)
+        try:
+            check_count(count)
+            if timeout is not None:
+                timeout = check_timeout(timeout)
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None
+        try:
+            blob, offsets = self._calls.observe_many(self._eid, count, timeout)
+        except ElementDeleted:
+            raise self._deleted() from None
         offs = _array("Q")
         offs.frombytes(offsets)
         view = memoryview(blob)
@@ -209,11 +241,17 @@ class ElementHandle:
 
     def first(self) -> int:
         """Number of the oldest tuple nobody has observed yet."""
-        return self._calls.first(self._eid)
+        try:
+            return self._calls.first(self._eid)
+        except ElementDeleted:
+            raise self._deleted() from None
 
     def last(self) -> int:
         """Number of tuples moved so far."""
-        return self._calls.last(self._eid)
+        try:
+            return self._calls.last(self._eid)
+        except ElementDeleted:
+            raise self._deleted() from None
 
     def delta(self, value: Optional[int] = None) -> Optional[int]:
         """Read (no argument), set (n >= 1) or remove (0) the bound on unobserved tuples.
@@ -223,8 +261,14 @@ class ElementHandle:
 
         :return: the bound now in force, None when there is none.
         """
-        check_delta(value)
-        return self._calls.delta(self._eid, value)
+        try:
+            check_delta(value)
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None
+        try:
+            return self._calls.delta(self._eid, value)
+        except ElementDeleted:
+            raise self._deleted() from None
 
     def axe(self, index: int) -> None:
         """Drop the tuples numbered below ``min(index, first())`` and free their memory.
@@ -232,12 +276,26 @@ class ElementHandle:
         Only observed tuples are dropped, never one that nobody has observed. Once it
         returns, reading a dropped tuple with ``observe(i)`` raises ``Expired``.
         """
-        check_index(index)
-        return self._calls.axe(self._eid, index)
+        try:
+            check_index(index)
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None
+        try:
+            return self._calls.axe(self._eid, index)
+        except ElementDeleted:
+            raise self._deleted() from None
 
     def template(self) -> tuple:
         """The element's template (fails with ElementDeleted once it is deleted)."""
-        return self._calls.template(self._eid)
+        try:
+            return self._calls.template(self._eid)
+        except ElementDeleted:
+            raise self._deleted() from None
+
+    def _deleted(self) -> ElementDeleted:
+        """The error of a call on this element once it is deleted: the server knows a
+        deleted element only by its id, the handle still knows its template."""
+        return ElementDeleted(deleted_message(self._template))
 
     def __repr__(self) -> str:
         return f"<pastset element {self._template!r}>"

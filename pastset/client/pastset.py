@@ -1,21 +1,24 @@
 """The client API: ``PastSet`` connects to a run's tuple space; element handles use it.
 
 Each thread gets its own connection (:mod:`pastset.client.channel`), so a call blocked in
-one thread never holds up another. Every call goes through the typed stub of the
+one thread never holds up another. A wrong argument is refused by the public method the
+program called, before anything is sent: the error's traceback ends at that method's check
+(``raise exc.with_traceback(None)`` drops the checking helper's frames), so the last line
+a program's author sees is their own call and the argument it names. Every call goes through the typed stub of the
 contract's :class:`~pastset.wire.contract.SpaceCalls`; element handles
 (:mod:`pastset.client.handles`) share it.
 """
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
 
-from ..errors import ConnectError
+from ..errors import ConnectError, ElementDeleted, PastSetError, XFunctionError
 from ..wire import connection as transport
 from ..wire import frames
 from ..wire.contract import SpaceCalls, stub
 from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, STRICT_ENV, TLS_ENV
-from ..wire.validation import check_app_name, check_module_name
+from ..wire.validation import check_app_name, check_module_name, check_seconds, show, spawn_arguments
 from .channel import Channel
 from .handles import ElementHandle, check_template
 
@@ -61,7 +64,13 @@ class PastSet:
             address = os.environ.get(ADDRESS_ENV) or None
             if address is None:
                 raise ConnectError(_NO_RUN)
-        address = transport.parse_address(address)
+        try:
+            address = transport.parse_address(address)
+            check_seconds("connect_timeout", connect_timeout)
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None
+        if strict is not None and not isinstance(strict, bool):
+            raise TypeError(f"strict must be True, False or None, not {type(strict).__name__}: {show(strict)}")
         if authkey is None:
             hex_key = os.environ.get(AUTHKEY_ENV)
             if not hex_key:
@@ -72,11 +81,15 @@ class PastSet:
             except ValueError:
                 raise ConnectError(f"{AUTHKEY_ENV} is not a hex string") from None
         if not isinstance(authkey, (bytes, bytearray)):
-            raise TypeError(f"authkey must be bytes, not {type(authkey).__name__}")
+            raise TypeError(f"authkey must be bytes, not {type(authkey).__name__}: {show(authkey)}")
         if strict is None:
             strict = os.environ.get(STRICT_ENV, "").lower() in ("1", "true", "yes", "on")
         self.strict = strict
-        self._channel = Channel(address, bytes(authkey), connect_timeout, tls=_fingerprint(tls, address))
+        try:
+            fingerprint = _fingerprint(tls, address)
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None
+        self._channel = Channel(address, bytes(authkey), connect_timeout, tls=fingerprint)
         self._calls: SpaceCalls = stub(self._channel.caller(), SpaceCalls)
         self.server_info = self._calls.hello()
         # move and an unindexed observe go as compact frames when the server reads them
@@ -106,10 +119,16 @@ class PastSet:
         :raises XFunctionError: the X-function module is missing, failed to import, or its
             ``Element`` raised when created.
         """
-        check_template(template)
-        if xfunction is not None:
-            check_module_name(xfunction)
-        eid = self._calls.enter(template, xfunction)
+        try:
+            check_template(template)
+            if xfunction is not None:
+                check_module_name(xfunction)
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None
+        try:
+            eid = self._calls.enter(template, xfunction)
+        except XFunctionError as exc:  # a module name only the server can find wrong
+            raise exc.with_traceback(None) from None
         return ElementHandle(self._calls, eid, template, self.strict, self._call_frame)
 
     def delelement(self, element: Union[ElementHandle, tuple]) -> None:
@@ -119,30 +138,48 @@ class PastSet:
         through an old handle; entering the template again gives a new, empty element.
         """
         if isinstance(element, ElementHandle):
-            self._calls.delelement_id(element._eid)
-        else:
+            try:
+                self._calls.delelement_id(element._eid)
+            except ElementDeleted:
+                raise element._deleted() from None
+            return
+        if not isinstance(element, tuple):
+            raise TypeError(f"delelement needs an element handle or a template tuple such as "
+                            f"('name', int), not {type(element).__name__}: {show(element)}")
+        try:
             check_template(element)
-            self._calls.delelement(element)
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None
+        self._calls.delelement(element)
 
-    def spawn(self, app: str, args: Union[str, Iterable[Any]] = ()) -> "Task":
+    def spawn(self, app: str, args: Union[str, Sequence[Union[str, int, float]]] = ()) -> "Task":
         """Queue a task: some worker runs ``python app args`` from the run's bin directory.
 
         The task is a program of its own: its arguments arrive as strings in
-        ``sys.argv[1:]`` (each item here is turned into one with ``str()``), its output
-        reaches the run's stdout and stderr line by line, and ``pastset.PastSet()`` in it
-        connects to the same run.
+        ``sys.argv[1:]``, its output reaches the run's stdout and stderr line by line, and
+        ``pastset.PastSet()`` in it connects to the same run.
 
         :param app: the task's file, inside the bin directory (no absolute path, no ``..``).
-        :param args: one string, or a sequence of arguments.
+        :param args: one str (a single argument) or a list or tuple of str, int or float,
+            each passed as its ``str()``.
         :return: the task's handle, which is also its id string (``"t3"``).
+        :raises TypeError: an argument of another type (the message names it).
         :raises ValueError: ``app`` is not a relative path inside the bin directory.
         :raises PastSetError: ``halt()`` was called: no more tasks are taken.
         """
         from .task import Task  # only programs that spawn need it
 
-        check_app_name(app)
-        arglist: Sequence[Any] = [args] if isinstance(args, (str, bytes)) else list(args)
-        return Task(self._calls.spawn(app, [str(a) for a in arglist]), self._calls)
+        try:
+            check_app_name(app)
+            arglist = spawn_arguments(args)
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None
+        try:
+            return Task(self._calls.spawn(app, arglist), self._calls)
+        except ConnectError:
+            raise
+        except PastSetError as exc:  # refused by the run (after halt): the traceback ends here
+            raise exc.with_traceback(None) from None
 
     def halt(self) -> None:
         """Say that no more tasks will come: workers finish once the queue is empty, and a

@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional
 
 from ..errors import TaskError
 from ..wire.contract import ENDED, SpaceCalls, TaskState
+from ..wire.validation import check_timeout
 
 
 def never_ran(info: Dict[str, Any]) -> Optional[str]:
@@ -97,9 +98,10 @@ class Task(str):
             start) or its worker was lost; the message says which and why.
         :raises Timeout: it has not ended within ``timeout``.
         """
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                    or timeout < 0):
-            raise ValueError(f"timeout must be None or a number >= 0, not {timeout!r}")
+        try:
+            timeout = check_timeout(timeout)
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None  # the traceback ends here, at the call
         info = self._final
         if info is None:
             if self._calls is None:

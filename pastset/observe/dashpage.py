@@ -402,7 +402,7 @@ function slicesFromTrace(t) {
   const out = [];
   for (const s of t.slices) {
     const a = s.args || {};
-    let color = s.cat;
+    let color = s.cat === "never ran" ? "failed" : s.cat;
     if (s.cat === "task") {
       if (s.end === null) color = "running";
       else if (a.error === STOPPED || a.unfinished || code(a) < 0) color = "stopped";

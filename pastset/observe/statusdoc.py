@@ -36,11 +36,12 @@ key                    meaning
   ``observes_per_s``   observes per second, the same way
   ``waiting``          list of the calls waiting on this element now (see ``waits``)
 ``waits``              list, every call waiting now, oldest first:
-  ``who``              a phrase: ``app``, ``task t3 (sum.py on w1@node2)``, ``worker w1``
+  ``who``              a phrase: ``app``, ``task t3 (sum.py on w1@node2)``, ``worker w1@node2``
   ``caller``           ``{kind, task, application, worker, host, pid, thread}`` (kind: app,
                        task, worker, client; thread: the caller's native thread id;
                        unknown fields null)
   ``operation``        ``observe``, ``observe index N``, ``move (blocked by delta K)``,
+                       ``move (queued behind blocked moves)``, ``move_many (blocked by delta K)``,
                        ``observe_many``, ``wait task tN (APP)``, ``next_task`` ...; a call
                        running an element's X-function is listed while that code runs
   ``element``          element id, or null for calls not on an element
@@ -51,7 +52,8 @@ key                    meaning
   ``id``               task id (``t1`` ...)
   ``application``      the program the task runs
   ``args``             its arguments
-  ``state``            queued, assigned, running, done, failed or lost
+  ``state``            queued, assigned (handed to a worker, not started yet), running,
+                       done, failed or lost
   ``worker``           id of the worker it went to, or null
   ``host``             that worker's host, or null
   ``pid``              the task's process id on that host, or null

@@ -3,7 +3,7 @@
 A :class:`Timeline` listens to a :class:`pastset.observe.trace.TraceWriter` (it is one of
 the writer's ``listeners``), so it sees exactly the events the trace file gets: the app's
 slice, a slice per task on its worker's track, a slice per call that waited at least
-``trace_wait_ms``. It pairs begin and end events as they come and keeps the newest
+``trace_wait_ms``, a slice per task that never ran. It pairs begin and end events as they come and keeps the newest
 ``keep`` finished slices, so its memory is bounded however long the run goes on.
 Counter events are left out: the status document has every element's counts.
 
@@ -70,7 +70,7 @@ class Timeline:
 
         A slice: ``track`` (its process: ``app``, ``worker w1 (node2)`` ...), ``lane``
         (the track's row: ``tasks``, ``waits 2`` ...), ``order`` (sorts tracks and lanes),
-        ``name``, ``cat`` (``app``, ``task`` or ``wait``), ``start`` and ``end`` (epoch
+        ``name``, ``cat`` (``app``, ``task``, ``wait`` or ``never ran``), ``start`` and ``end`` (epoch
         seconds; ``end`` null while open) and ``args`` (exit code, host, who ...). ``tracks``
         lists each (track, lane) once, in drawing order.
         """

@@ -12,8 +12,12 @@ What it shows:
 * one process per worker ("worker w1 (host)") — a slice per task, named ``t3 sum.py``,
   with its host, pid and exit code; concurrent tasks of one worker go on separate tracks;
 * slices for calls that waited at least ``wait_ms`` (default 10 ms), on "waits" tracks
-  of the caller's process (a task's waits go to its worker);
-* process "elements" — a counter per element: unobserved tuples and cumulative moves.
+  of the caller's process (a task's waits go to its worker); a worker's own wait for its
+  next task goes on its "asks for a task" track, apart from its tasks' calls;
+* process "elements" — a counter per element: unobserved tuples and cumulative moves;
+* process "tasks that never ran" — a slice per task that ended without starting (its
+  file was not found, it could not start) or was still queued when the trace closed,
+  from its spawn to then, with ``cat`` "never ran" and its reason in ``error``.
 
 Input is a stream of events: the scheduler's ``on_event(kind, info)`` goes to
 :meth:`TraceWriter.on_event`, ended waits come from :meth:`TraceWriter.wait_listener`
@@ -36,16 +40,21 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 APP_PID = 1
 ELEMENTS_PID = 2
 CLIENTS_PID = 3
+NEVER_RAN_PID = 4
 WORKER_PID_BASE = 100
 #: thread ids: the app's own track, tracks of waits (task tracks count from 1)
 APP_TID = 1
 WAIT_TID_BASE = 1000
+#: thread ids of a worker's own waits (asking for its next task), apart from its tasks' waits
+OWN_WAIT_TID_BASE = 900
 #: default threshold for recording a wait (milliseconds)
 TRACE_WAIT_MS = 10.0
 #: intervals a wait track remembers to place a new wait (older ones are assumed past)
 _REMEMBERED_WAITS = 32
 #: wait tracks per process at most
 _MAX_WAIT_TRACKS = 16
+#: the ``error`` of a task still queued (or handed to a worker, not started) when the trace closes
+STILL_QUEUED = "still queued when the run ended"
 
 
 class _Tracks:
@@ -100,6 +109,7 @@ class TraceWriter:
         self._task_slots: Dict[int, List[Optional[str]]] = {}  # pid -> task id per track (None: free)
         self._tasks: Dict[str, Dict[str, Any]] = {}  # task id -> {app, worker, pid, tid, open}
         self._wait_tracks: Dict[int, _Tracks] = {}
+        self._own_tracks: Dict[int, _Tracks] = {}  # worker pid -> tracks of its asking for tasks
         self._counters: Dict[int, Dict[str, Any]] = {}  # element -> {last emitted t, pending event}
         self._app_open = False
         self._closed = False
@@ -135,9 +145,9 @@ class TraceWriter:
         with self._lock:
             self._worker_pid(worker, host)
 
-    def task_spawned(self, task: str, application: str) -> None:
+    def task_spawned(self, task: str, application: str, t: Optional[float] = None) -> None:
         with self._lock:
-            self._tasks.setdefault(task, {})["application"] = application
+            self._tasks.setdefault(task, {}).update(application=application, spawned=self._ts(t))
 
     def task_started(self, task: str, worker: str, application: Optional[str] = None,
                      host: Optional[str] = None, pid: Optional[int] = None, t: Optional[float] = None) -> None:
@@ -192,11 +202,16 @@ class TraceWriter:
                 pid = CLIENTS_PID
                 if CLIENTS_PID not in self._wait_tracks:
                     self._meta(CLIENTS_PID, "other clients", sort=2)
-            tracks = self._wait_tracks.setdefault(pid, _Tracks(WAIT_TID_BASE))
+            own = who.get("kind") == "worker"  # a worker asking for its next task: a track of its own
+            if own:
+                tracks = self._own_tracks.setdefault(pid, _Tracks(OWN_WAIT_TID_BASE))
+            else:
+                tracks = self._wait_tracks.setdefault(pid, _Tracks(WAIT_TID_BASE))
             tid, new = tracks.place(start, end)
             if new:
-                n = tid - WAIT_TID_BASE
-                self._meta(pid, "waits" if n == 0 else f"waits {n + 1}", tid=tid)
+                n = tid - tracks.base
+                name = "asks for a task" if own else "waits"
+                self._meta(pid, name if n == 0 else f"{name} {n + 1}", tid=tid)
             label = who.get("task") if who.get("kind") == "task" else who.get("kind")
             args: Dict[str, Any] = {"who": label, "element": element, "timeout": timeout}
             if unfinished:
@@ -282,6 +297,8 @@ class TraceWriter:
             for task, info in list(self._tasks.items()):
                 if info.get("open"):
                     self._end_task(task, {"unfinished": True}, None)
+                elif "open" not in info and "ended" not in info:
+                    self._never_ran(task, info, STILL_QUEUED, None)
         if self._app_open:
             self.app_ended(None)
         self._stop.set()
@@ -332,11 +349,30 @@ class TraceWriter:
 
     def _end_task(self, task: str, args: Dict[str, Any], t: Optional[float]) -> None:
         info = self._tasks.get(task)
+        if info is not None and "open" not in info and "ended" not in info:
+            self._never_ran(task, info, args.get("error") or STILL_QUEUED, t)
+            return
         if not info or not info.get("open"):
             return
         info["open"], info["ended"] = False, self._ts(t)
         self._task_slots[info["pid"]][info["tid"] - 1] = None
         self._event({"ph": "E", "pid": info["pid"], "tid": info["tid"], "ts": info["ended"], "args": args})
+
+    def _never_ran(self, task: str, info: Dict[str, Any], error: str, t: Optional[float]) -> None:
+        """A slice from the task's spawn to now on the track of tasks that never ran."""
+        info["ended"] = end = self._ts(t)
+        start = min(info.get("spawned", end), end)
+        tracks = self._wait_tracks.get(NEVER_RAN_PID)
+        if tracks is None:
+            tracks = self._wait_tracks[NEVER_RAN_PID] = _Tracks(1)
+            self._meta(NEVER_RAN_PID, "tasks that never ran", sort=3)
+        tid, new = tracks.place(start, end)
+        if new:
+            self._meta(NEVER_RAN_PID, "tasks" if tid == 1 else f"tasks {tid}", tid=tid)
+        application = info.get("application") or "?"
+        self._event({"name": f"{task} {application}", "cat": "never ran", "ph": "X", "pid": NEVER_RAN_PID,
+                     "tid": tid, "ts": start, "dur": round(end - start, 1),
+                     "args": {"task": task, "application": application, "error": error}})
 
     def _flush_loop(self, flush_interval: float, sample_interval: float) -> None:
         tick = min(flush_interval, sample_interval) if self.sampler else flush_interval

@@ -142,6 +142,9 @@ class Run:
 
     def __init__(self, *, config: Optional[str] = None, **settings: Any) -> None:
         global _open_run
+        if config is not None and not isinstance(config, (str, os.PathLike)):
+            raise TypeError(f"config must be a file path (str or os.PathLike), not {type(config).__name__}: "
+                            f"{config!r:.200}")
         with _open_lock:
             previous = _open_run
         if previous is not None and previous._ended is not None:
@@ -179,6 +182,9 @@ class Run:
         self._pump: Optional[threading.Thread] = None
         try:
             self._start(config, settings)
+        except SettingsError as exc:  # a wrong setting: its traceback ends here, at the program's call
+            self._finish()
+            raise exc.with_traceback(None) from None
         except BaseException:
             self._finish()
             raise
@@ -254,8 +260,11 @@ class Run:
         """A new PastSet connected to the run, as the run's app; usable from any thread, closed
         with the run (or by its own ``close()``)."""
         self._check_open()
-        pset = _RunPastSet(self.address, authkey=self.authkey, strict=self._strict if strict is None else strict,
-                           connect_timeout=connect_timeout, tls=self.tls_fingerprint or False)
+        try:
+            pset = _RunPastSet(self.address, authkey=self.authkey, strict=self._strict if strict is None else strict,
+                               connect_timeout=connect_timeout, tls=self.tls_fingerprint or False)
+        except (TypeError, ValueError) as exc:  # PastSet refused an argument: the traceback ends here
+            raise exc.with_traceback(None) from None
         with self._lock:
             self._psets.add(pset)
         if self._ended is not None or self._closed:  # it ended meanwhile

@@ -19,14 +19,16 @@ counting (nothing here is created per client, so there is nothing to count).
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import secrets
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from ..space.scheduler import Scheduler
 from ..space.tuplespace import TupleSpace
 from ..space.waits import FlowCounters, WaitRegistry
 from ..wire import connection as transport
+from ..wire.validation import show
 from .acceptor import Acceptor
 from .service import SpaceService
 
@@ -86,7 +88,7 @@ class Server:
     """
 
     def __init__(self, address: Tuple[str, int] = ("127.0.0.1", 0), authkey: Optional[bytes] = None,
-                 bin_dir: Optional[str] = None, *, run_id: str = "",
+                 bin_dir: Union[str, "os.PathLike[str]", None] = None, *, run_id: str = "",
                  output: Optional[Callable[[str, str, str], None]] = None,
                  on_event: Optional[Callable[[str, Dict[str, Any]], None]] = None,
                  max_connections: Optional[int] = None, slots: int = 0,
@@ -96,7 +98,21 @@ class Server:
         if authkey is None:
             authkey = secrets.token_bytes(32)
         if not isinstance(authkey, (bytes, bytearray)) or not authkey:
-            raise TypeError("authkey must be non-empty bytes")
+            raise TypeError(f"authkey must be non-empty bytes (or None for a random one), "
+                            f"not {type(authkey).__name__}: {show(authkey)}")
+        try:
+            requested_address = transport.parse_address(address)
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None  # the traceback ends at the caller's mistake
+        if bin_dir is not None:
+            if not isinstance(bin_dir, (str, os.PathLike)):
+                raise TypeError(f"bin_dir must be a directory path (str or os.PathLike) or None, "
+                                f"not {type(bin_dir).__name__}: {show(bin_dir)}")
+            bin_dir = os.fspath(bin_dir)
+            if not isinstance(bin_dir, str):
+                raise TypeError(f"bin_dir must be a str path, not {show(bin_dir)}")
+        if not isinstance(tls, bool):
+            raise TypeError(f"tls must be True or False, not {type(tls).__name__}: {show(tls)}")
         self.authkey = bytes(authkey)
         self.bin_dir = bin_dir
         self.space = TupleSpace(bin_dir)
@@ -104,7 +120,7 @@ class Server:
         self.waits = WaitRegistry()
         self.flows = FlowCounters()
         self.service = SpaceService(self.space, self.scheduler, run_id, output, self.waits, self.flows)
-        self._requested_address = transport.parse_address(address)
+        self._requested_address = requested_address
         self._limits: Dict[str, Any] = {"max_connections": max_connections, "handshake_timeout": handshake_timeout,
                                         "max_pending": max_pending_handshakes}
         self._certificate: Any = None

@@ -11,7 +11,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ElementDeleted, Timeout
-from ..space.element import Element, call_state, set_call_context
+from ..space.element import Element, batch_timed_out, call_state, set_call_context
 from ..space.scheduler import Scheduler
 from ..space.tuplespace import TupleSpace, xfunction_name
 from ..space.waits import Caller, FlowCounters, WaitRegistry
@@ -132,7 +132,7 @@ class ElementService(SpaceCalls):
                     run_xfunction(element, "move", load_moved, blob[a:b])
                     done += 1
         except Timeout as exc:
-            exc.moved = done  # type: ignore[attr-defined]
+            batch_timed_out(exc, done, len(offs) - 1)
             raise
         finally:
             if done:
@@ -187,7 +187,7 @@ class ElementService(SpaceCalls):
 
     def delelement_id(self, eid: int) -> bool:
         if not self.space.delete_by_id(eid):
-            raise ElementDeleted(f"element #{eid} has already been deleted")
+            raise ElementDeleted(f"the element with id {eid} has been deleted")
         self.flows.forget(eid)
         return True
 

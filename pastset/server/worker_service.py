@@ -29,7 +29,9 @@ class WorkerService(WorkerCalls):
         if type(specs) is not dict:
             raise TypeError(f"worker specs must be a dict, not {show(specs)}")
         worker_id = self.scheduler.register_worker(specs)
-        who = Caller(kind="worker", worker=worker_id, pid=self.waits.current_caller().pid)
+        host = specs.get("host")  # as the scheduler records it, so a worker's waits say where it runs
+        who = Caller(kind="worker", worker=worker_id, host=host if isinstance(host, str) else None,
+                     pid=self.waits.current_caller().pid)
         self.waits.serve_as(who)
         conn = current_connection()
         if conn is not None:

@@ -20,7 +20,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, ContextManager, Iterator, Optional, Tuple
 
 from ..errors import ElementDeleted, Expired, Timeout
-from ..wire.validation import format_template
+from ..wire.validation import deleted_message, format_template
 from .tuplelog import TupleLog
 
 #: how often a blocked call wakes to check that its caller is still connected (seconds)
@@ -146,6 +146,16 @@ def _check_caller() -> None:
         raise CallerGone()
 
 
+def batch_timed_out(exc: Timeout, done: int, count: int) -> Timeout:
+    """A batch of ``count`` tuples timed out after ``done`` of them were moved: they stay
+    moved, ``exc.moved`` says how many, and so does the message; return ``exc``."""
+    exc.moved = done  # type: ignore[attr-defined]
+    text = exc.args[0] if exc.args else "timed out"
+    exc.args = (f"{text}; {done} of its {count} tuples were moved and stay moved"
+                if done else f"{text}; none of its {count} tuples was moved",)
+    return exc
+
+
 class Element:
     """An element of the tuple space; subclass it to write an X-function.
 
@@ -220,7 +230,7 @@ class Element:
         turn = _context.turn
         if turn is not None and turn[0] is self:
             if self._full():
-                with waiting(self._blocked_move(), self.__template):
+                with waiting(self._blocked_move(turn[1]), self.__template):
                     while self._full():
                         self._wait("_room")
                         self._check_live()
@@ -229,7 +239,7 @@ class Element:
         ticket = object()
         movers = self._queue(ticket)
         try:
-            with waiting(self._blocked_move(), self.__template):
+            with waiting(self._blocked_move(ticket), self.__template):
                 while movers[0] is not ticket or self._full():
                     self._wait("_room")
                     self._check_live()
@@ -292,7 +302,8 @@ class Element:
         """Move the payloads of a packed batch (``offs``: n+1 start offsets in ``blob``)
         under consecutive numbers, as many at a time as the bound lets in.
 
-        On Timeout the exception's ``moved`` says how many were moved before it.
+        On Timeout the exception's ``moved`` says how many were moved before it, and so
+        does its message (:func:`batch_timed_out`).
         """
         count = len(offs) - 1
         if count <= 0:
@@ -311,7 +322,7 @@ class Element:
             done = 0
             waited = False
             try:
-                with waiting(self._blocked_move(), self.__template):
+                with waiting(self._blocked_move(ticket, "move_many"), self.__template):
                     while True:
                         if movers[0] is ticket:
                             room = count - done if self._bound is None else self._bound - (self._last - self._first)
@@ -329,7 +340,7 @@ class Element:
                         waited = True
                         self._check_live()
             except Timeout as exc:
-                exc.moved = done  # type: ignore[attr-defined]
+                batch_timed_out(exc, done, count)
                 raise
             finally:
                 movers.remove(ticket)
@@ -392,16 +403,20 @@ class Element:
         return self._deleted
 
     # -- internals --------------------------------------------------------------------
-    def _blocked_move(self) -> str:
-        """The operation a blocked move shows in the wait registry."""
-        return f"move (blocked by delta {self._bound})" if self._full() else "move (queued behind blocked moves)"
+    def _blocked_move(self, ticket: object, operation: str = "move") -> str:
+        """The operation a blocked move (its place in the queue: ``ticket``) shows in the
+        wait registry and its Timeout: queued behind other blocked moves when one is ahead
+        of it, else blocked by the bound."""
+        if self._movers and self._movers[0] is not ticket:
+            return f"{operation} (queued behind blocked moves)"
+        return f"{operation} (blocked by delta {self._bound})"
 
     def _full(self) -> bool:
         return self._bound is not None and self._last - self._first >= self._bound
 
     def _check_live(self) -> None:
         if self._deleted:
-            raise ElementDeleted(f"element {self.__template!r} has been deleted")
+            raise ElementDeleted(deleted_message(self.__template))
 
     def _wait(self, name: str) -> None:
         """Wait (lock held) on the condition ``name``, made on first use."""
@@ -458,7 +473,7 @@ class Element:
 
     def _read(self, index: int) -> Any:
         if index < self._oldest:
-            raise Expired(f"tuple {index} of {self.__template!r} was dropped by axe")
+            raise Expired(f"tuple {index} of {format_template(self.__template)} was dropped by axe")
         self._indexed_waiters += 1
         try:
             if index >= self._last:
@@ -469,5 +484,5 @@ class Element:
         finally:
             self._indexed_waiters -= 1
         if index < self._oldest:
-            raise Expired(f"tuple {index} of {self.__template!r} was dropped by axe")
+            raise Expired(f"tuple {index} of {format_template(self.__template)} was dropped by axe")
         return self.__data.get(index)  # type: ignore[union-attr]

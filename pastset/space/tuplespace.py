@@ -129,7 +129,7 @@ class TupleSpace:
         """The element with id ``eid``; ElementDeleted if it was deleted."""
         element = self._by_id.get(eid if type(eid) is int else check_element_id(eid))
         if element is None:
-            raise ElementDeleted(f"element #{eid} has been deleted")
+            raise ElementDeleted(f"the element with id {eid} has been deleted")
         return element
 
     def id_of(self, template: tuple) -> Optional[int]:

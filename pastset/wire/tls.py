@@ -93,7 +93,7 @@ def parse_fingerprint(text: str, source: str = "the certificate fingerprint") ->
     Raises ValueError naming ``source`` for anything else.
     """
     if not isinstance(text, str):
-        raise TypeError(f"{source} must be a string of 64 hex digits, not {type(text).__name__}")
+        raise TypeError(f"{source} must be a string of 64 hex digits, not {type(text).__name__}: {text!r:.80}")
     value = text.strip().replace(":", "").lower()
     if not _FINGERPRINT.match(value):
         raise ValueError(f"{source} is not a SHA-256 fingerprint (64 hex digits): {text!r}")

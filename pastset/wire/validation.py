@@ -106,7 +106,7 @@ def check_timeout(timeout: Any) -> Optional[float]:
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be None or a number of seconds, not {show(timeout)}")
+        raise TypeError(f"timeout must be None or a number of seconds, not {type(timeout).__name__}: {show(timeout)}")
     if not timeout >= 0:  # also refuses NaN, which compares false with everything
         raise ValueError(f"timeout must be >= 0 (0 = don't wait, None or inf = wait for ever), "
                          f"not {timeout!r}")
@@ -120,7 +120,7 @@ def check_timeout(timeout: Any) -> Optional[float]:
 def check_seconds(name: str, value: Any) -> float:
     """A finite, non-negative number of seconds (a wait that must end)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {show(value)}")
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}: {show(value)}")
     if not 0 <= value < math.inf:
         raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
     return float(value)
@@ -171,7 +171,9 @@ def check_app_name(app: Any) -> str:
     No absolute path and no ``..`` component, so a task can only run what the run's bin
     directory holds; and a file's name, not a directory's (``.``, ``sub/``).
     """
-    if not isinstance(app, str) or not app.strip():
+    if not isinstance(app, str):
+        raise TypeError(f"spawn needs the application's file name (a str), not {type(app).__name__}: {show(app)}")
+    if not app.strip():
         raise ValueError(f"spawn needs the application's file name, not {show(app)}")
     parts = app.replace(os.sep, "/").split("/")
     if (os.path.isabs(app) or app.startswith("/") or ".." in parts or "\0" in app
@@ -181,8 +183,32 @@ def check_app_name(app: Any) -> str:
     return app
 
 
+#: what an item of ``spawn``'s args may be (each is passed on as its str())
+SPAWN_ARG_TYPES = (str, int, float)
+
+
+def spawn_arguments(args: Any) -> List[str]:
+    """The command-line arguments a program gives ``spawn``: one str (a single argument), or
+    a list or tuple of str, int or float; return them as the strings the task receives.
+
+    Anything else (a number alone, a dict, a generator, a bool, None) is refused with a
+    message naming the value and its type, as a guess at what the program meant would
+    start a task with arguments nobody asked for.
+    """
+    if isinstance(args, str):
+        return [args]
+    if not isinstance(args, (list, tuple)):
+        raise TypeError(f"spawn args must be a str or a list/tuple of str, int or float, "
+                        f"not {type(args).__name__}: {show(args)}")
+    for position, arg in enumerate(args):
+        if isinstance(arg, bool) or not isinstance(arg, SPAWN_ARG_TYPES):
+            raise TypeError(f"spawn args[{position}] must be a str, int or float, "
+                            f"not {type(arg).__name__}: {show(arg)}")
+    return [str(arg) for arg in args]
+
+
 def check_app_args(args: Any) -> List[str]:
-    """A spawned application's arguments: a list of str."""
+    """A spawned application's arguments as they travel: a list of str."""
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise TypeError(f"spawn args must be a list of str, not {show(args)}")
     return args
@@ -204,6 +230,12 @@ def format_template(value: Any) -> str:
     if type(value) is list:
         return "[" + ", ".join(format_template(v) for v in value) + "]"
     return repr(value)
+
+
+def deleted_message(template: Any) -> str:
+    """What ElementDeleted says, wherever it is raised: the element named by its template
+    as written (``element ('work', str) has been deleted``)."""
+    return f"element {format_template(template)} has been deleted"
 
 
 def template_shape(template: Any) -> List[List[str]]:

@@ -81,3 +81,18 @@ def test_the_issue_reference_pattern():
         assert ISSUE_REFERENCE.search(cited), cited
     for plain in ("colour #4C72B0", "a.b#12", "tissue 3x", "&#12;", "issued 3 times"):
         assert not ISSUE_REFERENCE.search(plain), plain
+
+
+def test_the_commands_shown_write_no_file_of_the_repository():
+    """A reader who pastes a command from the README or the docs does not overwrite a
+    shipped file (the trace-plot example writes its PNG elsewhere than the one the docs
+    show). The settings table of the docs is made from the settings themselves:
+    tests/unit/test_docs.py checks it."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    blocks = [block.split("```", 1)[0] for page in pages for block in page.read_text().split("```bash\n")[1:]]
+    written = [m.group(1) for block in blocks
+               for m in re.finditer(r"(?:\s-o|--output|--trace)[ =](\S+)", block)]
+    assert written, "the docs show commands that write files"
+    for path in written:
+        where = (ROOT / path).resolve()
+        assert not (where.is_relative_to(ROOT.resolve()) and where.exists()), f"{path} is a file of the repository"

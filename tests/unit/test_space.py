@@ -42,7 +42,7 @@ def test_delelement_then_enter_gives_a_new_empty_element():
     assert space.delelement(("a",)) is True
     assert space.delelement(("a",)) is False
     assert e.deleted
-    with pytest.raises(ElementDeleted, match=f"#{eid}"):
+    with pytest.raises(ElementDeleted, match=f"the element with id {eid} has been deleted"):
         space.element(eid)
     eid2, e2 = space.enter(("a",))
     assert eid2 != eid and e2.last() == 0

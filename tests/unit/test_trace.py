@@ -220,3 +220,43 @@ def test_a_wait_never_outlasts_its_tasks_slice(path, clock):
     assert wait["name"] == "observe ('job', int)" and wait["args"]["unfinished"] is True
     assert wait["ts"] + wait["dur"] == pytest.approx(task["ts"] + task["dur"])
     assert wait["dur"] == pytest.approx(5e5)
+
+
+def test_a_task_that_never_ran_gets_a_slice_from_its_spawn_with_the_reason(path, clock):
+    with TraceWriter(path, clock=clock) as writer:
+        writer.on_event("registered", {"id": "w1", "host": "node1"})
+        for n in (1, 2, 3):
+            writer.on_event("spawned", {"task": f"t{n}", "app": f"app{n}.py", "args": []})
+        clock.now += 1.0
+        writer.on_event("started", {"task": "t1", "worker": "w1", "host": "node1", "pid": 7})
+        writer.on_event("failed", {"task": "t2", "returncode": None, "error": "no file app2.py"})
+        clock.now += 2.0
+        writer.on_event("finished", {"task": "t1", "returncode": 0})
+        # t3 is still queued when the trace closes
+    events = load(path)
+    check_structure(events)
+    processes, _ = names(events)
+    assert processes[trace.NEVER_RAN_PID] == "tasks that never ran"
+    never = {s["args"]["task"]: s for s in slices(events) if s["cat"] == "never ran"}
+    assert sorted(never) == ["t2", "t3"]  # t1 ran: it is a task slice, not one of these
+    assert never["t2"]["name"] == "t2 app2.py" and never["t2"]["args"]["error"] == "no file app2.py"
+    assert never["t2"]["ts"] == 0 and never["t2"]["dur"] == pytest.approx(1e6)
+    assert never["t3"]["args"]["error"] == trace.STILL_QUEUED and never["t3"]["dur"] == pytest.approx(3e6)
+    assert {s["args"]["task"] for s in slices(events) if s["cat"] == "task"} == {"t1"}
+
+
+def test_a_workers_wait_for_a_task_has_its_own_track_apart_from_its_tasks_calls(path, clock):
+    with TraceWriter(path, clock=clock) as writer:
+        writer.on_event("registered", {"id": "w1", "host": "node1"})
+        writer.on_event("spawned", {"task": "t1", "app": "work.py", "args": []})
+        writer.on_event("started", {"task": "t1", "worker": "w1", "host": "node1", "pid": 5})
+        clock.now += 2
+        writer.wait_ended(Caller("task", task="t1"), "observe", "('work', str)", 1.0)
+        writer.wait_ended(Caller("worker", worker="w1", host="node1"), "next_task", None, 2.0)
+    events = load(path)
+    _, threads = names(events)
+    waits = {s["name"]: s for s in slices(events) if s["cat"] == "wait"}
+    own, tasks = waits["next_task"], waits["observe ('work', str)"]
+    assert own["pid"] == tasks["pid"]  # both on the worker's process
+    assert threads[(own["pid"], own["tid"])] == "asks for a task"
+    assert threads[(tasks["pid"], tasks["tid"])] == "waits"  # the tasks' first wait track is theirs alone

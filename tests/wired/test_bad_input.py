@@ -6,12 +6,18 @@ connection keeps working afterwards. The server re-checks what a raw client coul
 """
 from __future__ import annotations
 
+import inspect
+import os
 import threading
+import traceback
 
 import pytest
 
 import pastset
+import pastset.client.handles
 from pastset import ElementDeleted, PastSetError, XFunctionError
+
+from helpers.polling import wait_until
 
 UNPICKLABLE = lambda: 0  # noqa: E731  (hashable, not picklable)
 
@@ -23,6 +29,21 @@ def usable(pset):
     assert e.observe(timeout=5) == ("ok",)
 
 
+#: the public methods a program calls, by the class that has them
+PUBLIC_CLASSES = (pastset.PastSet, pastset.client.handles.ElementHandle, pastset.Task, pastset.Server)
+PUBLIC_METHODS = {(os.path.realpath(inspect.getsourcefile(cls)), name)
+                  for cls in PUBLIC_CLASSES for name in vars(cls)
+                  if not name.startswith("_") or name == "__init__"}
+
+
+def ends_at_the_public_call(exc):
+    """The error's traceback ends in the public method the program called: no line of the
+    library's insides (a checking helper, the transport) shows for a wrong argument."""
+    innermost = traceback.extract_tb(exc.__traceback__)[-1]
+    assert (os.path.realpath(innermost.filename), innermost.name) in PUBLIC_METHODS, \
+        f"the traceback ends inside the library: {innermost.filename}:{innermost.lineno} in {innermost.name}"
+
+
 def refused(sends, pset, call, error, *needles):
     before = sends.count
     with pytest.raises(error) as info:
@@ -31,6 +52,7 @@ def refused(sends, pset, call, error, *needles):
     for needle in needles:
         assert needle in message, f"{needle!r} not in {message!r}"
     assert sends.count == before, "a call the client could check was sent"
+    ends_at_the_public_call(info.value)
     usable(pset)
     return info.value
 
@@ -124,9 +146,10 @@ def test_xfunction_names_that_are_not_plain_module_names(pset, sends, name, erro
 
 def test_unknown_xfunction_module(pset, sends):
     before = sends.count
-    with pytest.raises(XFunctionError, match="'nosuch'"):
+    with pytest.raises(XFunctionError, match="'nosuch'") as info:
         pset.enter(("t",), "nosuch")
     assert sends.count > before  # only the server can tell
+    ends_at_the_public_call(info.value)
     usable(pset)
     # nothing was created under that template
     assert pset.enter(("t",)).last() == 0
@@ -140,6 +163,35 @@ def test_handle_after_delelement(pset):
         with pytest.raises(ElementDeleted, match="deleted"):
             call()
         usable(pset)
+
+
+def test_element_deleted_names_the_element_by_its_template_on_every_path(server, pset):
+    said = "element ('gone twice', int) has been deleted"
+    e = pset.enter(("gone twice", int))
+    e.move((1,))
+    blocked = []
+
+    def wait_on_it():
+        with pastset.PastSet(server.address, authkey=server.authkey) as other:
+            try:
+                other.enter(("gone twice", int)).observe(5)
+            except ElementDeleted as exc:
+                blocked.append(str(exc))
+
+    waiter = threading.Thread(target=wait_on_it)
+    waiter.start()
+    assert wait_until(lambda: pset.status()["waits"])
+    pset.delelement(e)
+    waiter.join(10)
+    messages = blocked[:]  # a call blocked when the element went
+    for call in (lambda: e.move((2,)), e.observe, lambda: e.observe(0), lambda: e.move_many([(3,)]),
+                 lambda: e.observe_many(2), e.first, e.last, e.delta, lambda: e.delta(2), lambda: e.axe(0),
+                 e.template, lambda: pset.delelement(e)):  # an old handle, every call
+        with pytest.raises(ElementDeleted) as info:
+            call()
+        messages.append(str(info.value))
+        ends_at_the_public_call(info.value)
+    assert messages == [said] * 13
 
 
 def test_closed_pastset(server, sends):
@@ -171,9 +223,66 @@ def _catch(call):
     return None
 
 
-@pytest.mark.parametrize("app", ["", "   ", None, 3])
-def test_bad_spawn(pset, sends, app):
-    refused(sends, pset, lambda: pset.spawn(app, []), ValueError, repr(app))
+@pytest.mark.parametrize("app, error, needles", [
+    ("", ValueError, ["''"]), ("   ", ValueError, ["'   '"]), ("../x.py", ValueError, ["'../x.py'"]),
+    (None, TypeError, ["NoneType", "None"]), (3, TypeError, ["int", "3"]), (b"a.py", TypeError, ["bytes", "b'a.py'"]),
+])
+def test_bad_spawn(pset, sends, app, error, needles):
+    refused(sends, pset, lambda: pset.spawn(app, []), error, *needles)
+
+
+@pytest.mark.parametrize("args, needles", [
+    (7, ["int", "7"]),
+    (2.5, ["float", "2.5"]),
+    (None, ["NoneType", "None"]),
+    (b"-v", ["bytes", "b'-v'"]),
+    ({"n": 1}, ["dict", "{'n': 1}"]),
+    ({"a", "b"}, ["set"]),
+    ((a for a in "ab"), ["generator"]),
+    (["a", None], ["args[1]", "NoneType", "None"]),
+    (("a", 1, [2]), ["args[2]", "list", "[2]"]),
+    ([True], ["args[0]", "bool", "True"]),
+    ([b"x"], ["args[0]", "bytes", "b'x'"]),
+])
+def test_bad_spawn_args_name_the_value_and_its_type(pset, sends, args, needles):
+    refused(sends, pset, lambda: pset.spawn("app.py", args), TypeError, "spawn args", *needles)
+    assert pset.status()["tasks"] == []
+
+
+def test_spawn_args_are_a_str_or_a_list_or_tuple_of_str_int_float(pset):
+    for args, expected in [("one arg", ["one arg"]), (["a", 1, 2.5, ""], ["a", "1", "2.5", ""]),
+                           (("x", -1), ["x", "-1"]), ((), []), ([], [])]:
+        task = pset.spawn("app.py", args)
+        assert task.info()["args"] == expected
+
+
+def test_the_other_public_calls_refuse_bad_arguments_at_the_call(server, pset, sends):
+    e = pset.enter(("public",))
+    task = pset.spawn("app.py")
+    refused(sends, pset, lambda: pset.delelement(42), TypeError, "element handle or a template", "int", "42")
+    refused(sends, pset, lambda: e.observe_many(0), ValueError, "count", "0")
+    refused(sends, pset, lambda: e.observe_many("3"), TypeError, "'3'")
+    refused(sends, pset, lambda: e.observe_many(1, timeout="soon"), TypeError, "'soon'")
+    refused(sends, pset, lambda: e.move_many([(1,)], timeout=-1), ValueError, "-1")
+    refused(sends, pset, lambda: e.move_many(5), TypeError, "int", "5")
+    refused(sends, pset, lambda: e.move_many([(1,), UNPICKLABLE]), TypeError, "lambda", "pickle")
+    refused(sends, pset, lambda: task.wait(timeout="soon"), TypeError, "'soon'")
+    refused(sends, pset, lambda: task.wait(timeout=float("nan")), ValueError, "nan")
+    for bad, error, needle in [(("h", "port"), ValueError, "'port'"), (42, TypeError, "int"),
+                               ("nocolon", ValueError, "'nocolon'")]:
+        refused(sends, pset, lambda bad=bad: pastset.PastSet(bad, authkey=server.authkey), error, needle)
+        refused(sends, pset, lambda bad=bad: pastset.Server(address=bad), error, needle)
+    refused(sends, pset, lambda: pastset.PastSet(server.address, authkey=server.authkey, connect_timeout="5"),
+            TypeError, "connect_timeout", "'5'")
+    refused(sends, pset, lambda: pastset.PastSet(server.address, authkey=server.authkey, strict="yes"),
+            TypeError, "strict", "'yes'")
+    refused(sends, pset, lambda: pastset.Server(authkey="key"), TypeError, "authkey", "str", "'key'")
+    refused(sends, pset, lambda: pastset.Server(bin_dir=3), TypeError, "bin_dir", "int", "3")
+    refused(sends, pset, lambda: pastset.Server(tls="yes"), TypeError, "tls", "str", "'yes'")
+    refused(sends, pset, lambda: pastset.PastSet(server.address, authkey=server.authkey, tls=5),
+            TypeError, "tls", "int", "5")
+    refused(sends, pset, lambda: pastset.PastSet(server.address, authkey=server.authkey, tls="abc"),
+            ValueError, "tls", "'abc'")
 
 
 def test_bad_authkey_type(server):
@@ -211,4 +320,12 @@ def test_server_revalidates_raw_calls(pset, method, args, error):
 def test_unknown_method_is_refused(pset):
     with pytest.raises(PastSetError, match="not in exposed"):
         pset._channel.call("__init__")
+    usable(pset)
+
+
+def test_a_spawn_after_halt_is_refused_at_the_call(pset):
+    pset.halt()
+    with pytest.raises(PastSetError, match="halt") as info:
+        pset.spawn("app.py", ["x"])
+    ends_at_the_public_call(info.value)
     usable(pset)

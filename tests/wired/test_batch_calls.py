@@ -131,6 +131,31 @@ def test_timeout_says_how_many_moved_and_they_stay(pset):
     assert caught.value.moved == 4
 
 
+def test_a_batch_timeout_says_what_blocked_it_and_what_it_moved(pset):
+    e = pset.enter(("batch-said", int))
+    e.delta(4)
+    with pytest.raises(Timeout) as caught:
+        e.move_many([(i,) for i in range(10)], timeout=0.1)
+    message = str(caught.value)
+    assert message.startswith("move_many (blocked by delta 4) on element ('batch-said', int) timed out")
+    assert message.endswith("; 4 of its 10 tuples were moved and stay moved")
+    assert "queued behind" not in message  # nothing else was queued
+    with pytest.raises(Timeout, match="none of its 2 tuples was moved$") as caught:
+        e.move_many([(1,), (2,)], timeout=0)
+    assert caught.value.moved == 0
+
+
+def test_a_move_behind_a_blocked_batch_says_it_is_queued_behind_it(pset):
+    e = pset.enter(("batch-queue", int))
+    e.delta(1)
+    batch = start(lambda: e.move_many([(i,) for i in range(3)], timeout=20))
+    assert wait_until(lambda: any(w["operation"].startswith("move_many") for w in pset.status()["waits"]))
+    with pytest.raises(Timeout, match=r"^move \(queued behind blocked moves\) on element"):
+        e.move((9,), timeout=0.2)
+    assert [e.observe(timeout=20) for _ in range(3)] == [(0,), (1,), (2,)]
+    assert batch.outcome(20) == 3
+
+
 def test_a_queued_single_move_waits_for_the_whole_batch(pset):
     e = pset.enter(("batch-order", str))
     e.delta(1)

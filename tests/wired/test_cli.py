@@ -118,7 +118,7 @@ def test_status_with_an_unknown_table_names_the_tables_not_internals(env):
     done = run(["status", "foo"], env)
     assert done.returncode == 2
     assert "argument" not in done.stderr and "what" not in done.stderr
-    assert "'foo' is not a table" in done.stderr and "clients, tasks, elements" in done.stderr
+    assert "'foo' is not a table" in done.stderr and "all, elements, tasks, workers (or clients" in done.stderr
 
 
 def test_extra_words_get_the_subcommands_usage(env):

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import traceback
 
 import pytest
 
@@ -392,8 +393,19 @@ def test_a_bad_setting_is_a_settings_error_naming_it(env, monkeypatch, keywords,
     with pytest.raises(pastset.SettingsError) as err:
         pastset.Run(**keywords)
     assert message in str(err.value)
+    innermost = traceback.extract_tb(err.value.__traceback__)[-1]
+    assert (innermost.name, os.path.basename(innermost.filename)) == ("__init__", "python_run.py")  # Run() itself
     if "launcher" in str(keywords):
         assert "did you mean" in str(err.value)
+    nothing_left(env)
+
+
+def test_a_config_that_is_no_path_is_refused_at_the_call(env, monkeypatch):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(TypeError, match="config must be a file path .*not int: 3") as err:
+        pastset.Run(config=3)
+    assert traceback.extract_tb(err.value.__traceback__)[-1].name == "__init__"
     nothing_left(env)
 
 
@@ -407,6 +419,10 @@ def test_keywords_beat_the_environment_which_beats_the_config_file(env, monkeypa
     with pastset.Run(config=str(config), procs=1, bin=apps) as run:  # a pathlib.Path is a path
         assert len(run.status()["workers"]) == 1
         assert os.environ["PASTSET_BIN"] == str(apps)
+        for bad, needle in ((dict(strict="yes"), "strict"), (dict(connect_timeout="5"), "connect_timeout")):
+            with pytest.raises(TypeError, match=needle) as err:  # refused where the program passed it
+                run.pastset(**bad)
+            assert traceback.extract_tb(err.value.__traceback__)[-1].name == "pastset"
     monkeypatch.delenv("PSPROCS")
     with pastset.Run(config=str(config), bin=str(apps)) as run:
         assert len(run.status()["workers"]) == 3

@@ -78,6 +78,12 @@ def test_json_waits_say_who_waits_on_what(live):
     mover = waits[("('bounded', int)", "move (blocked by delta 1)")]
     assert mover["caller"]["kind"] == "app"
     assert all(w["waited_s"] > 0 for w in (go, work, mover))
+    hosts = {w["id"]: w["host"] for w in doc["workers"]}
+    asking = [w for w in doc["waits"] if w["caller"]["kind"] == "worker"]
+    assert asking, "an idle worker waits for its next task"
+    for wait in asking:  # a worker's own call says where that worker runs
+        assert wait["caller"]["host"] == hosts[wait["caller"]["worker"]] and wait["caller"]["host"]
+        assert wait["who"] == f"worker {wait['caller']['worker']}@{wait['caller']['host']}"
 
 
 def test_json_tasks_and_workers(live):

@@ -139,6 +139,7 @@ def test_trace_plot_draws_the_run(mcpi_trace, tmp_path):
 STUCK = '''\
 import pastset
 pset = pastset.PastSet()
+pset.spawn("missing.py")
 pset.spawn("sleeper.py")
 pset.enter(("nothing", int)).observe()
 '''
@@ -156,8 +157,30 @@ def test_a_deadlocked_run_shows_the_calls_it_was_stuck_on(tmp_path):
         events = json.load(f)
     waits = {(s["name"], s["args"]["who"]): s for s in trace.slices(events) if s["cat"] == "wait"}
     app = waits[("observe ('nothing', int)", "app")]
-    task = waits[("observe ('never', int)", "t1")]
+    task = waits[("observe ('never', int)", "t2")]
     assert app["pid"] == trace.APP_PID and task["pid"] > trace.WORKER_PID_BASE
     for wait in (app, task):
         assert wait["args"]["unfinished"] is True and wait["args"]["timeout"] is None
         assert wait["dur"] >= 2_000_000  # deadlock_grace is 3 s
+    (never,) = [s for s in trace.slices(events) if s["cat"] == "never ran"]
+    assert never["name"] == "t1 missing.py" and "'missing.py' was not found" in never["args"]["error"]
+    pytest.importorskip("matplotlib")
+    from pastset.observe import traceplot
+
+    fig = traceplot.figure(str(path))
+    try:
+        timeline = fig.axes[0]
+        labels = [t.get_text() for t in timeline.get_yticklabels()]
+        assert "tasks that never ran" in labels
+        bars = {p.get_gid(): p for p in timeline.patches if p.get_gid()}
+        assert bars["wait:observe ('nothing', int)"].get_hatch() == traceplot.UNFINISHED_HATCH
+        assert bars["wait:observe ('never', int)"].get_hatch() == traceplot.UNFINISHED_HATCH
+        assert "never ran:t1 missing.py" in bars
+        assert not any(gid.startswith("wait:next_task") for gid in bars)  # the worker's own wait is no band
+        texts = [t.get_text() for t in timeline.texts]
+        assert "t1 missing.py: never ran" in texts
+        assert "observe ('nothing', int) (still waiting)" in texts
+    finally:
+        import matplotlib.pyplot
+
+        matplotlib.pyplot.close(fig)

@@ -73,6 +73,41 @@ def test_tasks_run_from_bin_with_the_runs_environment(apps, env, tmp_path):
     assert seen["MY_MARK"] == "from-the-runner"
 
 
+XDOUBLE = """
+import pastset.element
+
+
+class Element(pastset.element.Element):
+    def move(self, data):
+        return super().move((data[0] * 2,))
+"""
+
+SYMLINKED_APP = """
+import pastset
+pset = pastset.PastSet()
+doubled = pset.enter(("doubled", int), "xlinked")  # bin/xlinked.py is a symlink
+doubled.move((21,))
+print("x-function through a symlink:", doubled.observe())
+task = pset.spawn("linked_task.py", ["hello"])  # bin/linked_task.py is a symlink too
+pset.halt()
+print("task through a symlink exited", task.wait(timeout=60))
+"""
+
+
+def test_bin_entries_may_be_symlinks_to_files_outside_it(apps, env, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "xdouble.py").write_text(XDOUBLE)
+    (elsewhere / "task.py").write_text("import sys\nprint('linked task says', sys.argv[1])\n")
+    (apps / "xlinked.py").symlink_to(elsewhere / "xdouble.py")
+    (apps / "linked_task.py").symlink_to(elsewhere / "task.py")
+    write_apps(apps, {"symlinked.py": SYMLINKED_APP})
+    done = finished(["run", "--bin", str(apps), "symlinked.py"], env)
+    assert "x-function through a symlink: (42,)" in done.stdout
+    assert "linked task says hello" in done.stdout
+    assert "task through a symlink exited 0" in done.stdout
+
+
 RENDEZVOUS = '''\
 """Two tasks that each wait for the other: only possible if they run at the same time."""
 import sys, pastset
