@@ -37,10 +37,13 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 if sys.platform.startswith("linux"):
-    try:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:  # pragma: no cover - libc always loads on Linux
-        _libc = None
+    try:  # glibc's name first: find_library runs /sbin/ldconfig, a process, at import
+        _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:  # another C library (musl)
+        try:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        except OSError:  # pragma: no cover - a C library always loads on Linux
+            _libc = None
 
 #: live children this process started through :func:`start_child`, by pid (each one's
 #: Popen reaps it; nothing else may)
