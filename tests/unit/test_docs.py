@@ -27,8 +27,7 @@ else:
     import tomli as tomllib
 
 PAGES = sorted(DOCS.glob("*.md"))
-#: the built-in launchers' option specs, by name (loaded when the module is: loading a
-#: launcher module looks up the C library, which starts a process)
+#: the built-in launchers' option specs, by name
 OPTIONS = {name: info.cls.option_specs for name, info in launchers(make_plugin_manager(autoload=False)).items()}
 #: a fenced block: its info string (language and attributes) and its text
 BLOCK = re.compile(r"^```([^\n]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
