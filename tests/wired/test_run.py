@@ -16,8 +16,7 @@ import pastset
 from pastset.observe.events import find_events
 
 from helpers.apps import write_apps
-from helpers.procs import alive, pids_with_env
-from helpers.procs import parent as parent_pid
+from helpers.procs import alive, descendants, pids_with_env
 from helpers.runs import LiveRun, assert_nothing_left, run
 
 WAITER = '''\
@@ -162,8 +161,9 @@ def test_sigkilled_worker_takes_its_tasks_and_the_run_goes_on(apps, env):
         record = live.record()
         workers = [w["pid"] for w in record["launch"]["workers"]]
         assert len(workers) == 2
-        victim = workers[0]
-        orphans = [t for t in tasks if parent_pid(t) == victim]
+        victim = workers[0]  # the launched process: the worker's keeper, the worker below it
+        below = descendants(victim)
+        orphans = [t for t in tasks if t in below]
         os.kill(victim, signal.SIGKILL)
         # the victim's own tasks die with it; the other worker's keep running
         assert pastset_wait(lambda: not any(alive(t) for t in orphans))
