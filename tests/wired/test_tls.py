@@ -120,18 +120,24 @@ def test_a_tls_client_is_refused_by_a_plain_server(server_process):
 
 def test_garbage_after_the_notice_is_dropped_and_the_server_goes_on(tls_server):
     peers = []
-    for junk in (b"GET / HTTP/1.0\r\n\r\n", b"\x16\x03\x01\x00\x05hello", os.urandom(300)):
-        peer = socket.create_connection(tls_server.address, timeout=10)
-        assert peer.recv(4096).endswith(transport.TLS_NOTICE)
-        peer.sendall(junk)
-        peers.append(peer)
-    for peer in peers:
-        try:
-            while peer.recv(4096):  # a TLS alert, then the end
+    try:
+        for junk in (b"GET / HTTP/1.0\r\n\r\n", b"\x16\x03\x01\x00\x05hello", os.urandom(300)):
+            peer = socket.create_connection(tls_server.address, timeout=10)
+            peers.append(peer)
+            assert peer.recv(4096).endswith(transport.TLS_NOTICE)
+            peer.sendall(junk)
+        for peer in peers:
+            # a TLS alert, then the end; a start of a handshake message that never completes
+            # ("hello" announces a longer one) ends at the handshake deadline, 10 s from accept
+            peer.settimeout(transport.HANDSHAKE_TIMEOUT + 20)
+            try:
+                while peer.recv(4096):
+                    pass
+            except ConnectionResetError:
                 pass
-        except ConnectionResetError:
-            pass
-        peer.close()
+    finally:
+        for peer in peers:
+            peer.close()
     with connect(tls_server, tls=tls_server.tls_fingerprint) as pset:
         assert pset.enter(("after",)).last() == 0
 
