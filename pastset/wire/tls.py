@@ -252,26 +252,26 @@ class TLSConnection(Connection):
             if not data:
                 raise EOFError
             self._feed(data)
-            try:
-                buf = self._decrypt(_RECORD)
-            except WantRead:
-                buf = b""
-            except ssl.SSLZeroReturnError:
-                raise EOFError from None
+            buf = self._decrypted(_RECORD)
             if len(buf) >= 4 and 4 + _SIZE.unpack_from(buf)[0] == len(buf) and not self._incoming.pending:
                 return buf[4:]
             self._rbuf = buf
         return self._read_message(None)
 
+    def _decrypted(self, n: int) -> bytes:
+        """Up to ``n`` bytes of plain text from what was fed in; b"" when a record is not
+        whole yet; EOFError when the peer closed TLS."""
+        try:
+            return self._decrypt(n)
+        except WantRead:
+            return b""
+        except ssl.SSLZeroReturnError:
+            raise EOFError from None
+
     def _read_some(self, n: int) -> bytes:
         while True:
             if self._incoming.pending or self._tls.pending():
-                try:
-                    chunk = self._decrypt(n)
-                except WantRead:
-                    chunk = b""
-                except ssl.SSLZeroReturnError:
-                    raise EOFError from None
+                chunk = self._decrypted(n)
                 if chunk:
                     return chunk
             data = _read(self._handle, max(n, 65536))
