@@ -203,6 +203,18 @@ def _no_delay(forwarder: Any) -> None:
         server.RequestHandlerClass = ForwardHandler
 
 
+def _copy(recv: Callable[[int], bytes], send: Callable[[bytes], Any]) -> None:
+    """Send what ``recv`` reads until it reads nothing or either side fails."""
+    try:
+        while True:
+            data = recv(65536)
+            if not data:
+                return
+            send(data)
+    except (OSError, EOFError):
+        pass
+
+
 def _forward(sock: socket.socket, chan: Any) -> None:
     """Move bytes between a forwarded local connection and its ssh channel until either
     side closes: this thread from the socket to the channel, a thread of its own back.
@@ -213,13 +225,7 @@ def _forward(sock: socket.socket, chan: Any) -> None:
     """
     def back() -> None:
         try:
-            while True:
-                data = chan.recv(65536)
-                if not data:
-                    break
-                sock.sendall(data)
-        except (OSError, EOFError):
-            pass
+            _copy(chan.recv, sock.sendall)
         finally:
             try:
                 sock.shutdown(socket.SHUT_RDWR)  # wakes the other direction
@@ -229,13 +235,7 @@ def _forward(sock: socket.socket, chan: Any) -> None:
     returning = threading.Thread(target=back, name="pastset-tunnel-back", daemon=True)
     returning.start()
     try:
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                break
-            chan.sendall(data)
-    except (OSError, EOFError):
-        pass
+        _copy(sock.recv, chan.sendall)
     finally:
         chan.close()  # wakes the other direction
         returning.join(CLOSE_TIMEOUT)
