@@ -19,6 +19,7 @@ from pastset.launch.plugins import launchers, make_plugin_manager
 from pastset.settings.load import load_settings
 from pastset.settings.specs import SETTINGS
 
+from helpers.docblocks import PAGES, blocks
 from helpers.paths import DOCS, ROOT
 
 if sys.version_info >= (3, 11):
@@ -26,11 +27,8 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-PAGES = sorted(DOCS.glob("*.md"))
 #: the built-in launchers' option specs, by name
 OPTIONS = {name: info.cls.option_specs for name, info in launchers(make_plugin_manager(autoload=False)).items()}
-#: a fenced block: its info string (language and attributes) and its text
-BLOCK = re.compile(r"^```([^\n]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
 def _load_hook():
@@ -43,14 +41,6 @@ def _load_hook():
 HOOK = _load_hook()
 CLUSTERS = (DOCS / "clusters.md").read_text(encoding="utf-8")
 CLUSTERS_EXPANDED = HOOK.expand(CLUSTERS)
-
-
-def blocks(kind: str):
-    """(page, info, text) of every fenced block of the docs whose language is ``kind``."""
-    for page in PAGES:
-        for info, text in BLOCK.findall(page.read_text(encoding="utf-8")):
-            if info.split(" ", 1)[0] == kind:
-                yield page, info, text
 
 
 def test_the_settings_page_is_made_from_the_settings_table():
