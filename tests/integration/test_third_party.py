@@ -12,7 +12,6 @@ hides it.
 from __future__ import annotations
 
 import os
-import re
 import site
 import subprocess
 import sys
@@ -21,35 +20,20 @@ from pathlib import Path
 import pytest
 
 from helpers.apps import write_apps
-from helpers.paths import DOCS
+from helpers.docblocks import block
 
 pytestmark = pytest.mark.slow
 
+#: the plugin's pyproject.toml: the one of the docs, built by the small backend below
 PYPROJECT = """\
 [build-system]
 requires = []
 build-backend = "acme_build"
 backend-path = ["."]
 
-[project]
-name = "acme-pastset-launcher"
-version = "1.2"
-description = "An example pastset launcher plugin"
-requires-python = ">=3.9"
-dependencies = ["pastset"]
-
-[project.entry-points.pastset]
-acme = "acme_pastset"
-"""
-
-def _documented_plugin() -> str:
-    """The launcher plugin example of the docs, so the documented code is the tested code."""
-    readme = (DOCS / "plugins.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
-    return next(block for block in blocks if "class AcmeLauncher(Launcher)" in block)
-
-
-PLUGIN = _documented_plugin()
+""" + block("plugins.md", "toml", "# pyproject.toml of your plugin\n")
+#: the launcher plugin example of the docs, so the documented code is the tested code
+PLUGIN = block("plugins.md", "python", '"""acme: ')
 
 # A minimal PEP 517 backend: the wheel holds the module and a dist-info made from pyproject.toml.
 BACKEND = '''\

@@ -8,17 +8,22 @@ site is checked for anything fetched from the network in tests/wired/test_docs_s
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import shlex
 import sys
 
 import pytest
 
+from pastset.cli.flags import setting_flags
 from pastset.cli.main import COMMANDS, DOCS_HOME, build_parser
 from pastset.cli.main import DOCS as COMMAND_DOCS
 from pastset.launch.plugins import launchers, make_plugin_manager
+from pastset.settings.hostfile import read_host_file
 from pastset.settings.load import load_settings
-from pastset.settings.specs import SETTINGS
+from pastset.settings.specs import BY_ENV, SETTINGS
 
+from helpers.docblocks import PAGES, blocks
 from helpers.paths import DOCS, ROOT
 
 if sys.version_info >= (3, 11):
@@ -26,11 +31,8 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-PAGES = sorted(DOCS.glob("*.md"))
 #: the built-in launchers' option specs, by name
 OPTIONS = {name: info.cls.option_specs for name, info in launchers(make_plugin_manager(autoload=False)).items()}
-#: a fenced block: its info string (language and attributes) and its text
-BLOCK = re.compile(r"^```([^\n]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
 def _load_hook():
@@ -43,14 +45,6 @@ def _load_hook():
 HOOK = _load_hook()
 CLUSTERS = (DOCS / "clusters.md").read_text(encoding="utf-8")
 CLUSTERS_EXPANDED = HOOK.expand(CLUSTERS)
-
-
-def blocks(kind: str):
-    """(page, info, text) of every fenced block of the docs whose language is ``kind``."""
-    for page in PAGES:
-        for info, text in BLOCK.findall(page.read_text(encoding="utf-8")):
-            if info.split(" ", 1)[0] == kind:
-                yield page, info, text
 
 
 def test_the_settings_page_is_made_from_the_settings_table():
@@ -137,3 +131,78 @@ def test_the_readme_is_a_front_door():
     shown = re.search(r"^\$ " + re.escape(session.group(1)) + r"\n(.*?)^```", tutorial, re.DOTALL | re.MULTILINE)
     assert shown and sorted(shown.group(1).splitlines()) == sorted(session.group(2).splitlines())
     assert "![" in readme
+
+
+#: what a shell line of the docs may run besides ``python -m pastset``: the command and what it is checked by
+OTHER_COMMANDS = {
+    "cd": "the directory exists in the repository",
+    "pip": "each extra it installs is declared in pyproject.toml",
+    "python -m pytest": "the suite itself",
+    "mkdocs": "tests/wired/test_docs_site.py builds the site",
+}
+
+
+def shell_commands():
+    """(page, variables, argv, directory) of every command of every ``bash`` block of the
+    docs and the README, ``A && B`` as two; directory is where a ``cd`` before it went."""
+    for page, _info, text in blocks("bash", [*PAGES, ROOT / "README.md"]):
+        directory = ROOT
+        for line in text.splitlines():
+            words = shlex.split(line, comments=True)
+            while words:
+                command, words = (words[:words.index("&&")], words[words.index("&&") + 1:]) if "&&" in words \
+                    else (words, [])
+                variables = {}
+                while command and re.fullmatch(r"[A-Z_]+=.*", command[0]):
+                    name, value = command.pop(0).split("=", 1)
+                    variables[name] = value
+                yield page, variables, command, directory
+                if command[0] == "cd":
+                    directory = directory / command[1]
+
+
+def test_every_shell_command_shown_parses_with_pastsets_own_parser():
+    """Every ``python -m pastset ...`` line of a ``bash`` block (cluster runs included) is a
+    command line pastset's parser takes, its flags and PS* variables valid settings, and a
+    run's APP is in its bin directory when that is in the repository; the other commands are
+    the few of :data:`OTHER_COMMANDS`."""
+    parser = build_parser()
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pastset_commands = 0
+    for page, variables, argv, directory in shell_commands():
+        where = f"{page.name}: {' '.join(argv)}"
+        if argv[:3] == ["python", "-m", "pastset"]:
+            try:
+                args = parser.parse_args(argv[3:])
+            except SystemExit:
+                raise AssertionError(f"{where}: pastset's parser refuses it") from None
+            assert set(variables) <= set(BY_ENV), f"{where}: {set(variables) - set(BY_ENV)} are no settings"
+            environ = {name: os.path.expanduser(value) for name, value in variables.items()}
+            load_settings(flags=setting_flags(args), config_file=os.devnull, environ=environ, cwd=str(directory),
+                          launcher_options=OPTIONS)
+            if args.command == "run" and not os.path.expanduser(args.bin or environ.get("PSBIN", ".")).startswith("/"):
+                bin_dir = directory / (args.bin or environ.get("PSBIN", "."))
+                assert (bin_dir / args.app).is_file(), f"{where}: no {args.app} in {bin_dir}"
+            pastset_commands += 1
+        elif argv[0] == "cd":
+            assert (directory / argv[1]).is_dir(), where
+        elif argv[0] == "pip":
+            for extra in re.findall(r"\[(\w+)\]", " ".join(argv)):
+                assert extra in extras, f"{where}: no extra {extra!r} in pyproject.toml"
+        else:
+            assert any(" ".join(argv).startswith(known) for known in OTHER_COMMANDS), f"{where}: an unknown command"
+    assert pastset_commands >= 8
+
+
+def test_a_line_shown_from_a_program_is_a_line_of_that_program():
+    """The tutorial's one-line snippet is the slip of examples/tutorial/square_typo.py, which
+    its deadlock session runs (tests/wired/test_docs_sessions.py)."""
+    line = next(text for page, info, text in blocks("python") if page.name == "tutorial.md" and "title=" not in info)
+    assert line in (ROOT / "examples" / "tutorial" / "square_typo.py").read_text(encoding="utf-8").splitlines(True)
+    assert line not in (ROOT / "examples" / "tutorial" / "square.py").read_text(encoding="utf-8")
+
+
+def test_the_hosts_file_shown_is_read_as_the_page_says(tmp_path):
+    sample = next(text for page, _, text in blocks("text") if page.name == "clusters.md" and text.startswith("n0\n"))
+    (tmp_path / "pshosts").write_text(sample, encoding="utf-8")
+    assert read_host_file(str(tmp_path / "pshosts")) == ["n0", "n1"]

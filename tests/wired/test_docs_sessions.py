@@ -5,7 +5,9 @@ install`` sessions are left to CI, which starts with them.)
 
 Output lines are compared as a set of lines in any order (the app's and the tasks' lines
 interleave as the machine schedules them), after the parts that differ from run to run
-(times, durations, the host) are masked on both sides.
+(times, durations, the host, which worker took which task, where the repository is) are
+masked on both sides, and the lines that mark the failing expression of a traceback line
+(``~~~^~~``, printed by Python 3.11 and later only) are left out on both sides.
 """
 from __future__ import annotations
 
@@ -23,12 +25,16 @@ from helpers.runs import TAG_ENV
 TUTORIAL = DOCS / "tutorial.md"
 #: where a page's sessions run
 WORKING_DIRECTORY = {"tutorial.md": EXAMPLES / "tutorial"}
+#: a line of a traceback that only marks where in the line above the error is
+TRACEBACK_MARKS = re.compile(r"^(\[t\d+\] )?\s*[~^]+\s*$")
 #: what differs between two runs of the same command: masked on both sides
 VARYING = [
     (re.compile(r"\b\d\d:\d\d:\d\d\.\d{3}\b"), "HH:MM:SS.mmm"),
     (re.compile(r"\b\d+\.\d+ s\b"), "N s"),
     (re.compile(r'host="[^"]*"'), 'host="HOST"'),
-    (re.compile(r"\[(w\d+)@[^\]]*\]"), r"[\1@HOST]"),
+    (re.compile(r"\[w\d+@[^\]]*\]"), "[wN@HOST]"),
+    (re.compile(r"\bworker=w\d+"), "worker=wN"),
+    (re.compile(r'File "[^"]*/'), 'File ".../'),
     (re.compile(r"duration=[\d.]+"), "duration=N"),
     (re.compile(r"\b\d{8}-\d{6}-\d+\b"), "RUN-ID"),
     (re.compile(r"\b(\d+\.\d+\.\d+\.\d+):\d+\b"), r"\1:PORT"),
@@ -51,6 +57,8 @@ def sessions(page=None) -> List[Tuple[str, List[str], List[str]]]:
 def masked(lines: List[str]) -> List[str]:
     result = []
     for line in lines:
+        if TRACEBACK_MARKS.match(line):
+            continue
         for pattern, replacement in VARYING:
             line = pattern.sub(replacement, line)
         result.append(line.rstrip())

@@ -1,0 +1,115 @@
+"""The output samples of the docs that are not shell sessions, against real output: each is
+made again by running what the page says made it, and compared after masking what differs
+between two runs (times, run ids, ports, tokens, the host; for a status seen mid-run, every
+count too) on both sides, as the sessions of tests/wired/test_docs_sessions.py are.
+"""
+from __future__ import annotations
+
+import re
+from typing import List
+
+from helpers.apps import write_apps
+from helpers.docblocks import block
+from helpers.paths import EXAMPLES
+from helpers.runs import LiveRun, run
+
+#: what differs between two runs: masked on both sides, in this order
+VARYING = [
+    (re.compile(r"\b\d{8}-\d{6}-\d+\b"), "RUN-ID"),
+    (re.compile(r"\b\d+\.\d+\.\d+\.\d+:\d+\b"), "ADDRESS"),
+    (re.compile(r"\S+ \(127\.0\.0\.1\)"), "HOST"),
+    (re.compile(r"token=[^\s.]+"), "token=TOKEN"),
+    (re.compile(r"\b\d\d:\d\d:\d\d\.\d{3}\b"), "HH:MM:SS.mmm"),
+    (re.compile(r"\s+"), " "),
+]
+#: what differs between two looks at one run as well: every count, time and rate
+COUNTS = (re.compile(r"(?<![\w.])\d+(?:\.\d+)?"), "N")
+
+
+def shape(lines: List[str], counts: bool = False) -> List[str]:
+    """The lines with what differs between runs masked (every number too, with ``counts``)
+    and runs of spaces made one."""
+    result = []
+    for line in lines:
+        for pattern, replacement in VARYING + ([COUNTS] if counts else []):
+            line = pattern.sub(replacement, line)
+        result.append(line.strip())
+    return result
+
+
+def test_the_status_sample_is_what_status_shows_of_the_tutorial_program(env):
+    """The page's status is of the tutorial's program with 120 jobs while the app waits at
+    its bound: ``pastset status`` is asked until it shows that moment (the app also spends
+    instants moving, with no call waiting)."""
+    sample = block("observing.md", "text", "$ python -m pastset status\n")
+    command, *shown = sample.splitlines()
+    assert command == "$ python -m pastset status"
+    seen: List[str] = []
+    with LiveRun(["run", "--procs", "2", "squares.py", "120"], env, cwd=str(EXAMPLES / "tutorial")) as live:
+        live.record()
+        while live.proc.poll() is None:
+            done = run(["status"], env)
+            if done.returncode == 0 and done.stdout.strip():  # not once the run has ended
+                seen = done.stdout.splitlines()
+                if shape(seen, counts=True) == shape(shown, counts=True):
+                    break
+        else:
+            raise AssertionError("pastset status never showed what observing.md shows; it last showed:\n"
+                                 + "\n".join(seen))
+
+
+def same_lines(sample: List[str], real: List[str]) -> bool:
+    """Whether the sample is those real lines, masked; ``...`` in a sample line stands for
+    whatever the page leaves out there."""
+    if len(sample) != len(real):
+        return False
+    return all(re.fullmatch(".*".join(map(re.escape, want.split("..."))), got)
+               for want, got in zip(shape(sample), shape(real)))
+
+
+def shown_in(sample: List[str], output: str) -> bool:
+    """Whether the sample's lines come one after another in ``output``."""
+    lines = output.splitlines()
+    return any(same_lines(sample, lines[i:i + len(sample)]) for i in range(len(lines)))
+
+
+def test_the_failed_tasks_summary_is_what_a_run_prints(env, apps):
+    sample = block("running.md", "text", "pastset: 2 of 4 tasks failed:\n").splitlines()
+    write_apps(apps, {
+        "app.py": "import pastset\npset = pastset.PastSet()\n"
+                  "for name in ('ok.py', 'bad.py', 'nowhere.py', 'ok.py'):\n"
+                  "    task = pset.spawn(name)\n"
+                  "    try:\n        task.wait()\n    except pastset.TaskError:\n        pass\n",
+        "ok.py": "",
+        "bad.py": "import sys\nsys.exit(2)\n",
+    })
+    done = run(["run", "--procs", "1", "--bin", str(apps), "app.py"], env)
+    assert done.returncode == 0, done.stderr
+    assert shown_in(sample, done.stderr), done.stderr
+
+
+def test_the_slip_in_a_template_is_marked_as_the_page_shows(env, apps):
+    sample = block("running.md", "text", "elements holding tuples nobody observes:\n").splitlines()
+    write_apps(apps, {"app.py": "import pastset\npset = pastset.PastSet()\n"
+                                "pset.enter(('results', int)).move(('results', 1))\n"
+                                "pset.enter(('result', int)).observe()\n"})
+    done = run(["run", "--procs", "1", "--deadlock-grace", "0.5", "--bin", str(apps), "app.py"], env)
+    assert done.returncode == 3, done.stderr
+    assert shown_in(sample, done.stderr), done.stderr
+
+
+def test_a_config_file_with_two_slips_is_reported_as_the_page_shows(env, tmp_path):
+    sample = block("running.md", "text", "pastset: error: config file 'pastset.toml' has 2 problems:\n").splitlines()
+    (tmp_path / "pastset.toml").write_text('[pastset]\nporcs = 2\n\n[pastset.launcher.slurm]\npartiton = "debug"\n')
+    done = run(["config", "--config", "pastset.toml"], env, cwd=str(tmp_path))
+    assert done.returncode == 1
+    assert same_lines(sample, done.stderr.splitlines()), done.stderr
+
+
+def test_the_dashboard_line_is_what_a_run_prints(env, apps):
+    sample = block("observing.md", "text", "pastset: ").splitlines()
+    assert "dashboard url=" in sample[0]
+    write_apps(apps, {"app.py": "print('done')\n"})
+    done = run(["run", "--procs", "1", "--dashboard", "0", "--bin", str(apps), "app.py"], env)
+    assert done.returncode == 0, done.stderr
+    assert shown_in(sample, done.stderr), done.stderr
