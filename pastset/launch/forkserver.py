@@ -332,7 +332,7 @@ def _become_task(request: Dict[str, Any], fds: List[int], dispositions: Dict[int
     sys.argv[:] = argv
     sys.path[:] = [os.path.dirname(os.path.realpath(path))] + base_path
     main = types.ModuleType("__main__")
-    main.__dict__.update(__file__=path, __builtins__=builtins, __cached__=None, __spec__=None,
+    main.__dict__.update(__file__=path, __builtins__=builtins, __cached__=None, __spec__=None, __annotations__={},
                          __loader__=importlib.machinery.SourceFileLoader("__main__", path))
     sys.modules["__main__"] = main
     try:
