@@ -5,7 +5,7 @@ of an empty file, waits for every one, and prints the time from its first spawn 
 last wait (the run's own start and end are not counted). The cost per task is that time
 over 200. Interleaved with the rounds, ``python -c pass`` is timed: what a task cost when
 each was a fresh interpreter. Prints the medians and ``ratio=task/python``; the target is
-<= 0.2 (issue 21: a worker's fork server starts tasks, :mod:`pastset.launch.forkserver`).
+<= 0.2 (a worker's fork server starts tasks: :mod:`pastset.launch.forkserver`).
 
     python bench/bench_task_start.py [--rounds 5] [--tasks 200]
 """

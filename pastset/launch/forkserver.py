@@ -330,6 +330,8 @@ def _become_task(request: Dict[str, Any], fds: List[int], dispositions: Dict[int
         _flush_stdio()
         os._exit(2)
     sys.argv[:] = argv
+    if hasattr(sys, "orig_argv"):  # Python 3.10+: the command line the process would have had
+        sys.orig_argv[:] = [sys.executable] + argv
     sys.path[:] = [os.path.dirname(os.path.realpath(path))] + base_path
     main = types.ModuleType("__main__")
     main.__dict__.update(__file__=path, __builtins__=builtins, __cached__=None, __spec__=None, __annotations__={},

@@ -25,6 +25,7 @@ import json, os, signal, sys, threading
 main = sys.modules["__main__"]
 seen = {
     "argv": sys.argv,
+    "orig_argv": getattr(sys, "orig_argv", None),
     "cwd": os.getcwd(),
     "path": sys.path,
     "name": __name__,
@@ -84,6 +85,8 @@ def test_a_forked_task_sees_what_a_fresh_interpreter_shows(apps, env, tmp_path):
     assert forked["env"]["PASTSET_TASK"] == "t1" and forked["env"]["PASTSET_WORKER"] == "w1"
     assert forked["cwd"] == str(apps)
     fresh["argv"][1] = str(forked_file)
+    if fresh["orig_argv"]:
+        fresh["orig_argv"][-1] = str(forked_file)
     assert forked == fresh
 
 
