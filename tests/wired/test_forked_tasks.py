@@ -189,7 +189,8 @@ def test_nothing_passes_from_one_task_to_the_next_on_a_worker(apps, env):
 
 def test_the_status_says_how_tasks_start(apps, env):
     write_apps(apps, {"status.py": "import pastset, json\n"
-                                   "print(json.dumps([w['task_start'] for w in pastset.PastSet().status()['workers']]))\n"})
+                                   "workers = pastset.PastSet().status()['workers']\n"
+                                   "print(json.dumps([w['task_start'] for w in workers]))\n"})
     done = finished(["run", "--procs", "2", "--bin", str(apps), "status.py"], env, 0)
     assert json.loads(done.stdout) == ["fork server", "fork server"]
 
