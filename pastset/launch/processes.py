@@ -22,6 +22,11 @@ import time
 import weakref
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
+try:
+    from typing import Protocol
+except ImportError:  # pragma: no cover - Python < 3.8
+    Protocol = object  # type: ignore[assignment]
+
 from ..wire.runenv import RUN_ENV
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,17 @@ _started: "weakref.WeakValueDictionary[int, subprocess.Popen]" = weakref.WeakVal
 #: held while a child is started and registered, and while others are reaped: a child
 #: that exits at once is never taken for someone else's
 _started_lock = threading.Lock()
+
+
+class ChildProcess(Protocol):
+    """What :func:`wait_exit`, :func:`signal_group` and :func:`stop_child` need of a child:
+    a ``subprocess.Popen``, or a task forked by a worker's fork server."""
+
+    pid: int
+
+    def poll(self) -> Optional[int]: ...
+
+    def wait(self, timeout: Optional[float] = None) -> int: ...
 
 
 def prctl(option: int, value: int) -> bool:
@@ -116,7 +132,7 @@ def start_child(
     return proc
 
 
-def wait_exit(proc: subprocess.Popen, timeout: float) -> Optional[int]:
+def wait_exit(proc: ChildProcess, timeout: float) -> Optional[int]:
     """Wait at most ``timeout`` s for ``proc`` to exit; its exit code, or None if still running.
 
     On Linux it wakes the moment the process exits (a pidfd), where ``Popen.wait(timeout)``
@@ -146,7 +162,7 @@ def wait_exit(proc: subprocess.Popen, timeout: float) -> Optional[int]:
     return proc.poll()
 
 
-def signal_group(proc: subprocess.Popen, sig: int) -> None:
+def signal_group(proc: ChildProcess, sig: int) -> None:
     """Send ``sig`` to the process group and the session led by ``proc``; quiet if gone.
 
     The session catches what left the group (a shell's background jobs get groups of
@@ -161,7 +177,7 @@ def signal_group(proc: subprocess.Popen, sig: int) -> None:
     signal_processes(members, sig)
 
 
-def stop_child(proc: subprocess.Popen, grace: float = 2.0) -> Optional[int]:
+def stop_child(proc: ChildProcess, grace: float = 2.0) -> Optional[int]:
     """SIGTERM the child's whole group, SIGKILL it after ``grace`` seconds; reap it.
 
     The group is killed even when its leader has already exited, so grandchildren that

@@ -259,6 +259,7 @@ const workerColumns = [
   {key: "cores", title: "Cores", num: true},
   {key: "memory_mb", title: "Memory MB", num: true},
   {key: "benchmark", title: "Bench", num: true},
+  {key: "task_start", title: "Task start"},
   {key: "system", title: "System", value: (r) => [r.system, r.arch].filter(Boolean).join(" ")},
 ];
 let workers = null;

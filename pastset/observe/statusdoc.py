@@ -72,6 +72,9 @@ key                    meaning
   ``disk_mb``          free disk in the run's directory
   ``benchmark``        a quick CPU score (higher is faster)
   ``pid``              the worker's process id on its host
+  ``task_start``       how its tasks start: ``fork server`` (forked from a process that
+                       has imported pastset: milliseconds) or ``fresh interpreter`` (``python
+                       APP``, when the ``python`` setting names another interpreter)
   ``state``            idle, busy, halted, exited or lost
   ``running``          ids of the tasks it is running now
   ``slots``            how many tasks it may hold at once (the run's ``slots``; 0: no bound)
@@ -111,7 +114,7 @@ KEYS: Dict[str, Sequence[str]] = {
     "tasks": ("id", "application", "args", "state", "worker", "host", "pid", "returncode", "error",
               "spawned", "started", "ended", "run_time"),
     "workers": ("id", "host", "system", "arch", "cores", "memory_mb", "disk_mb", "benchmark", "pid",
-                "state", "running", "slots", "slots_used", "done", "failed"),
+                "task_start", "state", "running", "slots", "slots_used", "done", "failed"),
     "runner": ("app", "args", "launcher", "started", "phase", "deadlock", "trace"),
     "deadlock": ("state", "stuck_s", "grace", "reason"),
 }

@@ -30,7 +30,7 @@ WORKER_COLUMNS: Columns = (
     ("id", "ID"), ("host", "HOST"), ("state", "STATE"), ("slots_shown", "SLOTS"), ("running", "CURRENT TASKS"),
     ("system", "SYSTEM"),
     ("arch", "ARCH"), ("cores", "CORES"), ("memory_mb", "MEMORY MB"), ("disk_mb", "DISK MB"),
-    ("benchmark", "BENCH"), ("done", "DONE"), ("failed", "FAILED"),
+    ("benchmark", "BENCH"), ("task_start", "TASK START"), ("done", "DONE"), ("failed", "FAILED"),
 )
 #: the narrower columns ``top`` shows
 TOP_ELEMENT_COLUMNS: Columns = (

@@ -11,6 +11,11 @@ lost — or the run says stop — the worker kills its tasks and exits, so no ta
 its run. The worker is the child subreaper of its tasks (:mod:`pastset.launch.subreaper`):
 whatever they start, daemons included, stays in its tree, and ends when it does; and a
 keeper process above it ends all that even when the worker is killed outright.
+
+Tasks start through the worker's fork server (:mod:`pastset.launch.forkserver`), forked
+from a process that has imported pastset already, in milliseconds and each as a fresh
+program; a ``python`` setting that names another interpreter starts them as
+``python APP ARGS`` instead (the worker's ``task_start`` in the status says which).
 """
 from __future__ import annotations
 
@@ -25,11 +30,12 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..client.sessions import WorkerSession
 from ..client.task import app_not_found
 from ..errors import ConnectError, PastSetError
+from ..launch.forkserver import ForkedTask, ForkServer, ForkServerGone
 from ..launch.processes import start_child, stop_child
 from ..launch.subreaper import Reaper, become_subreaper, end_descendants, fork_keeper
 from ..wire.connection import format_address, parse_address
@@ -48,6 +54,10 @@ MAX_TASK_LINE = 4 * 2**20
 TASK_GRACE = 1.0
 #: seconds what a worker left behind gets between SIGTERM and SIGKILL once it is gone
 KEEPER_GRACE = 1.0
+#: a running task's process: forked by the fork server, or a fresh interpreter
+TaskProcess = Union[ForkedTask, subprocess.Popen]
+#: how a worker's tasks start, as its ``task_start`` in the status says
+FORKED, FRESH = "fork server", "fresh interpreter"
 
 
 def benchmark() -> float:
@@ -59,7 +69,7 @@ def benchmark() -> float:
     return round(20000 / ((time.perf_counter() - start) * 1e6), 3)
 
 
-def specs(bin_dir: str, local_address: str = "") -> Dict[str, Any]:
+def specs(bin_dir: str, local_address: str = "", task_start: str = FRESH) -> Dict[str, Any]:
     """What this worker tells the scheduler about its host."""
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
@@ -78,6 +88,7 @@ def specs(bin_dir: str, local_address: str = "") -> Dict[str, Any]:
         "disk_mb": disk,
         "benchmark": benchmark(),
         "pid": os.getpid(),
+        "task_start": task_start,
     }
 
 
@@ -147,13 +158,16 @@ class OutputForwarder:
 class Worker:
     """One worker process's life: register, run tasks, stop them all at the end."""
 
-    def __init__(self, session: WorkerSession, bin_dir: str, python: List[str], task_env: Dict[str, str]):
+    def __init__(self, session: WorkerSession, bin_dir: str, python: List[str], task_env: Dict[str, str],
+                 fork_server: Optional[ForkServer] = None):
         self.session = session
         self.bin_dir = bin_dir
         self.python = python
         self.task_env = task_env
+        #: starts tasks by forking; None: each task is ``python APP ARGS``
+        self.fork_server = fork_server
         self.output = OutputForwarder(session)
-        self.tasks: Dict[str, subprocess.Popen] = {}
+        self.tasks: Dict[str, TaskProcess] = {}
         self._reapers: List[threading.Thread] = []  # each reports its task's end, then ends
         self._lock = threading.Lock()
 
@@ -163,7 +177,8 @@ class Worker:
 
     def serve(self) -> int:
         """Run until halt (and our tasks are done), stop, or the loss of the server."""
-        self.session.register(specs(self.bin_dir, self.session.local_address()))
+        task_start = FORKED if self.fork_server is not None else FRESH
+        self.session.register(specs(self.bin_dir, self.session.local_address(), task_start))
         log.info("registered as %s", self.worker_id)
         sampler = TaskSampler(self._running_pids, self.session.task_samples).start()
         reaper = Reaper().start()
@@ -182,6 +197,8 @@ class Worker:
         finally:
             sampler.stop()
             self.stop_tasks()
+            if self.fork_server is not None:
+                self.fork_server.close(TASK_GRACE)
             reaper.stop()
             left = end_descendants(TASK_GRACE)  # what the tasks started, wherever it went
             if left:
@@ -236,8 +253,7 @@ class Worker:
             return
         env = dict(self.task_env, **{TASK_ENV: task_id, WORKER_ENV: self.worker_id})
         try:
-            proc = start_child(self.python + [path] + list(args), env=env, cwd=self.bin_dir,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            proc = self._start_process([path] + list(args), env)
         except OSError as exc:
             self.session.task_finished(task_id, None, f"cannot start the task {app!r}: {exc}")
             return
@@ -250,7 +266,20 @@ class Worker:
             self._reapers = [r for r in self._reapers if r.is_alive()] + [reaper]
         reaper.start()
 
-    def _reap(self, task_id: str, proc: subprocess.Popen, pumps: List[threading.Thread]) -> None:
+    def _start_process(self, argv: List[str], env: Dict[str, str]) -> TaskProcess:
+        """Start ``APP ARGS``: forked by the fork server, else (or once that is gone) as
+        ``python APP ARGS``."""
+        if self.fork_server is not None:
+            try:
+                return self.fork_server.spawn(argv, env, self.bin_dir)
+            except ForkServerGone as exc:
+                print(f"pastset worker {self.worker_id}: {exc}; its tasks start as fresh interpreters from now on",
+                      file=sys.stderr)
+                self.fork_server = None
+        return start_child(self.python + argv, env=env, cwd=self.bin_dir,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def _reap(self, task_id: str, proc: TaskProcess, pumps: List[threading.Thread]) -> None:
         returncode = proc.wait()
         for pump in pumps:
             pump.join(5)
@@ -358,7 +387,10 @@ def main(address: str, run_id: str, bin_dir: str, authkey_stdin: bool = False,
             if fingerprint:
                 task_env[TLS_ENV] = fingerprint
             interpreter = shlex.split(python) if python else [sys.executable]
-            worker = Worker(session, os.path.abspath(bin_dir), interpreter, task_env)
+            bin_path = os.path.abspath(bin_dir)
+            # another interpreter (or a wrapper command) runs each task as it is given
+            fork_server = None if python else ForkServer(interpreter, task_env, bin_path, tls=bool(fingerprint))
+            worker = Worker(session, bin_path, interpreter, task_env, fork_server)
             return worker.serve()
     finally:
         # our tasks are stopped: a late SIGTERM now just ends us, rather than raising

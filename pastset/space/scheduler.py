@@ -42,6 +42,7 @@ class WorkerInfo:
     disk_mb: int = 0
     benchmark: float = 0.0
     pid: int = 0
+    task_start: str = "?"  # how its tasks start: "fork server" or "fresh interpreter"
     registered: float = field(default_factory=time.time)
     state: str = "idle"  # idle | busy | halted | exited | lost
     running: List[str] = field(default_factory=list)

@@ -82,8 +82,14 @@ class Daemons:
         return identity
 
     def worker_pid(self) -> int:
-        """The PID of the worker that ran the task (the task wrote it)."""
-        return int((self.where / "worker.pid").read_text())
+        """The PID of the worker that ran the task: the task wrote its parent's, which is
+        the worker's fork server (its parent the worker), or the worker itself."""
+        parent = int((self.where / "worker.pid").read_text())
+        with open(f"/proc/{parent}/cmdline", "rb") as f:
+            if b"pastset.launch.forkserver" not in f.read():
+                return parent
+        with open(f"/proc/{parent}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
 
     def kill_left(self) -> None:
         """Kill the daemons still running: those seen, and those that wrote a PID file and

@@ -26,7 +26,7 @@ def test_the_document_keys_are_pinned():
         "tasks": ["id", "application", "args", "state", "worker", "host", "pid", "returncode", "error",
                   "spawned", "started", "ended", "run_time"],
         "workers": ["id", "host", "system", "arch", "cores", "memory_mb", "disk_mb", "benchmark", "pid",
-                    "state", "running", "slots", "slots_used", "done", "failed"],
+                    "task_start", "state", "running", "slots", "slots_used", "done", "failed"],
         "runner": ["app", "args", "launcher", "started", "phase", "deadlock", "trace"],
         "deadlock": ["state", "stuck_s", "grace", "reason"],
     }
