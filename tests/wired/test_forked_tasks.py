@@ -206,3 +206,14 @@ def test_tasks_of_a_farm_start_run_and_report_in_order(apps, env):
     squares = sorted(int(line.split()[-1]) for line in done.stdout.splitlines() if line.startswith("square"))
     assert squares == sorted(i * i for i in range(60))
     assert "True" in done.stdout.splitlines()
+
+
+def test_a_python_setting_naming_a_wrapper_still_runs_tasks(apps, env, tmp_path):
+    wrapper = tmp_path / "python-wrapper"
+    wrapper.write_text(f'#!/bin/sh\nexport WRAPPED=yes\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    write_apps(apps, {"wrapped.py": "import os, sys\nprint('task sees', os.environ.get('WRAPPED'), sys.argv[1:])\n"})
+    done = finished(["run", "--python", str(wrapper), "--procs", "1", "--bin", str(apps), "spawner.py",
+                     "wrapped.py a b"], env, 0)
+    assert "task sees yes ['a', 'b']" in done.stdout
+    assert "wrapped.py 0" in done.stdout
