@@ -45,7 +45,9 @@ cells = {"pastset": pastset}
 for statement in ast.parse(source).body:
     cell = ast.get_source_segment(source, statement)
     if isinstance(statement, ast.Expr):
-        print("out:", repr(eval(cell, cells)), flush=True)
+        value = eval(cell, cells)
+        if value is not None:
+            print("out:", repr(value), flush=True)
     else:
         exec(cell, cells)
     if "pset" in cells and "job" not in cells:
@@ -79,7 +81,7 @@ def test_the_notebook_snippet_submits_its_workers_to_slurm(slurm) -> None:
     submitted = submitted_job(done.stderr, "SLURM")
     assert submitted["workers"] == re.search(r"procs=(\d+)", snippet).group(1), out
     assert f"task ran in job {submitted['job']} and exited 0" in done.stdout, out
-    assert re.search(r"^out: \[.*'app': 'where\.py'", done.stdout, re.MULTILINE), out  # run.status()["tasks"]
+    assert re.search(r"^out: \[.*'application': 'where\.py'", done.stdout, re.MULTILINE), out  # run.status()["tasks"]
     assert done.stdout.splitlines()[-1] == "closed True", out
     assert not jobs_left(cluster, 15)
     assert not any((home / ".pastset" / "jobs").iterdir()), "the job directory was left behind"
@@ -125,7 +127,8 @@ def test_a_failing_prologue_line_is_reported_as_the_page_shows(ssh_cluster: SshC
     prologue = tomllib.loads(block("clusters.md", "toml", "[pastset.launcher.slurm]\nprologue ="))
     node = ssh_cluster.nodes[0]
     hosts = ssh_cluster.write_hosts_file(tmp_path / "hosts", [node])
-    config = write_config(tmp_path / "pastset.toml", "ssh", {"prologue": prologue["pastset"]["launcher"]["slurm"]["prologue"][:1]},
+    first = prologue["pastset"]["launcher"]["slurm"]["prologue"][:1]
+    config = write_config(tmp_path / "pastset.toml", "ssh", {"prologue": first},
                           settings={"hosts": str(hosts), "ssh": ssh_cluster.ssh_command, "python": ssh_cluster.python})
     done = run(["run", "--config", str(config), "--bin", str(EXAMPLES), "mcpiserver.py", "1", "1", "100"],
                batch_env(os.environ, tmp_path), timeout=40)
