@@ -123,7 +123,8 @@ def test_a_host_that_is_down_is_reported_as_the_page_shows(ssh_cluster: SshClust
 
 def test_a_failing_prologue_line_is_reported_as_the_page_shows(ssh_cluster: SshCluster, tmp_path: Path) -> None:
     """The first line of the page's SLURM prologue, on an ssh host without environment modules."""
-    sample = block("clusters.md", "text", "pastset: error: workers failed to start:\n  n1: pastset-prologue").splitlines()
+    start = "pastset: error: workers failed to start:\n  n1: pastset-prologue"
+    sample = block("clusters.md", "text", start).splitlines()
     prologue = tomllib.loads(block("clusters.md", "toml", "[pastset.launcher.slurm]\nprologue ="))
     node = ssh_cluster.nodes[0]
     hosts = ssh_cluster.write_hosts_file(tmp_path / "hosts", [node])

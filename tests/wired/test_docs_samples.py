@@ -5,7 +5,6 @@ count too) on both sides, as the sessions of tests/wired/test_docs_sessions.py a
 """
 from __future__ import annotations
 
-import re
 from typing import List
 
 from helpers.apps import write_apps
@@ -13,6 +12,7 @@ from helpers.docblocks import block
 from helpers.docoutput import same_lines, shape, shown_in
 from helpers.paths import EXAMPLES
 from helpers.runs import LiveRun, run
+
 
 def test_the_status_sample_is_what_status_shows_of_the_tutorial_program(env):
     """The page's status is of the tutorial's program with 120 jobs while the app waits at
