@@ -5,36 +5,13 @@ count too) on both sides, as the sessions of tests/wired/test_docs_sessions.py a
 """
 from __future__ import annotations
 
-import re
 from typing import List
 
 from helpers.apps import write_apps
 from helpers.docblocks import block
+from helpers.docoutput import same_lines, shape, shown_in
 from helpers.paths import EXAMPLES
 from helpers.runs import LiveRun, run
-
-#: what differs between two runs: masked on both sides, in this order
-VARYING = [
-    (re.compile(r"\b\d{8}-\d{6}-\d+\b"), "RUN-ID"),
-    (re.compile(r"\b\d+\.\d+\.\d+\.\d+:\d+\b"), "ADDRESS"),
-    (re.compile(r"\S+ \(127\.0\.0\.1\)"), "HOST"),
-    (re.compile(r"token=[^\s.]+"), "token=TOKEN"),
-    (re.compile(r"\b\d\d:\d\d:\d\d\.\d{3}\b"), "HH:MM:SS.mmm"),
-    (re.compile(r"\s+"), " "),
-]
-#: what differs between two looks at one run as well: every count, time and rate
-COUNTS = (re.compile(r"(?<![\w.])\d+(?:\.\d+)?"), "N")
-
-
-def shape(lines: List[str], counts: bool = False) -> List[str]:
-    """The lines with what differs between runs masked (every number too, with ``counts``)
-    and runs of spaces made one."""
-    result = []
-    for line in lines:
-        for pattern, replacement in VARYING + ([COUNTS] if counts else []):
-            line = pattern.sub(replacement, line)
-        result.append(line.strip())
-    return result
 
 
 def test_the_status_sample_is_what_status_shows_of_the_tutorial_program(env):
@@ -56,21 +33,6 @@ def test_the_status_sample_is_what_status_shows_of_the_tutorial_program(env):
         else:
             raise AssertionError("pastset status never showed what observing.md shows; it last showed:\n"
                                  + "\n".join(seen))
-
-
-def same_lines(sample: List[str], real: List[str]) -> bool:
-    """Whether the sample is those real lines, masked; ``...`` in a sample line stands for
-    whatever the page leaves out there."""
-    if len(sample) != len(real):
-        return False
-    return all(re.fullmatch(".*".join(map(re.escape, want.split("..."))), got)
-               for want, got in zip(shape(sample), shape(real)))
-
-
-def shown_in(sample: List[str], output: str) -> bool:
-    """Whether the sample's lines come one after another in ``output``."""
-    lines = output.splitlines()
-    return any(same_lines(sample, lines[i:i + len(sample)]) for i in range(len(lines)))
 
 
 def test_the_failed_tasks_summary_is_what_a_run_prints(env, apps):
