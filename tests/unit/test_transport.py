@@ -1,6 +1,6 @@
 """pastset.wire.connection without a network: address parsing and formatting, the client
 factory BaseManager uses, messages arriving whole however the bytes are cut (a socketpair),
-and the shipped keepalive bound."""
+a longer message than the first read asks for, and the shipped keepalive bound."""
 from __future__ import annotations
 
 import socket
@@ -78,6 +78,29 @@ def test_messages_arrive_whole_however_the_bytes_are_cut():
         for conn in (reader, writer):
             conn.close()
 
+
+
+def test_messages_around_the_first_reads_size_arrive_whole():
+    """The read that waits for a message asks for FIRST_READ bytes; a longer message is
+    finished by reads of exactly what is missing, and the message after it is not lost."""
+    import os
+    import struct
+    import sys
+
+    # the waiting read's buffer is one of pymalloc's small blocks (see FIRST_READ)
+    assert sys.getsizeof(b"x" * transport.FIRST_READ) <= 512
+    a, b = socket.socketpair()
+    reader, writer = transport.Connection(a.detach()), transport.Connection(b.detach())
+    try:
+        for body_size in (transport.FIRST_READ - 5, transport.FIRST_READ - 4, transport.FIRST_READ - 3,
+                          transport.FIRST_READ, transport.FIRST_READ + 1, 4096, 70_000):
+            body = bytes(range(256)) * (body_size // 256) + b"z" * (body_size % 256)
+            os.write(writer.fileno(), struct.pack("!i", len(body)) + body + struct.pack("!i", 2) + b"ok")
+            assert reader.recv_message() == body
+            assert reader.recv_message() == b"ok"
+    finally:
+        for conn in (reader, writer):
+            conn.close()
 
 def test_the_shipped_keepalive_notices_a_vanished_peer_within_30_s():
     """Probes begin after KEEPALIVE_IDLE s of silence; the kernel gives up USER_TIMEOUT_MS
