@@ -49,5 +49,6 @@ def execute(args: argparse.Namespace) -> int:
         spawned = spawn_workers(args.fork_report, args.fork_stderr, worker.PRELOAD)
         if spawned is not None:  # the spawner, once every worker it forked has ended
             return spawned
+        args.leave_at_once = True  # a forked worker: see forked_workers.leave_at_once
     return worker.main(args.address, args.run, args.bin, args.authkey_stdin, args.tunnel, args.python,
                        authkey_file=args.authkey_file)

@@ -21,13 +21,14 @@ command line: the authkey is in its environment, as for any local worker.
 """
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from typing import IO, Dict, List, Optional, Sequence
+from typing import IO, Dict, List, NoReturn, Optional, Sequence
 
 from ..errors import LaunchError
 from .processes import (
@@ -83,6 +84,9 @@ def spawn_workers(report_fd: int, stderr_fds: Sequence[int], preload: Sequence[s
 
     for name in preload:
         importlib.import_module(name)
+    # what is imported now is shared by every child until written: a collection in a child
+    # would touch (and so copy) all of it, so the collector leaves it alone from here on
+    gc.freeze()
     report = SpawnReport(report_fd)
     spawner = os.getpid()
     children: List[int] = []
@@ -130,6 +134,23 @@ def spawn_workers(report_fd: int, stderr_fds: Sequence[int], preload: Sequence[s
             report.exited(pid, os.waitstatus_to_exitcode(status))
     os.close(report_fd)
     return 0
+
+
+def leave_at_once(code: int) -> NoReturn:
+    """End a forked worker (or its keeper) with ``code`` once its work is done, as
+    multiprocessing ends the processes it forks: log handlers and standard streams
+    flushed, then ``os._exit``. The interpreter's own shutdown would tear down every
+    module and object the child shares with the spawner, writing to (and so copying)
+    nearly all of their memory: most of a forked worker's cost. Every thread a worker
+    starts is a daemon, which shutdown would not wait for either."""
+    import logging
+
+    try:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
 
 
 class SpawnedWorker:
