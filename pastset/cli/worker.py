@@ -47,8 +47,8 @@ def execute(args: argparse.Namespace) -> int:
         from ..launch.forked_workers import spawn_workers
 
         spawned = spawn_workers(args.fork_report, args.fork_stderr, worker.PRELOAD)
+        args.leave_at_once = True  # the spawner and each worker it forked: see forked_workers.leave_at_once
         if spawned is not None:  # the spawner, once every worker it forked has ended
             return spawned
-        args.leave_at_once = True  # a forked worker: see forked_workers.leave_at_once
     return worker.main(args.address, args.run, args.bin, args.authkey_stdin, args.tunnel, args.python,
                        authkey_file=args.authkey_file)

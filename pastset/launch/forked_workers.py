@@ -142,7 +142,8 @@ def leave_at_once(code: int) -> NoReturn:
     flushed, then ``os._exit``. The interpreter's own shutdown would tear down every
     module and object the child shares with the spawner, writing to (and so copying)
     nearly all of their memory: most of a forked worker's cost. Every thread a worker
-    starts is a daemon, which shutdown would not wait for either."""
+    starts is a daemon, which shutdown would not wait for either. The spawner ends so
+    too: it has nothing to tear down, and the run's teardown waits for its end."""
     import logging
 
     try:
