@@ -200,9 +200,10 @@ class SpawnedWorker:
 
 class SpawnedWorkers:
     """The runner's side: start the spawner (``argv`` is a plain worker command line) and
-    learn from its reports which workers run and how they end."""
+    learn from its reports which workers run (:attr:`workers`, complete after
+    :meth:`wait_forked`) and how they end."""
 
-    def __init__(self, argv: Sequence[str], env: Dict[str, str], count: int, start_timeout: float):
+    def __init__(self, argv: Sequence[str], env: Dict[str, str], count: int):
         pipes = [os.pipe() for _ in range(count)]
         report_read, report_write = os.pipe()
         writers = [w for _, w in pipes]
@@ -230,10 +231,10 @@ class SpawnedWorkers:
         self._thread = threading.Thread(target=self._read_reports, args=(os.fdopen(report_read, "rb"),),
                                         name="pastset-spawner-reports", daemon=True)
         self._thread.start()
-        self._wait_forked(start_timeout)
 
-    def _wait_forked(self, timeout: float) -> None:
-        """Return once every worker is forked, or the spawner said or showed it cannot."""
+    def wait_forked(self, timeout: float) -> None:
+        """Return once every worker is forked, or the spawner said (:attr:`failure`) or
+        showed (by its end) that it cannot; LaunchError after ``timeout`` s."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while len(self.workers) < self._count and self.failure is None and not self._reports_over:

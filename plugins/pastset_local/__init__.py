@@ -39,10 +39,15 @@ class LocalLauncher(Launcher):
 
     def __init__(self, settings: Settings, options: Optional[Mapping[str, Any]] = None):
         super().__init__(settings, options)
-        self.procs: List[subprocess.Popen] = []  #: workers started afresh, the spawner
-        self.spawned: List[SpawnedWorker] = []
+        self.procs: List[subprocess.Popen] = []  #: workers started afresh, or the spawner
+        self.forks: Optional[SpawnedWorkers] = None
         self.spawner: Optional[Starter] = None
         self.workers: List[Starter] = []
+
+    @property
+    def spawned(self) -> List[SpawnedWorker]:
+        """The workers the spawner forked (so far)."""
+        return list(self.forks.workers) if self.forks is not None else []
 
     def start(self, launch: WorkerLaunch) -> None:
         if self.settings is not None and self.settings.python:
@@ -52,21 +57,21 @@ class LocalLauncher(Launcher):
 
     def _spawn(self, launch: WorkerLaunch, argv: List[str]) -> None:
         """Every worker forked from one spawner running this interpreter."""
-        timeout = self.settings.wait_timeout if self.settings is not None else 60.0
         try:
-            spawner = SpawnedWorkers(argv, launch.worker_env(), launch.count, timeout)
+            forks = SpawnedWorkers(argv, launch.worker_env(), launch.count)
         except OSError as exc:
             raise LaunchError(f"cannot start the local workers: {shell_line(argv)}: {exc.strerror or exc}") from None
-        self.procs.append(spawner.proc)
-        self.spawner = Starter(f"local worker spawner (pid {spawner.proc.pid})", spawner.proc,
-                               command=shell_line(spawner.command), echo=sys.stderr)
-        for worker in spawner.workers:
-            self.spawned.append(worker)
+        self.forks = forks
+        self.procs.append(forks.proc)
+        self.spawner = Starter(f"local worker spawner (pid {forks.proc.pid})", forks.proc,
+                               command=shell_line(forks.command), echo=sys.stderr)
+        forks.wait_forked(self.settings.wait_timeout if self.settings is not None else 60.0)
+        for worker in forks.workers:
             self.workers.append(Starter(f"local worker (pid {worker.pid})", worker, command=shell_line(argv),
                                         echo=sys.stderr))
-        if spawner.failure is not None:
-            raise LaunchError(f"cannot start local worker {len(spawner.workers) + 1} of {launch.count}: "
-                              f"{spawner.failure}")
+        if forks.failure is not None:
+            raise LaunchError(f"cannot start local worker {len(forks.workers) + 1} of {launch.count}: "
+                              f"{forks.failure}")
 
     def _start_each(self, launch: WorkerLaunch, argv: List[str]) -> None:
         """Each worker a fresh ``argv`` (the ``python`` setting's interpreter)."""
