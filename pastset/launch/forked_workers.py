@@ -84,6 +84,8 @@ def spawn_workers(report_fd: int, stderr_fds: Sequence[int], preload: Sequence[s
 
     for name in preload:
         importlib.import_module(name)
+    if threading.active_count() > 1:  # a child would hold only this thread, and any lock another held
+        raise RuntimeError(f"a spawner forks before any thread starts; running: {threading.enumerate()}")
     # what is imported now is shared by every child until written: a collection in a child
     # would touch (and so copy) all of it, so the collector leaves it alone from here on
     gc.freeze()
