@@ -63,6 +63,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:
         args.command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    code = _execute(args)
+    if getattr(args, "leave_at_once", False):  # a worker forked from a spawner
+        from ..launch.forked_workers import leave_at_once
+
+        leave_at_once(code)
+    return code
+
+
+def _execute(args: argparse.Namespace) -> int:
     debug = getattr(args, "log_level", None) == "debug"
     try:
         return args.execute(args)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, List
 
 from .logs import setup_logging
 
@@ -22,12 +22,33 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--tunnel", metavar="[USER@]HOST[:PORT]", help="reach the server through this sshd")
     parser.add_argument("--python", help="interpreter command for tasks (default: this one)")
     parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error", "critical"))
+    parser.add_argument("--fork-stderr", metavar="FD[,FD...]", type=_fds, default=[],
+                        help="(the local launcher) fork one worker per inherited pipe FD, its stderr, "
+                             "from this one interpreter")
+    parser.add_argument("--fork-report", metavar="FD", type=int,
+                        help="(with --fork-stderr) the inherited pipe that hears of each forked worker")
     return parser
+
+
+def _fds(text: str) -> List[int]:
+    try:
+        return [int(fd) for fd in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of file descriptors: {text!r}") from None
 
 
 def execute(args: argparse.Namespace) -> int:
     from ..run import worker
 
     setup_logging(args.log_level)
+    if args.fork_stderr:
+        if args.fork_report is None:
+            args.command_parser.error("--fork-stderr needs --fork-report")
+        from ..launch.forked_workers import spawn_workers
+
+        spawned = spawn_workers(args.fork_report, args.fork_stderr, worker.PRELOAD)
+        args.leave_at_once = True  # the spawner and each worker it forked: see forked_workers.leave_at_once
+        if spawned is not None:  # the spawner, once every worker it forked has ended
+            return spawned
     return worker.main(args.address, args.run, args.bin, args.authkey_stdin, args.tunnel, args.python,
                        authkey_file=args.authkey_file)

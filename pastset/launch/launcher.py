@@ -6,7 +6,8 @@ hands it a :class:`WorkerLaunch` (:meth:`start`), polls it for failures while it
 for workers to register (:meth:`problems`), and always calls :meth:`stop` at the end.
 What it records (:meth:`record`) lets ``pastset clean`` undo a crashed run
 (:meth:`clean`). Launchers build on this module, :mod:`pastset.launch.processes` (children and
-their clean-up), :mod:`pastset.launch.remote` (ssh commands), :mod:`pastset.launch.batch` (job scripts
+their clean-up), :mod:`pastset.launch.forked_workers` (local workers forked from one
+interpreter), :mod:`pastset.launch.remote` (ssh commands), :mod:`pastset.launch.batch` (job scripts
 and queues), :mod:`pastset.errors` and the names exported by ``pastset``; on nothing else
 of pastset's.
 

@@ -15,9 +15,8 @@ import collections
 import logging
 import shlex
 import socket
-import subprocess
 import threading
-from typing import Collection, Deque, List, Mapping, Optional, Sequence, TextIO
+from typing import IO, Collection, Deque, Generic, List, Mapping, Optional, Protocol, Sequence, TextIO, TypeVar
 
 from ..errors import LaunchError
 
@@ -133,14 +132,33 @@ def local_address_towards(host: str, port: int = 22) -> Optional[str]:
     return None
 
 
-class Starter:
+class Process(Protocol):
+    """What a :class:`Starter` uses of its process: a ``subprocess.Popen`` has it all (a
+    worker forked by the local launcher's spawner too)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def stdin(self) -> Optional[IO[bytes]]: ...
+
+    @property
+    def stderr(self) -> Optional[IO[bytes]]: ...
+
+    def poll(self) -> Optional[int]: ...
+
+
+P = TypeVar("P", bound=Process)
+
+
+class Starter(Generic[P]):
     """A local process (ssh, srun, qrsh, pbsdsh …) that runs a remote one, with its stderr tail.
 
     ``command`` is what it runs, for error messages; ``echo`` (a text stream) also gets each
     stderr line as it comes, for processes whose stderr the user would otherwise see.
     """
 
-    def __init__(self, label: str, proc: subprocess.Popen, *, command: str = "",
+    def __init__(self, label: str, proc: P, *, command: str = "",
                  echo: Optional[TextIO] = None):
         self.label = label
         self.proc = proc

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from ..client.pastset import PastSet
 from ..errors import ConnectError, SettingsError
-from ..observe.dashboard import Dashboard
 from ..observe.events import format_event, log_event
-from ..observe.timeline import Timeline
 from ..server.server import Server
 from ..settings.load import Settings
 from ..settings.specs import dashboard_address
 from ..wire.connection import format_address
 from .runtrace import RunTrace
+
+if TYPE_CHECKING:  # the page and its web server load only for a run that serves one
+    from ..observe.dashboard import Dashboard
 
 log = logging.getLogger("pastset.run")
 
@@ -84,6 +85,9 @@ def start_dashboard(settings: Settings, server: Any, address: Tuple[str, int], a
     where = dashboard_address(settings.dashboard)
     if where is None:
         return None
+    from ..observe.dashboard import Dashboard
+    from ..observe.timeline import Timeline
+
     timeline = None
     if trace is not None:
         timeline = Timeline(trace.writer.t0)

@@ -58,6 +58,8 @@ KEEPER_GRACE = 1.0
 TaskProcess = Union[ForkedTask, subprocess.Popen]
 #: how a worker's tasks start, as its ``task_start`` in the status says
 FORKED, FRESH = "fork server", "fresh interpreter"
+#: modules a worker imports only as it runs: a process that forks many workers imports them first
+PRELOAD = ("shlex", "encodings.idna", "pastset.wire.tls")
 
 
 def benchmark() -> float:

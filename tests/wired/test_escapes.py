@@ -98,7 +98,8 @@ def test_after_a_sigkilled_runner_the_workers_keeper_ends_the_tasks_daemon_and_c
         assert record, "the runner did not record the app's daemon"
         assert app_daemon in record["adopted"]
         assert live.signal(signal.SIGKILL) == -signal.SIGKILL
-    assert_gone(task_daemon)  # the worker's keeper was told its parent died
+        # inside the block: leaving it kills what carries the run's tag, the keeper too
+        assert_gone(task_daemon)  # the worker's keeper was told its parent died
     done = run(["clean", "--run", record["run"]], env)
     assert done.returncode == 0 and "leftover" in done.stdout, done
     assert_gone(app_daemon)
