@@ -54,6 +54,9 @@ MAX_REQUEST = 1 << 20
 START_TIMEOUT = 60.0
 #: the program the fork server runs (``python -c``): the socket's fd is its argument
 BOOT = "import sys; from pastset.launch.forkserver import serve; serve(int(sys.argv[1]))"
+#: bytes of blank argument the fork server's command line carries, so that each task can
+#: write its own command line over it (:func:`_set_command_line`)
+COMMAND_LINE_ROOM = 2048
 #: what the fork server imports once, for every task (TLS's only when the run uses TLS)
 PRELOAD = ("pastset", "pastset.client.task")
 PRELOAD_TLS = ("pastset.wire.tls",)
@@ -161,8 +164,8 @@ class ForkServer:
         env = dict(self.env)
         env["PASTSET_FORKSERVER_PRELOAD"] = ",".join(PRELOAD + (PRELOAD_TLS if self.tls else ()))
         try:
-            self.proc = start_child(self.python + ["-c", BOOT, str(theirs.fileno())], env=env, cwd=self.cwd,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            argv = self.python + ["-c", BOOT, str(theirs.fileno()), " " * COMMAND_LINE_ROOM]
+            self.proc = start_child(argv, env=env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     pass_fds=(theirs.fileno(),))
         except OSError as exc:
             self._gone = True
@@ -330,6 +333,7 @@ def _become_task(request: Dict[str, Any], fds: List[int], dispositions: Dict[int
         _flush_stdio()
         os._exit(2)
     sys.argv[:] = argv
+    _set_command_line([sys.executable] + argv)
     if hasattr(sys, "orig_argv"):  # Python 3.10+: the command line the process would have had
         sys.orig_argv[:] = [sys.executable] + argv
     sys.path[:] = [os.path.dirname(os.path.realpath(path))] + base_path
@@ -348,6 +352,30 @@ def _become_task(request: Dict[str, Any], fds: List[int], dispositions: Dict[int
         sys.excepthook(type(exc), exc.with_traceback(tb), tb)
         code = -signal.SIGINT if isinstance(exc, KeyboardInterrupt) else 1
     _finish(code, main)
+
+
+def _set_command_line(words: List[str]) -> None:
+    """Make this process's command line — what ``ps``, ``top -c``, ``pkill -f`` and
+    ``/proc/PID/cmdline`` show — ``python APP ARGS``, as a task started afresh shows,
+    rather than the fork server's.
+
+    The kernel shows the memory of the original arguments; this writes the task's words
+    over it (through ``/proc/self/mem``, as ``setproctitle`` does), space-separated and
+    NUL-ended, and ends the area with a non-NUL byte, which tells the kernel to read the
+    text up to its first NUL. The fork server's blank argument leaves the room; a longer
+    command line is cut. Where that memory cannot be written, the line stays the fork
+    server's."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end: fields 48, 49
+        room = end - start
+        title = " ".join(words).encode(errors="surrogateescape")[: room - 2]
+        with open("/proc/self/mem", "r+b", buffering=0) as memory:
+            memory.seek(start)
+            memory.write(title + b"\0" + b" " * (room - len(title) - 1))
+    except (OSError, ValueError, IndexError):
+        pass
 
 
 def _exit_status(exc: SystemExit) -> int:

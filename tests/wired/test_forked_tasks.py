@@ -26,6 +26,7 @@ main = sys.modules["__main__"]
 seen = {
     "argv": sys.argv,
     "orig_argv": getattr(sys, "orig_argv", None),
+    "cmdline": open("/proc/self/cmdline", "rb").read().replace(b"\0", b" ").decode().strip(),
     "cwd": os.getcwd(),
     "path": sys.path,
     "name": __name__,
@@ -87,6 +88,7 @@ def test_a_forked_task_sees_what_a_fresh_interpreter_shows(apps, env, tmp_path):
     fresh["argv"][1] = str(forked_file)
     if fresh["orig_argv"]:
         fresh["orig_argv"][-1] = str(forked_file)
+    fresh["cmdline"] = fresh["cmdline"].replace(str(fresh_file), str(forked_file))
     assert forked == fresh
 
 
