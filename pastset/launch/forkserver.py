@@ -309,10 +309,11 @@ def _become_task(request: Dict[str, Any], fds: List[int], dispositions: Dict[int
         os._exit(1)
     signal.set_wakeup_fd(-1)
     for signum, handler in dispositions.items():
-        try:
-            signal.signal(signum, handler)
-        except (ValueError, OSError):
-            pass
+        if signal.getsignal(signum) is not handler:  # (each call costs; few differ)
+            try:
+                signal.signal(signum, handler)
+            except (ValueError, OSError):
+                pass
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
@@ -324,10 +325,8 @@ def _become_task(request: Dict[str, Any], fds: List[int], dispositions: Dict[int
     path = argv[0]
     try:
         os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        with open(path, "rb") as f:
-            source = f.read()
+        _set_environment(request["env"])
+        source = _read_file(path)
     except OSError as exc:
         print(f"{sys.executable}: can't open file {path!r}: [Errno {exc.errno}] {exc.strerror}", file=sys.stderr)
         _flush_stdio()
@@ -354,6 +353,29 @@ def _become_task(request: Dict[str, Any], fds: List[int], dispositions: Dict[int
     _finish(code, main)
 
 
+def _set_environment(env: Mapping[str, str]) -> None:
+    """Make ``os.environ`` (and the C environment) exactly ``env``, changing only what
+    differs: a task's environment is the fork server's but for a few variables."""
+    for name in [name for name in os.environ if name not in env]:
+        del os.environ[name]
+    for name, value in env.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+
+
+def _read_file(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
 def _set_command_line(words: List[str]) -> None:
     """Make this process's command line — what ``ps``, ``top -c``, ``pkill -f`` and
     ``/proc/PID/cmdline`` show — ``python APP ARGS``, as a task started afresh shows,
@@ -366,14 +388,15 @@ def _set_command_line(words: List[str]) -> None:
     command line is cut. Where that memory cannot be written, the line stays the fork
     server's."""
     try:
-        with open("/proc/self/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
+        fields = _read_file("/proc/self/stat").rsplit(b")", 1)[1].split()
         start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end: fields 48, 49
         room = end - start
         title = " ".join(words).encode(errors="surrogateescape")[: room - 2]
-        with open("/proc/self/mem", "r+b", buffering=0) as memory:
-            memory.seek(start)
-            memory.write(title + b"\0" + b" " * (room - len(title) - 1))
+        memory = os.open("/proc/self/mem", os.O_RDWR)
+        try:
+            os.pwrite(memory, title + b"\0" + b" " * (room - len(title) - 1), start)
+        finally:
+            os.close(memory)
     except (OSError, ValueError, IndexError):
         pass
 
