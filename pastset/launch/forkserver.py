@@ -366,7 +366,7 @@ def _set_environment(env: Mapping[str, str]) -> None:
 def _read_file(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY)
     try:
-        chunks = []
+        chunks: List[bytes] = []
         while True:
             chunk = os.read(fd, 1 << 20)
             if not chunk:
