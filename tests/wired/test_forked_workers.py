@@ -187,7 +187,7 @@ def test_a_worker_sigkilled_mid_run_is_reported_lost_and_the_run_goes_on(apps, e
 
 
 def test_with_a_python_setting_each_worker_starts_afresh(apps, env):
-    python = os.path.realpath(sys.executable)
+    python = sys.executable  # this very interpreter (a venv's, not the base it links to)
     with LiveRun(["run", "--procs", "2", "--python", python, "--bin", str(apps), "hold.py", "1"], env) as live:
         live.read_until("ready", timeout=60)
         record = live.record()
