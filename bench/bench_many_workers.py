@@ -18,22 +18,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
+
+from benchlib import timed_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = 3.0
-
-
-def timed(argv, env, cwd):
-    start = time.perf_counter()
-    done = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    took = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode()}")
-    return took
 
 
 def describe(label, times):
@@ -64,11 +55,11 @@ def main():
             commands[f"procs{args.procs}-fresh"] = run + ["--procs", str(args.procs), "--python", sys.executable,
                                                          "noop.py"]
         for argv in commands.values():  # warm the page cache and the bytecode
-            timed(argv, env, tmp)
+            timed_command(argv, env, tmp)
         times = {name: [] for name in commands}
         for _ in range(args.rounds):
             for name, argv in commands.items():
-                times[name].append(timed(argv, env, tmp))
+                times[name].append(timed_command(argv, env, tmp))
     medians = {name: statistics.median(series) for name, series in times.items()}
     print(f"pastset run of a no-op app, local launcher, {args.rounds} interleaved rounds; "
           f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")

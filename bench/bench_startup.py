@@ -12,21 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
+
+from benchlib import timed_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def timed(argv, env, cwd):
-    start = time.perf_counter()
-    done = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    took = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode()}")
-    return took
 
 
 def main():
@@ -41,11 +32,11 @@ def main():
                    PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p))
         run_argv = [sys.executable, "-m", "pastset", "run", "--procs", "1", "noop.py"]
         floor_argv = [sys.executable, "-c", "pass"]
-        timed(run_argv, env, tmp)  # warm the page cache and bytecode
+        timed_command(run_argv, env, tmp)  # warm the page cache and bytecode
         runs, floors = [], []
         for _ in range(args.rounds):
-            floors.append(timed(floor_argv, env, tmp))
-            runs.append(timed(run_argv, env, tmp))
+            floors.append(timed_command(floor_argv, env, tmp))
+            runs.append(timed_command(run_argv, env, tmp))
     run_median, floor_median = statistics.median(runs), statistics.median(floors)
     print(f"pastset run (no-op app, 1 local worker): median {run_median * 1000:.0f} ms "
           f"(min {min(runs) * 1000:.0f}, max {max(runs) * 1000:.0f}) over {args.rounds} rounds; target <= 500 ms")

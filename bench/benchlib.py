@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from helpers.procs import rss  # noqa: E402  (the one /proc reader; re-exported for the benches)
 from helpers.serverproc import ServerProcess  # noqa: E402
 
-__all__ = ["ServerProcess", "rss", "pin", "start_script", "stop", "settle"]
+__all__ = ["ServerProcess", "rss", "pin", "start_script", "stop", "settle", "timed_command"]
 
 
 def pin(pid: int, cpus: Iterable[int]) -> None:
@@ -53,3 +53,14 @@ def settle(pid: int, seconds: float = 0.3) -> int:
     """The RSS of ``pid`` in bytes after a short pause (freed memory shows)."""
     time.sleep(seconds)
     return rss(pid)
+
+
+def timed_command(argv, env, cwd) -> float:
+    """Seconds ``argv`` takes from launch to exit (its output discarded); a failure ends the
+    benchmark with the command's stderr."""
+    start = time.perf_counter()
+    done = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode()}")
+    return took
