@@ -20,12 +20,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
-
-try:
-    from typing import Protocol
-except ImportError:  # pragma: no cover - Python < 3.8
-    Protocol = object  # type: ignore[assignment]
+from typing import Dict, Iterator, List, Mapping, Optional, Protocol, Sequence, Set, Tuple
 
 from ..wire.runenv import RUN_ENV
 
