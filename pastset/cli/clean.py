@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, List, Optional
 
+#: the documentation page that covers this command; its ``--help`` ends with it
+DOCS_PAGE = "docs/observing.md"
+
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser = commands.add_parser(

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+#: the documentation page that covers this command; its ``--help`` ends with it
+DOCS_PAGE = "docs/plugins.md"
+
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     return commands.add_parser(

@@ -7,6 +7,9 @@ from typing import Any
 
 from .flags import add_setting_flags, command_settings, config_files_text
 
+#: the documentation page that covers this command; its ``--help`` ends with it
+DOCS_PAGE = "docs/running.md"
+
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser = commands.add_parser(

@@ -7,6 +7,9 @@ from typing import Any
 
 from .logs import setup_logging
 
+#: the documentation page that covers this command; its ``--help`` ends with it
+DOCS_PAGE = "docs/clusters.md"
+
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser = commands.add_parser(

@@ -10,6 +10,10 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 from .flags import add_setting_flags, command_settings
 
+#: the documentation page that covers this command; its ``--help`` ends with it
+DOCS_PAGE = "docs/observing.md"
+
+
 #: the settings ``pastset status`` and ``pastset top`` use: how to reach the run, and logging
 STATUS_SETTINGS = ("tunnel", "tunnel_via", "tunnel_key", "log_level", "log_path")
 #: the tables ``pastset status`` can show

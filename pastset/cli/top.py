@@ -7,6 +7,9 @@ from typing import Any, Optional
 from .flags import add_setting_flags, command_settings
 from .status import RUN_HELP, STATUS_SETTINGS, open_run
 
+#: the documentation page that covers this command; its ``--help`` ends with it
+DOCS_PAGE = "docs/observing.md"
+
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser = commands.add_parser(

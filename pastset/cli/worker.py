@@ -1,17 +1,42 @@
-"""``pastset worker``: serve the tasks of a run (launchers start it on every host)."""
+"""``pastset worker``: serve the tasks of a run (launchers start it on every host).
+
+A run starts this command once per worker, all at once, so it parses its own command line
+(:func:`main_alone`, reached from :func:`pastset.cli.main` without the parser of every
+command) and imports only what a worker needs.
+"""
 from __future__ import annotations
 
 import argparse
 from typing import Any, List
 
 from .logs import setup_logging
+from .outcome import docs_line
+from .outcome import execute as execute_command
+
+#: the documentation page that covers this command; its ``--help`` ends with it
+DOCS_PAGE = "docs/clusters.md"
+HELP = "(started by launchers) serve tasks of a run"
+DESCRIPTION = ("Serve the tasks of a run: connect to its server, register, and run spawned tasks. "
+               "Launchers start this; you do not need to.")
 
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
-    parser = commands.add_parser(
-        "worker", help="(started by launchers) serve tasks of a run",
-        description="Serve the tasks of a run: connect to its server, register, and run spawned tasks. "
-                    "Launchers start this; you do not need to.")
+    """``worker`` among the subcommands of the full parser (``pastset --help`` lists it)."""
+    return _add_arguments(commands.add_parser("worker", help=HELP, description=DESCRIPTION))
+
+
+def main_alone(argv: List[str]) -> int:
+    """``pastset worker ARGV``, parsed by this command's parser alone; its exit status.
+
+    Its help, usage errors and outcome are those the full parser gives the command.
+    """
+    parser = _add_arguments(argparse.ArgumentParser(prog="pastset worker", description=DESCRIPTION,
+                                                    epilog=docs_line(DOCS_PAGE)))
+    parser.set_defaults(command_parser=parser, execute=execute)
+    return execute_command(parser.parse_args(argv))
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--address", required=True, help="HOST:PORT of the run's server")
     parser.add_argument("--run", required=True, help="the run's id")
     parser.add_argument("--bin", required=True, help="directory the tasks run from")

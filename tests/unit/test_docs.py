@@ -15,9 +15,10 @@ import sys
 
 import pytest
 
+from pastset.cli.commands import COMMANDS, build_parser
+from pastset.cli.commands import DOCS as COMMAND_DOCS
 from pastset.cli.flags import setting_flags
-from pastset.cli.main import COMMANDS, DOCS_HOME, build_parser
-from pastset.cli.main import DOCS as COMMAND_DOCS
+from pastset.cli.outcome import DOCS_HOME
 from pastset.launch.plugins import launchers, make_plugin_manager
 from pastset.settings.hostfile import read_host_file
 from pastset.settings.load import load_settings

@@ -23,6 +23,13 @@ from helpers.traces import write_sample_trace  # noqa: E402
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def font_cache() -> None:
+    """matplotlib's font list, made before the unit tests' ban on child processes: on a
+    machine where matplotlib never ran, its first use builds it with ``fc-list``."""
+    import matplotlib.font_manager  # noqa: F401  (the import builds the cache)
+
+
 def png_size(path):
     data = path.read_bytes()
     assert data[:8] == PNG_MAGIC

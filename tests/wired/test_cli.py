@@ -90,7 +90,7 @@ def test_config_bad_value_is_one_line_naming_setting_and_source(env):
 
 def test_console_script_matches_module(env):
     """The ``pastset`` console script is the same CLI as ``python -m pastset``."""
-    script = subprocess.run([sys.executable, "-c", "import sys; from pastset.cli.main import main; sys.exit(main())",
+    script = subprocess.run([sys.executable, "-c", "import sys; from pastset.cli import main; sys.exit(main())",
                              "launchers"], env=env, capture_output=True, text=True, timeout=30)
     assert script.stdout == run(["launchers"], env).stdout
     assert pastset_argv("x")[1:3] == ["-m", "pastset"]
