@@ -21,7 +21,7 @@ import statistics
 import sys
 import tempfile
 
-from benchlib import timed_command
+from benchlib import compile_bytecode, timed_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = 3.0
@@ -39,6 +39,7 @@ def main():
     parser.add_argument("--fresh", action="store_true",
                         help="also time the many workers each started afresh (python setting)")
     args = parser.parse_args()
+    compile_bytecode()
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "noop.py"), "w") as f:
             f.write("pass\n")

@@ -32,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 
+from benchlib import compile_bytecode
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PASTSET = """
@@ -114,6 +116,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default=",".join(SYSTEMS), help="systems to run, comma-separated")
     args = parser.parse_args()
+    compile_bytecode()
     wanted = [name for name in args.only.split(",") if name]
     systems = {}
     for name in wanted:

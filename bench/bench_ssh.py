@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the tests' own modules, as pytest sees them
 
+from benchlib import compile_bytecode  # noqa: E402
 from integration.clusters import SshCluster  # noqa: E402
 
 import pastset  # noqa: E402
@@ -139,6 +140,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--tunnel-only", action="store_true", help="only the forwarded pairs (part 2)")
     args = parser.parse_args()
+    compile_bytecode()
     if os.geteuid() != 0:
         raise SystemExit("bench_ssh needs root (network namespaces and sshd)")
     with tempfile.TemporaryDirectory(prefix="pastset-bench-ssh-") as tmp:

@@ -15,7 +15,7 @@ import statistics
 import sys
 import tempfile
 
-from benchlib import timed_command
+from benchlib import compile_bytecode, timed_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,6 +24,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
+    compile_bytecode()
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "noop.py"), "w") as f:
             f.write("pass\n")

@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import compile_bytecode
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FARM = """
@@ -56,6 +58,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=200)
     args = parser.parse_args()
+    compile_bytecode()
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in (("farm.py", FARM), ("noop.py", "")):
             with open(os.path.join(tmp, name), "w") as f:
