@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -72,6 +73,14 @@ def apps(apps):
     return write_apps(apps, {"spawner.py": SPAWN_AND_WAIT, "probe.py": PROBE})
 
 
+def as_under_a_worker() -> None:
+    """Signal dispositions as a fresh interpreter started by a worker has them: the worker
+    handles SIGTERM and SIGHUP, which an exec resets to the default, whatever this test
+    process inherited (``nohup`` ignores SIGHUP, and a child inherits that)."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def test_a_forked_task_sees_what_a_fresh_interpreter_shows(apps, env, tmp_path):
     forked_file, fresh_file = tmp_path / "forked.json", tmp_path / "fresh.json"
     codes, _ = spawn_all(apps, env, f"probe.py {forked_file}")
@@ -80,7 +89,7 @@ def test_a_forked_task_sees_what_a_fresh_interpreter_shows(apps, env, tmp_path):
     task_env = dict(forked["env"])
     subprocess.run([sys.executable, str(apps / "probe.py"), str(fresh_file)], env=task_env, cwd=str(apps),
                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True,
-                   start_new_session=True)
+                   start_new_session=True, preexec_fn=as_under_a_worker)
     fresh = json.loads(fresh_file.read_text())
     assert forked["argv"] == [str(apps / "probe.py"), str(forked_file)]
     assert forked["env"]["PASTSET_TASK"] == "t1" and forked["env"]["PASTSET_WORKER"] == "w1"
