@@ -249,20 +249,26 @@ def serve(fd: int) -> None:
             if not message:
                 return  # the worker is gone or done
             request = pickle.loads(message)
+            shown_r, shown_w = os.pipe()
             try:
                 pid = os.fork()
             except OSError as exc:
-                for received in fds:
+                for received in fds + [shown_r, shown_w]:
                     os.close(received)
                 sock.send(pickle.dumps(("failed", f"cannot fork the task: {exc}")))
                 continue
             if pid == 0:
                 sock.close()  # (its fd number may be the task's next: not closed twice)
-                os.close(wake_r)
-                os.close(wake_w)
-                _become_task(request, fds, dispositions, base_path)  # ends with os._exit
-            for received in fds:
+                for own in (wake_r, wake_w, shown_r):
+                    os.close(own)
+                _become_task(request, fds, dispositions, base_path, shown_w)  # ends with os._exit
+            for received in fds + [shown_w]:
                 os.close(received)
+            # the pid is told once the child is in its own session and shows its task's
+            # command line (it closes its end then, or ends): whoever gets the pid sees the
+            # task in `ps` and can end its process group, never the fork server's copy
+            os.read(shown_r, 1)
+            os.close(shown_r)
             children.add(pid)
             sock.send(pickle.dumps(("started", (pid, process_start_time(pid)))))
 
@@ -295,9 +301,12 @@ def _signal_dispositions() -> Dict[int, Any]:
 
 
 def _become_task(request: Dict[str, Any], fds: List[int], dispositions: Dict[int, Any],
-                 base_path: List[str]) -> None:
+                 base_path: List[str], shown_fd: int) -> None:
     """In the forked child: become ``python APP ARGS`` as the worker would have started it,
-    run the app, and end as the interpreter would have ended it (:func:`_finish`)."""
+    run the app, and end as the interpreter would have ended it (:func:`_finish`).
+
+    ``shown_fd`` is closed once the child is its task to the outside (its own session, its
+    command line), which lets the fork server tell the worker its pid."""
     import builtins
     import importlib.machinery
     import types
@@ -335,6 +344,7 @@ def _become_task(request: Dict[str, Any], fds: List[int], dispositions: Dict[int
     _set_command_line([sys.executable] + argv)
     if hasattr(sys, "orig_argv"):  # Python 3.10+: the command line the process would have had
         sys.orig_argv[:] = [sys.executable] + argv
+    os.close(shown_fd)
     sys.path[:] = [os.path.dirname(os.path.realpath(path))] + base_path
     main = types.ModuleType("__main__")
     main.__dict__.update(__file__=path, __builtins__=builtins, __cached__=None, __spec__=None, __annotations__={},
