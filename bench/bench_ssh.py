@@ -48,6 +48,7 @@ from integration.clusters import SshCluster  # noqa: E402
 
 import pastset  # noqa: E402
 from pastset.launch.tunnel import open_tunnel  # noqa: E402
+from pastset.settings.hostfile import read_host_file  # noqa: E402
 
 #: prints the monotonic clock (system-wide on Linux) the moment the run lets the app start
 STAMP_APP = "import time\nprint(time.monotonic(), flush=True)\n"
@@ -193,8 +194,7 @@ def main() -> None:
     args = parser.parse_args()
     compile_bytecode()
     if args.hosts:
-        with open(args.hosts) as f:
-            nodes = [line.split()[0] for line in f if line.strip() and not line.lstrip().startswith("#")]
+        nodes = read_host_file(args.hosts)  # as the ssh launcher reads its hosts file
         if len(nodes) < 8 or not args.bin:
             raise SystemExit("--hosts needs a file of 8 hosts or more, and --bin a directory they all see")
         with tempfile.TemporaryDirectory(prefix="pastset-bench-ssh-") as tmp:

@@ -11,14 +11,14 @@ import sys
 import time
 from typing import Iterable, Tuple
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+#: the repository: the benches' parent directory
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from helpers.procs import rss  # noqa: E402  (the one /proc reader; re-exported for the benches)
 from helpers.serverproc import ServerProcess  # noqa: E402
 
 __all__ = ["ServerProcess", "rss", "pin", "start_script", "stop", "settle", "timed_command", "compile_bytecode"]
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def compile_bytecode() -> None:
