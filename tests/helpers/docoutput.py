@@ -66,8 +66,12 @@ SAMPLE_VARYING = [
     (re.compile(r"\b\d\d:\d\d:\d\d\.\d{3}\b"), "HH:MM:SS.mmm"),
     (re.compile(r"\s+"), " "),
 ]
-#: what differs between two looks at one run as well: every count, time and rate
-COUNTS = (re.compile(r"(?<![\w.])\d+(?:\.\d+)?"), "N")
+#: what differs between two looks at one run as well: which worker took which task (the
+#: workers start in either order) and every count, time and rate
+COUNTS = [
+    (re.compile(r"\b([tw])\d+\b"), r"\1N"),
+    (re.compile(r"(?<![\w.])\d+(?:\.\d+)?"), "N"),
+]
 
 
 def shape(lines: List[str], counts: bool = False) -> List[str]:
@@ -75,7 +79,7 @@ def shape(lines: List[str], counts: bool = False) -> List[str]:
     and runs of spaces made one."""
     result = []
     for line in lines:
-        for pattern, replacement in SAMPLE_VARYING + ([COUNTS] if counts else []):
+        for pattern, replacement in SAMPLE_VARYING + (COUNTS if counts else []):
             line = pattern.sub(replacement, line)
         result.append(line.strip())
     return result
