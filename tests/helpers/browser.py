@@ -7,6 +7,7 @@ and Selenium is told where both are, so nothing is downloaded. Also the one read
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import select
@@ -33,9 +34,15 @@ def missing() -> Optional[str]:
     return None
 
 
+#: every host name resolves to nothing but this machine's: a page that asks for a script,
+#: font or style sheet from the internet gets an error, and no packet leaves the machine
+LOOPBACK_ONLY = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"
+
+
 @contextlib.contextmanager
-def chromium(width: int = 1400, height: int = 1000) -> Iterator[Any]:
-    """A headless Chromium WebDriver, quit on the way out."""
+def chromium(width: int = 1400, height: int = 1000, network_log: bool = False) -> Iterator[Any]:
+    """A headless Chromium WebDriver, quit on the way out. With ``network_log`` it keeps the
+    DevTools performance log, from which :func:`requested_urls` reads every request made."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -43,14 +50,27 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[Any]:
     options.binary_location = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium") or CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--hide-scrollbars", "--no-first-run", "--disable-extensions", "--disable-background-networking",
-                     f"--window-size={width},{height}"):
+                     LOOPBACK_ONLY, f"--window-size={width},{height}"):
         options.add_argument(argument)
+    if network_log:
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     driver_path = CHROMEDRIVER if os.path.exists(CHROMEDRIVER) else shutil.which("chromedriver") or CHROMEDRIVER
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+def requested_urls(driver: Any) -> List[str]:
+    """Every URL the browser asked for since the last call (the page, its scripts, style
+    sheets, fonts, images, and what its scripts fetched), from a ``network_log`` driver."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
 
 
 def read_dashboard_url(proc: Any, timeout: float = 30.0) -> Tuple[str, str, List[str]]:
