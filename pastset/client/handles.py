@@ -48,6 +48,43 @@ def check_template(template: Any) -> tuple:
     return template
 
 
+def main_module_classes(template: tuple) -> List[str]:
+    """The classes of the program's ``__main__`` that ``template`` names, as a type or as the
+    type of a value, at any depth. A server in another process cannot unpickle them: its
+    ``__main__`` is not the program's."""
+    names: List[str] = []
+    pending: List[Any] = [template]
+    while pending:  # a template passed check_template: bounded depth and size
+        item = pending.pop()
+        if isinstance(item, (tuple, frozenset)):
+            pending.extend(item)
+            continue
+        cls = item if isinstance(item, type) else type(item)
+        if getattr(cls, "__module__", None) == "__main__" and cls.__qualname__ not in names:
+            names.append(cls.__qualname__)
+    return names
+
+
+#: what a program is told to do about a template class the server cannot import
+IMPORTABLE_ADVICE = ("use object for any value, or a class from a module the server can import too "
+                     "(installed, or on PYTHONPATH when the run starts)")
+
+
+def unimportable_template(template: tuple, refusal: ValueError) -> Exception:
+    """What the program is told when the server could not unpickle a template: which class
+    it could not import and what to do instead, or the server's own words when the
+    refusal was for something else."""
+    names = main_module_classes(template)
+    if names:
+        return TypeError(f"template {validation.show(template)} names {', '.join(names)}, defined in the "
+                         f"program's __main__, which the server cannot import: {IMPORTABLE_ADVICE}")
+    why = str(refusal)
+    if "ModuleNotFoundError" in why or "Can't get attribute" in why:
+        return TypeError(f"template {validation.show(template)} names a class the server cannot import "
+                         f"({why.split(': ', 1)[-1]}): {IMPORTABLE_ADVICE}")
+    return refusal
+
+
 def matches_template(data: Any, template: tuple) -> Optional[str]:
     """Strict mode: why ``data`` does not fit ``template`` (None if it fits).
 

@@ -20,7 +20,7 @@ from ..wire.contract import SpaceCalls, stub
 from ..wire.runenv import ADDRESS_ENV, AUTHKEY_ENV, STRICT_ENV, TLS_ENV
 from ..wire.validation import check_app_name, check_module_name, check_seconds, show, spawn_arguments
 from .channel import Channel
-from .handles import ElementHandle, check_template
+from .handles import ElementHandle, check_template, unimportable_template
 
 if TYPE_CHECKING:
     from .task import Task
@@ -113,7 +113,8 @@ class PastSet:
             paths. The first ``enter`` of a template decides: an element that exists is
             returned as it is.
         :return: a handle whose methods are the PastSet operations on the element.
-        :raises TypeError: the template is not a tuple, or cannot be hashed or pickled.
+        :raises TypeError: the template is not a tuple, or cannot be hashed or pickled, or
+            names a class the server cannot import (one defined in the program's script).
         :raises ValueError: the template is empty, or nests too deep; the module name is
             not a plain name.
         :raises XFunctionError: the X-function module is missing, failed to import, or its
@@ -129,6 +130,8 @@ class PastSet:
             eid = self._calls.enter(template, xfunction)
         except XFunctionError as exc:  # a module name only the server can find wrong
             raise exc.with_traceback(None) from None
+        except ValueError as exc:  # a template the server could not unpickle
+            raise unimportable_template(template, exc).with_traceback(None) from None
         return ElementHandle(self._calls, eid, template, self.strict, self._call_frame)
 
     def delelement(self, element: Union[ElementHandle, tuple]) -> None:
@@ -150,7 +153,10 @@ class PastSet:
             check_template(element)
         except (TypeError, ValueError) as exc:
             raise exc.with_traceback(None) from None
-        self._calls.delelement(element)
+        try:
+            self._calls.delelement(element)
+        except ValueError as exc:  # a template the server could not unpickle
+            raise unimportable_template(element, exc).with_traceback(None) from None
 
     def spawn(self, app: str, args: Union[str, Sequence[Union[str, int, float]]] = ()) -> "Task":
         """Queue a task: some worker runs ``python app args`` from the run's bin directory.

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import threading
 import traceback
+import types
 
 import pytest
 
@@ -329,3 +331,35 @@ def test_a_spawn_after_halt_is_refused_at_the_call(pset):
         pset.spawn("app.py", ["x"])
     ends_at_the_public_call(info.value)
     usable(pset)
+
+
+def test_a_template_naming_a_class_of_the_programs_main_says_so(server_process, monkeypatch):
+    """A class the program defines in its script is ``__main__.Name``, which a server in
+    another process cannot import: ``enter`` and ``delelement`` say which class and what to
+    do instead, where the program called them (here the test's ``__main__`` plays the
+    script's), and so does a class from a module only the program has. A class from a
+    module the server imports is a template like any."""
+    class Point:
+        pass
+
+    Point.__module__, Point.__qualname__ = "__main__", "Point"
+    monkeypatch.setattr(sys.modules["__main__"], "Point", Point, raising=False)
+    with pastset.PastSet(server_process.address, authkey=server_process.authkey) as pset:
+        for call in (lambda: pset.enter(("points", Point)), lambda: pset.delelement(("points", (1, Point())))):
+            with pytest.raises(TypeError) as info:
+                call()
+            assert "names Point, defined in the program's __main__, which the server cannot import" in str(info.value)
+            assert "use object" in str(info.value)
+            ends_at_the_public_call(info.value)
+            usable(pset)
+        only_here = types.ModuleType("only_in_this_process")  # a module the server cannot import
+        only_here.Point = type("Point", (), {"__module__": "only_in_this_process"})
+        monkeypatch.setitem(sys.modules, "only_in_this_process", only_here)
+        with pytest.raises(TypeError) as info:
+            pset.enter(("points", only_here.Point))
+        assert "names a class the server cannot import (ModuleNotFoundError: No module named " \
+               "'only_in_this_process')" in str(info.value)
+        ends_at_the_public_call(info.value)
+        same = pset.enter(("points", threading.Thread))  # a class the server can import
+        same.move(("p",))
+        assert same.observe(timeout=5) == ("p",)
