@@ -1,19 +1,30 @@
-"""A MkDocs hook: the settings reference is made from the settings table itself.
+"""The settings reference is made from the settings table itself, and kept in the pages.
 
-A page holds the line ``<!-- settings-table -->`` (or ``<!-- launcher-options NAME -->``);
-the hook replaces it with a Markdown table made from ``pastset.settings.specs.SETTINGS``
-(or from the built-in launcher's ``option_specs``), so the documentation cannot drift from
-the code.
+A page holds a generated table between two lines: ``<!-- settings-table -->`` (or
+``<!-- launcher-options NAME -->``) and ``<!-- end of generated table -->``. The table is
+made from ``pastset.settings.specs.SETTINGS`` (or from the built-in launcher's
+``option_specs``) and written into the page, so the page reads whole in the repository as
+well as on the site. Nobody edits it by hand: ``python docs/hooks/settings_table.py``
+writes every table afresh, ``--check`` says which pages are stale (tests/unit/test_docs.py
+fails on a stale one), and as a MkDocs hook it makes them afresh on every build, so the
+site is never behind the code either.
 """
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable
+import sys
+from pathlib import Path
+from typing import Any, Iterable, List
 
 from pastset.settings.specs import SETTINGS, SettingSpec, show_value
 
-MARKER = re.compile(r"^<!-- (settings-table|launcher-options (\w+)) -->$", re.MULTILINE)
+END = "<!-- end of generated table -->"
+#: a generated table with its two marker lines (the table itself may be missing)
+MARKER = re.compile(r"^(<!-- (settings-table|launcher-options (\w+)) -->\n)(?:.*?^" + re.escape(END) + r"$|)",
+                    re.MULTILINE | re.DOTALL)
+#: the pages that hold tables
+DOCS = Path(__file__).resolve().parent.parent
 
 
 def _cell(text: str) -> str:
@@ -53,15 +64,44 @@ def launcher_options_table(name: str) -> str:
 
 
 def expand(markdown: str) -> str:
-    """``markdown`` with every marker replaced by its table."""
+    """``markdown`` with every generated table made afresh between its marker lines."""
 
     def table(match: "re.Match[str]") -> str:
-        if match.group(2):
-            return launcher_options_table(match.group(2))
-        return settings_table()
+        made = launcher_options_table(match.group(3)) if match.group(3) else settings_table()
+        return match.group(1) + "\n" + made + "\n" + END
 
     return MARKER.sub(table, markdown)
 
 
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
     return expand(markdown)
+
+
+def stale_pages(write: bool) -> List[Path]:
+    """The pages whose tables are not what the code makes now (written afresh if ``write``)."""
+    stale = []
+    for page in sorted(DOCS.glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        fresh = expand(text)
+        if fresh != text:
+            stale.append(page)
+            if write:
+                page.write_text(fresh, encoding="utf-8")
+    return stale
+
+
+def main(argv: List[str]) -> int:
+    check = argv == ["--check"]
+    if argv and not check:
+        print("usage: python docs/hooks/settings_table.py [--check]\n"
+              "writes the settings and launcher-option tables of docs/*.md afresh from the code; "
+              "--check only lists the pages that are stale (exit 1)", file=sys.stderr)
+        return 2
+    stale = stale_pages(write=not check)
+    for page in stale:
+        print(f"{page.name}: {'stale' if check else 'written'}")
+    return 1 if check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

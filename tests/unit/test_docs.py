@@ -57,8 +57,21 @@ def test_the_settings_page_is_made_from_the_settings_table():
         assert f"`{spec.env}`" in row and spec.doc.split(";")[0].replace("|", "\\|") in row
         if spec.flag:
             assert f"`{spec.flag}`" in row
-    # nobody writes a settings table by hand beside it
-    assert not re.search(r"^\| `procs` \|", page, re.MULTILINE)
+    # nobody writes a settings table by hand beside the generated one
+    assert not re.search(r"^\| `procs` \|", HOOK.MARKER.sub("", page), re.MULTILINE)
+
+
+def test_the_tables_kept_in_the_pages_are_what_the_code_makes_now():
+    assert HOOK.stale_pages(write=False) == [], \
+        "a setting or launcher option changed: python docs/hooks/settings_table.py writes the tables afresh"
+
+
+def test_a_stale_table_is_made_afresh_whole():
+    fresh = HOOK.expand("Before.\n\n<!-- settings-table -->\n<!-- end of generated table -->\n\nAfter.\n")
+    stale = fresh.replace("| `procs` |", "| `processes` |")
+    assert HOOK.expand(stale) == fresh and HOOK.expand(fresh) == fresh
+    assert fresh.startswith("Before.\n\n<!-- settings-table -->\n\n| setting |")
+    assert fresh.endswith("|\n\n<!-- end of generated table -->\n\nAfter.\n")
 
 
 def test_the_launcher_tables_are_made_from_the_launchers_options():
