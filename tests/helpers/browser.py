@@ -62,6 +62,24 @@ def chromium(width: int = 1400, height: int = 1000, network_log: bool = False) -
         driver.quit()
 
 
+@contextlib.contextmanager
+def browser_for_test(screenshots: Any, network_log: bool = False) -> Iterator[Any]:
+    """What a browser test uses: :func:`chromium`, or a skip (a failure under CI) when the
+    browser is missing; if the test fails, a screenshot of its last page is left in the
+    directory ``screenshots`` as ``failed.png``."""
+    from .components import require
+
+    reason = missing()
+    require(reason is None, reason or "")
+    with chromium(network_log=network_log) as driver:
+        try:
+            yield driver
+        except BaseException:
+            with contextlib.suppress(Exception):
+                driver.save_screenshot(str(screenshots / "failed.png"))
+            raise
+
+
 def requested_urls(driver: Any) -> List[str]:
     """Every URL the browser asked for since the last call (the page, its scripts, style
     sheets, fonts, images, and what its scripts fetched), from a ``network_log`` driver."""

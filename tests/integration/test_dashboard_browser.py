@@ -4,7 +4,6 @@ without reloading, and says when the run has ended; a run of a thousand elements
 tasks stays one page of rows at a time."""
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any, Dict, List
 
@@ -13,8 +12,7 @@ import pytest
 from pastset.observe.dashboard import Dashboard
 from pastset.observe.statusdoc import runner_section
 
-from helpers.browser import chromium, missing
-from helpers.components import require
+from helpers.browser import browser_for_test
 from helpers.dashboardapp import dashboard_run
 from helpers.polling import wait_until
 
@@ -24,15 +22,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def browser(tmp_path):
     """A headless Chromium; a screenshot of its last page is left in tmp_path if the test fails."""
-    reason = missing()
-    require(reason is None, reason or "")
-    with chromium() as driver:
-        try:
-            yield driver
-        except BaseException:
-            with contextlib.suppress(Exception):
-                driver.save_screenshot(str(tmp_path / "failed.png"))
-            raise
+    with browser_for_test(tmp_path) as driver:
+        yield driver
 
 
 def rows(driver, table: str) -> List[Dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import Iterator, List, Tuple
 
 import pytest
 
-from helpers.browser import chromium, missing, requested_urls
+from helpers.browser import browser_for_test, requested_urls
 from helpers.components import require
 from helpers.docsite import MISSING, build_site
 from helpers.paths import ROOT
@@ -69,15 +69,8 @@ def served(site: Path) -> Iterator[str]:
 def browser(tmp_path):
     """A headless Chromium that logs every request; a screenshot of its last page is left in
     tmp_path if the test fails."""
-    reason = missing()
-    require(reason is None, reason or "")
-    with chromium(network_log=True) as driver:
-        try:
-            yield driver
-        except BaseException:
-            with contextlib.suppress(Exception):
-                driver.save_screenshot(str(tmp_path / "failed.png"))
-            raise
+    with browser_for_test(tmp_path, network_log=True) as driver:
+        yield driver
 
 
 def styled(driver) -> bool:
