@@ -20,9 +20,11 @@ from typing import Any, Iterable, List
 from pastset.settings.specs import SETTINGS, SettingSpec, show_value
 
 END = "<!-- end of generated table -->"
-#: a generated table with its two marker lines (the table itself may be missing)
-MARKER = re.compile(r"^(<!-- (settings-table|launcher-options (\w+)) -->\n)(?:.*?^" + re.escape(END) + r"$|)",
-                    re.MULTILINE | re.DOTALL)
+#: a marker line, with the table and end line below it when they are there; only blank and
+#: table lines may stand between the two, so a marker whose end line is missing never takes
+#: the page's text up to another table's end line with it
+MARKER = re.compile(r"^(<!-- (settings-table|launcher-options (\w+)) -->\n)(?:(?:(?:\|[^\n]*)?\n)*"
+                    + re.escape(END) + r"$)?", re.MULTILINE)
 #: the pages that hold tables
 DOCS = Path(__file__).resolve().parent.parent
 
@@ -68,7 +70,8 @@ def expand(markdown: str) -> str:
 
     def table(match: "re.Match[str]") -> str:
         made = launcher_options_table(match.group(3)) if match.group(3) else settings_table()
-        return match.group(1) + "\n" + made + "\n" + END
+        first_time = match.group(0) == match.group(1)  # a marker alone: its line break goes after the end line
+        return match.group(1) + "\n" + made + "\n" + END + ("\n" if first_time else "")
 
     return MARKER.sub(table, markdown)
 

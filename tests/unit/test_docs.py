@@ -72,6 +72,10 @@ def test_a_stale_table_is_made_afresh_whole():
     assert HOOK.expand(stale) == fresh and HOOK.expand(fresh) == fresh
     assert fresh.startswith("Before.\n\n<!-- settings-table -->\n\n| setting |")
     assert fresh.endswith("|\n\n<!-- end of generated table -->\n\nAfter.\n")
+    # a marker written without its end line gets a table of its own; the text after it stays
+    added = HOOK.expand("<!-- launcher-options slurm -->\n\nBetween.\n\n" + fresh)
+    assert added.startswith("<!-- launcher-options slurm -->\n\n| key |")
+    assert "<!-- end of generated table -->\n\nBetween.\n\n" + fresh in added
 
 
 def test_the_launcher_tables_are_made_from_the_launchers_options():
