@@ -13,6 +13,7 @@ import re
 import select
 import shutil
 import time
+from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple
 
 CHROMIUM = "/usr/bin/chromium"
@@ -63,7 +64,7 @@ def chromium(width: int = 1400, height: int = 1000, network_log: bool = False) -
 
 
 @contextlib.contextmanager
-def browser_for_test(screenshots: Any, network_log: bool = False) -> Iterator[Any]:
+def browser_for_test(screenshots: Path, network_log: bool = False) -> Iterator[Any]:
     """What a browser test uses: :func:`chromium`, or a skip (a failure under CI) when the
     browser is missing; if the test fails, a screenshot of its last page is left in the
     directory ``screenshots`` as ``failed.png``."""

@@ -86,6 +86,23 @@ def active_title(driver) -> str:
         "return a ? a.textContent.trim() : ''")
 
 
+def asked_elsewhere(driver, here: str) -> List[str]:
+    """The URLs the browser asked for since the last look that are neither under ``here``
+    (the site's base) nor made in the page itself (``data:``, ``blob:``)."""
+    return [url for url in requested_urls(driver) if not url.startswith((here, "data:", "blob:"))]
+
+
+def images_shown(driver) -> bool:
+    """Whether every image of the page's article loaded."""
+    return all(driver.execute_script("return arguments[0].naturalWidth", image) > 0
+               for image in driver.find_elements("css selector", "article img"))
+
+
+def page_of(url: str) -> str:
+    """The file name a URL shows, without its query and fragment."""
+    return url.split("?")[0].split("#")[0].rsplit("/", 1)[-1]
+
+
 def test_every_page_shows_asking_nothing_of_another_host(site, browser):
     with served(site) as base:
         for title, page in navigation():
@@ -93,11 +110,8 @@ def test_every_page_shows_asking_nothing_of_another_host(site, browser):
             assert styled(browser), page
             assert active_title(browser) == title, page
             assert browser.find_element("tag name", "h1").text.strip(), page
-            for image in browser.find_elements("css selector", "article img"):
-                assert browser.execute_script("return arguments[0].naturalWidth", image) > 0, (page, image)
-            elsewhere = [url for url in requested_urls(browser)
-                         if not url.startswith((base, "data:", "blob:"))]
-            assert elsewhere == [], page
+            assert images_shown(browser), page
+            assert asked_elsewhere(browser, base) == [], page
             errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
             assert errors == [], page
 
@@ -114,13 +128,12 @@ def test_the_search_box_finds_the_pages_that_explain_a_word(site, browser):
         box.click()
         box.send_keys("deadlock")
         found = wait_until(lambda: search_results(browser), timeout=30, interval=0.1)
-        pages = {href.split("?")[0].split("#")[0].rsplit("/", 1)[-1] for href in found}
+        pages = {page_of(href) for href in found}
         assert {"tutorial.html", "running.html"} <= pages, found
         browser.find_element("css selector", ".md-search-result__item > a").click()
-        assert wait_until(lambda: browser.current_url.split("?")[0].split("#")[0] != base + "index.html",
-                          timeout=10, interval=0.05)
+        assert wait_until(lambda: page_of(browser.current_url) != "index.html", timeout=10, interval=0.05)
         assert browser.find_element("tag name", "h1").text.strip()
-        assert [url for url in requested_urls(browser) if not url.startswith((base, "data:", "blob:"))] == []
+        assert asked_elsewhere(browser, base) == []
 
 
 def test_the_pages_read_straight_from_disk(site, browser):
@@ -132,8 +145,7 @@ def test_the_pages_read_straight_from_disk(site, browser):
             continue
         link = browser.find_element("css selector", f".md-nav--primary a.md-nav__link[href='{page}']")
         link.click()
-        assert wait_until(lambda page=page: browser.current_url.endswith("/" + page), timeout=10, interval=0.05), page
+        assert wait_until(lambda page=page: page_of(browser.current_url) == page, timeout=10, interval=0.05), page
         assert styled(browser) and active_title(browser) == title, page
-        for image in browser.find_elements("css selector", "article img"):
-            assert browser.execute_script("return arguments[0].naturalWidth", image) > 0, (page, image)
-    assert [url for url in requested_urls(browser) if not url.startswith(("file://", "data:", "blob:"))] == []
+        assert images_shown(browser), page
+    assert asked_elsewhere(browser, "file://") == []
